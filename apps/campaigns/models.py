@@ -1,0 +1,182 @@
+"""Campaigns, their offers, the approval rules and votes, and the audit trail of every transition.
+
+The lifecycle (RULES.md §3) is a django-fsm-2 ``FSMField(protected=True)``: the state changes only
+through transition methods, and those are called only by ``apps.campaigns.services``. Re-read a
+campaign's state with ``Campaign.objects.get(pk=...)`` (``refresh_from_db`` refuses protected fields).
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MinValueValidator
+from django.db import models
+from django_fsm import FSMField
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    IN_REVIEW = "in_review", "In review"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    SCHEDULED = "scheduled", "Scheduled"
+    LIVE = "live", "Live"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    ARCHIVED = "archived", "Archived"
+
+
+class Channel(models.TextChoices):
+    DISPLAY = "display", "Display (OpenRTB)"
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    WHATSAPP = "whatsapp", "WhatsApp"
+    PUSH = "push", "Push"
+    IN_APP = "in_app", "In-app"
+    WEB = "web", "Web personalisation"
+    IN_STORE = "in_store", "In-store"
+    PAID_MEDIA = "paid_media", "Paid media"
+
+
+class DeviceType(models.TextChoices):
+    DESKTOP = "desktop", "Desktop"
+    MOBILE = "mobile", "Mobile"
+    TABLET = "tablet", "Tablet"
+    CTV = "ctv", "Connected TV"
+
+
+class Campaign(models.Model):
+    name = models.CharField(max_length=200)
+    advertiser = models.CharField(max_length=200)
+    budget = models.DecimalField(max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))])
+    currency = models.CharField(max_length=3, default="USD")
+    # Spend already committed against the budget (win notices). Changed only by atomic updates.
+    spent = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal("0"))
+    channels = ArrayField(models.CharField(max_length=20, choices=Channel.choices), default=list)
+    start_at = models.DateTimeField()
+    end_at = models.DateTimeField()
+    # Targeting; an empty list means "any".
+    target_countries = ArrayField(models.CharField(max_length=3), default=list, blank=True,
+                                  help_text="ISO-3166 alpha-3 (OpenRTB geo.country) or alpha-2 codes")
+    target_device_types = ArrayField(models.CharField(max_length=10, choices=DeviceType.choices), default=list, blank=True)
+    target_segments = ArrayField(models.PositiveIntegerField(), default=list, blank=True)
+    max_impressions_per_hour = models.PositiveIntegerField(default=10)
+    max_impressions_per_day = models.PositiveIntegerField(default=50)
+
+    status = FSMField(default=CampaignStatus.DRAFT, choices=CampaignStatus.choices, protected=True, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="campaigns_created")
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="campaigns_submitted")
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    approval_rule = models.ForeignKey("ApprovalRule", on_delete=models.PROTECT, null=True, blank=True,
+                                      help_text="The strictest rule that matched when it was submitted")
+    required_approvals = models.PositiveSmallIntegerField(default=0)
+    # Bumped on every edit while in review: votes of an older round no longer count.
+    review_round = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(end_at__gt=models.F("start_at")), name="campaign_ends_after_start"),
+            models.CheckConstraint(condition=models.Q(budget__gt=0), name="campaign_budget_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_status_display()})"
+
+    @property
+    def remaining_budget(self) -> Decimal:
+        return max(self.budget - self.spent, Decimal("0"))
+
+
+class CreativeFormat(models.TextChoices):
+    BANNER = "banner", "Banner"
+    VIDEO = "video", "Video"
+    NATIVE = "native", "Native"
+
+
+class Offer(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="offers")
+    name = models.CharField(max_length=200)
+    creative_markup = models.TextField(help_text="HTML (banner), VAST XML (video) or native JSON returned as adm")
+    width = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    height = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    format = models.CharField(max_length=10, choices=CreativeFormat.choices, default=CreativeFormat.BANNER)
+    landing_url = models.URLField(max_length=500)
+    advertiser_domain = models.CharField(max_length=200, help_text="Sent as adomain; checked against badv")
+    category = models.CharField(max_length=20, help_text="IAB content category, e.g. IAB1-1; checked against bcat")
+    max_bid_cpm = models.DecimalField(max_digits=10, decimal_places=4, validators=[MinValueValidator(Decimal("0.0001"))])
+    priority = models.PositiveSmallIntegerField(default=5, help_text="Higher goes first when candidates are capped")
+    observed_ctr = models.FloatField(default=0.0, help_text="Click-through rate observed so far (a model feature)")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.width}x{self.height}"
+
+
+class ApprovalRule(models.Model):
+    """Which campaigns need how many approvals (RULES.md §3). The strictest matching rule applies."""
+
+    name = models.CharField(max_length=100, unique=True)
+    min_approvals = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
+    budget_threshold = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True,
+                                           help_text="Matches campaigns whose budget is above this amount")
+    channels = ArrayField(models.CharField(max_length=20, choices=Channel.choices), default=list, blank=True,
+                          help_text="Matches campaigns using any of these channels")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["min_approvals", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (min {self.min_approvals})"
+
+
+class VoteDecision(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+
+
+class ApprovalVote(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="votes")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approval_votes")
+    review_round = models.PositiveIntegerField()
+    decision = models.CharField(max_length=10, choices=VoteDecision.choices)
+    reason = models.TextField(blank=True)
+    voided = models.BooleanField(default=False, help_text="Set when the campaign was edited after this vote")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "approver", "review_round"], name="one_vote_per_approver_per_round"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.approver} {self.decision} {self.campaign_id}"
+
+
+class CampaignTransition(models.Model):
+    """Audit row for every transition and vote: who, when, from, to, why."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="transitions")
+    action = models.CharField(max_length=30)
+    from_status = models.CharField(max_length=20, choices=CampaignStatus.choices)
+    to_status = models.CharField(max_length=20, choices=CampaignStatus.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                              help_text="Empty for the scheduler")
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action}: {self.from_status} → {self.to_status}"

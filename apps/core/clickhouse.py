@@ -1,0 +1,116 @@
+"""The one gateway to ClickHouse (PostHog's ``sync_execute`` pattern).
+
+Every ClickHouse query and insert goes through :func:`execute` / :func:`insert`, which add the
+timeouts, a per-thread client, metrics and the database named in ``CLICKHOUSE_URL``. SQL must run on
+Debian's ClickHouse 18.16 and on current releases: ``DateTime`` not ``DateTime64``, no TTL, no window
+functions, no CTEs, client-side ``%(name)s`` parameters only.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterable, Sequence
+from urllib.parse import urlparse
+
+from clickhouse_driver import Client
+from clickhouse_driver import errors as ch_errors
+from prometheus_client import Counter, Histogram
+
+from config import env
+
+QUERY_SECONDS = Histogram("clickhouse_query_seconds", "ClickHouse query time", ["kind"])
+QUERY_ERRORS = Counter("clickhouse_query_errors_total", "ClickHouse queries that failed", ["kind"])
+
+ClickHouseError = (ch_errors.Error, OSError, EOFError)
+
+_local = threading.local()
+
+
+def _parse(url: str) -> dict[str, Any]:
+    parsed = urlparse(url)
+    if parsed.scheme != "clickhouse":
+        raise ValueError(f"CLICKHOUSE_URL must look like clickhouse://user@host:9000/db, got {url!r}")
+    return {
+        "host": parsed.hostname or "127.0.0.1",
+        "port": parsed.port or 9000,
+        "user": parsed.username or "default",
+        "password": parsed.password or "",
+        "database": parsed.path.lstrip("/") or "default",
+    }
+
+
+def url() -> str:
+    return env.env_str("CLICKHOUSE_URL", env.CLICKHOUSE_URL)
+
+
+def database() -> str:
+    return _parse(url())["database"]
+
+
+def _client(*, with_database: bool = True) -> Client:
+    key = (url(), with_database)
+    cached = getattr(_local, "clients", {})
+    client = cached.get(key)
+    if client is None:
+        params = _parse(url())
+        if not with_database:
+            params["database"] = "default"
+        client = Client(
+            **params,
+            connect_timeout=env.env_float("CLICKHOUSE_CONNECT_TIMEOUT", 2.0),
+            send_receive_timeout=env.env_float("CLICKHOUSE_QUERY_TIMEOUT", 30.0),
+            sync_request_timeout=5,
+            settings={"max_execution_time": int(env.env_float("CLICKHOUSE_QUERY_TIMEOUT", 30.0))},
+        )
+        cached[key] = client
+        _local.clients = cached
+    return client
+
+
+def reset_connections() -> None:
+    """Drop this thread's clients (after a fork, or when the server went away)."""
+    for client in getattr(_local, "clients", {}).values():
+        try:
+            client.disconnect()
+        except Exception:  # noqa: BLE001 - best effort on a dead socket
+            pass
+    _local.clients = {}
+
+
+def execute(sql: str, params: dict[str, Any] | None = None, *, kind: str = "query", with_database: bool = True) -> list[tuple]:
+    """Run one statement and return its rows. Raises one of ``ClickHouseError`` on failure."""
+    started = time.perf_counter()
+    try:
+        return _client(with_database=with_database).execute(sql, params or {})
+    except ClickHouseError:
+        QUERY_ERRORS.labels(kind).inc()
+        reset_connections()
+        raise
+    finally:
+        QUERY_SECONDS.labels(kind).observe(time.perf_counter() - started)
+
+
+def insert(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """Insert rows (tuples in ``columns`` order) in one native-protocol INSERT; returns the count."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    cols = ", ".join(columns)
+    started = time.perf_counter()
+    try:
+        _client().execute(f"INSERT INTO {table} ({cols}) VALUES", rows)
+    except ClickHouseError:
+        QUERY_ERRORS.labels("insert").inc()
+        reset_connections()
+        raise
+    finally:
+        QUERY_SECONDS.labels("insert").observe(time.perf_counter() - started)
+    return len(rows)
+
+
+def ensure_database() -> None:
+    execute(f"CREATE DATABASE IF NOT EXISTS {database()}", with_database=False, kind="ddl")
+
+
+def ping() -> None:
+    execute("SELECT 1", kind="ping", with_database=False)

@@ -1,0 +1,26 @@
+"""Plain Redis clients (profiles, counters, snapshots, streams) for sync Django code and asyncio."""
+from __future__ import annotations
+
+import functools
+
+import redis
+import redis.asyncio as aioredis
+
+from config import env
+
+
+@functools.lru_cache(maxsize=8)
+def _sync_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30)
+
+
+def client(url: str | None = None) -> redis.Redis:
+    """The process-wide sync client for ``REDIS_URL`` (thread-safe connection pool)."""
+    return _sync_client(url or env.env_str("REDIS_URL", env.REDIS_URL))
+
+
+def async_client(url: str | None = None, **kwargs) -> aioredis.Redis:
+    """A new asyncio client; create one per event loop and keep it."""
+    return aioredis.Redis.from_url(
+        url or env.env_str("REDIS_URL", env.REDIS_URL), socket_connect_timeout=1, socket_timeout=2, **kwargs
+    )

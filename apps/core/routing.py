@@ -1,0 +1,15 @@
+"""Routing for the web process's ASGI app: websocket routes, and the bid app's paths."""
+from __future__ import annotations
+
+websocket_urlpatterns: list = []
+
+BID_PATH_PREFIXES = ("/v1/bid", "/v1/win")
+
+
+def bid_paths(path: str):
+    """The bid ASGI app when ``path`` belongs to it, else None (Django handles the request)."""
+    if path.startswith(BID_PATH_PREFIXES):
+        from apps.bidding.asgi import app
+
+        return app
+    return None

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class OmnichannelConfig(AppConfig):
+    name = "apps.omnichannel"
+    label = "omnichannel"
+    verbose_name = "Omnichannel"

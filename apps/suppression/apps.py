@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SuppressionConfig(AppConfig):
+    name = "apps.suppression"
+    label = "suppression"

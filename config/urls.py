@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.core import views as core_views
+
+urlpatterns = [
+    path("live", core_views.live, name="live"),
+    path("ready", core_views.ready, name="ready"),
+    path("metrics", core_views.metrics, name="metrics"),
+    path("admin/", admin.site.urls),
+    path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("v1/campaigns/", include("apps.campaigns.api.urls")),
+    path("v1/loyalty/", include("apps.loyalty.api.urls")),
+    path("v1/suppression/", include("apps.suppression.api.urls")),
+    path("v1/channels/", include("apps.omnichannel.api.urls")),
+    path("v1/webhooks/", include("apps.omnichannel.api.webhook_urls")),
+    path("v1/reports/", include("apps.analytics.api.urls")),
+    path("", core_views.home, name="home"),
+]

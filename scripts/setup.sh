@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Everything `make run` and `make test` share: services, virtualenv, pinned requirements, databases.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t0=$SECONDS
+bash scripts/services.sh
+VENV=${VENV:-.venv}
+REQS=${REQS:-requirements/test.txt}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+stamp="$VENV/.installed-$(cat requirements/*.txt | sha1sum | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  echo "[setup] installing $REQS into $VENV"
+  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
+  "$VENV/bin/pip" install -q -r "$REQS" 2>&1 | grep -v 'is ignored' || true
+  "$VENV/bin/python" -c "import django, django_fsm, rest_framework, grpc, numpy, nats, clickhouse_driver" \
+    || { echo "[setup] requirements did not install"; exit 1; }
+  rm -f "$VENV"/.installed-*; touch "$stamp"
+fi
+DB=${POSTGRES_DB:-campaign_express}
+psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$DB'" | grep -q 1 \
+  || createdb -h 127.0.0.1 -U postgres "$DB"
+echo "[setup] ready in $((SECONDS - t0))s"
