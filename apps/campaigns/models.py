@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MinValueValidator
 from django.db import models
-from django_fsm import FSMField
+from django_fsm import FSMField, transition
 
 
 class CampaignStatus(models.TextChoices):
@@ -90,6 +90,55 @@ class Campaign(models.Model):
     @property
     def remaining_budget(self) -> Decimal:
         return max(self.budget - self.spent, Decimal("0"))
+
+    # --- lifecycle (RULES.md §3) -----------------------------------------------------------------
+    # The transitions only encode which state may follow which. Who may trigger them, the
+    # conditions (start in the future, reason given, enough votes) and the audit row live in
+    # ``apps.campaigns.services`` — call those, never these methods directly.
+
+    @transition(field=status, source=CampaignStatus.DRAFT, target=CampaignStatus.IN_REVIEW)
+    def submit(self) -> None:
+        """draft → in_review"""
+
+    @transition(field=status, source=CampaignStatus.IN_REVIEW, target=CampaignStatus.APPROVED)
+    def approve(self) -> None:
+        """in_review → approved (once enough approvals of the current round are in)"""
+
+    @transition(field=status, source=CampaignStatus.IN_REVIEW, target=CampaignStatus.REJECTED)
+    def reject(self) -> None:
+        """in_review → rejected (any rejection)"""
+
+    @transition(field=status, source=CampaignStatus.REJECTED, target=CampaignStatus.DRAFT)
+    def revise(self) -> None:
+        """rejected → draft"""
+
+    @transition(field=status, source=CampaignStatus.IN_REVIEW, target=CampaignStatus.DRAFT)
+    def request_changes(self) -> None:
+        """in_review → draft"""
+
+    @transition(field=status, source=CampaignStatus.APPROVED, target=CampaignStatus.SCHEDULED)
+    def schedule(self) -> None:
+        """approved → scheduled (start in the future)"""
+
+    @transition(field=status, source=[CampaignStatus.SCHEDULED, CampaignStatus.APPROVED], target=CampaignStatus.LIVE)
+    def go_live(self) -> None:
+        """scheduled → live when the start time comes; approved → live when it has already come"""
+
+    @transition(field=status, source=CampaignStatus.LIVE, target=CampaignStatus.PAUSED)
+    def pause(self) -> None:
+        """live → paused"""
+
+    @transition(field=status, source=CampaignStatus.PAUSED, target=CampaignStatus.LIVE)
+    def resume(self) -> None:
+        """paused → live"""
+
+    @transition(field=status, source=CampaignStatus.LIVE, target=CampaignStatus.COMPLETED)
+    def complete(self) -> None:
+        """live → completed (end time reached or budget spent)"""
+
+    @transition(field=status, source=CampaignStatus.COMPLETED, target=CampaignStatus.ARCHIVED)
+    def archive(self) -> None:
+        """completed → archived"""
 
 
 class CreativeFormat(models.TextChoices):
