@@ -1,0 +1,280 @@
+"""Non-blocking analytics emitter: ``emit(event_type, **fields)`` (RULES.md §10, DESIGN "Analytics pipeline").
+
+Hot path: :func:`emit` checks the event type and field names, stamps ``event_id`` (uuid4 hex) and the
+UTC timestamp (integer microseconds), and appends a small tuple to an in-process ``deque``. No lock,
+no serialisation, no I/O: a few µs (``bench``: ``python -m apps.analytics.bench_emit``). It is safe
+from sync Django code, from asyncio code (it never awaits or blocks) and from any thread
+(``deque.append`` / ``popleft`` are atomic).
+
+The buffer is bounded by ``ANALYTICS_BUFFER_SIZE`` (default 100000). When it is full the *new* event
+is refused and counted in ``analytics_events_dropped_total{reason="overflow"}`` — emit never blocks
+and never raises for a full buffer.
+
+A daemon thread (started on first emit, re-created after ``fork`` via ``os.register_at_fork``, so
+uvicorn workers and Celery prefork children each get their own) wakes every
+``ANALYTICS_FLUSH_INTERVAL_MS`` (100 ms), normalises events into rows (:func:`events.to_row` — a
+bad value is logged and counted as ``reason="invalid"`` here, never in the consumer), packs up to
+``ANALYTICS_STREAM_CHUNK`` rows (100) into one msgpack stream entry and XADDs the entries in one
+pipeline to the Redis stream ``ANALYTICS_STREAM`` ("analytics:events") on ``ANALYTICS_REDIS_URL``
+(default ``REDIS_URL``).
+
+No MAXLEN: trimming could delete entries the consumer has not inserted yet. The stream is emptied
+by the consumer (XACK + XDEL after the ClickHouse insert); ``analytics_stream_length`` shows its size.
+
+Redis down: the encoded entries stay in the flusher (``analytics_flush_errors_total`` counts each
+failed attempt) and are retried with back-off; meanwhile the flusher stops draining the buffer, so
+new events wait in the buffer and only an overflow of the buffer loses (counted) events. A retry
+after a partly applied pipeline may write an entry twice: the pipeline is at-least-once and the
+ClickHouse table deduplicates by ``event_id`` (see ``apps.analytics.pipeline``).
+
+At interpreter exit (``atexit``, and Celery's ``worker_process_shutdown``) the buffer is flushed with
+a short deadline (``ANALYTICS_EXIT_FLUSH_SECONDS``, 3 s); whatever cannot be written then is counted
+as ``reason="exit"``.
+"""
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import threading
+import time
+import weakref
+from typing import Any
+
+import msgspec
+import redis
+import structlog
+from prometheus_client import Counter, Gauge
+
+from apps.analytics import events
+from config import env
+
+log = structlog.get_logger(__name__)
+
+EVENTS_DROPPED = Counter(
+    "analytics_events_dropped_total", "Analytics events lost before reaching the stream", ["reason"]
+)
+EVENTS_FLUSHED = Counter("analytics_events_flushed_total", "Analytics events written to the Redis stream")
+FLUSH_ERRORS = Counter("analytics_flush_errors_total", "Failed attempts to write analytics events to Redis")
+BUFFERED = Gauge(
+    "analytics_buffer_events", "Analytics events waiting in this process's buffer", multiprocess_mode="livesum"
+)
+
+_DROPPED_OVERFLOW = EVENTS_DROPPED.labels("overflow")
+_ENCODE = msgspec.msgpack.Encoder().encode
+
+_time_ns = time.time_ns
+_urandom = os.urandom
+
+
+def new_event_id() -> str:
+    """A uuid4 as 32 hex digits. Same bits as ``uuid.uuid4().hex`` at a third of the cost (0.75 µs vs
+    2 µs here): os.urandom (fork-safe) with the RFC 4122 version and variant bits set."""
+    raw = bytearray(_urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    return raw.hex()
+
+_check = events.check
+
+DEFAULT_STREAM = "analytics:events"
+
+
+def stream_name() -> str:
+    return env.env_str("ANALYTICS_STREAM", DEFAULT_STREAM)
+
+
+class Emitter:
+    """A bounded buffer plus its background flusher. The process-wide instance backs :func:`emit`;
+    tests build their own (another Redis URL, a small capacity)."""
+
+    def __init__(
+        self,
+        *,
+        redis_url: str | None = None,
+        stream: str | None = None,
+        capacity: int | None = None,
+        interval: float | None = None,
+        chunk: int | None = None,
+        autostart: bool = True,
+    ) -> None:
+        self.redis_url = redis_url or env.env_str("ANALYTICS_REDIS_URL", "") or env.env_str("REDIS_URL", env.REDIS_URL)
+        self.stream = stream or stream_name()
+        self.capacity = capacity if capacity is not None else env.env_int("ANALYTICS_BUFFER_SIZE", 100_000)
+        self.interval = interval if interval is not None else env.env_int("ANALYTICS_FLUSH_INTERVAL_MS", 100) / 1000
+        self.chunk = max(1, chunk if chunk is not None else env.env_int("ANALYTICS_STREAM_CHUNK", 100))
+        self.autostart = autostart
+        # events drained from the buffer per flush round (bounds what a Redis outage holds outside it)
+        self.round_max = max(self.chunk, 10_000)
+        self._reset_state()
+        _EMITTERS.add(self)
+
+    def _reset_state(self) -> None:
+        """Fresh buffer, locks and thread (at init and in a forked child: the parent's buffered
+        events belong to the parent, which flushes them; the parent's locks may be held)."""
+        self._buf: collections.deque = collections.deque()
+        self._pending: list[tuple[bytes, int]] = []  # (encoded entry, events in it) awaiting Redis
+        self._flush_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._redis: redis.Redis | None = None
+        self._failures = 0
+
+    # --- hot path ------------------------------------------------------------------------------
+    def emit(self, event_type: str, **fields: Any) -> None:
+        """Queue one event; see the module docstring. ValueError / TypeError for a programming error."""
+        _check(event_type, fields)
+        buf = self._buf
+        if len(buf) >= self.capacity:
+            _DROPPED_OVERFLOW.inc()
+            return
+        buf.append((event_type, new_event_id(), _time_ns() // 1000, fields))
+        if not self._started and self.autostart:
+            self.start()
+
+    # --- background ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the flusher thread (idempotent; called by the first emit)."""
+        with self._start_lock:
+            if self._started:
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="analytics-flusher", daemon=True)
+            self._thread.start()
+            self._started = True
+
+    def stop(self, *, flush: bool = True, timeout: float = 3.0) -> bool:
+        """Stop the flusher thread and (by default) flush what is left. True when nothing is left."""
+        with self._start_lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
+            self._started = False
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        return self.flush(timeout=timeout) if flush else self.backlog() == 0
+
+    def backlog(self) -> int:
+        """Events not yet in the stream (buffer plus encoded entries waiting for Redis)."""
+        return len(self._buf) + sum(count for _, count in self._pending)
+
+    def _run(self) -> None:
+        while True:
+            delay = self.interval if not self._failures else min(2.0, self.interval * 2 ** min(self._failures, 5))
+            if self._stop.wait(delay):
+                return
+            try:
+                self.flush_once()
+            except Exception:  # noqa: BLE001 - the flusher must survive anything and keep the events
+                log.exception("analytics_flusher_crashed")
+
+    def _client(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1, socket_timeout=2)
+        return self._redis
+
+    def _send(self, entries: list[tuple[bytes, int]]) -> bool:
+        try:
+            pipe = self._client().pipeline(transaction=False)
+            for payload, _ in entries:
+                pipe.xadd(self.stream, {"d": payload})
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            FLUSH_ERRORS.inc()
+            self._failures += 1
+            if self._failures in (1, 10) or self._failures % 100 == 0:
+                log.warning("analytics_flush_failed", error=str(exc), attempts=self._failures, backlog=self.backlog())
+            return False
+        if self._failures:
+            log.info("analytics_flush_recovered", attempts=self._failures)
+        self._failures = 0
+        return True
+
+    def flush_once(self) -> bool:
+        """One flush round: retry held entries, then drain the buffer. True when all was written."""
+        with self._flush_lock:
+            if self._pending:
+                if not self._send(self._pending):
+                    BUFFERED.set(self.backlog())
+                    return False
+                EVENTS_FLUSHED.inc(self.backlog() - len(self._buf))
+                self._pending = []
+            buf = self._buf
+            while buf:
+                rows: list[tuple] = []
+                popleft = buf.popleft
+                for _ in range(min(self.round_max, len(buf))):
+                    event_type, event_id, ts_us, fields = popleft()
+                    try:
+                        rows.append(events.to_row(event_type, event_id, ts_us, fields))
+                    except events.InvalidEvent as exc:
+                        EVENTS_DROPPED.labels("invalid").inc()
+                        log.error("analytics_event_invalid", event_type=event_type, error=str(exc))
+                entries = [
+                    (_ENCODE(rows[start : start + self.chunk]), len(rows[start : start + self.chunk]))
+                    for start in range(0, len(rows), self.chunk)
+                ]
+                self._pending = entries
+                if not self._send(entries):
+                    BUFFERED.set(self.backlog())
+                    return False
+                EVENTS_FLUSHED.inc(len(rows))
+                self._pending = []
+            BUFFERED.set(len(buf))
+            return True
+
+    def flush(self, *, timeout: float = 5.0) -> bool:
+        """Write everything buffered now (tests, exit). Retries until ``timeout``; True when empty."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.flush_once() and not self._buf:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def _after_fork_in_child(self) -> None:
+        self._reset_state()
+
+
+_EMITTERS: "weakref.WeakSet[Emitter]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for emitter in list(_EMITTERS):
+        emitter._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def flush_all_at_exit() -> None:
+    """Flush every emitter with a short deadline; count what could not be written."""
+    timeout = env.env_float("ANALYTICS_EXIT_FLUSH_SECONDS", 3.0)
+    for emitter in list(_EMITTERS):
+        if not emitter.backlog():
+            continue
+        if not emitter.stop(flush=True, timeout=timeout):
+            lost = emitter.backlog()
+            EVENTS_DROPPED.labels("exit").inc(lost)
+            log.error("analytics_events_lost_at_exit", count=lost, stream=emitter.stream)
+
+
+atexit.register(flush_all_at_exit)
+
+_default = Emitter()
+
+
+def default_emitter() -> Emitter:
+    """The process-wide emitter behind :func:`emit`."""
+    return _default
+
+
+def emit(event_type: str, **fields: Any) -> None:
+    """Queue one analytics event without blocking (see the module docstring).
+
+    ``event_type`` must be one of :data:`apps.analytics.events.EVENT_TYPES` (else ValueError) and
+    every keyword one of :data:`apps.analytics.events.FIELDS` (else TypeError).
+    """
+    _default.emit(event_type, **fields)

@@ -1,0 +1,185 @@
+"""The one event schema for everything the platform emits into analytics (RULES.md §10).
+
+An event is ``event_type`` plus any of the optional fields in :data:`FIELDS`. ``event_id`` (uuid4 hex)
+and ``timestamp`` (UTC, microseconds) are added by :func:`apps.analytics.emitter.emit` at emit time.
+
+Field types (what ``emit`` accepts and what comes back out of ClickHouse):
+
+* ids — ``request_id user_id campaign_id offer_id bid_id imp_id activation_id``: strings. An int id
+  (e.g. a Django pk) is stored as its decimal string, so ``campaign_id=42`` reads back as ``"42"``.
+* labels — ``reason channel platform country device_type tier``: strings.
+* ``price`` / ``win_price`` (CPM, USD) and ``amount``: floats; ``latency_us`` and ``stars``: ints.
+* ``extra``: a dict of anything else, stored as JSON text (values JSON cannot hold — Decimal, UUID,
+  datetime — are stored as their ``str``). ``bid_request`` events are sampled: the emitter of a sampled
+  ``bid_request`` puts ``extra={"sample_rate": 0.01}`` so raw counts can be scaled.
+
+Absent fields are stored as ``""`` (strings) or NULL (numbers) and read back as ``None``.
+
+The wire form between the emitter's flusher and the consumer is a *row*: a tuple in :data:`COLUMNS`
+order with the timestamp as integer microseconds since the epoch (:func:`to_row`); normalising in
+the flusher means a bad value is caught in the process that emitted it, never in the consumer
+where it would poison a whole batch.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from typing import Any
+
+import msgspec
+import orjson
+
+EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        "bid_request", "bid_response", "no_bid", "win", "click",
+        "loyalty_earn", "loyalty_redeem", "loyalty_expire", "loyalty_adjust", "loyalty_tier_change",
+        "activation_queued", "activation_sent", "activation_delivered", "activation_failed",
+        "email_delivered", "email_open", "email_click", "email_bounce", "email_spamreport",
+        "email_unsubscribe",
+        "dsp_bid", "dsp_win",
+    }
+)
+
+ID_FIELDS = ("request_id", "user_id", "campaign_id", "offer_id", "bid_id", "imp_id", "activation_id")
+LABEL_FIELDS = ("reason", "channel", "platform", "country", "device_type", "tier")
+FLOAT_FIELDS = ("price", "win_price", "amount")
+INT_FIELDS = ("latency_us", "stars")
+STR_FIELDS = ID_FIELDS + LABEL_FIELDS
+
+#: Every optional field ``emit`` accepts, in the order they are stored.
+FIELDS: tuple[str, ...] = (
+    "request_id", "user_id", "campaign_id", "offer_id", "bid_id", "imp_id",
+    "price", "win_price", "latency_us", "reason", "channel", "activation_id",
+    "stars", "amount", "platform", "country", "device_type", "tier", "extra",
+)
+FIELD_SET: frozenset[str] = frozenset(FIELDS)
+
+#: Columns of ``analytics_events`` that a row carries, in row order.
+COLUMNS: tuple[str, ...] = ("event_id", "event_type", "timestamp", "timestamp_us") + FIELDS
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One analytics event as read back (and as documented for every emitter)."""
+
+    event_id: str
+    event_type: str
+    timestamp: dt.datetime
+    request_id: str | None = None
+    user_id: str | None = None
+    campaign_id: str | None = None
+    offer_id: str | None = None
+    bid_id: str | None = None
+    imp_id: str | None = None
+    price: float | None = None
+    win_price: float | None = None
+    latency_us: int | None = None
+    reason: str | None = None
+    channel: str | None = None
+    activation_id: str | None = None
+    stars: int | None = None
+    amount: float | None = None
+    platform: str | None = None
+    country: str | None = None
+    device_type: str | None = None
+    tier: str | None = None
+    extra: dict[str, Any] | None = None
+
+
+class InvalidEvent(ValueError):
+    """A field value that cannot be stored (raised in the flusher, counted and logged there)."""
+
+
+def check(event_type: str, fields: dict[str, Any]) -> None:
+    """The cheap checks ``emit`` does on the caller's thread: ValueError / TypeError."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown analytics event type {event_type!r}")
+    if not fields.keys() <= FIELD_SET:
+        unknown = sorted(set(fields) - FIELD_SET)
+        raise TypeError(f"unknown analytics event field(s) {unknown} for {event_type!r}")
+
+
+def _json_default(value: Any) -> str:
+    return str(value)
+
+
+def to_row(event_type: str, event_id: str, ts_us: int, fields: dict[str, Any]) -> tuple:
+    """Normalise one emitted event into a storable row (see module docstring). Raises InvalidEvent."""
+    get = fields.get
+    out: list[Any] = [event_id, event_type, ts_us // 1_000_000, ts_us % 1_000_000]
+    for name in FIELDS:
+        value = get(name)
+        if value is None:
+            out.append("" if name in _STR_SET else None)
+        elif name in _STR_SET:
+            if not isinstance(value, str):
+                # ints and UUIDs are fine as ids; a float, a bool or a container is a programming error
+                if isinstance(value, bool) or not isinstance(value, (int, uuid.UUID)):
+                    raise InvalidEvent(f"{name} must be a string or an int id, got {type(value).__name__}")
+                value = str(value)
+            out.append(value)
+        elif name in _FLOAT_SET:
+            if isinstance(value, bool):
+                raise InvalidEvent(f"{name} must be a number, got bool")
+            try:
+                number = float(value)
+            except (TypeError, ValueError) as exc:
+                raise InvalidEvent(f"{name} must be a number, got {value!r}") from exc
+            if not math.isfinite(number):
+                raise InvalidEvent(f"{name} must be finite, got {value!r}")
+            out.append(number)
+        elif name in _INT_SET:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidEvent(f"{name} must be an int, got {value!r}")
+            if isinstance(value, float):
+                if not math.isfinite(value):
+                    raise InvalidEvent(f"{name} must be finite, got {value!r}")
+                value = int(round(value))
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise InvalidEvent(f"{name} out of range: {value!r}")
+            out.append(value)
+        else:  # extra
+            if not isinstance(value, dict):
+                raise InvalidEvent(f"extra must be a dict, got {type(value).__name__}")
+            out.append(orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode())
+    return tuple(out)
+
+
+_STR_SET = frozenset(STR_FIELDS)
+_FLOAT_SET = frozenset(FLOAT_FIELDS)
+_INT_SET = frozenset(INT_FIELDS)
+
+#: Index of the whole-second timestamp in a row; the consumer turns it into a datetime.
+TS_INDEX = 2
+
+UTC = dt.timezone.utc
+
+
+def row_to_insert(row: list | tuple) -> tuple:
+    """A decoded wire row → the tuple ``clickhouse_driver`` inserts (timestamp as a UTC datetime)."""
+    values = list(row)
+    values[TS_INDEX] = dt.datetime.fromtimestamp(values[TS_INDEX], UTC)
+    return tuple(values)
+
+
+def from_db(record: dict[str, Any]) -> Event:
+    """A row read from ``analytics_events`` (a column → value dict) → :class:`Event`."""
+    ts = record["timestamp"]
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    kwargs: dict[str, Any] = {
+        "event_id": record["event_id"],
+        "event_type": record["event_type"],
+        "timestamp": ts.astimezone(UTC).replace(microsecond=int(record.get("timestamp_us") or 0)),
+    }
+    for name in FIELDS:
+        value = record.get(name)
+        if name == "extra":
+            kwargs[name] = orjson.loads(value) if value else None
+        elif value == "" or value is None:
+            kwargs[name] = None
+        else:
+            kwargs[name] = value
+    return Event(**kwargs)
