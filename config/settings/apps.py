@@ -10,3 +10,64 @@ SUPPRESSION_DEFAULT_PHONE_REGION = env.env_str("SUPPRESSION_DEFAULT_PHONE_REGION
 SUPPRESSION_IMPORT_INLINE_MAX_ROWS = env.env_int("SUPPRESSION_IMPORT_INLINE_MAX_ROWS", 2000)
 SUPPRESSION_IMPORT_CHUNK_SIZE = env.env_int("SUPPRESSION_IMPORT_CHUNK_SIZE", 1000)
 SUPPRESSION_IMPORT_MAX_BYTES = env.env_int("SUPPRESSION_IMPORT_MAX_BYTES", 20 * 1024 * 1024)
+
+# --- omnichannel ---------------------------------------------------------------------------------
+# Ingest (RULES.md §5). Sources listed here are refused (400) on top of those disabled in the admin.
+INGEST_DISABLED_SOURCES = env.env_list("INGEST_DISABLED_SOURCES", [])
+# product_view / wishlist_add trigger an activation only while younger than this (by event time).
+INGEST_ACTIVATION_WINDOW_MINUTES = env.env_int("INGEST_ACTIVATION_WINDOW_MINUTES", 30)
+# Event timestamps further than this in the future are refused (a bad device clock).
+INGEST_MAX_CLOCK_SKEW_SECONDS = env.env_int("INGEST_MAX_CLOCK_SKEW_SECONDS", 300)
+# How long a store_visit / check_in keeps the user "present" in that store (in-store channel).
+OMNICHANNEL_PRESENCE_MINUTES = env.env_int("OMNICHANNEL_PRESENCE_MINUTES", 60)
+# In-app, web and in-store messages stay fetchable this long.
+OMNICHANNEL_INBOX_TTL_HOURS = env.env_int("OMNICHANNEL_INBOX_TTL_HOURS", 72)
+# Celery queue for send and webhook tasks; empty = Celery's default queue.
+OMNICHANNEL_TASK_QUEUE = env.env_str("OMNICHANNEL_TASK_QUEUE", "")
+# Send retries for retryable provider errors (5xx, 429, timeouts): exponential back-off from the base.
+OMNICHANNEL_SEND_MAX_RETRIES = env.env_int("OMNICHANNEL_SEND_MAX_RETRIES", 5)
+OMNICHANNEL_SEND_RETRY_BASE_SECONDS = env.env_float("OMNICHANNEL_SEND_RETRY_BASE_SECONDS", 30.0)
+OMNICHANNEL_SEND_RETRY_MAX_SECONDS = env.env_float("OMNICHANNEL_SEND_RETRY_MAX_SECONDS", 900.0)
+# Per-request timeout of every provider call (connect + read), seconds.
+OMNICHANNEL_PROVIDER_TIMEOUT_SECONDS = env.env_float("OMNICHANNEL_PROVIDER_TIMEOUT_SECONDS", 10.0)
+# A send claimed longer ago than this without an answer is treated as lost by a dead worker.
+OMNICHANNEL_SEND_CLAIM_TIMEOUT_SECONDS = env.env_int("OMNICHANNEL_SEND_CLAIM_TIMEOUT_SECONDS", 300)
+
+# SendGrid v3 mail/send and the signed Event Webhook. Off unless SENDGRID_API_KEY and the sender are set.
+SENDGRID_API_URL = env.env_str("SENDGRID_API_URL", "https://api.sendgrid.com")
+SENDGRID_API_KEY = env.env_str("SENDGRID_API_KEY", "")
+SENDGRID_FROM_EMAIL = env.env_str("SENDGRID_FROM_EMAIL", "")
+SENDGRID_FROM_NAME = env.env_str("SENDGRID_FROM_NAME", "Campaign Express")
+# The base64 DER (SubjectPublicKeyInfo) ECDSA P-256 key from SendGrid's Mail Settings; empty = unsigned
+# events are accepted (development only — production refuses to start without it when SendGrid is on).
+SENDGRID_WEBHOOK_VERIFICATION_KEY = env.env_str("SENDGRID_WEBHOOK_VERIFICATION_KEY", "")
+SENDGRID_WEBHOOK_MAX_AGE_SECONDS = env.env_int("SENDGRID_WEBHOOK_MAX_AGE_SECONDS", 600)
+
+# Twilio Messages API (SMS). Off unless the account SID, auth token and sender are set.
+TWILIO_API_URL = env.env_str("TWILIO_API_URL", "https://api.twilio.com")
+TWILIO_ACCOUNT_SID = env.env_str("TWILIO_ACCOUNT_SID", "")
+TWILIO_AUTH_TOKEN = env.env_str("TWILIO_AUTH_TOKEN", "")
+TWILIO_FROM = env.env_str("TWILIO_FROM", "")
+# The public URL Twilio posts status callbacks to (also the URL its X-Twilio-Signature signs).
+TWILIO_STATUS_CALLBACK_URL = env.env_str(
+    "TWILIO_STATUS_CALLBACK_URL", env.PUBLIC_BASE_URL.rstrip("/") + "/v1/webhooks/twilio/status"
+)
+
+# FCM HTTP v1. FCM_ACCESS_TOKEN is a short-lived OAuth 2.0 token; production mints it from a service
+# account (scope https://www.googleapis.com/auth/firebase.messaging) and rotates this variable.
+FCM_API_URL = env.env_str("FCM_API_URL", "https://fcm.googleapis.com")
+FCM_PROJECT_ID = env.env_str("FCM_PROJECT_ID", "")
+FCM_ACCESS_TOKEN = env.env_str("FCM_ACCESS_TOKEN", "")
+
+# APNs (HTTP/2, token-based auth). APNS_AUTH_TOKEN is the provider JWT (ES256, signed with the .p8 key,
+# valid up to an hour); use https://api.sandbox.push.apple.com for development builds.
+APNS_API_URL = env.env_str("APNS_API_URL", "https://api.push.apple.com")
+APNS_TOPIC = env.env_str("APNS_TOPIC", "")
+APNS_AUTH_TOKEN = env.env_str("APNS_AUTH_TOKEN", "")
+
+if env.IS_PRODUCTION and SENDGRID_API_KEY and not SENDGRID_WEBHOOK_VERIFICATION_KEY:
+    raise env.ImproperlyConfiguredEnv(
+        "SENDGRID_WEBHOOK_VERIFICATION_KEY must be set when SendGrid is configured in production "
+        "(unsigned event webhooks would let anyone forge unsubscribes and opens)"
+    )
+# --- end omnichannel -----------------------------------------------------------------------------
