@@ -71,3 +71,14 @@ if env.IS_PRODUCTION and SENDGRID_API_KEY and not SENDGRID_WEBHOOK_VERIFICATION_
         "(unsigned event webhooks would let anyone forge unsubscribes and opens)"
     )
 # --- end omnichannel -----------------------------------------------------------------------------
+
+# --- loyalty -------------------------------------------------------------------------------------
+# An earn above this amount (cents) is refused as absurd (400 naming amount_cents): $100,000 by default.
+LOYALTY_MAX_EARN_AMOUNT_CENTS = env.env_int("LOYALTY_MAX_EARN_AMOUNT_CENTS", 10_000_000)
+# Idempotency-Key answers of loyalty writes (redeem, adjust, reward-signal) are kept this long.
+LOYALTY_IDEMPOTENCY_RETENTION_DAYS = env.env_int("LOYALTY_IDEMPOTENCY_RETENTION_DAYS", 30)
+# JetStream stream that captures loyalty.reward-signals (created on first publish when missing).
+LOYALTY_NATS_STREAM = env.env_str("LOYALTY_NATS_STREAM", "LOYALTY")
+# Connect / publish-ack timeout for reward-signal publishing; a failure leaves the signal for the beat retry.
+LOYALTY_NATS_TIMEOUT_SECONDS = env.env_float("LOYALTY_NATS_TIMEOUT_SECONDS", 2.0)
+# --- end loyalty ---------------------------------------------------------------------------------
