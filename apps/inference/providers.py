@@ -1,0 +1,329 @@
+"""Inference providers: where the CoLaNet forward pass runs (RULES.md §1 "Providers").
+
+A provider is bound to one immutable ``CoLaNetWeights``; hot reload builds a new provider and swaps
+the reference, so a request that already holds a provider finishes on the weights it started with.
+
+``CpuProvider`` computes layer 1 **factorised**: the user/request columns ``[0, 139)`` are the same
+for every candidate, so ``user_row[:139] @ W1[:139]`` is computed once (1 x H), and only the
+position column and the 64 offer features (columns ``[139, 204)``, contiguous) need an
+``n x 65 @ 65 x H`` GEMM. Columns ``[204, 256)`` are zero by definition and cost nothing. The result
+equals ``forward(weights, feature_matrix(...))`` up to float32 rounding (a hidden unit whose
+pre-activation sits within rounding of its threshold could flip; with real-valued inputs that is a
+measure-zero event and the tests check agreement to 1e-5).
+
+BLAS threads: run bid workers with ``OPENBLAS_NUM_THREADS=1`` (scripts/test.sh and the Makefile
+set it). Two BLAS threads on two cores give erratic 1.3-5x medians and 16 ms outliers for these small
+GEMMs (shared/notes/speed-limits.md §1c); this module does not change thread counts itself.
+
+Hardware providers check their SDK and device at construction and raise ``ProviderUnavailable``
+naming everything that is missing; none of them ever falls back to, or fakes, scores.
+"""
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from apps.inference.features import N_FEATURES, N_OFFER, N_USER, OFFER_COLS, POSITION_COL, feature_matrix
+from apps.inference.model import CoLaNetWeights, heads
+from config import env
+
+PROVIDER_ENV = "CAMPAIGN_EXPRESS__NPU__PROVIDER"
+DEFAULT_PROVIDER = "cpu"
+
+ScoreRequest = tuple[np.ndarray, np.ndarray, np.ndarray]  # (user_row[256], offer_features[n,64], positions[n])
+ScoreResult = tuple[np.ndarray, np.ndarray]  # (score[n], predicted_ctr[n])
+
+
+class ProviderUnavailable(RuntimeError):
+    """The configured provider cannot run here; the message names what is missing."""
+
+
+@runtime_checkable
+class InferenceProvider(Protocol):
+    """What the bid path and the batcher need from a provider."""
+
+    name: str
+    weights: CoLaNetWeights
+
+    def score(self, user_row: np.ndarray, offer_features: np.ndarray, positions: np.ndarray) -> ScoreResult:
+        """Score n candidates of one request: float32[256], float32[n, 64], float32[n] ->
+        (score float32[n] in (-1, 1), predicted_ctr float32[n] in (0, 1))."""
+        ...
+
+    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Score several requests in one pass; one result per request, in order."""
+        ...
+
+
+def check_request(user_row: np.ndarray, offer_features: np.ndarray, positions: np.ndarray) -> ScoreRequest:
+    """Coerce to float32 (no copy when already float32) and check shapes, with messages naming the argument."""
+    user_row = np.asarray(user_row, dtype=np.float32)
+    offer_features = np.asarray(offer_features, dtype=np.float32)
+    positions = np.asarray(positions, dtype=np.float32)
+    if user_row.shape != (N_FEATURES,):
+        raise ValueError(f"user_row must have shape ({N_FEATURES},), got {user_row.shape}")
+    if offer_features.ndim != 2 or offer_features.shape[1] != N_OFFER:
+        raise ValueError(f"offer_features must have shape (n, {N_OFFER}), got {offer_features.shape}")
+    if positions.shape != (offer_features.shape[0],):
+        raise ValueError(f"positions must have shape ({offer_features.shape[0]},), got {positions.shape}")
+    return user_row, offer_features, positions
+
+
+_EMPTY = np.zeros(0, dtype=np.float32)
+
+
+class CpuProvider:
+    """numpy on the CPU, layer 1 factorised (see module docstring). ~20 µs for 64 candidates."""
+
+    name: ClassVar[str] = "cpu"
+
+    def __init__(self, weights: CoLaNetWeights) -> None:
+        self.check()
+        self.weights = weights
+        self._W1_user = np.ascontiguousarray(weights.W1[:N_USER])
+        # position column 139 and offer columns 140..203 are contiguous: one GEMM covers both
+        self._W1_offer = np.ascontiguousarray(weights.W1[POSITION_COL : OFFER_COLS.stop])
+        # X@W1 + b1 > theta  <=>  offer_part > theta - b1 - user_part: the per-request user term is
+        # the (negated) threshold the offer part is compared against — no n x H add needed
+        self._theta_minus_b1 = (weights.theta - weights.b1).astype(np.float32)
+        self._W2 = weights.W2
+        self._b2 = weights.b2
+
+    @classmethod
+    def check(cls) -> None:
+        """Raise ``ProviderUnavailable`` if this provider cannot run on this machine."""
+
+    def _thresholds(self, users: np.ndarray) -> np.ndarray:
+        """Per-request firing thresholds for the offer part: ``theta - b1 - users[:, :139] @ W1[:139]``."""
+        term = users[..., :N_USER] @ self._W1_user
+        np.subtract(self._theta_minus_b1, term, out=term)
+        return term
+
+    def _tail(self, offer_part: np.ndarray, thresholds: np.ndarray) -> ScoreResult:
+        np.greater(offer_part, thresholds, out=offer_part, casting="unsafe")  # spike: 1.0 / 0.0 in place
+        out = offer_part @ self._W2
+        out += self._b2
+        np.tanh(out, out=out)
+        return heads(out)
+
+    def score(self, user_row: np.ndarray, offer_features: np.ndarray, positions: np.ndarray) -> ScoreResult:
+        user_row, offer_features, positions = check_request(user_row, offer_features, positions)
+        n = offer_features.shape[0]
+        if n == 0:
+            return _EMPTY.copy(), _EMPTY.copy()
+        Z = np.empty((n, N_OFFER + 1), dtype=np.float32)
+        Z[:, 0] = positions
+        Z[:, 1:] = offer_features
+        return self._tail(Z @ self._W1_offer, self._thresholds(user_row))
+
+    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """One user GEMM (k x 139 @ 139 x H) and one offer GEMM over all requests' rows."""
+        if not requests:
+            return []
+        checked = [check_request(*request) for request in requests]
+        counts = [offers.shape[0] for _, offers, _ in checked]
+        total = sum(counts)
+        if total == 0:
+            return [(_EMPTY.copy(), _EMPTY.copy()) for _ in checked]
+        users = np.stack([user for user, _, _ in checked])
+        Z = np.empty((total, N_OFFER + 1), dtype=np.float32)
+        Z[:, 0] = np.concatenate([pos for _, _, pos in checked])
+        Z[:, 1:] = np.concatenate([offers for _, offers, _ in checked])
+        thresholds = np.repeat(self._thresholds(users), counts, axis=0)
+        score, ctr = self._tail(Z @ self._W1_offer, thresholds)
+        bounds = np.cumsum(counts)[:-1]
+        return list(zip(np.split(score, bounds), np.split(ctr, bounds)))
+
+
+class AmpereProvider(CpuProvider):
+    """Ampere Altra (ARM Neoverse): the same numpy path, whose OpenBLAS kernels use NEON on aarch64."""
+
+    name: ClassVar[str] = "ampere"
+
+    @classmethod
+    def check(cls) -> None:
+        machine = platform.machine()
+        if machine.lower() not in {"aarch64", "arm64"}:
+            raise ProviderUnavailable(f"ampere provider needs an aarch64 CPU, this machine is {machine}")
+
+
+# Accelerators get fixed-shape inputs (compilers want static shapes): full feature matrices,
+# zero-padded to ACCEL_ROWS rows (16 requests x 64 candidates, the batcher's default maximum).
+ACCEL_ROWS = 1024
+
+
+class _AcceleratorProvider:
+    """Common shape of the accelerator providers: check prerequisites, compile once, run padded batches.
+
+    Subclasses define ``_build(weights)`` returning a function that maps float32[ACCEL_ROWS, 256]
+    to the ACCEL_ROWS x 2 tanh output. Written against each vendor's documented Python API; this code
+    base's CI box has none of these devices, so only the prerequisite checks are exercised by tests.
+    """
+
+    name: ClassVar[str]
+    requirements: ClassVar[tuple[tuple[str, Callable[[], bool]], ...]]
+
+    def __init__(self, weights: CoLaNetWeights) -> None:
+        self.check()
+        self.weights = weights
+        self._run = self._build(weights)  # type: ignore[attr-defined]
+
+    @classmethod
+    def check(cls) -> None:
+        missing = [what for what, present in cls.requirements if not present()]
+        if missing:
+            raise ProviderUnavailable(f"{cls.name} provider is unavailable on this machine: " + "; ".join(missing))
+
+    def score(self, user_row: np.ndarray, offer_features: np.ndarray, positions: np.ndarray) -> ScoreResult:
+        return self.score_batch([(user_row, offer_features, positions)])[0]
+
+    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        checked = [check_request(*request) for request in requests]
+        counts = [offers.shape[0] for _, offers, _ in checked]
+        X = np.concatenate([feature_matrix(*request) for request in checked]) if checked else np.zeros((0, N_FEATURES), np.float32)
+        outs = []
+        for start in range(0, X.shape[0], ACCEL_ROWS):
+            chunk = X[start : start + ACCEL_ROWS]
+            padded = np.zeros((ACCEL_ROWS, N_FEATURES), dtype=np.float32)
+            padded[: chunk.shape[0]] = chunk
+            outs.append(np.asarray(self._run(padded), dtype=np.float32)[: chunk.shape[0]])
+        out = np.concatenate(outs) if outs else np.zeros((0, 2), np.float32)
+        score, ctr = heads(out)
+        bounds = np.cumsum(counts)[:-1]
+        return list(zip(np.split(score, bounds), np.split(ctr, bounds)))
+
+
+def _module_present(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a missing parent package raises instead of returning None
+        return False
+
+
+def _device_nodes(pattern: str) -> bool:
+    import glob
+
+    return bool(glob.glob(pattern))
+
+
+def _torch_module(weights: CoLaNetWeights):
+    """The full-matrix CoLaNet forward as a torch module (input for the Neuron and Groq compilers)."""
+    import torch
+
+    class CoLaNetModule(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            for name in ("W1", "b1", "theta", "W2", "b2"):
+                self.register_buffer(name, torch.from_numpy(np.array(getattr(weights, name))))
+
+        def forward(self, x):  # noqa: D401 - torch API
+            hidden = ((x @ self.W1 + self.b1) > self.theta).to(x.dtype)
+            return torch.tanh(hidden @ self.W2 + self.b2)
+
+    return CoLaNetModule().eval()
+
+
+class _NeuronProvider(_AcceleratorProvider):
+    """AWS Inferentia through the Neuron SDK: ``torch_neuronx.trace`` compiles the module for the
+    NeuronCores of this instance (neuronx-cc targets the instance it runs on)."""
+
+    requirements = (
+        ("the AWS Neuron SDK for PyTorch (Python module 'torch_neuronx', package torch-neuronx) is not installed",
+         lambda: _module_present("torch_neuronx")),
+        ("no Neuron device (/dev/neuron*) is present: run on an Inferentia instance with the aws-neuronx-dkms driver",
+         lambda: _device_nodes("/dev/neuron*")),
+    )
+
+    def _build(self, weights: CoLaNetWeights) -> Callable[[np.ndarray], np.ndarray]:
+        import torch
+        import torch_neuronx
+
+        traced = torch_neuronx.trace(_torch_module(weights), torch.zeros(ACCEL_ROWS, N_FEATURES))
+        return lambda X: traced(torch.from_numpy(X)).numpy()
+
+
+class Inferentia2Provider(_NeuronProvider):
+    name: ClassVar[str] = "inferentia2"
+
+
+class Inferentia3Provider(_NeuronProvider):
+    name: ClassVar[str] = "inferentia3"
+
+
+class GroqProvider(_AcceleratorProvider):
+    """Groq LPU through GroqFlow (``groqit`` compiles with groq-devtools, runs with groq-runtime)."""
+
+    name: ClassVar[str] = "groq"
+    requirements = (
+        ("GroqFlow is not installed (Python module 'groqflow'; it also needs the GroqWare Suite "
+         "packages groq-devtools and groq-runtime)", lambda: _module_present("groqflow")),
+        ("no GroqCard device (/dev/groq*) is present", lambda: _device_nodes("/dev/groq*")),
+    )
+
+    def _build(self, weights: CoLaNetWeights) -> Callable[[np.ndarray], np.ndarray]:
+        import torch
+        from groqflow import groqit
+
+        gmodel = groqit(_torch_module(weights), {"x": torch.zeros(ACCEL_ROWS, N_FEATURES)})
+        return lambda X: np.asarray(gmodel(x=torch.from_numpy(X)))
+
+
+class TenstorrentProvider(_AcceleratorProvider):
+    """Tenstorrent Wormhole/Blackhole through TT-NN: weights live on the device, each batch is one
+    matmul/add/gt/matmul/add/tanh chain in float32 tile layout."""
+
+    name: ClassVar[str] = "tenstorrent"
+    requirements = (
+        ("TT-NN is not installed (Python module 'ttnn', from tt-metal)", lambda: _module_present("ttnn")),
+        ("no Tenstorrent device (/dev/tenstorrent/*) is present: install tt-kmd and a Tenstorrent card",
+         lambda: _device_nodes("/dev/tenstorrent/*")),
+    )
+
+    def _build(self, weights: CoLaNetWeights) -> Callable[[np.ndarray], np.ndarray]:
+        import torch
+        import ttnn
+
+        device = ttnn.open_device(device_id=0)
+
+        def to_device(a: np.ndarray):
+            t = torch.from_numpy(np.array(a, dtype=np.float32, ndmin=2))
+            return ttnn.from_torch(t, dtype=ttnn.float32, layout=ttnn.TILE_LAYOUT, device=device)
+
+        W1, b1, theta, W2, b2 = (to_device(getattr(weights, n)) for n in ("W1", "b1", "theta", "W2", "b2"))
+
+        def run(X: np.ndarray) -> np.ndarray:
+            pre = ttnn.add(ttnn.matmul(to_device(X), W1), b1)
+            hidden = ttnn.gt(pre, theta)
+            out = ttnn.tanh(ttnn.add(ttnn.matmul(hidden, W2), b2))
+            return ttnn.to_torch(out).numpy()[:, :2]
+
+        return run
+
+
+PROVIDERS: dict[str, type] = {
+    cls.name: cls
+    for cls in (CpuProvider, GroqProvider, Inferentia2Provider, Inferentia3Provider, AmpereProvider, TenstorrentProvider)
+}
+
+
+def provider_name_from_env() -> str:
+    """``CAMPAIGN_EXPRESS__NPU__PROVIDER``, lower-cased (default ``cpu``)."""
+    return env.env_str(PROVIDER_ENV, DEFAULT_PROVIDER).strip().lower() or DEFAULT_PROVIDER
+
+
+def get_provider(name: str | None = None, *, weights: CoLaNetWeights | None = None) -> InferenceProvider:
+    """Build the provider ``name`` (default: ``CAMPAIGN_EXPRESS__NPU__PROVIDER``, else ``cpu``) bound
+    to ``weights`` (default: the seeded initialisation). Raises ``ProviderUnavailable`` for an unknown
+    name (listing the valid ones) or when the provider's SDK/hardware is missing."""
+    chosen = (name or provider_name_from_env()).strip().lower()
+    cls = PROVIDERS.get(chosen)
+    if cls is None:
+        raise ProviderUnavailable(
+            f"unknown inference provider {chosen!r} ({PROVIDER_ENV}); valid names: {', '.join(sorted(PROVIDERS))}"
+        )
+    return cls(weights if weights is not None else CoLaNetWeights.seeded())
