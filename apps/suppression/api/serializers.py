@@ -1,0 +1,114 @@
+"""Shapes of the suppression API. Field rules (identifier format, channel, reason, expiry) are checked
+by the services, which name the offending field; these serializers only check types."""
+from rest_framework import serializers
+
+from ..models import Channel, Reason, SuppressionAudit, SuppressionEntry
+
+MAX_BULK_ROWS = 10_000
+
+_IDENTIFIER_HELP = (
+    "Email (lower-cased and trimmed), phone number with country code (stored as E.164, e.g. "
+    '"+1 (415) 555-0100" → "+14155550100", "0044 20 7946 0958" → "+442079460958"), or a user id / '
+    "device token kept as given."
+)
+_EXPIRES_HELP = "ISO 8601 date or datetime in the future (a date means 00:00 UTC that day); null or omitted = permanent."
+
+
+class SuppressionEntrySerializer(serializers.ModelSerializer):
+    created_by = serializers.SerializerMethodField()
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SuppressionEntry
+        fields = ["id", "identifier", "identifier_kind", "channel", "reason", "source", "created_by",
+                  "created_at", "updated_at", "expires_at", "active"]
+
+    def get_created_by(self, obj) -> str | None:
+        return obj.created_by.get_username() if obj.created_by_id else None
+
+    def get_active(self, obj) -> bool:
+        return obj.is_active()
+
+
+class SuppressionAuditSerializer(serializers.ModelSerializer):
+    actor = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SuppressionAudit
+        fields = ["id", "action", "identifier", "channel", "reason", "source", "expires_at", "previous", "actor",
+                  "note", "at"]
+
+    def get_actor(self, obj) -> str | None:
+        return obj.actor.get_username() if obj.actor_id else None
+
+
+class SuppressionAddSerializer(serializers.Serializer):
+    """One entry to add. Channel and reason are validated by the service (400 naming the field)."""
+
+    identifier = serializers.CharField(help_text=_IDENTIFIER_HELP, trim_whitespace=False)
+    channel = serializers.CharField(help_text=f"One of: {', '.join(Channel.values)}")
+    reason = serializers.CharField(help_text=f"One of: {', '.join(Reason.values)}")
+    expires_at = serializers.CharField(required=False, allow_null=True, allow_blank=True, help_text=_EXPIRES_HELP)
+    source = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                   help_text='Free text, e.g. "sendgrid:unsubscribe" or "support ticket 123"')
+
+
+class BulkAddRowSerializer(SuppressionAddSerializer):
+    """Documentation shape of one bulk-add row."""
+
+
+class BulkAddRequestSerializer(serializers.Serializer):
+    entries = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=MAX_BULK_ROWS,
+                                    help_text=f"Up to {MAX_BULK_ROWS} rows: identifier, channel, reason[, expires_at][, source]")
+    source = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                   help_text="Default source for rows that have none")
+
+
+class BulkAddRequestDocSerializer(serializers.Serializer):
+    entries = BulkAddRowSerializer(many=True)
+    source = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class BulkRemoveRowSerializer(serializers.Serializer):
+    identifier = serializers.CharField(help_text=_IDENTIFIER_HELP)
+    channel = serializers.CharField(help_text=f"One of: {', '.join(Channel.values)} (removes that entry only)")
+
+
+class BulkRemoveRequestSerializer(serializers.Serializer):
+    entries = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=MAX_BULK_ROWS)
+    note = serializers.CharField(max_length=500, help_text="Why these people are un-suppressed (kept in the audit trail)")
+
+
+class BulkRemoveRequestDocSerializer(serializers.Serializer):
+    entries = BulkRemoveRowSerializer(many=True)
+    note = serializers.CharField(max_length=500)
+
+
+class SkippedRowSerializer(serializers.Serializer):
+    row = serializers.IntegerField(help_text="0-based index into entries")
+    reason = serializers.CharField()
+
+
+class BulkAddResultSerializer(serializers.Serializer):
+    added = serializers.IntegerField(help_text="New entries (or expired ones brought back)")
+    updated = serializers.IntegerField(help_text="Active entries lengthened (later expiry or made permanent)")
+    skipped = SkippedRowSerializer(many=True, help_text="Duplicates in the payload and rows already suppressed")
+
+
+class BulkRemoveResultSerializer(serializers.Serializer):
+    removed = serializers.IntegerField()
+    skipped = SkippedRowSerializer(many=True)
+
+
+class CheckQuerySerializer(serializers.Serializer):
+    identifier = serializers.CharField(trim_whitespace=False)
+    channel = serializers.CharField(required=False, allow_blank=True,
+                                    help_text="Omit to check every channel")
+
+
+class CheckResultSerializer(serializers.Serializer):
+    identifier = serializers.CharField(help_text="Normalised form")
+    channel = serializers.CharField(allow_null=True)
+    suppressed = serializers.BooleanField()
+    entries = SuppressionEntrySerializer(many=True)
+
