@@ -1,0 +1,16 @@
+"""Beat entries of the campaigns slice (merged by ``config.celery``).
+
+Every 15 s: a campaign goes live / completes at most ~15 s after its time. Each run expires before
+the next one is due, so a backlog after a stalled worker does not pile up duplicate scans."""
+BEAT_SCHEDULE = {
+    "campaigns-go-live-due": {
+        "task": "campaigns.go_live_due",
+        "schedule": 15.0,
+        "options": {"expires": 14},
+    },
+    "campaigns-complete-due": {
+        "task": "campaigns.complete_due",
+        "schedule": 15.0,
+        "options": {"expires": 14},
+    },
+}

@@ -1,0 +1,176 @@
+"""Reads of the campaigns slice. Other apps use these (and ``services``), never the models directly."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from apps.core.api import NotFound
+from apps.core.roles import Role, user_has_role
+
+from .models import ApprovalRule, ApprovalVote, Campaign, CampaignStatus, CampaignTransition, Offer, VoteDecision
+
+
+def campaign_get(*, campaign_id: int) -> Campaign:
+    """The campaign, or ``NotFound`` (a 404 through the API)."""
+    try:
+        return Campaign.objects.select_related("approval_rule", "created_by", "submitted_by").get(pk=campaign_id)
+    except (Campaign.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"Campaign {campaign_id} does not exist.") from None
+
+
+def campaign_list(*, status: str | None = None, channel: str | None = None, advertiser: str | None = None,
+                  search: str | None = None) -> QuerySet[Campaign]:
+    """Campaigns, newest first, optionally filtered (``channel`` matches any of the campaign's channels)."""
+    qs = Campaign.objects.select_related("approval_rule").prefetch_related("offers")
+    if status:
+        qs = qs.filter(status=status)
+    if channel:
+        qs = qs.filter(channels__contains=[channel])
+    if advertiser:
+        qs = qs.filter(advertiser__iexact=advertiser)
+    if search:
+        qs = qs.filter(Q(name__icontains=search) | Q(advertiser__icontains=search))
+    return qs
+
+
+def campaign_list_biddable(*, now: datetime | None = None) -> QuerySet[Campaign]:
+    """Live campaigns inside ``[start_at, end_at)`` with budget left, offers prefetched.
+
+    This is what the bidder's offer snapshot is built from (RULES.md §1 step 4)."""
+    now = now or timezone.now()
+    return (
+        Campaign.objects.filter(status=CampaignStatus.LIVE, start_at__lte=now, end_at__gt=now, spent__lt=F("budget"))
+        .prefetch_related("offers")
+        .order_by("id")
+    )
+
+
+def campaign_list_awaiting_decision(*, user) -> QuerySet[Campaign]:
+    """Campaigns in review this user may still decide on: not their own, no vote from them this round."""
+    if not user_has_role(user, Role.APPROVER):
+        return Campaign.objects.none()
+    voted = ApprovalVote.objects.filter(
+        campaign=OuterRef("pk"), approver=user, review_round=OuterRef("review_round"), voided=False
+    )
+    return (
+        Campaign.objects.filter(status=CampaignStatus.IN_REVIEW)
+        .exclude(submitted_by=user)
+        .exclude(created_by=user)
+        .exclude(Exists(voted))
+        .order_by("submitted_at", "id")
+    )
+
+
+def campaign_ids_due_to_go_live(*, now: datetime | None = None) -> list[int]:
+    """Scheduled campaigns whose start time has come (and whose end has not passed)."""
+    now = now or timezone.now()
+    return list(
+        Campaign.objects.filter(status=CampaignStatus.SCHEDULED, start_at__lte=now, end_at__gt=now)
+        .order_by("start_at", "id")
+        .values_list("id", flat=True)
+    )
+
+
+def campaign_ids_due_to_complete(*, now: datetime | None = None) -> list[tuple[int, str]]:
+    """Live campaigns past their end time or out of budget, with the reason for completing each."""
+    now = now or timezone.now()
+    rows = (
+        Campaign.objects.filter(status=CampaignStatus.LIVE)
+        .filter(Q(end_at__lte=now) | Q(spent__gte=F("budget")))
+        .order_by("end_at", "id")
+        .values_list("id", "end_at")
+    )
+    return [(campaign_id, "end time reached" if end_at <= now else "budget spent") for campaign_id, end_at in rows]
+
+
+def approval_rule_for(*, budget: Decimal, channels: Iterable[str]) -> ApprovalRule | None:
+    """The strictest active rule matching these attributes (RULES.md §3), or None if none matches.
+
+    A rule matches when every condition it sets holds: budget above its threshold, and at least one
+    of its channels in use. A rule without conditions (Standard) matches every campaign. Strictest
+    = most approvals; on a tie the rule with more conditions (more specific) wins."""
+    channels = set(channels or ())
+    matching = []
+    for rule in ApprovalRule.objects.filter(is_active=True):
+        if rule.budget_threshold is not None and not budget > rule.budget_threshold:
+            continue
+        if rule.channels and not channels.intersection(rule.channels):
+            continue
+        specificity = int(rule.budget_threshold is not None) + int(bool(rule.channels))
+        matching.append(((rule.min_approvals, specificity, -rule.pk), rule))
+    if not matching:
+        return None
+    return max(matching, key=lambda item: item[0])[1]
+
+
+def campaign_approval_count(*, campaign: Campaign) -> int:
+    """Approvals that count: this review round, not voided."""
+    return ApprovalVote.objects.filter(
+        campaign=campaign, review_round=campaign.review_round, voided=False, decision=VoteDecision.APPROVE
+    ).count()
+
+
+def campaign_has_vote_from(*, campaign: Campaign, user) -> bool:
+    return ApprovalVote.objects.filter(
+        campaign=campaign, approver=user, review_round=campaign.review_round, voided=False
+    ).exists()
+
+
+# Which actions a role may take, by state. Services enforce the same rules; this only decides which
+# buttons to show.
+MARKETER_ACTIONS = {
+    CampaignStatus.DRAFT: ["submit"],
+    CampaignStatus.REJECTED: ["revise"],
+    CampaignStatus.APPROVED: ["schedule", "go_live"],
+    CampaignStatus.LIVE: ["pause", "complete"],
+    CampaignStatus.PAUSED: ["resume"],
+    CampaignStatus.COMPLETED: ["archive"],
+}
+APPROVER_ACTIONS = {CampaignStatus.IN_REVIEW: ["approve", "reject", "request_changes"]}
+
+
+def campaign_available_actions(*, campaign: Campaign, user) -> list[str]:
+    """The actions ``user`` may take on ``campaign`` now (buttons in the admin)."""
+    actions: list[str] = []
+    now = timezone.now()
+    if user_has_role(user, Role.MARKETER):
+        for action in MARKETER_ACTIONS.get(campaign.status, []):
+            if action == "schedule" and campaign.start_at <= now:
+                continue
+            if action == "go_live" and campaign.start_at > now:
+                continue
+            actions.append(action)
+    if user_has_role(user, Role.APPROVER) and campaign.status in APPROVER_ACTIONS:
+        own = user.pk in (campaign.submitted_by_id, campaign.created_by_id)
+        if not own and not campaign_has_vote_from(campaign=campaign, user=user):
+            actions.extend(APPROVER_ACTIONS[campaign.status])
+    return actions
+
+
+def campaign_history(*, campaign_id: int) -> QuerySet[CampaignTransition]:
+    """The audit trail, newest first."""
+    return CampaignTransition.objects.filter(campaign_id=campaign_id).select_related("actor")
+
+
+def campaign_votes(*, campaign_id: int) -> QuerySet[ApprovalVote]:
+    return ApprovalVote.objects.filter(campaign_id=campaign_id).select_related("approver")
+
+
+def offer_list(*, campaign_id: int) -> QuerySet[Offer]:
+    return Offer.objects.filter(campaign_id=campaign_id)
+
+
+def offer_get(*, campaign_id: int, offer_id: int) -> Offer:
+    try:
+        return Offer.objects.get(pk=offer_id, campaign_id=campaign_id)
+    except (Offer.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"Offer {offer_id} does not exist in campaign {campaign_id}.") from None
+
+
+def campaign_counts_by_status() -> dict[str, int]:
+    """``{status: count}`` for dashboards and the seed summary."""
+    return dict(Campaign.objects.values_list("status").annotate(n=Count("id")).order_by())

@@ -1,0 +1,27 @@
+"""Periodic lifecycle work (RULES.md §3): thin, idempotent tasks that call one service each."""
+from __future__ import annotations
+
+import structlog
+from celery import shared_task
+
+from . import services
+
+log = structlog.get_logger(__name__)
+
+
+@shared_task(name="campaigns.go_live_due", ignore_result=True)
+def campaigns_go_live_due() -> list[int]:
+    """Scheduled campaigns whose start time has come go live."""
+    done = services.campaign_go_live_due()
+    if done:
+        log.info("campaigns_went_live", campaign_ids=done)
+    return done
+
+
+@shared_task(name="campaigns.complete_due", ignore_result=True)
+def campaigns_complete_due() -> list[int]:
+    """Live campaigns past their end time or out of budget are completed."""
+    done = services.campaign_complete_due()
+    if done:
+        log.info("campaigns_completed", campaign_ids=done)
+    return done
