@@ -112,7 +112,7 @@ def to_row(event_type: str, event_id: str, ts_us: int, fields: dict[str, Any]) -
     for name in FIELDS:
         value = get(name)
         if value is None:
-            out.append("" if name in _STR_SET else None)
+            out.append("" if name in _EMPTY_STRING_FIELDS else None)
         elif name in _STR_SET:
             if not isinstance(value, str):
                 # ints and UUIDs are fine as ids; a float, a bool or a container is a programming error
@@ -148,6 +148,7 @@ def to_row(event_type: str, event_id: str, ts_us: int, fields: dict[str, Any]) -
 
 
 _STR_SET = frozenset(STR_FIELDS)
+_EMPTY_STRING_FIELDS = _STR_SET | {"extra"}  # String columns: absent is ''; numbers: NULL
 _FLOAT_SET = frozenset(FLOAT_FIELDS)
 _INT_SET = frozenset(INT_FIELDS)
 

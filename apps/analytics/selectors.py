@@ -1,0 +1,222 @@
+"""Reads from ClickHouse: campaign reports, live figures, raw events. Never Postgres event scans.
+
+Why reports aggregate the raw table at query time (``GROUP BY`` over ``analytics_events FINAL``)
+instead of reading a SummingMergeTree / AggregatingMergeTree materialized view: delivery into
+ClickHouse is at-least-once (a worker that dies between the INSERT and the Redis XACK re-inserts its
+batch). The raw table absorbs that — it is a ReplacingMergeTree keyed by ``event_id`` and ``FINAL``
+collapses duplicates at read time — but a materialized view is fed by *every* inserted block, so a
+re-inserted batch would be summed twice and never corrected. Querying the raw table keeps "each event
+counted once" true at the level the reports read; at this platform's scale ClickHouse aggregates
+millions of rows per query in tens of milliseconds, and the sorting key starts with ``campaign_id``
+so a campaign report reads only that campaign's granules.
+
+Report figures per bucket (UTC hour or day):
+
+* ``requests`` — bid requests the platform answered in the bucket: distinct ``request_id`` of
+  ``bid_response`` events plus ``no_bid`` events (every request ends in one or more bid_responses or
+  exactly one no_bid). Platform-wide, because a request is an opportunity for every campaign and
+  ``no_bid`` events carry no campaign. ``bid_request`` events are sampled (``extra.sample_rate``) and
+  are kept for inspection, not counted.
+* ``bids`` — the campaign's ``bid_response`` events (one per bid); ``wins`` — its ``win`` events;
+  ``clicks`` — its ``click`` events.
+* ``spend`` — sum of ``win_price / 1000`` over wins (CPM clearing prices → USD).
+* ``ctr`` = clicks / wins, ``win_rate`` = wins / bids (None when the denominator is 0).
+* ``latency_p50/p95/p99_us`` — exact quantiles of ``latency_us`` over the campaign's
+  ``bid_response`` events and any ``no_bid`` events tagged with the campaign. ClickHouse's
+  ``quantilesExact`` returns the sorted value at index ``floor(level * n)``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from apps.analytics import events
+from apps.core import clickhouse as ch
+
+TABLE = "analytics_events"
+GRANULARITIES = {"hour": ("toStartOfHour", dt.timedelta(hours=1)), "day": ("toStartOfDay", dt.timedelta(days=1))}
+MAX_BUCKETS = 24 * 92  # three months of hours; a longer range must use granularity=day
+QUANTILES = (0.5, 0.95, 0.99)
+UTC = dt.timezone.utc
+
+
+def _ts(value: dt.datetime) -> int:
+    """A datetime as epoch seconds: compared with ``toDateTime(int)`` so the server's time zone and
+    the driver's datetime formatting cannot shift the range."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp())
+
+
+def bucket_start(value: dt.datetime, granularity: str) -> dt.datetime:
+    """The UTC bucket a moment falls in (what ``toStartOfHour`` / ``toStartOfDay`` return)."""
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if granularity == "hour":
+        return value.replace(minute=0, second=0, microsecond=0)
+    return value.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def buckets(start: dt.datetime, end: dt.datetime, granularity: str) -> list[dt.datetime]:
+    """Every bucket start overlapping ``[start, end)``."""
+    step = GRANULARITIES[granularity][1]
+    current, out = bucket_start(start, granularity), []
+    end = end.astimezone(UTC) if end.tzinfo else end.replace(tzinfo=UTC)
+    while current < end:
+        out.append(current)
+        current += step
+    return out
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def campaign_report(*, campaign_id: int | str, start: dt.datetime, end: dt.datetime, granularity: str) -> dict[str, Any]:
+    """Campaign performance per bucket over ``[start, end)`` plus totals (see module docstring)."""
+    func, _ = GRANULARITIES[granularity]
+    params = {"cid": str(campaign_id), "start": _ts(start), "end": _ts(end)}
+    rows = ch.execute(
+        f"""
+        SELECT {func}(timestamp) AS bucket,
+               countIf(event_type = 'bid_response') AS bids,
+               countIf(event_type = 'win') AS wins,
+               sumIf(ifNull(win_price, 0), event_type = 'win') / 1000 AS spend,
+               countIf(event_type = 'click') AS clicks,
+               countIf(event_type IN ('bid_response', 'no_bid') AND isNotNull(latency_us)) AS latency_n,
+               quantilesExactIf({", ".join(map(str, QUANTILES))})(
+                   ifNull(latency_us, 0), event_type IN ('bid_response', 'no_bid') AND isNotNull(latency_us)
+               ) AS latency
+        FROM {TABLE} FINAL
+        WHERE campaign_id = %(cid)s
+          AND event_type IN ('bid_response', 'no_bid', 'win', 'click')
+          AND timestamp >= toDateTime(%(start)s) AND timestamp < toDateTime(%(end)s)
+        GROUP BY bucket
+        ORDER BY bucket
+        """,
+        params,
+        kind="report",
+    )
+    request_rows = ch.execute(
+        f"""
+        SELECT {func}(timestamp) AS bucket,
+               uniqExactIf(request_id, event_type = 'bid_response') + countIf(event_type = 'no_bid') AS requests
+        FROM {TABLE} FINAL
+        WHERE event_type IN ('bid_response', 'no_bid')
+          AND timestamp >= toDateTime(%(start)s) AND timestamp < toDateTime(%(end)s)
+        GROUP BY bucket
+        """,
+        params,
+        kind="report",
+    )
+    requests = {_aware(bucket): int(n) for bucket, n in request_rows}
+    found = {_aware(row[0]): row for row in rows}
+    series = []
+    totals = {"requests": 0, "bids": 0, "wins": 0, "spend": 0.0, "clicks": 0}
+    for bucket in buckets(start, end, granularity):
+        row = found.get(bucket)
+        bids, wins, spend, clicks, latency_n, latency = (row[1:] if row else (0, 0, 0.0, 0, 0, None))
+        item = {
+            "bucket": bucket.isoformat().replace("+00:00", "Z"),
+            "requests": requests.get(bucket, 0),
+            "bids": int(bids),
+            "wins": int(wins),
+            "spend": round(float(spend or 0.0), 6),
+            "clicks": int(clicks),
+            "ctr": _ratio(clicks, wins),
+            "win_rate": _ratio(wins, bids),
+        }
+        for level, value in zip(QUANTILES, latency if latency_n else (None,) * len(QUANTILES)):
+            item[f"latency_p{int(level * 100)}_us"] = int(value) if value is not None else None
+        series.append(item)
+        for key in totals:
+            totals[key] += item[key]
+    totals["spend"] = round(totals["spend"], 6)
+    totals["ctr"] = _ratio(totals["clicks"], totals["wins"])
+    totals["win_rate"] = _ratio(totals["wins"], totals["bids"])
+    return {
+        "campaign_id": str(campaign_id),
+        "from": _iso(start),
+        "to": _iso(end),
+        "granularity": granularity,
+        "buckets": series,
+        "totals": totals,
+    }
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _iso(value: dt.datetime) -> str:
+    return _aware(value).isoformat().replace("+00:00", "Z")
+
+
+def live_stats(*, seconds: int = 60, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Bids per second and bid latency (p50/p99, µs) for each of the last ``seconds`` seconds, from
+    ``bid_response`` / ``no_bid`` events (the dashboard's live view; events reach ClickHouse about a
+    second after they happen, so the newest second fills in on the next push)."""
+    now = now or dt.datetime.now(UTC)
+    end = _ts(now) + 1
+    start = end - seconds
+    rows = ch.execute(
+        f"""
+        SELECT toUInt32(timestamp) AS second,
+               countIf(event_type = 'bid_response') AS bids,
+               countIf(event_type = 'no_bid') AS no_bids,
+               quantilesExact(0.5, 0.99)(ifNull(latency_us, 0)) AS latency
+        FROM {TABLE}
+        WHERE event_type IN ('bid_response', 'no_bid')
+          AND timestamp >= toDateTime(%(start)s) AND timestamp < toDateTime(%(end)s)
+        GROUP BY second
+        ORDER BY second
+        """,
+        {"start": start, "end": end},
+        kind="live",
+    )
+    found = {int(second): (bids, no_bids, latency) for second, bids, no_bids, latency in rows}
+    points = []
+    for second in range(start, end):
+        bids, no_bids, latency = found.get(second, (0, 0, (None, None)))
+        points.append(
+            {
+                "t": second,
+                "bids": int(bids),
+                "no_bids": int(no_bids),
+                "latency_p50_us": int(latency[0]) if latency[0] is not None else None,
+                "latency_p99_us": int(latency[1]) if latency[1] is not None else None,
+            }
+        )
+    return {"now": end, "points": points}
+
+
+def campaign_ids_with_events(*, days: int = 90, limit: int = 500) -> list[str]:
+    """Campaign ids that have events in the last ``days`` days (the dashboard's picker)."""
+    rows = ch.execute(
+        f"""
+        SELECT campaign_id, count() AS n FROM {TABLE}
+        WHERE campaign_id != '' AND timestamp >= toDateTime(%(start)s)
+        GROUP BY campaign_id ORDER BY n DESC LIMIT {int(limit)}
+        """,
+        {"start": _ts(dt.datetime.now(UTC) - dt.timedelta(days=days))},
+        kind="report",
+    )
+    return [row[0] for row in rows]
+
+
+def event_list(*, event_ids: list[str] | None = None, campaign_id: str | None = None, limit: int = 10_000) -> list[events.Event]:
+    """Raw events (deduplicated) by id or campaign, oldest first."""
+    conditions, params = [], {}
+    if event_ids is not None:
+        conditions.append("event_id IN %(ids)s")
+        params["ids"] = tuple(event_ids) or ("",)
+    if campaign_id is not None:
+        conditions.append("campaign_id = %(cid)s")
+        params["cid"] = str(campaign_id)
+    where = " AND ".join(conditions) or "1"
+    columns = ", ".join(events.COLUMNS)
+    rows = ch.execute(
+        f"SELECT {columns} FROM {TABLE} FINAL WHERE {where} ORDER BY timestamp, timestamp_us LIMIT {int(limit)}",
+        params,
+        kind="events",
+    )
+    return [events.from_db(dict(zip(events.COLUMNS, row))) for row in rows]

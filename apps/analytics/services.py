@@ -1,0 +1,66 @@
+"""Writes on the analytics store: retention (dropping whole monthly partitions).
+
+ClickHouse 18.16 has no TTL, so retention is a daily beat task: every partition of
+``analytics_events`` (``PARTITION BY toYYYYMM(timestamp)``) whose month ended before the cutoff
+(now − ``ANALYTICS_RETENTION_DAYS``, default 90) is dropped. A partition that still holds any event
+newer than the cutoff is kept whole, so data is kept at least the configured number of days.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import structlog
+from prometheus_client import Counter
+
+from apps.core import clickhouse as ch
+from config import env
+
+log = structlog.get_logger(__name__)
+
+PARTITIONS_DROPPED = Counter("analytics_partitions_dropped_total", "Monthly partitions dropped by retention")
+
+_MONTH = re.compile(r"^(\d{4})(\d{2})$")
+
+
+def retention_days() -> int:
+    return env.env_int("ANALYTICS_RETENTION_DAYS", 90)
+
+
+def _month_end(partition: str) -> dt.datetime | None:
+    """First moment after the month a ``toYYYYMM`` partition holds (None if not such a partition)."""
+    match = _MONTH.match(partition.strip("'"))
+    if not match:
+        return None
+    year, month = int(match.group(1)), int(match.group(2))
+    if not 1 <= month <= 12:
+        return None
+    return dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.timezone.utc)
+
+
+def partitions_list(*, table: str = "analytics_events") -> list[str]:
+    """Active partitions of ``table`` in the configured database (``system.parts.partition``)."""
+    rows = ch.execute(
+        "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = %(table)s AND active",
+        {"db": ch.database(), "table": table},
+        kind="ddl",
+    )
+    return sorted(row[0] for row in rows)
+
+
+def partitions_drop_expired(*, days: int | None = None, table: str = "analytics_events", now: dt.datetime | None = None) -> list[str]:
+    """Drop every monthly partition entirely older than ``now - days``; returns the ones dropped."""
+    days = retention_days() if days is None else days
+    if days <= 0:
+        raise ValueError("retention days must be positive")
+    cutoff = (now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=days)
+    dropped = []
+    for partition in partitions_list(table=table):
+        month_end = _month_end(partition)
+        if month_end is None or month_end > cutoff:
+            continue
+        ch.execute(f"ALTER TABLE {table} DROP PARTITION {partition.strip(chr(39))}", kind="ddl")
+        PARTITIONS_DROPPED.inc()
+        log.info("analytics_partition_dropped", table=table, partition=partition, cutoff=cutoff.isoformat())
+        dropped.append(partition)
+    return dropped
