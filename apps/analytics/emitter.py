@@ -114,6 +114,7 @@ class Emitter:
         events belong to the parent, which flushes them; the parent's locks may be held)."""
         self._buf: collections.deque = collections.deque()
         self._pending: list[tuple[bytes, int]] = []  # (encoded entry, events in it) awaiting Redis
+        self._held = 0  # events in _pending: they count against the capacity too
         self._flush_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
@@ -127,7 +128,7 @@ class Emitter:
         """Queue one event; see the module docstring. ValueError / TypeError for a programming error."""
         _check(event_type, fields)
         buf = self._buf
-        if len(buf) >= self.capacity:
+        if len(buf) + self._held >= self.capacity:
             _DROPPED_OVERFLOW.inc()
             return
         buf.append((event_type, new_event_id(), _time_ns() // 1000, fields))
@@ -157,7 +158,7 @@ class Emitter:
 
     def backlog(self) -> int:
         """Events not yet in the stream (buffer plus encoded entries waiting for Redis)."""
-        return len(self._buf) + sum(count for _, count in self._pending)
+        return len(self._buf) + self._held
 
     def _run(self) -> None:
         while True:
@@ -198,13 +199,15 @@ class Emitter:
                 if not self._send(self._pending):
                     BUFFERED.set(self.backlog())
                     return False
-                EVENTS_FLUSHED.inc(self.backlog() - len(self._buf))
-                self._pending = []
+                EVENTS_FLUSHED.inc(self._held)
+                self._pending, self._held = [], 0
             buf = self._buf
             while buf:
                 rows: list[tuple] = []
                 popleft = buf.popleft
-                for _ in range(min(self.round_max, len(buf))):
+                count = min(self.round_max, len(buf))
+                self._held = count  # set before popping so emit never sees room that is not there
+                for _ in range(count):
                     event_type, event_id, ts_us, fields = popleft()
                     try:
                         rows.append(events.to_row(event_type, event_id, ts_us, fields))
@@ -215,12 +218,12 @@ class Emitter:
                     (_ENCODE(rows[start : start + self.chunk]), len(rows[start : start + self.chunk]))
                     for start in range(0, len(rows), self.chunk)
                 ]
-                self._pending = entries
+                self._pending, self._held = entries, len(rows)
                 if not self._send(entries):
                     BUFFERED.set(self.backlog())
                     return False
                 EVENTS_FLUSHED.inc(len(rows))
-                self._pending = []
+                self._pending, self._held = [], 0
             BUFFERED.set(len(buf))
             return True
 
@@ -233,6 +236,18 @@ class Emitter:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
+
+    def close(self, *, flush: bool = True, timeout: float = 3.0) -> int:
+        """Stop for good: flush (optionally), forget this emitter (no exit-time flush) and return the
+        number of events discarded, which are counted as ``reason="closed"``."""
+        self.stop(flush=flush, timeout=timeout)
+        _EMITTERS.discard(self)
+        lost = self.backlog()
+        if lost:
+            EVENTS_DROPPED.labels("closed").inc(lost)
+        self._buf.clear()
+        self._pending, self._held = [], 0
+        return lost
 
     def _after_fork_in_child(self) -> None:
         self._reset_state()
@@ -251,11 +266,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def flush_all_at_exit() -> None:
     """Flush every emitter with a short deadline; count what could not be written."""
-    timeout = env.env_float("ANALYTICS_EXIT_FLUSH_SECONDS", 3.0)
+    deadline = time.monotonic() + env.env_float("ANALYTICS_EXIT_FLUSH_SECONDS", 3.0)
     for emitter in list(_EMITTERS):
         if not emitter.backlog():
             continue
-        if not emitter.stop(flush=True, timeout=timeout):
+        if not emitter.stop(flush=True, timeout=max(0.0, deadline - time.monotonic())):
             lost = emitter.backlog()
             EVENTS_DROPPED.labels("exit").inc(lost)
             log.error("analytics_events_lost_at_exit", count=lost, stream=emitter.stream)

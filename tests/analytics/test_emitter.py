@@ -1,0 +1,216 @@
+"""The emitter: never blocks, counts overflow, survives a Redis outage, fork and interpreter exit."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis
+from prometheus_client import REGISTRY
+
+from apps.analytics import emitter as emitter_mod
+from apps.analytics import events
+from apps.core import redis as redis_store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _metric(name: str, labels: dict | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+def _free_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def _rows(client: redis.Redis, stream: str) -> list[list]:
+    return [row for _, data in client.xrange(stream) for row in msgspec.msgpack.decode(data[b"d"])]
+
+
+def _wait(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+class RedisServer:
+    """A private redis-server on a free port (no persistence), started and stopped by the test."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        assert _wait(lambda: _pings(client)), "redis-server did not start"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.proc = None
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return client.ping()
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def private_redis():
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server binary not installed")
+    server = RedisServer(_free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_unknown_event_type_and_field_are_programming_errors():
+    em = emitter_mod.Emitter(autostart=False)
+    with pytest.raises(ValueError):
+        em.emit("bid_requests")
+    with pytest.raises(TypeError):
+        em.emit("win", campaign=1)
+    with pytest.raises(ValueError):
+        emitter_mod.emit("nope", campaign_id=1)
+    with pytest.raises(TypeError):
+        emitter_mod.emit("win", price_cpm=1.0)
+    assert em.backlog() == 0
+
+
+def test_event_ids_are_uuid4_hex():
+    import uuid
+
+    ids = {emitter_mod.new_event_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).hex == i for i in ids)
+
+
+def test_full_buffer_never_blocks_and_counts_overflow():
+    # Redis unreachable and a tiny buffer: emit must still return at once
+    em = emitter_mod.Emitter(redis_url=f"redis://127.0.0.1:{_free_port()}/0", capacity=1000, interval=0.01)
+    dropped = _metric("analytics_events_dropped_total", {"reason": "overflow"})
+    started = time.perf_counter()
+    for n in range(20_000):
+        em.emit("bid_response", request_id=str(n), latency_us=n)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 1.0  # ~3 µs each; a blocking emit would take seconds here
+    assert em.backlog() == 1000
+    assert _metric("analytics_events_dropped_total", {"reason": "overflow"}) - dropped == 19_000
+    em.close(flush=False)
+
+
+def test_emit_cost_is_a_few_microseconds():
+    em = emitter_mod.Emitter(autostart=False, capacity=10**6)
+    n = 50_000
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for i in range(n):
+            em.emit("bid_response", request_id="r", campaign_id="1", price=1.0, latency_us=i)
+        best = min(best, (time.perf_counter() - started) / n)
+        em._buf.clear()
+    assert best < 20e-6, f"emit took {best * 1e6:.1f} µs"
+
+
+async def test_emit_from_asyncio_code(stream):
+    em = emitter_mod.Emitter(stream=stream, interval=0.02)
+
+    async def handler(i: int) -> None:
+        em.emit("no_bid", request_id=f"a{i}", reason="no_candidates", latency_us=i)
+        await asyncio.sleep(0)
+
+    await asyncio.gather(*(handler(i) for i in range(500)))
+    client = redis_store.client()
+    assert await asyncio.to_thread(_wait, lambda: em.backlog() == 0)
+    assert len(_rows(client, stream)) == 500
+    em.close()
+
+
+def test_background_thread_flushes_within_about_100ms(stream):
+    em = emitter_mod.Emitter(stream=stream)  # default interval: 100 ms
+    client = redis_store.client()
+    em.emit("click", campaign_id="c1")
+    started = time.monotonic()
+    assert _wait(lambda: client.xlen(stream) == 1, timeout=2)
+    assert time.monotonic() - started < 0.6
+    em.close()
+
+
+def test_redis_down_keeps_events_and_flushes_when_it_is_back(private_redis):
+    stream = "analytics:events"
+    em = emitter_mod.Emitter(redis_url=f"redis://127.0.0.1:{private_redis.port}/0", stream=stream, interval=0.02)
+    client = redis.Redis(port=private_redis.port)
+    for n in range(300):
+        em.emit("win", request_id=f"up{n}")
+    assert _wait(lambda: em.backlog() == 0)
+    assert len(_rows(client, stream)) == 300
+
+    private_redis.stop()
+    errors = _metric("analytics_flush_errors_total")
+    for n in range(700):
+        em.emit("win", request_id=f"down{n}")
+    assert _wait(lambda: _metric("analytics_flush_errors_total") >= errors + 2)
+    assert em.backlog() == 700  # kept, not lost
+    assert _metric("analytics_buffer_events") > 0
+
+    private_redis.start()  # an empty Redis on the same port (no persistence)
+    assert _wait(lambda: em.backlog() == 0, timeout=10)
+    rows = _rows(redis.Redis(port=private_redis.port), stream)
+    ids = [row[0] for row in rows]
+    assert sorted(row[events.COLUMNS.index("request_id")] for row in rows) == sorted(f"down{n}" for n in range(700))
+    assert len(set(ids)) == 700
+    em.close()
+
+
+def test_forked_child_gets_a_fresh_buffer_and_thread(stream):
+    em = emitter_mod.Emitter(stream=stream, autostart=False)
+    for n in range(10):
+        em.emit("click", request_id=f"parent{n}")
+    pid = os.fork()
+    if pid == 0:  # child: the parent's 10 buffered events are the parent's to send
+        code = 1
+        try:
+            if em.backlog() == 0 and not em._started:
+                for n in range(5):
+                    em.emit("click", request_id=f"child{n}")
+                code = 0 if em.stop(flush=True) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert em.flush()
+    request_ids = sorted(row[events.COLUMNS.index("request_id")] for row in _rows(redis_store.client(), stream))
+    assert request_ids == sorted([f"parent{n}" for n in range(10)] + [f"child{n}" for n in range(5)])
+
+
+def test_events_are_flushed_at_interpreter_exit(stream):
+    code = (
+        "from apps.analytics.emitter import emit\n"
+        "for n in range(1234): emit('email_open', activation_id=str(n), channel='email')\n"
+    )
+    env = {**os.environ, "ANALYTICS_STREAM": stream, "ANALYTICS_FLUSH_INTERVAL_MS": "60000"}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
+    assert len(_rows(redis_store.client(), stream)) == 1234
