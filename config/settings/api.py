@@ -21,4 +21,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One schema name per shared choice set (fields named differently reuse the same enum).
+    "ENUM_NAME_OVERRIDES": {
+        "LoyaltyTierEnum": "apps.loyalty.models.Tier",
+    },
 }
