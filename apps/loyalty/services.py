@@ -31,9 +31,10 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from apps.analytics.emitter import emit
-from apps.core.api import Conflict, NotFound, ServiceError
+from apps.core.api import Conflict, NotFound, PermissionDenied, ServiceError
 from apps.core.idempotency import idempotency_purge, idempotent_call, validate_key
 from apps.core.profiles import profile_write
+from apps.core.roles import user_has_role
 from apps.loyalty import publisher, rules, selectors
 from apps.loyalty.models import (
     LedgerEntry,
@@ -546,7 +547,10 @@ def loyalty_adjust(*, user_id: str, stars: int, reason: str, actor=None, idempot
     """Correct a member's balance by ``stars`` (positive or negative) with a reason; writes an
     ``adjust`` ledger row. Only the spendable balance changes: qualifying and lifetime stars record
     purchases, so goodwill credits and corrections leave them (and the tier) alone. The balance can
-    not go below zero. With ``idempotency_key`` a resubmission applies once."""
+    not go below zero. With ``idempotency_key`` a resubmission applies once. A person (``actor``)
+    must hold the Admin role; ``actor=None`` is a system correction."""
+    if actor is not None and not user_has_role(actor):
+        raise PermissionDenied("Adjusting stars requires the Admin role.")
     user_id = _clean_user_id(user_id)
     if isinstance(stars, bool) or not isinstance(stars, int) or stars == 0 or abs(stars) > ADJUST_MAX_STARS:
         raise ServiceError(f"stars must be a non-zero whole number between -{ADJUST_MAX_STARS} and {ADJUST_MAX_STARS}.",
@@ -667,13 +671,25 @@ def loyalty_republish_pending_signals(*, older_than_seconds: int = 30, limit: in
 
 
 # --- scheduled work -----------------------------------------------------------------------------
-def loyalty_rollover_due(*, now: datetime | None = None, limit: int = 1000) -> int:
+def _due_batches(queryset_for_now, *, batch_size: int = 500):
+    """Yield primary keys of due accounts in batches until none is due. Each processed account
+    leaves the due set (rolled over, expired, or found no longer due under its lock), so this ends."""
+    seen: set[int] = set()
+    while True:
+        batch = [pk for pk in queryset_for_now().values_list("pk", flat=True)[:batch_size] if pk not in seen]
+        if not batch:
+            return
+        seen.update(batch)
+        yield from batch
+
+
+def loyalty_rollover_due(*, now: datetime | None = None) -> int:
     """Roll over every account whose qualifying period has ended (tier re-evaluation; the only
     place tiers go down). One short transaction per account; safe to run concurrently and again.
     Returns how many accounts were rolled over."""
     now = now or timezone.now()
     done = 0
-    for pk in selectors.accounts_due_for_rollover(now=now).values_list("pk", flat=True)[:limit]:
+    for pk in _due_batches(lambda: selectors.accounts_due_for_rollover(now=now)):
         with transaction.atomic():
             account = LoyaltyAccount.objects.select_for_update().get(pk=pk)
             if account.qualifying_period_end > now:
@@ -686,12 +702,12 @@ def loyalty_rollover_due(*, now: datetime | None = None, limit: int = 1000) -> i
     return done
 
 
-def loyalty_expire_inactive(*, now: datetime | None = None, limit: int = 1000) -> int:
+def loyalty_expire_inactive(*, now: datetime | None = None) -> int:
     """Expire the whole balance of Green accounts with no earn or redeem for 180 days, one
     ``expire`` ledger row each. Qualifying and lifetime stars stay. Returns accounts expired."""
     now = now or timezone.now()
     done = 0
-    for pk in selectors.accounts_due_for_expiry(now=now).values_list("pk", flat=True)[:limit]:
+    for pk in _due_batches(lambda: selectors.accounts_due_for_expiry(now=now)):
         with transaction.atomic():
             account = LoyaltyAccount.objects.select_for_update().get(pk=pk)
             if not selectors.accounts_due_for_expiry(now=now).filter(pk=pk).exists():
