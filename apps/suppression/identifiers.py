@@ -55,10 +55,12 @@ def classify_and_normalise(identifier: str, *, field: str = "identifier") -> tup
         return _normalise_email(value, field), IdentifierKind.EMAIL
     if _looks_like_phone(value):
         return _normalise_phone(value, field), IdentifierKind.PHONE
-    if any(ch.isspace() for ch in value):
+    if value.startswith("+"):
+        raise ServiceError(f"invalid phone number {value!r}", field=field)
+    if any(ch.isspace() for ch in value) or not any(ch.isalnum() for ch in value):
         raise ServiceError(
             f"identifier {value!r} is not an email address, a phone number, a user id or a device token "
-            "(user ids and tokens cannot contain spaces)",
+            "(user ids and tokens have letters or digits and no spaces)",
             field=field,
         )
     return value, IdentifierKind.OTHER
@@ -79,7 +81,7 @@ def _normalise_email(value: str, field: str) -> str:
 
 
 def _looks_like_phone(value: str) -> bool:
-    if not _PHONE_CHARS.match(value):
+    if not _PHONE_CHARS.match(value) or not any(ch.isdigit() for ch in value):
         return False
     if value.startswith("+") or value.startswith("00"):
         return True
@@ -102,8 +104,14 @@ def _normalise_phone(value: str, field: str) -> str:
             )
     try:
         number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        raise ServiceError(f"invalid phone number {value!r}", field=field) from None
+    except phonenumbers.NumberParseException as exc:
+        why = {
+            phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: ": its country code does not exist",
+            phonenumbers.NumberParseException.TOO_SHORT_NSN: ": it is too short",
+            phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: ": it is too short",
+            phonenumbers.NumberParseException.TOO_LONG: ": it is too long",
+        }.get(exc.error_type, "")
+        raise ServiceError(f"invalid phone number {value!r}{why}", field=field) from None
     result = phonenumbers.is_possible_number_with_reason(number)
     if result != phonenumbers.ValidationResult.IS_POSSIBLE:
         why = _PHONE_REASONS.get(result, "it is not a possible number")

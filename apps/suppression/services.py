@@ -350,7 +350,9 @@ def _bulk_write(candidates, *, actor, now, result: BulkResult, skipped: list, ch
         identifiers = {c[2] for c in candidates}
         existing = {
             (e.identifier, e.channel): e
+            # A stable lock order (and insert order below) keeps concurrent bulk writers from deadlocking.
             for e in SuppressionEntry.objects.select_for_update().filter(identifier__in=identifiers)
+            .order_by("identifier", "channel")
         }
         new_entries, changed, audits = [], [], []
         for index, row, key, kind, channel, reason, row_source, expires_at in candidates:
@@ -375,6 +377,7 @@ def _bulk_write(candidates, *, actor, now, result: BulkResult, skipped: list, ch
             else:
                 result.added += 1
         if new_entries:
+            new_entries.sort(key=lambda item: (item[2].identifier, item[2].channel))
             try:
                 with transaction.atomic():
                     SuppressionEntry.objects.bulk_create([e for _, _, e in new_entries])

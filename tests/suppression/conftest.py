@@ -1,0 +1,38 @@
+import pytest
+from django.contrib.auth.models import Group, User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+
+def _user(username: str, *roles: str, is_staff: bool = True) -> User:
+    user = User.objects.create_user(username=username, password="pw-" + username, is_staff=is_staff)
+    for role in roles:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def marketer(db):
+    return _user("marketer", "Marketer")
+
+
+@pytest.fixture
+def approver(db):
+    return _user("approver", "Approver")
+
+
+@pytest.fixture
+def admin_user(db):
+    return _user("admin", "Admin")
+
+
+@pytest.fixture
+def nobody(db):
+    """Authenticated, staff, but no role."""
+    return _user("nobody")
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
