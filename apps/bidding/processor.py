@@ -1,0 +1,436 @@
+"""``BidProcessor``: the eight steps of RULES.md §1, shared by the HTTP, gRPC and NATS entries.
+
+Pure asyncio Python with no ORM and no blocking call. On an L1 hit the only side effects are
+in-memory (metrics, the analytics buffer); on an L1 miss there is one pipelined Redis round trip,
+bounded by the request's deadline. Each entry only decodes the request, calls ``process`` and
+encodes the outcome.
+"""
+from __future__ import annotations
+
+import asyncio
+import html
+import random
+import time
+import uuid
+from decimal import ROUND_HALF_UP, Decimal
+
+import numpy as np
+import redis.exceptions
+import structlog
+
+from apps.analytics.emitter import emit
+from apps.bidding import metrics, openrtb
+from apps.bidding.cache import ANONYMOUS, TIER_BOOST, L1Cache, UserState, default_state, load_from_redis
+from apps.bidding.conf import BidConfig
+from apps.bidding.snapshot import DEVICE_BITS, OfferEntry, Snapshot
+from apps.bidding.tokens import ClickToken, WinToken, click_token, win_token
+from apps.campaigns.countries import normalise_country
+from apps.inference.features import device_type_from_openrtb, position_column, user_row
+
+log = structlog.get_logger(__name__)
+
+# recommended_bid = max_bid * (MIN_FRACTION + (1 - MIN_FRACTION) * min(predicted_ctr / REFERENCE_CTR, 1))
+# An offer pays its max bid for users the model expects to click at >= 5 % (the CTR scale the
+# model's offer features use) and at least MIN_FRACTION of it for anyone it targets.
+REFERENCE_CTR = 0.05
+L2_RETRY_AFTER_SECONDS = 1.0
+MAX_REQUEST_SEGMENTS = 64
+
+_perf = time.perf_counter
+_wall = time.time
+_uuid4 = uuid.uuid4
+_random = random.random
+
+
+class BidOutcome:
+    """The processor's answer: a response with bids, or a no-bid with its reason and ``nbr`` code."""
+
+    __slots__ = ("response", "bids", "reason", "nbr", "latency_us")
+
+    def __init__(self, response: openrtb.BidResponse, bids: list, reason: str | None, nbr: int | None, latency_us: int):
+        self.response = response
+        self.bids = bids
+        self.reason = reason
+        self.nbr = nbr
+        self.latency_us = latency_us
+
+    @property
+    def is_bid(self) -> bool:
+        return bool(self.bids)
+
+    def summary(self) -> list[tuple[str, str, float, str | None]]:
+        """``[(impid, adid, price, dealid)]``: the decision, comparable across entries (bid ids differ)."""
+        return [(b.impid, b.adid, b.price, b.dealid) for b in self.bids]
+
+
+def device_from_ua(ua: str | None) -> str:
+    """A coarse device type from the user agent, used only when ``device.devicetype`` is absent."""
+    if not ua:
+        return "unknown"
+    u = ua.lower()
+    if "ipad" in u or "tablet" in u or ("android" in u and "mobile" not in u):
+        return "tablet"
+    if "smart-tv" in u or "smarttv" in u or "appletv" in u or "roku" in u or "crkey" in u or "bravia" in u:
+        return "ctv"
+    if "mobi" in u or "iphone" in u or "ipod" in u or "android" in u:
+        return "mobile"
+    return "desktop"
+
+
+def _domain_blocked(domain: str, blocked: frozenset[str]) -> bool:
+    """``badv: ["apple.com"]`` blocks ``apple.com`` and ``www.apple.com``."""
+    d = domain
+    while d:
+        if d in blocked:
+            return True
+        _, dot, rest = d.partition(".")
+        if not dot or "." not in rest:
+            return False
+        d = rest
+    return False
+
+
+def _allows_domain(allowed: list[str], domain: str) -> bool:
+    return any(d.lower() == domain for d in allowed)
+
+
+def micros_from_cpm(price: float) -> int:
+    """A CPM price in USD as integer micro-dollars of CPM."""
+    return int((Decimal(repr(price)) * 1_000_000).to_integral_value(ROUND_HALF_UP))
+
+
+class BidProcessor:
+    """One per process, shared by every entry in it (DESIGN "Shared BidProcessor")."""
+
+    def __init__(self, *, config: BidConfig, inference, redis=None, emit_event=emit):
+        self.config = config
+        self.inference = inference
+        self.redis = redis
+        self.emit = emit_event
+        self.cache = L1Cache(max_entries=config.l1_max_entries, ttl_seconds=config.l1_ttl_seconds)
+        self.snapshot: Snapshot | None = None
+        self.exhausted: set[int] = set()
+        self._l2_retry_at = 0.0
+        self._l2_error_logged_at = 0.0
+        self._win_base = f"{config.public_base_url}/v1/win?t="
+        self._click_base = f"{config.public_base_url}/v1/click?t="
+        self._anonymous = default_state(ANONYMOUS)
+
+    # --- state fed by the runtime (snapshot loads, announcements) --------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.snapshot is not None and bool(getattr(self.inference, "ready", False))
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        current = self.snapshot
+        if current is not None and snapshot.version < current.version:
+            return
+        self.snapshot = snapshot
+        self.exhausted = set(snapshot.exhausted)
+        metrics.SNAPSHOT_LOADS.inc()
+
+    def mark_exhausted(self, campaign_id: int) -> None:
+        self.exhausted.add(campaign_id)
+
+    # --- the hot path ----------------------------------------------------------------------------
+    async def process(self, request: openrtb.BidRequest, *, started: float | None = None,
+                      exchange: str = "open") -> BidOutcome:
+        """Answer one decoded bid request. ``started`` is ``time.perf_counter()`` when the request
+        arrived (defaults to now); the deadline counts from it."""
+        t0 = started if started is not None else _perf()
+        cfg = self.config
+        tmax = request.tmax or cfg.tmax_cap_ms
+        budget_ms = (tmax if tmax < cfg.tmax_cap_ms else cfg.tmax_cap_ms) - cfg.network_buffer_ms
+        deadline = t0 + budget_ms / 1000.0
+        if cfg.request_sample_rate and _random() < cfg.request_sample_rate:
+            self.emit("bid_request", request_id=request.id, extra={"sample_rate": cfg.request_sample_rate,
+                                                                   "imps": len(request.imp), "exchange": exchange})
+        if budget_ms <= 0:
+            return self._no_bid(request, t0, "deadline", openrtb.NBR_TECHNICAL_ERROR)
+        snap = self.snapshot
+        if snap is None or not self.inference.ready:
+            return self._no_bid(request, t0, "not_ready", openrtb.NBR_TECHNICAL_ERROR)
+        seat = cfg.seat
+        if (request.wseat and seat not in request.wseat) or (request.bseat and seat in request.bseat):
+            return self._no_bid(request, t0, "seat_blocked", openrtb.NBR_UNKNOWN)
+        if request.cur and "USD" not in request.cur:
+            return self._no_bid(request, t0, "currency", openrtb.NBR_UNKNOWN)
+
+        # Step 1: user id. COPPA traffic is never personalised.
+        user = request.user
+        coppa = request.regs is not None and request.regs.coppa == 1
+        user_id = ANONYMOUS
+        if user is not None and not coppa:
+            user_id = user.id or user.buyeruid or ANONYMOUS
+        now = _wall()
+
+        # Step 2: profile (L1 -> L2 -> default).
+        if user_id == ANONYMOUS:
+            state = self._anonymous
+        else:
+            state = self.cache.get(user_id, now)
+            if state is None:
+                metrics.L1_MISS.inc()
+                state = await self._load(user_id, now, deadline)
+            else:
+                metrics.L1_HIT.inc()
+
+        # Step 3: frequency cap (won impressions, kept in memory by announcements).
+        impressions_1h = 0
+        if state.wins:
+            impressions_1h, impressions_24h = state.counts(now)
+            if impressions_1h >= cfg.freq_max_per_hour or impressions_24h >= cfg.freq_max_per_day:
+                metrics.FREQUENCY_CAPPED.inc()
+                return self._no_bid(request, t0, "frequency_cap", openrtb.NBR_DAILY_USER_CAP, user_id=user_id)
+
+        # Step 4: candidates from the snapshot.
+        device = request.device
+        device_type = "unknown"
+        country = None
+        if device is not None:
+            device_type = device_type_from_openrtb(device.devicetype)
+            if device.devicetype is None:
+                device_type = device_from_ua(device.ua)
+            if device.geo is not None and device.geo.country:
+                country = normalise_country(device.geo.country)
+        if country is None and user is not None and user.geo is not None and user.geo.country:
+            country = normalise_country(user.geo.country)
+        segments = state.segments
+        if user is not None and user.data and not coppa:
+            extra = _request_segments(user.data)
+            if extra:
+                segments = tuple(set(segments) | extra)
+        candidates, imp_fits = self._candidates(request, snap, state, now, device_type, country, segments)
+        if not candidates:
+            return self._no_bid(request, t0, "no_candidates", openrtb.NBR_UNKNOWN, user_id=user_id)
+        if _perf() >= deadline:
+            return self._no_bid(request, t0, "deadline", openrtb.NBR_TECHNICAL_ERROR, user_id=user_id)
+
+        # Step 5: features and inference (offer features were precomputed with the snapshot).
+        n = len(candidates)
+        index = np.array(candidates, dtype=np.intp)
+        row = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty, recency=state.recency,
+                       impressions_1h=impressions_1h, max_per_hour=cfg.freq_max_per_hour, device_type=device_type)
+        score, predicted_ctr = await self.inference.score_async(row, snap.features[index], position_column(n, cfg.batch_size))
+        if _perf() >= deadline:
+            return self._no_bid(request, t0, "deadline", openrtb.NBR_TECHNICAL_ERROR, user_id=user_id)
+
+        # Step 6: recommended bid and loyalty boost, capped at the offer's max bid.
+        max_bids = snap.max_bids[index]
+        f = cfg.min_bid_fraction
+        ratio = np.minimum(predicted_ctr.astype(np.float64) / REFERENCE_CTR, 1.0)
+        boost = TIER_BOOST.get(state.tier, 1.0)
+        prices = np.minimum(max_bids * (f + (1.0 - f) * ratio) * boost, max_bids).tolist()
+
+        # Step 7: winner per impression: highest score among fitting candidates at or above the floor.
+        order = np.argsort(-score, kind="stable").tolist()
+        used: set[int] = set()
+        winners: list[tuple[openrtb.Imp, int, float, str | None]] = []
+        entries = snap.entries
+        for imp_index, imp in enumerate(request.imp):
+            fits = imp_fits[imp_index]
+            if not fits:
+                continue
+            deals, open_auction = _imp_deals(imp, seat)
+            for pos in order:
+                if pos in used or pos not in fits:
+                    continue
+                price = round(prices[pos], 4)
+                entry = entries[candidates[pos]]
+                dealid = None
+                if deals:
+                    for deal in deals:
+                        if price >= deal.bidfloor and (not deal.wadomain or _allows_domain(deal.wadomain, entry.adomain)):
+                            dealid = deal.id
+                            break
+                if dealid is None and (not open_auction or price < imp.bidfloor or price <= 0.0):
+                    continue
+                used.add(pos)
+                winners.append((imp, pos, price, dealid))
+                break
+        if not winners:
+            return self._no_bid(request, t0, "below_floor", openrtb.NBR_UNKNOWN, user_id=user_id)
+
+        # Step 8: response.
+        bids = []
+        issued = int(now)
+        secret = cfg.win_secret
+        boosted = boost > 1.0
+        for imp, pos, price, dealid in winners:
+            entry = entries[candidates[pos]]
+            bids.append(self._bid(request, imp, entry, price, dealid, user_id, issued, secret))
+            if boosted:
+                metrics.LOYALTY_BOOSTED.inc()
+        response = openrtb.BidResponse(
+            id=request.id, seatbid=[openrtb.SeatBid(bid=bids, seat=seat)], bidid=str(_uuid4()), cur="USD"
+        )
+        latency_us = int((_perf() - t0) * 1e6)
+        metrics.TOTAL_LATENCY_US.observe(latency_us)
+        metrics.RESPONDED.inc()
+        emit_event = self.emit
+        for b in bids:
+            emit_event("bid_response", request_id=request.id, user_id=user_id, campaign_id=b.cid, offer_id=b.adid,
+                       bid_id=b.id, imp_id=b.impid, price=b.price, latency_us=latency_us, device_type=device_type,
+                       country=country, tier=state.tier)
+        return BidOutcome(response, bids, None, None, latency_us)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _bid(self, request, imp, entry: OfferEntry, price: float, dealid, user_id: str, issued: int,
+             secret: bytes) -> openrtb.Bid:
+        bid_id = str(_uuid4())
+        token = win_token(secret, WinToken(bid_id, request.id, imp.id, entry.campaign_id, entry.offer_id, user_id,
+                                           micros_from_cpm(price), issued))
+        markup = entry.row.markup
+        if entry.format == "banner":
+            click = click_token(secret, ClickToken(bid_id, entry.campaign_id, entry.offer_id, user_id,
+                                                   entry.row.landing_url, issued))
+            markup = (f'<a href="{html.escape(self._click_base + click)}" target="_blank" rel="noopener">'
+                      f"{markup}</a>")
+        w, h = entry.size
+        return openrtb.Bid(
+            id=bid_id, impid=imp.id, price=price, adid=entry.adid,
+            nurl=self._win_base + token + "&price=${AUCTION_PRICE}",
+            adm=markup, adomain=entry.adomain_list, cid=entry.cid, crid=entry.crid, cat=entry.cat_list,
+            dealid=dealid, w=w, h=h, mtype=entry.mtype,
+        )
+
+    def _candidates(self, request, snap: Snapshot, state: UserState, now: float, device_type: str,
+                    country: str | None, segments) -> tuple[list[int], list[set[int]]]:
+        """Offers that fit at least one impression and pass targeting, blocks, budget and caps —
+        best priority first, at most ``BID_BATCH_SIZE``; plus, per impression, which of them fit it."""
+        per_imp: list[list[int]] = []
+        union: set[int] = set()
+        for imp in request.imp:
+            fitting = _offers_for_imp(imp, snap)
+            per_imp.append(fitting)
+            union.update(fitting)
+        if not union:
+            return [], []
+        bcat = frozenset(c.upper() for c in request.bcat) if request.bcat else None
+        badv = frozenset(d.lower() for d in request.badv) if request.badv else None
+        caps = state.campaign_counts(now) if state.wins else None
+        device_bit = DEVICE_BITS.get(device_type, 0)
+        segment_set = frozenset(segments) if segments else frozenset()
+        exhausted = self.exhausted
+        entries = snap.entries
+        limit = self.config.batch_size
+        chosen: list[int] = []
+        for i in sorted(union):
+            e = entries[i]
+            if e.campaign_id in exhausted or not (e.start_at <= now < e.end_at):
+                continue
+            if e.device_mask and not (e.device_mask & device_bit):
+                continue
+            if e.countries is not None and country not in e.countries:
+                continue
+            if e.segments is not None and e.segments.isdisjoint(segment_set):
+                continue
+            if bcat is not None and (e.category in bcat or e.category_parent in bcat):
+                continue
+            if badv is not None and _domain_blocked(e.adomain, badv):
+                continue
+            if caps:
+                seen = caps.get(e.campaign_id)
+                if seen is not None and (seen[0] >= e.max_per_hour or seen[1] >= e.max_per_day):
+                    continue
+            chosen.append(i)
+            if len(chosen) >= limit:
+                break
+        if not chosen:
+            return [], []
+        position = {i: p for p, i in enumerate(chosen)}
+        imp_fits = [{position[i] for i in fitting if i in position} for fitting in per_imp]
+        return chosen, imp_fits
+
+    async def _load(self, user_id: str, now: float, deadline: float) -> UserState:
+        """L2: one pipelined Redis read bounded by the deadline; the default profile if Redis fails."""
+        client = self.redis
+        t = _perf()
+        if client is None or t < self._l2_retry_at:
+            return default_state(user_id)
+        remaining = deadline - t
+        if remaining <= 0:
+            return default_state(user_id)
+        cache = self.cache
+        cache.begin_load(user_id)
+        try:
+            state = await asyncio.wait_for(load_from_redis(client, user_id, now), remaining)
+        except (redis.exceptions.RedisError, OSError, asyncio.TimeoutError) as exc:
+            cache.finish_load(user_id, None)
+            metrics.L2_ERRORS.inc()
+            if not isinstance(exc, asyncio.TimeoutError) or remaining > 0.01:
+                self._l2_retry_at = _perf() + L2_RETRY_AFTER_SECONDS
+            if t - self._l2_error_logged_at > 10.0:
+                self._l2_error_logged_at = t
+                log.warning("bid_l2_unavailable", error=f"{type(exc).__name__}: {exc}", fallback="default_profile")
+            return default_state(user_id)
+        (metrics.L2_HIT if state.known else metrics.L2_MISS).inc()
+        cache.finish_load(user_id, state)
+        return state
+
+    def _no_bid(self, request, t0: float, reason: str, nbr: int, *, user_id: str | None = None) -> BidOutcome:
+        latency_us = int((_perf() - t0) * 1e6)
+        metrics.TOTAL_LATENCY_US.observe(latency_us)
+        metrics.NO_BID.labels(reason).inc()
+        self.emit("no_bid", request_id=request.id, user_id=user_id, reason=reason, latency_us=latency_us)
+        response = openrtb.BidResponse(id=request.id, seatbid=[], nbr=nbr, ext={"reason": reason})
+        return BidOutcome(response, [], reason, nbr, latency_us)
+
+
+def _request_segments(data) -> set[int]:
+    """Numeric segment ids the exchange sent in ``user.data[].segment[]`` (others are not ours)."""
+    out: set[int] = set()
+    for item in data:
+        if not item.segment:
+            continue
+        for seg in item.segment:
+            sid = seg.id
+            if sid and sid.isdigit() and len(sid) <= 18:
+                out.add(int(sid))
+                if len(out) >= MAX_REQUEST_SEGMENTS:
+                    return out
+    return out
+
+
+def _offers_for_imp(imp: openrtb.Imp, snap: Snapshot) -> list[int]:
+    """Snapshot indexes of the offers whose creative fits this impression (banner size or ``format``
+    list, video player size, native); none when the floor is in a currency we do not bid in."""
+    if imp.bidfloorcur != "USD" and imp.bidfloor > 0:
+        return []
+    out: list[int] = []
+    banner = imp.banner
+    if banner is not None:
+        by_size = snap.banners_by_size
+        if banner.w and banner.h:
+            out.extend(by_size.get((banner.w, banner.h), ()))
+        if banner.format:
+            for fmt in banner.format:
+                if fmt.w and fmt.h and (fmt.w != banner.w or fmt.h != banner.h):
+                    out.extend(by_size.get((fmt.w, fmt.h), ()))
+    video = imp.video
+    if video is not None and snap.videos:
+        entries = snap.entries
+        for i in snap.videos:
+            w, h = entries[i].size
+            # A player that states its size takes creatives of that size (or the same shape, scaled).
+            if not video.w or not video.h or (w, h) == (video.w, video.h) or w * video.h == h * video.w:
+                out.append(i)
+    if imp.native is not None and snap.natives:
+        out.extend(snap.natives)
+    return out
+
+
+def _imp_deals(imp: openrtb.Imp, seat: str) -> tuple[list[openrtb.Deal], bool]:
+    """The deals we may bid on (no seat list, or ours in it; USD floors) and whether the open
+    auction is allowed too (``pmp.private_auction`` = 0)."""
+    pmp = imp.pmp
+    if pmp is None:
+        return [], True
+    deals = []
+    for deal in pmp.deals or ():
+        if deal.wseat and seat not in deal.wseat:
+            continue
+        if deal.bidfloorcur != "USD" and deal.bidfloor > 0:
+            continue
+        deals.append(deal)
+    return deals, pmp.private_auction != 1
