@@ -1,0 +1,26 @@
+from django.contrib import admin
+
+from .models import SpendFlush
+
+
+@admin.register(SpendFlush)
+class SpendFlushAdmin(admin.ModelAdmin):
+    """Read-only: rows are written by the spend flush, never by hand."""
+
+    list_display = ("created_at", "campaign_id", "amount_dollars", "batch_id")
+    list_filter = ("created_at",)
+    search_fields = ("batch_id", "campaign_id")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="amount (USD)")
+    def amount_dollars(self, obj: SpendFlush) -> str:
+        return f"{obj.amount_micros / 1_000_000:.6f}"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
