@@ -77,9 +77,7 @@ class CoLaNetWeights:
     version: str
 
     def __post_init__(self) -> None:
-        arrays = _checked_arrays(
-            {"W1": self.W1, "b1": self.b1, "theta": self.theta, "W2": self.W2, "b2": self.b2}, source="weights"
-        )
+        arrays = _checked_arrays({"W1": self.W1, "b1": self.b1, "theta": self.theta, "W2": self.W2, "b2": self.b2})
         for name, value in arrays.items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "version", validate_version(self.version))
@@ -99,6 +97,10 @@ class CoLaNetWeights:
         the file and the problem: unreadable, missing arrays, wrong shape or dtype, NaN/inf, bad version."""
         path = Path(path)
         try:
+            if not path.is_file():
+                raise ModelFileError(f"{path}: no such file")
+            if not zipfile.is_zipfile(path):  # np.load would otherwise try to unpickle it
+                raise ModelFileError(f"{path}: not an .npz file (not a zip archive)")
             with np.load(path, allow_pickle=False) as data:
                 present = set(data.files)
                 missing = [name for name in REQUIRED_ARRAYS if name not in present]
@@ -109,16 +111,13 @@ class CoLaNetWeights:
                 raw = {name: data[name] for name in REQUIRED_ARRAYS}
         except ModelFileError:
             raise
-        except FileNotFoundError as exc:
-            raise ModelFileError(f"{path}: no such file") from exc
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
             raise ModelFileError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
         version = raw.pop("version")
         if version.shape != () or version.dtype.kind != "U":
             raise ModelFileError(f"{path}: 'version' must be a 0-d string array, got dtype {version.dtype} shape {version.shape}")
-        arrays = _checked_arrays(raw, source=str(path))
         try:
-            return cls(version=str(version[()]), **arrays)
+            return cls(version=str(version[()]), **raw)
         except ModelFileError as exc:
             raise ModelFileError(f"{path}: {exc}") from exc
 
@@ -189,33 +188,34 @@ class CoLaNetWeights:
         return cls(W1=W1, b1=b1, theta=theta, W2=W2, b2=b2, version=version or f"seed-{seed}")
 
 
-def _checked_arrays(raw: dict[str, np.ndarray], *, source: str) -> dict[str, np.ndarray]:
+def _checked_arrays(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Validate dtype, shape and finiteness; return read-only float32 copies (theta broadcast to H)."""
     out: dict[str, np.ndarray] = {}
     for name in ("W1", "b1", "theta", "W2", "b2"):
         value = np.asarray(raw[name])
         if value.dtype.kind != "f":
-            raise ModelFileError(f"{source}: {name} must be a floating-point array, got dtype {value.dtype}")
+            raise ModelFileError(f"{name} must be a floating-point array, got dtype {value.dtype}")
         out[name] = value
     W1 = out["W1"]
     if W1.ndim != 2 or W1.shape[0] != N_FEATURES or W1.shape[1] < 1:
-        raise ModelFileError(f"{source}: W1 must have shape ({N_FEATURES}, H), got {W1.shape}")
+        raise ModelFileError(f"W1 must have shape ({N_FEATURES}, H), got {W1.shape}")
     hidden = W1.shape[1]
     expected = {"b1": (hidden,), "W2": (hidden, N_OUTPUTS), "b2": (N_OUTPUTS,)}
     for name, shape in expected.items():
         if out[name].shape != shape:
-            raise ModelFileError(f"{source}: {name} must have shape {shape} (H={hidden}), got {out[name].shape}")
+            raise ModelFileError(f"{name} must have shape {shape} (H={hidden}), got {out[name].shape}")
     theta = out["theta"]
     if theta.shape in {(), (1,)}:
         theta = np.full(hidden, float(theta.reshape(())), dtype=np.float32)
     elif theta.shape != (hidden,):
-        raise ModelFileError(f"{source}: theta must be a scalar or have shape ({hidden},), got {theta.shape}")
+        raise ModelFileError(f"theta must be a scalar or have shape ({hidden},), got {theta.shape}")
     out["theta"] = theta
     for name, value in out.items():
-        as32 = value.astype(np.float32)
+        with np.errstate(over="ignore"):  # too-large values become inf and are reported just below
+            as32 = value.astype(np.float32)
         bad = int(np.count_nonzero(~np.isfinite(as32)))
         if bad:
-            raise ModelFileError(f"{source}: {name} has {bad} non-finite values (NaN/inf, or too large for float32)")
+            raise ModelFileError(f"{name} has {bad} non-finite values (NaN/inf, or too large for float32)")
         out[name] = _readonly(as32)
     return out
 
