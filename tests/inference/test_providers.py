@@ -1,0 +1,125 @@
+import platform
+
+import numpy as np
+import pytest
+
+from apps.inference import features as F
+from apps.inference.model import CoLaNetWeights
+from apps.inference.providers import (
+    PROVIDERS,
+    CpuProvider,
+    InferenceProvider,
+    ProviderUnavailable,
+    get_provider,
+)
+
+from .conftest import random_request, random_weights
+
+
+@pytest.mark.parametrize("n", [1, 7, 64])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_factorised_score_equals_reference_forward(n, seed):
+    weights = random_weights(seed)
+    provider = CpuProvider(weights)
+    user, offers, positions = random_request(np.random.default_rng(100 + seed), n)
+    score, ctr = provider.score(user, offers, positions)
+    ref_score, ref_ctr = weights.forward(F.feature_matrix(user, offers, positions))
+    assert score.shape == ctr.shape == (n,)
+    assert score.dtype == ctr.dtype == np.float32
+    np.testing.assert_allclose(score, ref_score, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ctr, ref_ctr, atol=1e-5, rtol=0)
+    # a non-trivial check: the spikes actually vary across candidates
+    if n > 1:
+        assert len(np.unique(score)) > 1
+
+
+def test_factorised_ignores_columns_outside_the_layout(rng):
+    weights = random_weights(5)
+    provider = CpuProvider(weights)
+    user, offers, positions = random_request(rng, 8)
+    dirty = user.copy()
+    dirty[139:] = 7.0  # position/offer/tail columns of the user row are not user data
+    np.testing.assert_array_equal(provider.score(dirty, offers, positions)[0], provider.score(user, offers, positions)[0])
+
+
+def test_score_batch_equals_per_request_scores(rng):
+    provider = CpuProvider(random_weights(9))
+    requests = [random_request(rng, n) for n in (64, 1, 0, 7)]
+    batched = provider.score_batch(requests)
+    assert len(batched) == 4
+    for request, (score, ctr) in zip(requests, batched):
+        alone_score, alone_ctr = provider.score(*request)
+        assert score.shape == (request[1].shape[0],)
+        np.testing.assert_allclose(score, alone_score, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(ctr, alone_ctr, atol=1e-5, rtol=0)
+    assert provider.score_batch([]) == []
+
+
+def test_score_validates_shapes(rng):
+    provider = CpuProvider(random_weights(1))
+    user, offers, positions = random_request(rng, 4)
+    with pytest.raises(ValueError, match=r"user_row must have shape \(256,\), got \(139,\)"):
+        provider.score(user[:139], offers, positions)
+    with pytest.raises(ValueError, match=r"offer_features must have shape \(n, 64\), got \(4, 63\)"):
+        provider.score(user, offers[:, :63], positions)
+    with pytest.raises(ValueError, match=r"positions must have shape \(4,\), got \(3,\)"):
+        provider.score(user, offers, positions[:3])
+    score, ctr = provider.score(user, offers[:0], positions[:0])
+    assert score.shape == ctr.shape == (0,)
+
+
+def test_get_provider_defaults_to_cpu(monkeypatch):
+    monkeypatch.delenv("CAMPAIGN_EXPRESS__NPU__PROVIDER", raising=False)
+    provider = get_provider()
+    assert isinstance(provider, CpuProvider) and provider.name == "cpu"
+    assert isinstance(provider, InferenceProvider)
+    assert provider.weights.version == "seed-42"  # the documented seeded init when no weights are given
+    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__PROVIDER", " CPU ")
+    weights = CoLaNetWeights.seeded(seed=3)
+    assert get_provider(weights=weights).weights is weights
+
+
+def test_unknown_provider_lists_valid_names(monkeypatch):
+    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__PROVIDER", "tpu")
+    with pytest.raises(ProviderUnavailable) as info:
+        get_provider()
+    message = str(info.value)
+    assert "unknown inference provider 'tpu'" in message and "CAMPAIGN_EXPRESS__NPU__PROVIDER" in message
+    assert "valid names: ampere, cpu, groq, inferentia2, inferentia3, tenstorrent" in message
+
+
+HARDWARE_MISSING = {
+    "groq": ["Python module 'groqflow'", "/dev/groq*"],
+    "inferentia2": ["Python module 'torch_neuronx'", "/dev/neuron*"],
+    "inferentia3": ["Python module 'torch_neuronx'", "/dev/neuron*"],
+    "tenstorrent": ["Python module 'ttnn'", "/dev/tenstorrent/*"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(HARDWARE_MISSING))
+def test_hardware_providers_refuse_naming_what_is_missing(name):
+    cls = PROVIDERS[name]
+    if all(present() for _, present in cls.requirements):
+        pytest.skip(f"{name} SDK and device are present on this machine")
+    with pytest.raises(ProviderUnavailable) as info:
+        get_provider(name, weights=CoLaNetWeights.seeded())
+    message = str(info.value)
+    assert message.startswith(f"{name} provider is unavailable on this machine: ")
+    for what, present in cls.requirements:
+        assert (what in message) == (not present())  # names exactly what is missing
+    requirement_texts = " ".join(what for what, _ in cls.requirements)
+    for fragment in HARDWARE_MISSING[name]:  # the SDK module and the device nodes it looks for
+        assert fragment in requirement_texts
+
+
+def test_ampere_provider_needs_aarch64(rng):
+    machine = platform.machine()
+    if machine.lower() in {"aarch64", "arm64"}:
+        weights = random_weights(2)
+        request = random_request(rng, 16)
+        np.testing.assert_array_equal(get_provider("ampere", weights=weights).score(*request)[0],
+                                      CpuProvider(weights).score(*request)[0])
+    else:
+        with pytest.raises(ProviderUnavailable) as info:
+            get_provider("ampere")
+        assert str(info.value) == f"ampere provider needs an aarch64 CPU, this machine is {machine}"
