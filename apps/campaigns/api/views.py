@@ -1,0 +1,270 @@
+"""REST API ``/v1/campaigns/``: campaigns, their offers, and the lifecycle transitions as POST actions.
+
+Views only translate HTTP to service calls; the services make the same checks for the admin."""
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from apps.campaigns import selectors, services
+from apps.campaigns.models import CampaignStatus, Channel
+from apps.core.api import ServiceError
+from apps.core.roles import IsApprover, IsMarketer, IsStaffRole
+
+from .serializers import (
+    CampaignSerializer,
+    OfferSerializer,
+    ReasonSerializer,
+    RequiredReasonSerializer,
+    TransitionSerializer,
+)
+
+# Service field names → the names this API uses, so a 400 names the field the client sent.
+API_FIELD_NAMES = {
+    "target_countries": "targeting.countries",
+    "target_device_types": "targeting.device_types",
+    "target_segments": "targeting.segments",
+}
+
+ERRORS = {
+    400: OpenApiResponse(description="Bad input: `{error, detail, field}` or `{error, detail, fields}` naming the field"),
+    401: OpenApiResponse(description="No or bad token"),
+    403: OpenApiResponse(description="Wrong role, or a self-approval"),
+    404: OpenApiResponse(description="No such campaign"),
+    409: OpenApiResponse(description="Not allowed in the campaign's current state (`field: status`) or already voted"),
+}
+
+
+def _service(fn, **kwargs):
+    """Call a service; rename the field of a refusal to the API's name for it."""
+    try:
+        return fn(**kwargs)
+    except ServiceError as exc:
+        if exc.field in API_FIELD_NAMES:
+            exc.field = API_FIELD_NAMES[exc.field]
+        raise
+
+
+def _transition_schema(summary: str, *, reason_required: bool = False, role: str = "Marketer"):
+    return extend_schema(
+        tags=["campaigns"],
+        summary=summary,
+        description=f"Role: {role}. Same rules as the admin buttons; every call writes an audit row.",
+        request=RequiredReasonSerializer if reason_required else ReasonSerializer,
+        responses={200: CampaignSerializer, **ERRORS},
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        tags=["campaigns"], summary="List campaigns",
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=CampaignStatus.values),
+            OpenApiParameter("channel", OpenApiTypes.STR, enum=Channel.values),
+            OpenApiParameter("advertiser", OpenApiTypes.STR, description="Exact advertiser name (case-insensitive)"),
+            OpenApiParameter("search", OpenApiTypes.STR, description="Substring of name or advertiser"),
+        ],
+    ),
+    retrieve=extend_schema(tags=["campaigns"], summary="Read a campaign (with its offers)", responses={200: CampaignSerializer, **ERRORS}),
+    create=extend_schema(tags=["campaigns"], summary="Create a draft campaign (Marketer)", responses={201: CampaignSerializer, **ERRORS}),
+    update=extend_schema(tags=["campaigns"], summary="Replace a campaign's editable fields (Marketer)", responses={200: CampaignSerializer, **ERRORS}),
+    partial_update=extend_schema(tags=["campaigns"], summary="Change some fields (Marketer)",
+                                 description="Which fields may change depends on the state; an edit while in review voids the votes so far.",
+                                 responses={200: CampaignSerializer, **ERRORS}),
+)
+class CampaignViewSet(viewsets.GenericViewSet):
+    serializer_class = CampaignSerializer
+    lookup_value_regex = r"\d+"
+
+    MARKETER_ACTIONS = {"create", "update", "partial_update", "submit", "revise", "schedule", "go_live", "pause",
+                        "resume", "complete", "archive"}
+    APPROVER_ACTIONS = {"approve", "reject", "request_changes", "awaiting_decision"}
+
+    def get_permissions(self):
+        if self.action in self.MARKETER_ACTIONS:
+            return [IsMarketer()]
+        if self.action in self.APPROVER_ACTIONS:
+            return [IsApprover()]
+        return [IsStaffRole()]
+
+    def get_queryset(self):
+        params = self.request.query_params
+        return selectors.campaign_list(
+            status=params.get("status"), channel=params.get("channel"),
+            advertiser=params.get("advertiser"), search=params.get("search"),
+        ).select_related("created_by", "submitted_by")
+
+    def get_object(self):
+        return selectors.campaign_get(campaign_id=self.kwargs["pk"])
+
+    def _respond(self, campaign, status_code=status.HTTP_200_OK) -> Response:
+        campaign = selectors.campaign_get(campaign_id=campaign.pk)
+        return Response(CampaignSerializer(campaign).data, status=status_code)
+
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(CampaignSerializer(page, many=True).data)
+
+    def retrieve(self, request, pk=None):
+        return Response(CampaignSerializer(self.get_object()).data)
+
+    def create(self, request):
+        serializer = CampaignSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        campaign = _service(services.campaign_create, actor=request.user, **serializer.validated_data)
+        return self._respond(campaign, status.HTTP_201_CREATED)
+
+    def update(self, request, pk=None):
+        return self._update(request, partial=False)
+
+    def partial_update(self, request, pk=None):
+        return self._update(request, partial=True)
+
+    def _update(self, request, *, partial: bool) -> Response:
+        campaign = self.get_object()
+        serializer = CampaignSerializer(campaign, data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        campaign = _service(services.campaign_update, campaign_id=campaign.pk, actor=request.user,
+                            **serializer.validated_data)
+        return self._respond(campaign)
+
+    def _transition(self, request, pk, service, *, reason_required: bool = False, **extra) -> Response:
+        body = (RequiredReasonSerializer if reason_required else ReasonSerializer)(data=request.data)
+        body.is_valid(raise_exception=True)
+        campaign = _service(service, campaign_id=int(pk), actor=request.user, reason=body.validated_data["reason"], **extra)
+        return self._respond(campaign)
+
+    @_transition_schema("Submit for approval (draft → in review)")
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        return self._transition(request, pk, services.campaign_submit)
+
+    @_transition_schema("Approve (a vote; in review → approved once enough approvals are in)", role="Approver, not the submitter")
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._transition(request, pk, services.campaign_approve)
+
+    @_transition_schema("Reject (in review → rejected); reason required", reason_required=True, role="Approver, not the submitter")
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        return self._transition(request, pk, services.campaign_reject, reason_required=True)
+
+    @_transition_schema("Request changes (in review → draft); reason required", reason_required=True, role="Approver")
+    @action(detail=True, methods=["post"], url_path="request-changes")
+    def request_changes(self, request, pk=None):
+        return self._transition(request, pk, services.campaign_request_changes, reason_required=True)
+
+    @_transition_schema("Revise (rejected → draft)")
+    @action(detail=True, methods=["post"])
+    def revise(self, request, pk=None):
+        return self._transition(request, pk, services.campaign_revise)
+
+    @_transition_schema("Schedule (approved → scheduled); start must be in the future")
+    @action(detail=True, methods=["post"])
+    def schedule(self, request, pk=None):
+        return self._transition(request, pk, services.campaign_schedule)
+
+    @_transition_schema("Go live now (approved → live); start must have come")
+    @action(detail=True, methods=["post"], url_path="go-live")
+    def go_live(self, request, pk=None):
+        return self._transition(request, pk, services.campaign_go_live)
+
+    @_transition_schema("Pause (live → paused)")
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._transition(request, pk, services.campaign_pause)
+
+    @_transition_schema("Resume (paused → live)")
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._transition(request, pk, services.campaign_resume)
+
+    @_transition_schema("Complete early (live → completed); reason required", reason_required=True)
+    @action(detail=True, methods=["post"])
+    def complete(self, request, pk=None):
+        return self._transition(request, pk, services.campaign_complete, reason_required=True)
+
+    @_transition_schema("Archive (completed → archived)")
+    @action(detail=True, methods=["post"])
+    def archive(self, request, pk=None):
+        return self._transition(request, pk, services.campaign_archive)
+
+    @extend_schema(tags=["campaigns"], summary="Campaigns awaiting my decision (Approver)",
+                   description="In review, not submitted or created by me, and no vote from me in this round.",
+                   responses={200: CampaignSerializer(many=True), **ERRORS})
+    @action(detail=False, methods=["get"], url_path="awaiting-decision")
+    def awaiting_decision(self, request):
+        qs = selectors.campaign_list_awaiting_decision(user=request.user).select_related(
+            "approval_rule", "created_by", "submitted_by").prefetch_related("offers")
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(CampaignSerializer(page, many=True).data)
+
+    @extend_schema(tags=["campaigns"], summary="Audit trail: every transition and vote, newest first",
+                   responses={200: TransitionSerializer(many=True), **ERRORS})
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        campaign = self.get_object()
+        page = self.paginate_queryset(selectors.campaign_history(campaign_id=campaign.pk))
+        return self.get_paginated_response(TransitionSerializer(page, many=True).data)
+
+
+@extend_schema_view(
+    list=extend_schema(tags=["campaigns"], summary="List a campaign's offers"),
+    retrieve=extend_schema(tags=["campaigns"], summary="Read an offer", responses={200: OfferSerializer, **ERRORS}),
+    create=extend_schema(tags=["campaigns"], summary="Add an offer (Marketer; draft or in review)",
+                         responses={201: OfferSerializer, **ERRORS}),
+    update=extend_schema(tags=["campaigns"], summary="Replace an offer (Marketer)", responses={200: OfferSerializer, **ERRORS}),
+    partial_update=extend_schema(tags=["campaigns"], summary="Change an offer (Marketer)",
+                                 description="After approval only name, max_bid_cpm, priority and observed_ctr may change.",
+                                 responses={200: OfferSerializer, **ERRORS}),
+    destroy=extend_schema(tags=["campaigns"], summary="Remove an offer (Marketer; draft or in review)",
+                          responses={204: None, **ERRORS}),
+)
+class OfferViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = OfferSerializer
+    lookup_value_regex = r"\d+"
+
+    def get_permissions(self):
+        if self.action in {"create", "update", "partial_update", "destroy"}:
+            return [IsMarketer()]
+        return [IsStaffRole()]
+
+    def _campaign(self):
+        return selectors.campaign_get(campaign_id=self.kwargs["campaign_pk"])
+
+    def get_queryset(self):
+        return selectors.offer_list(campaign_id=self._campaign().pk)
+
+    def get_object(self):
+        return selectors.offer_get(campaign_id=self._campaign().pk, offer_id=self.kwargs["pk"])
+
+    def retrieve(self, request, campaign_pk=None, pk=None):
+        return Response(OfferSerializer(self.get_object()).data)
+
+    def create(self, request, campaign_pk=None):
+        campaign = self._campaign()
+        serializer = OfferSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        offer = _service(services.offer_create, campaign_id=campaign.pk, actor=request.user, **serializer.validated_data)
+        return Response(OfferSerializer(offer).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, campaign_pk=None, pk=None):
+        return self._update(request, partial=False)
+
+    def partial_update(self, request, campaign_pk=None, pk=None):
+        return self._update(request, partial=True)
+
+    def _update(self, request, *, partial: bool) -> Response:
+        offer = self.get_object()
+        serializer = OfferSerializer(offer, data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        offer = _service(services.offer_update, offer_id=offer.pk, actor=request.user, **serializer.validated_data)
+        return Response(OfferSerializer(offer).data)
+
+    def destroy(self, request, campaign_pk=None, pk=None):
+        offer = self.get_object()
+        _service(services.offer_delete, offer_id=offer.pk, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
