@@ -443,7 +443,8 @@ def suppression_bulk_remove(*, entries: list[dict], removed_by, note: str = "", 
     with transaction.atomic():
         found = {
             (e.identifier, e.channel): e
-            for e in SuppressionEntry.objects.select_for_update().filter(identifier__in={k for k, _ in wanted})
+            for e in SuppressionEntry.objects.select_for_update()
+            .filter(identifier__in={k for k, _ in wanted}).order_by("identifier", "channel")
             if (e.identifier, e.channel) in wanted
         }
         for key, (index, row) in wanted.items():
