@@ -220,3 +220,46 @@ def event_list(*, event_ids: list[str] | None = None, campaign_id: str | None = 
         kind="events",
     )
     return [events.from_db(dict(zip(events.COLUMNS, row))) for row in rows]
+
+
+def _parse_moment(raw: str, *, field: str, end_of_day: bool = False) -> dt.datetime:
+    from apps.core.api import ServiceError
+
+    value = (raw or "").strip()
+    try:
+        if len(value) == 10:  # a date: the whole day, in UTC
+            day = dt.date.fromisoformat(value)
+            moment = dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return moment + dt.timedelta(days=1) if end_of_day else moment
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T", 1))
+    except ValueError:
+        raise ServiceError(
+            f"'{field}' must be an ISO 8601 date or date-time (e.g. 2024-05-01 or 2024-05-01T13:00:00Z), got {raw!r}.",
+            field=field,
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def report_range(*, start: str | None, end: str | None, granularity: str | None, now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime, str]:
+    """Validate report parameters (the API's ``from``/``to``/``granularity``); ServiceError names the
+    bad one. Defaults: granularity hour; ``to`` now; ``from`` 24 hours (hour) or 30 days (day) before
+    ``to``. A date as ``to`` means the end of that day."""
+    from apps.core.api import ServiceError
+
+    granularity = (granularity or "hour").strip().lower()
+    if granularity not in GRANULARITIES:
+        raise ServiceError(f"'granularity' must be 'hour' or 'day', got {granularity!r}.", field="granularity")
+    now = now or dt.datetime.now(UTC)
+    end_at = _parse_moment(end, field="to", end_of_day=True) if end else now
+    default_span = dt.timedelta(hours=24) if granularity == "hour" else dt.timedelta(days=30)
+    start_at = _parse_moment(start, field="from") if start else end_at - default_span
+    if start_at >= end_at:
+        raise ServiceError("'from' must be earlier than 'to'.", field="from")
+    if start_at.year < 1971 or end_at.year > 2105:  # DateTime's range
+        raise ServiceError("'from' and 'to' must lie between 1971 and 2105.", field="from" if start_at.year < 1971 else "to")
+    if len(buckets(start_at, end_at, granularity)) > MAX_BUCKETS:
+        raise ServiceError(
+            f"The range holds more than {MAX_BUCKETS} {granularity} buckets; shorten it or use granularity=day.",
+            field="to",
+        )
+    return start_at, end_at, granularity

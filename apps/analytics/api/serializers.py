@@ -1,0 +1,35 @@
+"""Response shapes of the reports API (documentation for drf-spectacular; the data comes from
+``apps.analytics.selectors.campaign_report``)."""
+from rest_framework import serializers
+
+
+class ReportFiguresSerializer(serializers.Serializer):
+    requests = serializers.IntegerField(help_text="Bid requests the platform answered (bid_response request ids + no_bid events)")
+    bids = serializers.IntegerField(help_text="The campaign's bid_response events (one per bid)")
+    wins = serializers.IntegerField()
+    spend = serializers.FloatField(help_text="USD: sum of win_price / 1000 over wins (CPM clearing prices)")
+    clicks = serializers.IntegerField()
+    ctr = serializers.FloatField(allow_null=True, help_text="clicks / wins; null without wins")
+    win_rate = serializers.FloatField(allow_null=True, help_text="wins / bids; null without bids")
+
+
+class ReportBucketSerializer(ReportFiguresSerializer):
+    bucket = serializers.CharField(help_text="Bucket start, UTC, ISO 8601")
+    latency_p50_us = serializers.IntegerField(allow_null=True)
+    latency_p95_us = serializers.IntegerField(allow_null=True)
+    latency_p99_us = serializers.IntegerField(allow_null=True)
+
+
+class CampaignReportSerializer(serializers.Serializer):
+    campaign_id = serializers.CharField()
+    campaign_name = serializers.CharField()
+    from_ = serializers.CharField(help_text="Range start (inclusive), UTC")
+    to = serializers.CharField(help_text="Range end (exclusive), UTC")
+    granularity = serializers.ChoiceField(choices=["hour", "day"])
+    buckets = ReportBucketSerializer(many=True)
+    totals = ReportFiguresSerializer()
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
