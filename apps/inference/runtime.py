@@ -86,6 +86,9 @@ class InferenceRuntime:
         self.channel = channel
         self._provider: InferenceProvider | None = None
         self._rejected: set[tuple[str, int, int]] = set()
+        self.subscribed = False  # True while watch() holds a live subscription to the channel
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._latency_direct = INFERENCE_LATENCY_US.labels(provider=provider_name, mode="direct")
         self._latency_batched = INFERENCE_LATENCY_US.labels(provider=provider_name, mode="batched")
         self.batcher = (
@@ -192,16 +195,23 @@ class InferenceRuntime:
         if key is None:
             log.warning("inference_model_missing", path=str(path), version=version, trigger=trigger)
             return False
-        if key in self._rejected:
-            return False
-        try:
-            provider = await asyncio.to_thread(self._build_from_file, path, version)
-        except (ModelFileError, ProviderUnavailable) as exc:
-            self._reject(path, exc, trigger=trigger)
-            return False
-        self._install(provider, source=str(path), trigger=trigger)
+        async with self._reload_lock():  # the listener and the poller never load at the same time
+            if key in self._rejected or version == self.model_version:
+                return False
+            try:
+                provider = await asyncio.to_thread(self._build_from_file, path, version)
+            except (ModelFileError, ProviderUnavailable) as exc:
+                self._reject(path, exc, trigger=trigger)
+                return False
+            self._install(provider, source=str(path), trigger=trigger)
         MODEL_RELOADS.labels(result="loaded").inc()
         return True
+
+    def _reload_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:  # an asyncio.Lock belongs to one event loop
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
 
     # --- scoring -------------------------------------------------------------------------------
     def score(self, user_row: np.ndarray, offer_features: np.ndarray, positions: np.ndarray) -> ScoreResult:
@@ -226,46 +236,50 @@ class InferenceRuntime:
     async def watch(self, redis_client=None, *, poll_interval_s: float | None = None) -> None:
         """Run until cancelled: load models announced on ``models:published`` and poll the model
         directory every ``poll_interval_s``. ``redis_client`` is a ``redis.asyncio.Redis`` (or
-        ``None`` to poll only); Redis errors are logged and the subscription retried each period."""
+        ``None`` to poll only). Listening and polling are separate tasks, so a Redis outage (logged,
+        subscription retried every period) never delays the polling fallback."""
         interval = self.poll_interval_s if poll_interval_s is None else poll_interval_s
-        loop = asyncio.get_running_loop()
-        pubsub = None
-        next_poll = loop.time()
         log.info("inference_model_watch_started", model_dir=str(self.model_dir), channel=self.channel,
                  poll_interval_s=interval, pubsub=redis_client is not None)
+        tasks = [asyncio.create_task(self._poll_forever(interval), name="inference-model-poll")]
+        if redis_client is not None:
+            tasks.append(asyncio.create_task(self._listen_forever(redis_client, interval), name="inference-model-listen"))
         try:
-            while True:
-                if pubsub is None and redis_client is not None:
-                    pubsub = await self._subscribe(redis_client)
-                if loop.time() >= next_poll:
-                    await self.poll_model_dir()
-                    next_poll = loop.time() + interval
-                wait = max(0.0, next_poll - loop.time())
-                if pubsub is None:
-                    await asyncio.sleep(wait)
-                    continue
-                try:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
-                except (RedisError, OSError) as exc:
-                    log.warning("inference_model_watch_redis_error", error=str(exc))
-                    await _close_pubsub(pubsub)
-                    pubsub = None
-                    continue
-                if message is not None and message.get("type") == "message":
-                    await self.load_announced(message["data"])
+            await asyncio.gather(*tasks)
         finally:
-            if pubsub is not None:
-                await _close_pubsub(pubsub)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _subscribe(self, redis_client):
-        pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(self.channel)
-        except (RedisError, OSError) as exc:
-            log.warning("inference_model_watch_subscribe_failed", channel=self.channel, error=str(exc))
-            await _close_pubsub(pubsub)
-            return None
-        return pubsub
+    async def _poll_forever(self, interval: float) -> None:
+        while True:
+            await self.poll_model_dir()
+            await asyncio.sleep(interval)
+
+    async def _listen_forever(self, redis_client, retry_s: float) -> None:
+        failing = False
+        while True:
+            pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self.subscribed = True
+                if failing:
+                    log.info("inference_model_watch_resubscribed", channel=self.channel)
+                failing = False
+                while True:
+                    # a bounded wait: redis-py would treat an unbounded one as a socket timeout
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
+                    if message is not None and message.get("type") == "message":
+                        await self.load_announced(message["data"])
+            except (RedisError, OSError) as exc:
+                if not failing:  # once per outage, not every retry
+                    log.warning("inference_model_watch_redis_error", channel=self.channel, error=str(exc),
+                                retry_s=retry_s)
+                failing = True
+            finally:
+                self.subscribed = False
+                await _close_pubsub(pubsub)
+            await asyncio.sleep(retry_s)
 
     async def load_announced(self, data: bytes | str) -> bool:
         """Handle one ``models:published`` message (the version). Invalid or unknown versions are logged."""
