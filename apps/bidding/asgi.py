@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 import structlog
 
 from apps.analytics.emitter import emit
-from apps.bidding import metrics, openrtb, wins
+from apps.bidding import metrics, openrtb, runner, wins
 from apps.bidding.bidder import Bidder
 from apps.bidding.tokens import BadToken, parse_click_token
 from apps.core import metrics as core_metrics
@@ -193,6 +193,7 @@ async def _lifespan(receive, send) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
+                runner.configure_logging()
                 await _ensure_bidder()
             except Exception as exc:  # noqa: BLE001 - report the reason to the server, which exits
                 log.exception("bid_app_startup_failed")

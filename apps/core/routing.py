@@ -3,7 +3,8 @@ from __future__ import annotations
 
 websocket_urlpatterns: list = []
 
-BID_PATH_PREFIXES = ("/v1/bid", "/v1/win")
+# The bid app's public paths (apps.bidding.asgi); its /ready, /live and /metrics stay Django's here.
+BID_PATH_PREFIXES = ("/v1/bid", "/v1/win", "/v1/click")
 
 
 def bid_paths(path: str):
