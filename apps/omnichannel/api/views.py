@@ -1,0 +1,189 @@
+"""``/v1/channels/*``: ingest, contacts, activation, stored messages and email analytics.
+
+Apps, POS terminals and partners call ingest / activate / contacts / message fetches with the token
+of a service user in the ``Integration`` group; Marketers read activations and email analytics;
+Admin may do everything.
+"""
+from __future__ import annotations
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.idempotency import KEY_HEADER, idempotent_call
+from apps.core.roles import Role, role_permission
+
+from .. import selectors, services
+from ..ingest_schema import IngestEventInput
+from ..models import Channel, Transport
+from . import serializers as s
+
+INTEGRATION = "Integration"
+IsIntegration = role_permission(INTEGRATION)
+CanReadActivations = role_permission(INTEGRATION, Role.MARKETER)
+CanReadAnalytics = role_permission(Role.MARKETER)
+
+ERRORS = {400: OpenApiResponse(s.ErrorOut, description="Invalid input, naming the field"),
+          403: OpenApiResponse(s.ErrorOut, description="Missing role")}
+
+
+class IngestView(APIView):
+    permission_classes = [IsIntegration]
+
+    @extend_schema(
+        tags=["omnichannel"], request=IngestEventInput, responses={201: s.IngestOut, 200: s.IngestOut, **ERRORS},
+        summary="Ingest one customer event",
+        description=(
+            "Body: `event_id` (unique), `source` (mobile_app, pos, kiosk, web, call_center, partner_api, iot), "
+            "`event_type` (purchase, product_view, cart_add, cart_abandon, app_open, page_view, search, "
+            "wishlist_add, store_visit, loyalty_swipe, check_in, feedback), `user_id` and/or `device_id`, "
+            "`timestamp` (ISO 8601 or unix seconds), optional `store_id`, `order_id`, `amount_cents` "
+            "(required for purchase), `item_id` / `items[]`, `email`, `phone`, `fcm_token`, `apns_token`, "
+            "`properties`. 201 when new; a replayed event_id answers 200 with the first result and "
+            "`duplicate: true`. The same processor serves NATS subjects `ingest.{source}.>`."
+        ),
+    )
+    def post(self, request):
+        outcome = services.ingest_event_process(data=request.data, transport=Transport.HTTP)
+        return Response(outcome.body, status=outcome.status)
+
+
+class ContactView(APIView):
+    permission_classes = [IsIntegration]
+
+    @extend_schema(tags=["omnichannel"], responses={200: s.ContactOut, 404: s.ErrorOut},
+                   summary="A user's contact record")
+    def get(self, request, user_id: str):
+        contact = selectors.contact_get(user_id=user_id)
+        if contact is None:
+            return Response({"error": "not_found", "detail": f"no contact record for user {user_id!r}"}, status=404)
+        return Response(s.ContactOut(contact).data)
+
+    @extend_schema(tags=["omnichannel"], request=s.ContactIn, responses={200: s.ContactOut, **ERRORS},
+                   summary="Create or update a user's contact record (only the fields given change)")
+    def put(self, request, user_id: str):
+        data = s.ContactIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        contact = services.contact_upsert(user_id=user_id, fields=dict(data.validated_data))
+        return Response(s.ContactOut(contact).data)
+
+
+class ActivateView(APIView):
+    permission_classes = [IsIntegration]
+
+    @extend_schema(
+        tags=["omnichannel"], request=s.ActivateIn,
+        parameters=[OpenApiParameter(KEY_HEADER, str, OpenApiParameter.HEADER, required=False,
+                                     description="Repeat a request safely: the same key returns the first answer")],
+        responses={201: s.ActivationOut, **ERRORS, 409: s.ErrorOut},
+        summary="Activate an offer for a user on the best channel",
+        description=(
+            "Cascade: in-store if present → preferred channel → push (token) → in-app → SMS (phone) → email "
+            "(email) → web personalisation → paid media (DSP, skipped here). Consent and suppression are "
+            "checked; the send is queued and checked again right before it goes out. `status` is queued, "
+            "or skipped with the reasons in `cascade` when no channel can reach the user."
+        ),
+    )
+    def post(self, request):
+        data = s.ActivateIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+
+        def run() -> dict:
+            activation = services.activation_create(actor=request.user, **values)
+            return s.ActivationOut(activation).data
+
+        key = request.headers.get(KEY_HEADER)
+        if key is None:
+            with transaction.atomic():
+                body = run()
+            return Response(body, status=status.HTTP_201_CREATED)
+        outcome = idempotent_call(scope=f"omnichannel.activate:{request.user.pk}", key=key,
+                                  payload=request.data, run=run, success_status=201)
+        response = Response(outcome.body, status=outcome.status)
+        if outcome.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+class ActivationDetailView(APIView):
+    permission_classes = [CanReadActivations]
+
+    @extend_schema(tags=["omnichannel"], responses={200: s.ActivationDetailOut, 404: s.ErrorOut},
+                   summary="An activation with its sends and status history")
+    def get(self, request, activation_id: int):
+        return Response(s.ActivationDetailOut(selectors.activation_get(activation_id=activation_id)).data)
+
+
+def _inbox_response(channel: str, **where):
+    messages = services.inbox_fetch(channel=channel, **where)
+    return Response({"messages": s.InboxMessageOut(messages, many=True).data})
+
+
+class InAppMessagesView(APIView):
+    permission_classes = [IsIntegration]
+
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxMessageOut(many=True)},
+                   summary="In-app messages for the app to show (fetching delivers them)")
+    def get(self, request, user_id: str):
+        return _inbox_response(Channel.IN_APP, user_id=user_id)
+
+
+class WebOffersView(APIView):
+    permission_classes = [IsIntegration]
+
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxMessageOut(many=True)},
+                   summary="Personalised offers for the web site to render (fetching delivers them)")
+    def get(self, request, user_id: str):
+        return _inbox_response(Channel.WEB, user_id=user_id)
+
+
+class InStoreOffersView(APIView):
+    permission_classes = [IsIntegration]
+
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxMessageOut(many=True)},
+                   summary="Offers for a store's kiosks and signage, for the users present there")
+    def get(self, request, store_id: str):
+        return _inbox_response(Channel.IN_STORE, store_id=store_id)
+
+
+class SourcesView(APIView):
+    permission_classes = [CanReadActivations]
+
+    @extend_schema(tags=["omnichannel"], responses={200: s.SourceOut(many=True)},
+                   summary="Ingest sources and whether they are accepted")
+    def get(self, request):
+        return Response(selectors.ingest_sources())
+
+
+class EmailAnalyticsListView(APIView):
+    permission_classes = [CanReadAnalytics]
+
+    @extend_schema(
+        tags=["omnichannel"], responses={200: s.EmailAnalyticsOut(many=True)},
+        parameters=[OpenApiParameter("campaign_id", int, description="Only this campaign's activations")],
+        summary="Email analytics of every email activation (paginated), newest first",
+    )
+    def get(self, request):
+        campaign_id = request.query_params.get("campaign_id")
+        if campaign_id is not None and not campaign_id.isdigit():
+            return Response({"error": "invalid", "detail": "campaign_id must be an integer", "field": "campaign_id"},
+                            status=400)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(
+            selectors.email_analytics_queryset(campaign_id=int(campaign_id) if campaign_id else None), request, view=self)
+        response = paginator.get_paginated_response(selectors.email_analytics_rows(page))
+        response.data["totals"] = selectors.email_analytics_totals(campaign_id=int(campaign_id) if campaign_id else None)
+        return response
+
+
+class EmailAnalyticsDetailView(APIView):
+    permission_classes = [CanReadAnalytics]
+
+    @extend_schema(tags=["omnichannel"], responses={200: s.EmailAnalyticsOut, 404: s.ErrorOut},
+                   summary="Email analytics of one activation")
+    def get(self, request, activation_id: int):
+        return Response(selectors.email_analytics_for_activation(activation_id=activation_id))
