@@ -77,9 +77,19 @@ class SuppressionAddForm(forms.ModelForm):
 
     def clean_identifier(self):
         try:
-            return classify_and_normalise(self.cleaned_data["identifier"])[0]
+            key, self.identifier_kind = classify_and_normalise(self.cleaned_data["identifier"])
         except ServiceError as exc:
             raise forms.ValidationError(exc.message) from None
+        return key
+
+    def clean(self):
+        data = super().clean()
+        if data.get("identifier") and data.get("channel"):
+            try:
+                services.check_kind_fits_channel(self.identifier_kind, data["channel"])
+            except ServiceError as exc:
+                self.add_error("identifier", exc.message)
+        return data
 
     def clean_expires_at(self):
         value = self.cleaned_data.get("expires_at")

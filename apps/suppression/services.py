@@ -18,7 +18,7 @@ from datetime import datetime, time, timezone as dt_timezone
 
 import structlog
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -58,6 +58,9 @@ log = structlog.get_logger(__name__)
 SUPPRESSION_CHANGES = prometheus_client.Counter(
     "suppression_changes_total", "Changes to the suppression list", ["action", "reason"]
 )
+
+# Key of the Postgres advisory lock that serialises bulk writers (any fixed 64-bit number).
+BULK_WRITE_LOCK = 0x5355505052455353  # "SUPPRESS"
 
 CSV_REQUIRED_COLUMNS = ("identifier", "channel", "reason")
 CSV_OPTIONAL_COLUMNS = ("expires_at", "source")
@@ -100,6 +103,19 @@ def validate_reason(reason, *, field: str = "reason") -> str:
             f"unknown reason {reason!r} (expected one of: {', '.join(Reason.values)})", field=field
         )
     return value
+
+
+_KIND_NOT_ON = {
+    # Catch swapped columns: a phone number cannot receive email, an email address cannot receive SMS.
+    ("phone", Channel.EMAIL): "a phone number cannot be suppressed on the email channel (use sms or all)",
+    ("email", Channel.SMS): "an email address cannot be suppressed on the sms channel (use email or all)",
+}
+
+
+def check_kind_fits_channel(kind: str, channel: str, *, field: str = "identifier") -> None:
+    problem = _KIND_NOT_ON.get((kind, channel))
+    if problem:
+        raise ServiceError(problem, field=field)
 
 
 def parse_expires_at(value, *, field: str = "expires_at", now: datetime | None = None) -> datetime | None:
@@ -233,6 +249,7 @@ def suppression_add_with_outcome(*, identifier: str, channel: str, reason: str, 
     _require_writer(actor)
     key, kind = classify_and_normalise(identifier)
     channel = validate_channel(channel)
+    check_kind_fits_channel(kind, channel)
     reason = validate_reason(reason)
     now = timezone.now()
     expires_at = parse_expires_at(expires_at, now=now)
@@ -319,6 +336,7 @@ def suppression_bulk_add(*, entries: list[dict], created_by, source: str = "", o
                 raise ServiceError("each entry must be an object with identifier, channel and reason", field="")
             key, kind = classify_and_normalise(raw.get("identifier"), field="identifier")
             channel = validate_channel(raw.get("channel"))
+            check_kind_fits_channel(kind, channel)
             reason = validate_reason(raw.get("reason"))
             expires_at = parse_expires_at(raw.get("expires_at"), now=now)
         except ServiceError as exc:
@@ -347,10 +365,13 @@ def suppression_bulk_add(*, entries: list[dict], created_by, source: str = "", o
 def _bulk_write(candidates, *, actor, now, result: BulkResult, skipped: list, changes: Counter) -> None:
     """Lock the existing rows for these keys, then insert the new ones and merge the rest."""
     with transaction.atomic():
+        # Bulk writers take turns: two of them locking existing rows and inserting new ones over
+        # overlapping key sets could otherwise deadlock. Single adds touch one key and need no turn.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BULK_WRITE_LOCK])
         identifiers = {c[2] for c in candidates}
         existing = {
             (e.identifier, e.channel): e
-            # A stable lock order (and insert order below) keeps concurrent bulk writers from deadlocking.
             for e in SuppressionEntry.objects.select_for_update().filter(identifier__in=identifiers)
             .order_by("identifier", "channel")
         }

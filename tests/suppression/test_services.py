@@ -159,6 +159,10 @@ def test_adding_over_an_expired_entry_revives_it():
     ({"reason": "annoyed"}, "reason",
      "unknown reason 'annoyed' (expected one of: unsubscribe, bounce, spam_report, manual, regulatory)"),
     ({"identifier": "bob@"}, "identifier", "invalid email address 'bob@'"),
+    ({"identifier": "+14155550100"}, "identifier",
+     "a phone number cannot be suppressed on the email channel (use sms or all)"),
+    ({"identifier": "bob@example.com", "channel": "sms"}, "identifier",
+     "an email address cannot be suppressed on the sms channel (use email or all)"),
     ({"expires_at": "tomorrow"}, "expires_at",
      "expires_at 'tomorrow' is not an ISO 8601 date or datetime (e.g. 2027-01-31 or 2027-01-31T12:00:00Z)"),
     ({"expires_at": "2001-01-01"}, "expires_at", "expires_at 2001-01-01T00:00:00+00:00 is in the past"),
@@ -226,7 +230,7 @@ def test_bulk_add_summary(marketer):
     result = services.suppression_bulk_add(created_by=marketer, source="crm-export", entries=[
         {"identifier": "a@example.com", "channel": "email", "reason": "unsubscribe"},
         {"identifier": " A@EXAMPLE.com", "channel": "email", "reason": "unsubscribe"},
-        {"identifier": "a@example.com", "channel": "sms", "reason": "unsubscribe"},  # not a duplicate
+        {"identifier": "a@example.com", "channel": "all", "reason": "unsubscribe"},  # not a duplicate
         {"identifier": "old@example.com", "channel": "email", "reason": "manual"},
         {"identifier": "temp@example.com", "channel": "email", "reason": "manual"},  # becomes permanent
         {"identifier": "+1 415 555 0100", "channel": "sms", "reason": "unsubscribe", "source": "twilio:STOP"},
@@ -235,7 +239,7 @@ def test_bulk_add_summary(marketer):
     assert result.updated == 1
     assert result.skipped == [(1, "duplicate of row 0"), (3, "already suppressed (bounce, permanent)")]
     entries = {(e.identifier, e.channel): e for e in SuppressionEntry.objects.all()}
-    assert set(entries) == {("a@example.com", "email"), ("a@example.com", "sms"), ("old@example.com", "email"),
+    assert set(entries) == {("a@example.com", "email"), ("a@example.com", "all"), ("old@example.com", "email"),
                             ("temp@example.com", "email"), ("+14155550100", "sms")}
     assert entries[("temp@example.com", "email")].expires_at is None
     assert entries[("a@example.com", "email")].source == "crm-export"
