@@ -436,6 +436,20 @@ def campaign_validate_changes(*, campaign: Campaign, changes: Mapping[str, Any])
     return cleaned
 
 
+def campaign_validate_new(*, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Clean and check the fields of a new campaign (all of ``CAMPAIGN_FIELDS``); returns them cleaned.
+
+    Used by :func:`campaign_create` and by the admin form (to show the error next to the field)."""
+    missing = set(CAMPAIGN_FIELDS) - set(values)
+    if missing:
+        raise TypeError(f"missing campaign fields: {sorted(missing)}")
+    cleaned = _clean_campaign(values)
+    _check_campaign_consistency(cleaned)
+    if cleaned["end_at"] <= timezone.now():
+        raise ServiceError("end_at is in the past.", field="end_at")
+    return cleaned
+
+
 @transaction.atomic
 def campaign_create(
     *,
@@ -455,15 +469,12 @@ def campaign_create(
 ) -> Campaign:
     """Create a draft campaign. Marketers only; countries are stored as ISO alpha-3."""
     _require_role(actor, Role.MARKETER, "create campaigns")
-    values = _clean_campaign({
+    values = campaign_validate_new(values={
         "name": name, "advertiser": advertiser, "budget": budget, "currency": currency, "channels": channels,
         "start_at": start_at, "end_at": end_at, "target_countries": target_countries or [],
         "target_device_types": target_device_types or [], "target_segments": target_segments or [],
         "max_impressions_per_hour": max_impressions_per_hour, "max_impressions_per_day": max_impressions_per_day,
     })
-    _check_campaign_consistency(values)
-    if values["end_at"] <= timezone.now():
-        raise ServiceError("end_at is in the past.", field="end_at")
     campaign = Campaign.objects.create(created_by=actor, **values)
     _audit(campaign, action="create", from_status=S.DRAFT, to_status=S.DRAFT, actor=actor)
     log.info("campaign_created", campaign_id=campaign.pk, actor_id=actor.pk)

@@ -1,0 +1,472 @@
+"""Back office for campaigns: marketers edit campaigns with their offers inline and submit them;
+approvers find what awaits their decision and approve or reject it; everyone sees the state, the
+votes and the audit trail.
+
+Every save and every button goes through ``apps.campaigns.services`` — the admin never writes a
+campaign, an offer or a vote itself — so role, state and self-approval checks hold for a crafted
+POST as much as for the buttons. The status is never a form field.
+"""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.postgres.forms import SimpleArrayField
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from apps.core.api import ServiceError
+from apps.core.roles import Role, user_has_role
+
+from . import selectors, services
+from .models import (
+    ApprovalRule,
+    ApprovalVote,
+    Campaign,
+    CampaignStatus,
+    CampaignTransition,
+    Channel,
+    DeviceType,
+    Offer,
+)
+
+ACTION_LABELS = {
+    "submit": "Submit for approval",
+    "approve": "Approve",
+    "reject": "Reject…",
+    "request_changes": "Request changes…",
+    "revise": "Revise (back to draft)",
+    "schedule": "Schedule",
+    "go_live": "Go live now",
+    "pause": "Pause",
+    "resume": "Resume",
+    "complete": "Complete now…",
+    "archive": "Archive",
+}
+ACTION_SERVICES = {
+    "submit": services.campaign_submit,
+    "approve": services.campaign_approve,
+    "reject": services.campaign_reject,
+    "request_changes": services.campaign_request_changes,
+    "revise": services.campaign_revise,
+    "schedule": services.campaign_schedule,
+    "go_live": services.campaign_go_live,
+    "pause": services.campaign_pause,
+    "resume": services.campaign_resume,
+    "complete": services.campaign_complete,
+    "archive": services.campaign_archive,
+}
+REASON_REQUIRED = {"reject", "request_changes", "complete"}
+STATUS_COLOURS = {
+    CampaignStatus.DRAFT: "#6c757d", CampaignStatus.IN_REVIEW: "#b8860b", CampaignStatus.APPROVED: "#1e7e34",
+    CampaignStatus.REJECTED: "#c82333", CampaignStatus.SCHEDULED: "#17a2b8", CampaignStatus.LIVE: "#28a745",
+    CampaignStatus.PAUSED: "#fd7e14", CampaignStatus.COMPLETED: "#343a40", CampaignStatus.ARCHIVED: "#adb5bd",
+}
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 60}), required=True, strip=True,
+                             help_text="Kept in the audit trail and shown to the marketer.")
+
+
+class OptionalReasonForm(forms.Form):
+    reason = forms.CharField(required=False, strip=True)
+
+
+# --- forms ---------------------------------------------------------------------------------------
+
+class CampaignAdminForm(forms.ModelForm):
+    channels = forms.MultipleChoiceField(choices=Channel.choices, widget=forms.CheckboxSelectMultiple)
+    target_device_types = forms.MultipleChoiceField(choices=DeviceType.choices, widget=forms.CheckboxSelectMultiple,
+                                                    required=False, help_text="None ticked: any device")
+    target_countries = SimpleArrayField(forms.CharField(max_length=3), required=False,
+                                        help_text="Comma-separated ISO 3166-1 codes (US or USA); empty: anywhere")
+    target_segments = SimpleArrayField(forms.IntegerField(min_value=0), required=False,
+                                       help_text="Comma-separated segment ids; empty: everyone")
+
+    class Meta:
+        model = Campaign
+        fields = services.CAMPAIGN_FIELDS
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        # The services' own checks, so a refusal shows next to its field instead of after the save.
+        try:
+            if self.instance.pk is None:
+                services.campaign_validate_new(values={f: cleaned.get(f) for f in services.CAMPAIGN_FIELDS})
+            else:
+                changes = {f: cleaned[f] for f in self.changed_data if f in services.CAMPAIGN_FIELDS and f in cleaned}
+                services.campaign_validate_changes(campaign=self.instance, changes=changes)
+        except ServiceError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        return cleaned
+
+
+class ApprovalRuleForm(forms.ModelForm):
+    channels = forms.MultipleChoiceField(choices=Channel.choices, widget=forms.CheckboxSelectMultiple, required=False,
+                                         help_text="Matches campaigns using any of these; none ticked: any channel")
+
+    class Meta:
+        model = ApprovalRule
+        fields = ["name", "min_approvals", "budget_threshold", "channels", "is_active"]
+
+
+# --- inlines -------------------------------------------------------------------------------------
+
+class OfferInline(admin.StackedInline):
+    model = Offer
+    extra = 0
+    fields = ("name", ("width", "height", "format"), "creative_markup", "landing_url", ("advertiser_domain", "category"),
+              ("max_bid_cpm", "priority", "observed_ctr"), "creative_preview")
+    readonly_fields = ("creative_preview",)
+
+    @admin.display(description="Preview")
+    def creative_preview(self, offer: Offer):
+        if not offer or not offer.pk or offer.format != "banner":
+            return "—"
+        # Sandboxed: markup from a marketer must not run in the admin's origin.
+        return format_html(
+            '<iframe sandbox srcdoc="{}" width="{}" height="{}" style="border:1px solid #ccc"></iframe>',
+            offer.creative_markup, min(offer.width, 970), min(offer.height, 600),
+        )
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "landing_url":
+            kwargs["assume_scheme"] = "https"  # a bare "shop.example.com" becomes https://…
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_extra(self, request, obj=None, **kwargs):
+        return 1 if obj is None or obj.status == CampaignStatus.DRAFT else 0
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            editable = services.offer_editable_fields(status=obj.status)
+            readonly += [f for f in services.OFFER_FIELDS if f not in editable]
+        return readonly
+
+    def has_add_permission(self, request, obj=None):
+        if obj is not None and obj.status not in services.OFFER_SET_EDITABLE_STATES:
+            return False
+        return super().has_add_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        # Removing a creative is part of editing a campaign before approval.
+        if obj is not None and obj.status not in services.OFFER_SET_EDITABLE_STATES:
+            return False
+        return request.user.has_perm("campaigns.change_offer")
+
+
+class _ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("campaigns.view_campaign")
+
+
+class ApprovalVoteInline(_ReadOnlyInline):
+    model = ApprovalVote
+    verbose_name_plural = "Votes"
+    fields = readonly_fields = ("approver", "decision", "reason", "review_round", "voided", "created_at")
+    ordering = ("-review_round", "created_at")
+
+
+class CampaignTransitionInline(_ReadOnlyInline):
+    model = CampaignTransition
+    verbose_name_plural = "History (audit trail)"
+    fields = readonly_fields = ("created_at", "action", "from_status", "to_status", "actor", "reason")
+
+
+# --- list filters --------------------------------------------------------------------------------
+
+class AwaitingMyDecisionFilter(admin.SimpleListFilter):
+    title = "my decision"
+    parameter_name = "awaiting"
+
+    def lookups(self, request, model_admin):
+        if user_has_role(request.user, Role.APPROVER):
+            return [("me", "Awaiting my decision")]
+        return []
+
+    def queryset(self, request, queryset):
+        if self.value() == "me":
+            return queryset.filter(pk__in=selectors.campaign_list_awaiting_decision(user=request.user).values("pk"))
+        return queryset
+
+
+class ChannelFilter(admin.SimpleListFilter):
+    title = "channel"
+    parameter_name = "channel"
+
+    def lookups(self, request, model_admin):
+        return Channel.choices
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(channels__contains=[self.value()])
+        return queryset
+
+
+# --- campaigns -----------------------------------------------------------------------------------
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignAdminForm
+    change_form_template = "admin/campaigns/campaign/change_form.html"
+    inlines = [OfferInline, ApprovalVoteInline, CampaignTransitionInline]
+    list_display = ("name", "advertiser", "status_badge", "channel_list", "budget", "spent_display", "start_at",
+                    "end_at", "approvals")
+    list_filter = (AwaitingMyDecisionFilter, "status", ChannelFilter, "advertiser")
+    search_fields = ("name", "advertiser", "offers__name", "offers__advertiser_domain")
+    date_hierarchy = "start_at"
+    list_select_related = ("approval_rule",)
+    actions = ["submit_selected", "pause_selected", "resume_selected", "archive_selected"]
+    fieldsets = (
+        (None, {"fields": ("name", "advertiser", "status_badge")}),
+        ("Money and time", {"fields": (("budget", "currency"), "spent", "channels", ("start_at", "end_at"))}),
+        ("Targeting", {"fields": ("target_countries", "target_device_types", "target_segments",
+                                  ("max_impressions_per_hour", "max_impressions_per_day"))}),
+        ("Approval", {"fields": ("approval_rule", "required_approvals", "review_round", "created_by", "submitted_by",
+                                 "submitted_at")}),
+    )
+    BASE_READONLY = ("status_badge", "spent", "approval_rule", "required_approvals", "review_round", "created_by",
+                     "submitted_by", "submitted_at")
+
+    # list columns
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, campaign: Campaign):
+        return format_html(
+            '<span class="campaign-status" data-status="{}" style="color:#fff;background:{};padding:2px 8px;'
+            'border-radius:8px;white-space:nowrap">{}</span>',
+            campaign.status, STATUS_COLOURS.get(campaign.status, "#666"), campaign.get_status_display(),
+        )
+
+    @admin.display(description="Channels")
+    def channel_list(self, campaign: Campaign):
+        return ", ".join(Channel(c).label for c in campaign.channels)
+
+    @admin.display(description="Spent", ordering="spent")
+    def spent_display(self, campaign: Campaign):
+        return f"{campaign.spent:.2f}"
+
+    @admin.display(description="Approvals")
+    def approvals(self, campaign: Campaign):
+        if campaign.status != CampaignStatus.IN_REVIEW:
+            return "—"
+        return f"{campaign.approvals_so_far} of {campaign.required_approvals}"
+
+    def get_queryset(self, request):
+        # The approvals column without a query per row: approvals of the current round, not voided.
+        return super().get_queryset(request).annotate(approvals_so_far=Count(
+            "votes", filter=Q(votes__review_round=F("review_round"), votes__voided=False, votes__decision="approve"),
+        ))
+
+    # permissions and fields
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(self.BASE_READONLY)
+        if obj is not None:
+            editable = services.campaign_editable_fields(status=obj.status)
+            readonly += [f for f in services.CAMPAIGN_FIELDS if f not in editable]
+        return readonly
+
+    def has_delete_permission(self, request, obj=None):
+        # Only drafts may disappear; anything submitted keeps its audit trail.
+        if obj is not None and obj.status != CampaignStatus.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    # saving goes through the services
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceError as exc:
+            # The whole save was rolled back (the admin wraps it in a transaction).
+            self.message_user(request, f"Nothing was saved: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            changes = {f: form.cleaned_data[f] for f in form.changed_data if f in services.CAMPAIGN_FIELDS}
+            if changes:
+                services.campaign_update(campaign_id=obj.pk, actor=request.user, **changes)
+            return
+        fields = {f: form.cleaned_data[f] for f in services.CAMPAIGN_FIELDS if f in form.cleaned_data}
+        created = services.campaign_create(actor=request.user, **fields)
+        # The admin goes on with ``obj`` (inlines, log entry, redirect): make it the saved row.
+        obj.pk = created.pk
+        obj.created_by_id = created.created_by_id
+        obj.created_at, obj.updated_at = created.created_at, created.updated_at
+        obj._state.adding = False
+        obj._state.db = created._state.db
+
+    def save_related(self, request, form, formsets, change):
+        for formset in formsets:
+            self._save_formset(request, form.instance, formset)
+
+    def _save_formset(self, request, campaign: Campaign, formset) -> None:
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        if formset.model is not Offer:
+            return  # votes and history are read-only
+        for offer_form in formset.forms:
+            offer = offer_form.instance
+            if formset.can_delete and formset._should_delete_form(offer_form):
+                if offer.pk:
+                    services.offer_delete(offer_id=offer.pk, actor=request.user)
+                    formset.deleted_objects.append(offer)
+                continue
+            if not offer_form.has_changed():
+                continue
+            if offer.pk is None:
+                values = {f: offer_form.cleaned_data[f] for f in services.OFFER_FIELDS if f in offer_form.cleaned_data}
+                formset.new_objects.append(
+                    services.offer_create(campaign_id=campaign.pk, actor=request.user, **values))
+            else:
+                changes = {f: offer_form.cleaned_data[f] for f in offer_form.changed_data if f in services.OFFER_FIELDS}
+                if changes:
+                    services.offer_update(offer_id=offer.pk, actor=request.user, **changes)
+                    formset.changed_objects.append((offer, list(changes)))
+
+    # lifecycle buttons
+    def get_urls(self):
+        urls = super().get_urls()
+        custom = [
+            path("<path:object_id>/action/<str:action>/", self.admin_site.admin_view(self.action_view),
+                 name="campaigns_campaign_action"),
+        ]
+        return custom + urls
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        campaign = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if campaign is not None:
+            approvals = selectors.campaign_approval_count(campaign=campaign)
+            extra_context["lifecycle"] = {
+                "actions": [
+                    {"name": name, "label": ACTION_LABELS[name], "needs_reason": name in REASON_REQUIRED}
+                    for name in selectors.campaign_available_actions(campaign=campaign, user=request.user)
+                ],
+                "approvals": approvals,
+                "votes_at_stake": campaign.status == CampaignStatus.IN_REVIEW and approvals > 0,
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def action_view(self, request, object_id, action):
+        if action not in ACTION_SERVICES:
+            raise Http404(f"No campaign action {action!r}")
+        campaign = self.get_object(request, object_id)
+        if campaign is None:
+            raise Http404("No such campaign")
+        if not self.has_view_permission(request, campaign):
+            raise DjangoPermissionDenied
+        change_url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+        needs_reason = action in REASON_REQUIRED
+        if request.method == "GET" and needs_reason:
+            form = ReasonForm()
+        elif request.method == "POST":
+            form = (ReasonForm if needs_reason else OptionalReasonForm)(request.POST)
+            if form.is_valid():
+                try:
+                    with transaction.atomic():
+                        ACTION_SERVICES[action](campaign_id=campaign.pk, actor=request.user,
+                                                reason=form.cleaned_data["reason"])
+                except ServiceError as exc:
+                    self.message_user(request, exc.message, messages.ERROR)
+                else:
+                    updated = selectors.campaign_get(campaign_id=campaign.pk)
+                    self.message_user(request, f"{ACTION_LABELS[action].rstrip('…')}: “{updated.name}” is now "
+                                               f"{updated.get_status_display().lower()}.", messages.SUCCESS)
+                return HttpResponseRedirect(change_url)
+            if not needs_reason:
+                return HttpResponseRedirect(change_url)
+        else:
+            return HttpResponseNotAllowed(["POST"])
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": campaign,
+            "title": f"{ACTION_LABELS[action].rstrip('…')}: {campaign.name}",
+            "action": action,
+            "action_label": ACTION_LABELS[action].rstrip("…"),
+            "form": form,
+            "change_url": change_url,
+        }
+        return render(request, "admin/campaigns/campaign/reason_form.html", context)
+
+    # bulk actions: one service call per campaign; refusals are reported, the rest go ahead
+    def _bulk(self, request, queryset, action: str) -> None:
+        done, refused = 0, []
+        for campaign in queryset:
+            try:
+                ACTION_SERVICES[action](campaign_id=campaign.pk, actor=request.user, reason="")
+                done += 1
+            except ServiceError as exc:
+                refused.append(f"{campaign.name}: {exc.message}")
+        if done:
+            self.message_user(request, f"{ACTION_LABELS[action]}: {done} campaign(s).", messages.SUCCESS)
+        for message in refused:
+            self.message_user(request, message, messages.WARNING)
+
+    @admin.action(description="Submit selected campaigns for approval", permissions=["change"])
+    def submit_selected(self, request, queryset):
+        self._bulk(request, queryset, "submit")
+
+    @admin.action(description="Pause selected live campaigns", permissions=["change"])
+    def pause_selected(self, request, queryset):
+        self._bulk(request, queryset, "pause")
+
+    @admin.action(description="Resume selected paused campaigns", permissions=["change"])
+    def resume_selected(self, request, queryset):
+        self._bulk(request, queryset, "resume")
+
+    @admin.action(description="Archive selected completed campaigns", permissions=["change"])
+    def archive_selected(self, request, queryset):
+        self._bulk(request, queryset, "archive")
+
+
+@admin.register(ApprovalRule)
+class ApprovalRuleAdmin(admin.ModelAdmin):
+    form = ApprovalRuleForm
+    list_display = ("name", "min_approvals", "budget_threshold", "channel_list", "is_active")
+    list_filter = ("is_active",)
+    search_fields = ("name",)
+
+    @admin.display(description="Channels")
+    def channel_list(self, rule: ApprovalRule):
+        return ", ".join(Channel(c).label for c in rule.channels) or "any"
+
+
+@admin.register(CampaignTransition)
+class CampaignTransitionAdmin(admin.ModelAdmin):
+    """The audit trail across campaigns (read-only)."""
+
+    list_display = ("created_at", "campaign", "action", "from_status", "to_status", "actor", "reason")
+    list_filter = ("action", "to_status")
+    search_fields = ("campaign__name", "actor__username", "reason")
+    list_select_related = ("campaign", "actor")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
