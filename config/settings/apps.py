@@ -82,3 +82,11 @@ LOYALTY_NATS_STREAM = env.env_str("LOYALTY_NATS_STREAM", "LOYALTY")
 # Connect / publish-ack timeout for reward-signal publishing; a failure leaves the signal for the beat retry.
 LOYALTY_NATS_TIMEOUT_SECONDS = env.env_float("LOYALTY_NATS_TIMEOUT_SECONDS", 2.0)
 # --- end loyalty ---------------------------------------------------------------------------------
+
+# --- campaigns -----------------------------------------------------------------------------------
+# Passwords of the demo users `manage.py seed_demo` creates; empty = the documented local defaults
+# (admin-demo / marketer-demo / approver-demo), which seed_demo refuses to use in production.
+DEMO_ADMIN_PASSWORD = env.env_str("DEMO_ADMIN_PASSWORD", "")
+DEMO_MARKETER_PASSWORD = env.env_str("DEMO_MARKETER_PASSWORD", "")
+DEMO_APPROVER_PASSWORD = env.env_str("DEMO_APPROVER_PASSWORD", "")
+# --- end campaigns -------------------------------------------------------------------------------
