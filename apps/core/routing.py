@@ -1,7 +1,13 @@
 """Routing for the web process's ASGI app: websocket routes, and the bid app's paths."""
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from apps.analytics.consumers import LiveStatsConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/analytics/live/", LiveStatsConsumer.as_asgi()),  # analytics live view (staff only)
+]
 
 # The bid app's public paths (apps.bidding.asgi); its /ready, /live and /metrics stay Django's here.
 BID_PATH_PREFIXES = ("/v1/bid", "/v1/win", "/v1/click")

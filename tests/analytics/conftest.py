@@ -26,3 +26,18 @@ def stream():
 def campaign_tag():
     """A campaign id no other test uses, so assertions can be scoped to this test's rows."""
     return f"t{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def past_window(clickhouse_db):
+    """Three days inside a random month between 1975 and 2099 that only this test writes into; the
+    month's partition is dropped afterwards so repeated runs neither collide nor pile up partitions."""
+    import datetime as dt
+    import random
+
+    from apps.core import clickhouse as ch
+
+    rng = random.Random()
+    start = dt.datetime(rng.randrange(1975, 2100), rng.randrange(1, 13), rng.randrange(1, 26), tzinfo=dt.timezone.utc)
+    yield start, start + dt.timedelta(days=3)
+    ch.execute(f"ALTER TABLE analytics_events DROP PARTITION {start:%Y%m}", kind="ddl")

@@ -62,11 +62,8 @@ def _row(event_type: str, ts: dt.datetime, **fields) -> tuple:
 
 
 @pytest.fixture
-def window():
-    """A random 3-day window far in the past that no other test writes into."""
-    rng = random.Random()
-    start = dt.datetime(2001, 1, 1, tzinfo=UTC) + dt.timedelta(days=rng.randrange(0, 3000))
-    return start, start + dt.timedelta(days=3)
+def window(past_window):
+    return past_window
 
 
 @pytest.fixture

@@ -1,0 +1,200 @@
+"""Admin dashboard and the live websocket view."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import sync_to_async
+from asgiref.testing import ApplicationCommunicator
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from apps.analytics import events
+from apps.analytics.consumers import LiveStatsConsumer
+from apps.campaigns import services as campaign_services
+from apps.core import clickhouse as ch
+from apps.core.roles import Role
+
+UTC = dt.timezone.utc
+pytestmark = pytest.mark.usefixtures("clickhouse_db")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+class WebsocketCommunicator(ApplicationCommunicator):
+    """channels.testing.WebsocketCommunicator's essentials (importing channels.testing needs daphne,
+    which this project does not install)."""
+
+    def __init__(self, application, path: str, headers: list | None = None) -> None:
+        super().__init__(application, {
+            "type": "websocket", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "headers": headers or [], "subprotocols": [], "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+        })
+
+    async def connect(self, timeout: float = 5):
+        await self.send_input({"type": "websocket.connect"})
+        response = await self.receive_output(timeout)
+        if response["type"] == "websocket.close":
+            return False, response.get("code", 1000)
+        return True, response.get("subprotocol")
+
+    async def receive_json_from(self, timeout: float = 5):
+        response = await self.receive_output(timeout)
+        assert response["type"] == "websocket.send", response
+        return json.loads(response["text"])
+
+    async def disconnect(self, code: int = 1000, timeout: float = 2) -> None:
+        await self.send_input({"type": "websocket.disconnect", "code": code})
+        await self.wait(timeout)
+
+
+def make_user(*roles: str, staff: bool = True):
+    user = get_user_model().objects.create_user(username=f"u{uuid.uuid4().hex[:10]}", password="x" * 12, is_staff=staff)
+    for role in roles:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def _row(event_type: str, ts: dt.datetime, **fields) -> tuple:
+    us = int(ts.timestamp()) * 1_000_000 + ts.microsecond
+    return events.row_to_insert(events.to_row(event_type, uuid.uuid4().hex, us, fields))
+
+
+@pytest.fixture
+async def close_thread_connections():
+    """Async tests reach the DB from asgiref's worker thread; close that thread's connection so the
+    test database can be dropped at the end of the session."""
+    yield
+    from django.db import connections
+
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def campaign_with_events(db, past_window):
+    marketer = make_user(Role.MARKETER)
+    now = dt.datetime.now(UTC)
+    campaign = campaign_services.campaign_create(
+        actor=marketer, name="Dashboard test", advertiser="Example", budget=Decimal("1000.00"),
+        channels=["display"], start_at=now + dt.timedelta(days=1), end_at=now + dt.timedelta(days=10),
+    )
+    start = past_window[0]
+    rows = []
+    for hour in range(6):
+        ts = start + dt.timedelta(hours=hour, minutes=5)
+        for n in range(10 + hour):
+            rows.append(_row("bid_response", ts, campaign_id=str(campaign.pk), request_id=f"{hour}-{n}", latency_us=500 + 10 * n))
+        for n in range(hour + 1):
+            rows.append(_row("win", ts, campaign_id=str(campaign.pk), win_price=1500.0))
+        rows.append(_row("click", ts, campaign_id=str(campaign.pk)))
+    ch.insert("analytics_events", events.COLUMNS, rows)
+    return marketer, campaign, start
+
+
+def test_dashboard_renders_report_and_chart_data(client, campaign_with_events):
+    marketer, campaign, start = campaign_with_events
+    client.force_login(marketer)
+    response = client.get(
+        "/admin/analytics/dashboard/",
+        {"campaign": campaign.pk, "from": f"{start:%Y-%m-%dT%H:%M}", "to": f"{start:%Y-%m-%d}T06:00", "granularity": "hour"},
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "vendor/chartjs/chart.umd.js" in html and 'id="chart-latency"' in html
+    assert f"#{campaign.pk} Dashboard test" in html
+    data = json.loads(html.split('<script id="chart-data" type="application/json">')[1].split("</script>")[0])
+    assert data["bids"] == [10, 11, 12, 13, 14, 15]
+    assert data["wins"] == [1, 2, 3, 4, 5, 6]
+    assert data["spend"] == [1.5, 3.0, 4.5, 6.0, 7.5, 9.0]
+    assert data["ctr"][0] == 100.0 and data["p50"][0] == 550
+    totals = response.context["report"]["totals"]
+    assert totals["bids"] == 75 and totals["wins"] == 21 and totals["clicks"] == 6
+
+
+def test_dashboard_bad_range_shows_the_error(client, campaign_with_events):
+    marketer, campaign, start = campaign_with_events
+    client.force_login(marketer)
+    day = start.date()
+    response = client.get("/admin/analytics/dashboard/", {"campaign": campaign.pk, "from": f"{day.replace(day=day.day + 1)}", "to": f"{day}"})
+    assert response.status_code == 200
+    assert "from: &#x27;from&#x27; must be earlier" in response.content.decode()
+
+
+def test_dashboard_without_campaign_shows_the_picker(client, db):
+    client.force_login(make_user(Role.APPROVER))
+    response = client.get("/admin/analytics/dashboard/")
+    assert response.status_code == 200 and b"pick a campaign" in response.content
+
+
+def test_dashboard_is_listed_in_the_admin_for_roles_only(client, db):
+    marketer, outsider = make_user(Role.MARKETER), make_user()
+    client.force_login(marketer)
+    assert b"/admin/analytics/dashboard/" in client.get("/admin/").content
+    client.force_login(outsider)
+    assert b"/admin/analytics/dashboard/" not in client.get("/admin/").content
+    assert client.get("/admin/analytics/dashboard/").status_code == 403
+    assert client.get("/admin/analytics/dashboard/live/").status_code == 403
+    client.logout()
+    assert client.get("/admin/analytics/dashboard/").status_code == 302  # to the login page
+
+
+def test_live_page_renders(client, db):
+    client.force_login(make_user(Role.MARKETER))
+    response = client.get("/admin/analytics/dashboard/live/")
+    assert response.status_code == 200 and b"/ws/analytics/live/" in response.content
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_live_websocket_pushes_bids_per_second(close_thread_connections):
+    user = await sync_to_async(make_user)(Role.MARKETER)
+    second = dt.datetime.now(UTC).replace(microsecond=0) - dt.timedelta(seconds=5)
+    rows = [_row("bid_response", second, campaign_id="live", latency_us=1000 + n) for n in range(40)]
+    await sync_to_async(ch.insert)("analytics_events", events.COLUMNS, rows)
+
+    communicator = WebsocketCommunicator(LiveStatsConsumer.as_asgi(), "/ws/analytics/live/")
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect()
+    assert connected
+    first = await communicator.receive_json_from(timeout=10)
+    point = next(p for p in first["points"] if p["t"] == int(second.timestamp()))
+    assert point["bids"] >= 40 and point["latency_p50_us"] is not None
+    assert len(first["points"]) == 60
+    second_push = await communicator.receive_json_from(timeout=5)  # and again a second later
+    assert second_push["now"] >= first["now"]
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_live_websocket_refuses_non_staff_and_anonymous(close_thread_connections):
+    from django.contrib.auth.models import AnonymousUser
+
+    for user in (AnonymousUser(), await sync_to_async(make_user)(Role.MARKETER, staff=False),
+                 await sync_to_async(make_user)()):
+        communicator = WebsocketCommunicator(LiveStatsConsumer.as_asgi(), "/ws/analytics/live/")
+        communicator.scope["user"] = user
+        connected, code = await communicator.connect()
+        assert not connected and code == 4403
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_live_websocket_through_the_web_asgi_app_with_a_session(close_thread_connections):
+    """The real ASGI application: routing in apps.core.routing, session auth middleware."""
+    from django.test import Client
+
+    from config.asgi import application
+
+    user = await sync_to_async(make_user)(Role.MARKETER)
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    communicator = WebsocketCommunicator(application, "/ws/analytics/live/", headers=[(b"cookie", cookie)])
+    connected, _ = await communicator.connect()
+    assert connected
+    assert "points" in await communicator.receive_json_from(timeout=10)
+    await communicator.disconnect()
