@@ -55,6 +55,18 @@ def test_score_batch_equals_per_request_scores(rng):
     assert provider.score_batch([]) == []
 
 
+def test_batch_results_do_not_alias_the_reused_workspace(rng):
+    provider = CpuProvider(random_weights(10))
+    first_requests = [random_request(rng, 64) for _ in range(4)]
+    first = provider.score_batch(first_requests)
+    kept = [(score.copy(), ctr.copy()) for score, ctr in first]
+    provider.score_batch([random_request(rng, 64) for _ in range(6)])  # larger: the workspace grows
+    provider.score_batch([random_request(rng, 64) for _ in range(4)])  # same size: the workspace is reused
+    for (score, ctr), (score_then, ctr_then) in zip(first, kept):
+        np.testing.assert_array_equal(score, score_then)
+        np.testing.assert_array_equal(ctr, ctr_then)
+
+
 def test_score_validates_shapes(rng):
     provider = CpuProvider(random_weights(1))
     user, offers, positions = random_request(rng, 4)
