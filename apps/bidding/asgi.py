@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 import structlog
@@ -33,29 +34,6 @@ _BID_HEADERS = [(b"content-type", b"application/json"), (b"x-openrtb-version", b
 _NO_BID_START = {"type": "http.response.start", "status": 204, "headers": [(b"x-openrtb-version", b"2.6")]}
 _EMPTY_BODY = {"type": "http.response.body", "body": b""}
 _perf = time.perf_counter
-
-_bidder: Bidder | None = None
-_start_lock: asyncio.Lock | None = None
-
-
-def get_bidder() -> Bidder | None:
-    return _bidder
-
-
-async def _ensure_bidder() -> Bidder:
-    """Start the process's bidder once (lifespan startup, or the first request in the web process)."""
-    global _bidder, _start_lock
-    if _bidder is not None:
-        return _bidder
-    if _start_lock is None:
-        _start_lock = asyncio.Lock()
-    async with _start_lock:
-        if _bidder is None:
-            bidder = Bidder()
-            await bidder.start()
-            _bidder = bidder
-    return _bidder
-
 
 async def _send(send, status: int, body: bytes, headers=_JSON) -> None:
     await send({"type": "http.response.start", "status": status,
@@ -187,57 +165,84 @@ async def _click(scope, send, bidder: Bidder) -> None:
     await send(_EMPTY_BODY)
 
 
-async def _lifespan(receive, send) -> None:
-    global _bidder
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            try:
-                runner.configure_logging()
-                await _ensure_bidder()
-            except Exception as exc:  # noqa: BLE001 - report the reason to the server, which exits
-                log.exception("bid_app_startup_failed")
-                await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+class BidApp:
+    """The ASGI callable. ``bidder_factory`` builds the process's ``Bidder`` (tests pass their own)."""
+
+    def __init__(self, bidder_factory: Callable[[], Bidder] = Bidder, *, configure_logging: bool = True):
+        self.bidder_factory = bidder_factory
+        self.configure_logging = configure_logging
+        self.bidder: Bidder | None = None
+        self._start_lock: asyncio.Lock | None = None
+
+    async def ensure_bidder(self) -> Bidder:
+        """Start the bidder once (lifespan startup, or the first request in the web process)."""
+        if self.bidder is not None:
+            return self.bidder
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self.bidder is None:
+                bidder = self.bidder_factory()
+                await bidder.start()
+                self.bidder = bidder
+        return self.bidder
+
+    async def shutdown(self) -> None:
+        if self.bidder is not None:
+            await self.bidder.stop()
+            self.bidder = None
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self.configure_logging:
+                        runner.configure_logging()
+                    await self.ensure_bidder()
+                except Exception as exc:  # noqa: BLE001 - report the reason to the server, which exits
+                    log.exception("bid_app_startup_failed")
+                    await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
                 return
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            if _bidder is not None:
-                await _bidder.stop()
-                _bidder = None
-            await send({"type": "lifespan.shutdown.complete"})
+
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
             return
+        if kind != "http":
+            return
+        bidder = self.bidder or await self.ensure_bidder()
+        path = scope["path"]
+        method = scope["method"]
+        if path == "/v1/bid":
+            if method != "POST":
+                await _send_error(send, 405, "method_not_allowed", "use POST for bid requests")
+                return
+            try:
+                await _bid(scope, receive, send, bidder)
+            except Exception:  # noqa: BLE001 - a bug, not bad input: log it and answer 500
+                log.exception("bid_request_failed")
+                await _send_error(send, 500, "internal_error", "the bidder failed on this request")
+        elif path == "/v1/win":
+            await _win(scope, send, bidder)
+        elif path == "/v1/click":
+            await _click(scope, send, bidder)
+        elif path == "/ready":
+            await _send(send, 200 if bidder.ready else 503, openrtb.encode_json(bidder.status()))
+        elif path == "/live":
+            await _send(send, 200, b'{"status":"live"}')
+        elif path == "/metrics":
+            await _send(send, 200, core_metrics.render(),
+                        [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
+        else:
+            await _send_error(send, 404, "not_found", f"no route for {path}")
 
 
-async def app(scope, receive, send) -> None:
-    """The ASGI callable (``apps.bidding.asgi:app``)."""
-    kind = scope["type"]
-    if kind == "lifespan":
-        await _lifespan(receive, send)
-        return
-    if kind != "http":
-        return
-    bidder = _bidder or await _ensure_bidder()
-    path = scope["path"]
-    method = scope["method"]
-    if path == "/v1/bid":
-        if method != "POST":
-            await _send_error(send, 405, "method_not_allowed", "use POST for bid requests")
-            return
-        try:
-            await _bid(scope, receive, send, bidder)
-        except Exception:  # noqa: BLE001 - a bug, not bad input: log it and answer 500
-            log.exception("bid_request_failed")
-            await _send_error(send, 500, "internal_error", "the bidder failed on this request")
-    elif path == "/v1/win":
-        await _win(scope, send, bidder)
-    elif path == "/v1/click":
-        await _click(scope, send, bidder)
-    elif path == "/ready":
-        status = bidder.status()
-        await _send(send, 200 if bidder.ready else 503, openrtb.encode_json(status))
-    elif path == "/live":
-        await _send(send, 200, b'{"status":"live"}')
-    elif path == "/metrics":
-        await _send(send, 200, core_metrics.render(), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
-    else:
-        await _send_error(send, 404, "not_found", f"no route for {path}")
+#: ``apps.bidding.asgi:app`` - what uvicorn serves (one bidder per worker process).
+app = BidApp()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import random
 import time
-import uuid
 from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
@@ -38,7 +38,7 @@ MAX_REQUEST_SEGMENTS = 64
 
 _perf = time.perf_counter
 _wall = time.time
-_uuid4 = uuid.uuid4
+_urandom = os.urandom
 _random = random.random
 
 
@@ -77,17 +77,13 @@ def device_from_ua(ua: str | None) -> str:
     return "desktop"
 
 
-def _domain_blocked(domain: str, blocked: frozenset[str]) -> bool:
-    """``badv: ["apple.com"]`` blocks ``apple.com`` and ``www.apple.com``."""
-    d = domain
-    while d:
-        if d in blocked:
-            return True
-        _, dot, rest = d.partition(".")
-        if not dot or "." not in rest:
-            return False
-        d = rest
-    return False
+def new_uuid() -> str:
+    """A random (version 4) UUID string, at a third of ``str(uuid.uuid4())``'s cost."""
+    raw = bytearray(_urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _allows_domain(allowed: list[str], domain: str) -> bool:
@@ -110,6 +106,7 @@ class BidProcessor:
         self.cache = L1Cache(max_entries=config.l1_max_entries, ttl_seconds=config.l1_ttl_seconds)
         self.snapshot: Snapshot | None = None
         self.exhausted: set[int] = set()
+        self.exhausted_offers: frozenset[int] = frozenset()
         self._l2_retry_at = 0.0
         self._l2_error_logged_at = 0.0
         self._win_base = f"{config.public_base_url}/v1/win?t="
@@ -127,10 +124,16 @@ class BidProcessor:
             return
         self.snapshot = snapshot
         self.exhausted = set(snapshot.exhausted)
+        self.exhausted_offers = snapshot.offers_of(self.exhausted)
         metrics.SNAPSHOT_LOADS.inc()
 
     def mark_exhausted(self, campaign_id: int) -> None:
+        """Stop bidding for a campaign whose budget ran out (announced by the win handler)."""
+        if campaign_id in self.exhausted:
+            return
         self.exhausted.add(campaign_id)
+        if self.snapshot is not None:
+            self.exhausted_offers = self.snapshot.offers_of(self.exhausted)
 
     # --- the hot path ----------------------------------------------------------------------------
     async def process(self, request: openrtb.BidRequest, *, started: float | None = None,
@@ -262,7 +265,7 @@ class BidProcessor:
             if boosted:
                 metrics.LOYALTY_BOOSTED.inc()
         response = openrtb.BidResponse(
-            id=request.id, seatbid=[openrtb.SeatBid(bid=bids, seat=seat)], bidid=str(_uuid4()), cur="USD"
+            id=request.id, seatbid=[openrtb.SeatBid(bid=bids, seat=seat)], bidid=new_uuid(), cur="USD"
         )
         latency_us = int((_perf() - t0) * 1e6)
         metrics.TOTAL_LATENCY_US.observe(latency_us)
@@ -277,7 +280,7 @@ class BidProcessor:
     # --- helpers ---------------------------------------------------------------------------------
     def _bid(self, request, imp, entry: OfferEntry, price: float, dealid, user_id: str, issued: int,
              secret: bytes) -> openrtb.Bid:
-        bid_id = str(_uuid4())
+        bid_id = new_uuid()
         token = win_token(secret, WinToken(bid_id, request.id, imp.id, entry.campaign_id, entry.offer_id, user_id,
                                            micros_from_cpm(price), issued))
         markup = entry.row.markup
@@ -306,36 +309,30 @@ class BidProcessor:
             union.update(fitting)
         if not union:
             return [], []
-        bcat = frozenset(c.upper() for c in request.bcat) if request.bcat else None
-        badv = frozenset(d.lower() for d in request.badv) if request.badv else None
+        # Set algebra in C for what depends on the request only; a Python loop only for what depends
+        # on the user (segment targeting, per-campaign caps).
+        pool = union & snap.eligible(DEVICE_BITS.get(device_type, 0), country, now)
+        if request.bcat or request.badv:
+            pool -= snap.blocked(tuple(request.bcat or ()), tuple(request.badv or ()))
+        if self.exhausted_offers:
+            pool -= self.exhausted_offers
+        ordered = sorted(pool)
         caps = state.campaign_counts(now) if state.wins else None
-        device_bit = DEVICE_BITS.get(device_type, 0)
-        segment_set = frozenset(segments) if segments else frozenset()
-        exhausted = self.exhausted
-        entries = snap.entries
-        limit = self.config.batch_size
-        chosen: list[int] = []
-        for i in sorted(union):
-            e = entries[i]
-            if e.campaign_id in exhausted or not (e.start_at <= now < e.end_at):
-                continue
-            if e.device_mask and not (e.device_mask & device_bit):
-                continue
-            if e.countries is not None and country not in e.countries:
-                continue
-            if e.segments is not None and e.segments.isdisjoint(segment_set):
-                continue
-            if bcat is not None and (e.category in bcat or e.category_parent in bcat):
-                continue
-            if badv is not None and _domain_blocked(e.adomain, badv):
-                continue
-            if caps:
-                seen = caps.get(e.campaign_id)
-                if seen is not None and (seen[0] >= e.max_per_hour or seen[1] >= e.max_per_day):
+        if caps or (snap.segment_targeted and not snap.segment_targeted.isdisjoint(pool)):
+            segment_set = frozenset(segments) if segments else frozenset()
+            entries = snap.entries
+            kept = []
+            for i in ordered:
+                e = entries[i]
+                if e.segments is not None and e.segments.isdisjoint(segment_set):
                     continue
-            chosen.append(i)
-            if len(chosen) >= limit:
-                break
+                if caps:
+                    seen = caps.get(e.campaign_id)
+                    if seen is not None and (seen[0] >= e.max_per_hour or seen[1] >= e.max_per_day):
+                        continue
+                kept.append(i)
+            ordered = kept
+        chosen = ordered[: self.config.batch_size]
         if not chosen:
             return [], []
         position = {i: p for p, i in enumerate(chosen)}

@@ -26,6 +26,7 @@ EXHAUSTED_KEY = "bidding:exhausted"  # set of campaign ids whose spend reached t
 BUDGET_CHANNEL = "bidding:budget"  # campaign id whose budget just ran out
 WINS_CHANNEL = "bidding:wins"  # [user_id, ts, campaign_id] of each counted impression
 N_OFFER_FEATURES = 64
+MAX_CACHED_KEYS = 4096
 
 DEVICE_BITS = {"desktop": 1, "mobile": 2, "tablet": 4, "ctv": 8}
 FORMATS = ("banner", "video", "native")
@@ -96,6 +97,7 @@ class OfferEntry:
         "index", "row", "offer_id", "adid", "campaign_id", "cid", "crid", "format", "size", "mtype",
         "max_bid", "device_mask", "countries", "segments", "category", "category_parent", "adomain",
         "adomain_list", "cat_list", "start_at", "end_at", "budget_micros", "max_per_hour", "max_per_day",
+        "cat_keys", "domain_keys",
     )
 
     def __init__(self, index: int, row: OfferRow):
@@ -121,6 +123,11 @@ class OfferEntry:
         self.category = row.category.strip().upper()
         self.category_parent = self.category.split("-", 1)[0]
         self.adomain = row.adomain.strip().lower()
+        # What bcat / badv entries block this offer: its category and tier-1 parent ("IAB7-39", "IAB7"),
+        # its domain and each parent domain ("www.shop.com", "shop.com"; never a bare TLD).
+        self.cat_keys = frozenset({self.category, self.category_parent} - {""})
+        parts = self.adomain.split(".")
+        self.domain_keys = frozenset(".".join(parts[i:]) for i in range(max(len(parts) - 1, 1))) if self.adomain else frozenset()
         self.adomain_list = [self.adomain] if self.adomain else None
         self.cat_list = [row.category] if row.category else None
         self.start_at = row.start_at
@@ -158,6 +165,59 @@ class Snapshot:
         self.natives = tuple(natives)
         self.budgets = {e.campaign_id: e.budget_micros for e in self.entries}
         self.by_offer_id = {e.offer_id: e for e in self.entries}
+        offers_of: dict[int, set[int]] = {}
+        for entry in self.entries:
+            offers_of.setdefault(entry.campaign_id, set()).add(entry.index)
+        self.offers_of_campaign = {cid: frozenset(ix) for cid, ix in offers_of.items()}
+        self.segment_targeted = frozenset(e.index for e in self.entries if e.segments is not None)
+        # Targeting that depends only on the request's device and country, and on the clock: cached per
+        # (device, country) until the next campaign start or end in the snapshot.
+        self._eligible: dict[tuple[int, str | None], frozenset[int]] = {}
+        self._eligible_until = 0.0
+        self._blocked: dict[tuple, frozenset[int]] = {}
+
+    def eligible(self, device_bit: int, country: str | None, now: float) -> frozenset[int]:
+        """Offers inside their schedule window whose device and country targeting admit this request."""
+        if now >= self._eligible_until:
+            self._eligible = {}
+            upcoming = [t for e in self.entries for t in (e.start_at, e.end_at) if t > now]
+            self._eligible_until = min(upcoming) if upcoming else float("inf")
+        key = (device_bit, country)
+        found = self._eligible.get(key)
+        if found is None:
+            found = frozenset(
+                e.index for e in self.entries
+                if e.start_at <= now < e.end_at
+                and (not e.device_mask or e.device_mask & device_bit)
+                and (e.countries is None or country in e.countries)
+            )
+            if len(self._eligible) >= MAX_CACHED_KEYS:
+                self._eligible = {}
+            self._eligible[key] = found
+        return found
+
+    def blocked(self, bcat: tuple[str, ...], badv: tuple[str, ...]) -> frozenset[int]:
+        """Offers a request's ``bcat`` (category or its tier-1 parent) or ``badv`` (domain or a parent
+        domain) rule out. Exchanges repeat the same lists per publisher, so results are cached."""
+        key = (bcat, badv)
+        found = self._blocked.get(key)
+        if found is None:
+            cats = frozenset(c.strip().upper() for c in bcat)
+            domains = frozenset(d.strip().lower() for d in badv)
+            found = frozenset(
+                e.index for e in self.entries
+                if not cats.isdisjoint(e.cat_keys) or not domains.isdisjoint(e.domain_keys)
+            )
+            if len(self._blocked) >= MAX_CACHED_KEYS:
+                self._blocked = {}
+            self._blocked[key] = found
+        return found
+
+    def offers_of(self, campaign_ids) -> frozenset[int]:
+        out: set[int] = set()
+        for cid in campaign_ids:
+            out |= self.offers_of_campaign.get(cid, frozenset())
+        return frozenset(out)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -1,0 +1,28 @@
+"""Fixtures of the bidding tests (builders live in ``tests.bidding.helpers``)."""
+from __future__ import annotations
+
+import pytest
+
+from apps.bidding.processor import BidProcessor
+from apps.inference.runtime import InferenceRuntime
+from tests.bidding.helpers import EventRecorder, bid_config, golden_runtime, make_snapshot
+
+
+@pytest.fixture
+def runtime(tmp_path) -> InferenceRuntime:
+    return golden_runtime(tmp_path / "models")
+
+
+@pytest.fixture
+def events() -> EventRecorder:
+    return EventRecorder()
+
+
+@pytest.fixture
+def make_processor(runtime, events):
+    def build(rows, *, redis=None, **config) -> BidProcessor:
+        processor = BidProcessor(config=bid_config(**config), inference=runtime, redis=redis, emit_event=events)
+        processor.set_snapshot(make_snapshot(rows))
+        return processor
+
+    return build

@@ -1,0 +1,211 @@
+"""The user-state tiers (RULES.md §1 step 2): L1 in-process LRU, L2 Redis, default profile — and L1
+kept fresh by announcements, and bids that keep answering when Redis goes away."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from apps.bidding import metrics
+from apps.bidding.bidder import Bidder, bid_redis
+from apps.bidding.cache import L1Cache, UserState, freq_key
+from apps.bidding.snapshot import next_version, publish_snapshot
+from apps.core.profiles import profile_write
+from tests.bidding.helpers import bid_config, bid_request, expected_price, make_row
+
+
+def counter(c) -> float:
+    return c._value.get()
+
+
+async def wait_for(predicate, timeout: float = 1.0) -> float:
+    """Poll ``predicate`` until true; return the seconds it took (fail after ``timeout``)."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+async def aredis(redis_client):
+    """An asyncio client on the test Redis (emptied by ``redis_client``)."""
+    from config import env
+
+    client = bid_redis(env.env_str("REDIS_URL", env.REDIS_URL))
+    yield client
+    await client.aclose()
+
+
+def test_l1_is_a_bounded_lru_with_a_ttl():
+    cache = L1Cache(max_entries=2, ttl_seconds=10)
+    now = time.time()
+    for name in ("a", "b"):
+        cache.put(UserState(name, loaded_at=now))
+    assert cache.get("a", now) is not None  # a is now the most recent
+    cache.put(UserState("c", loaded_at=now))
+    assert "b" not in cache and "a" in cache and "c" in cache
+    assert cache.get("a", now + 11) is None and "a" not in cache  # expired entries are dropped
+
+
+def test_an_announcement_during_a_load_keeps_the_stale_result_out_of_l1():
+    cache = L1Cache(max_entries=10, ttl_seconds=100)
+    cache.begin_load("u")
+    cache.drop("u")  # profiles:changed arrives while the L2 read is in flight
+    cache.finish_load("u", UserState("u", loaded_at=time.time()))
+    assert "u" not in cache
+    cache.begin_load("u")
+    cache.finish_load("u", UserState("u", loaded_at=time.time()))
+    assert "u" in cache
+
+
+async def test_l1_miss_then_l2_hit_then_l1_hit(make_processor, redis_client, aredis):
+    profile_write(user_id="cara", fields={"loyalty_tier": "reserve", "interests": [0.5] * 64, "segments": [3],
+                                          "loyalty": [1.0] * 8, "recency": 0.9})
+    processor = make_processor([make_row(offer_id=1, observed_ctr=0.02, max_bid_cpm=3.7)], redis=aredis)
+    l1_miss, l2_hit, l1_hit = counter(metrics.L1_MISS), counter(metrics.L2_HIT), counter(metrics.L1_HIT)
+
+    outcome = await processor.process(bid_request(user_id="cara"))
+    assert outcome.bids[0].price == expected_price(3.7, 0.02, "reserve")
+    assert (counter(metrics.L1_MISS), counter(metrics.L2_HIT)) == (l1_miss + 1, l2_hit + 1)
+    state = processor.cache.get("cara", time.time())
+    assert state.known and state.tier == "reserve" and state.segments == (3,) and float(state.recency) == 0.9
+
+    await processor.process(bid_request(user_id="cara"))
+    assert counter(metrics.L1_HIT) == l1_hit + 1 and counter(metrics.L2_HIT) == l2_hit + 1
+
+
+async def test_l2_miss_gives_the_default_profile_and_is_remembered(make_processor, redis_client, aredis):
+    processor = make_processor([make_row(observed_ctr=0.02, max_bid_cpm=4.0)], redis=aredis)
+    l2_miss = counter(metrics.L2_MISS)
+    outcome = await processor.process(bid_request(user_id="nobody"))
+    assert outcome.bids[0].price == expected_price(4.0, 0.02, "green")
+    assert counter(metrics.L2_MISS) == l2_miss + 1
+    state = processor.cache.get("nobody", time.time())
+    assert state is not None and not state.known and state.tier == "green"
+
+
+async def test_malformed_profile_fields_fall_back_field_by_field(make_processor, redis_client, aredis):
+    redis_client.hset("profile:odd", mapping={"loyalty_tier": b'"gold"', "interests": b"not json",
+                                              "segments": b'["x", 4, -1]', "loyalty": b"[1, 2]"})
+    processor = make_processor([make_row()], redis=aredis)
+    outcome = await processor.process(bid_request(user_id="odd"))
+    assert outcome.is_bid
+    state = processor.cache.get("odd", time.time())
+    assert state.tier == "gold" and state.segments == (4,) and list(state.loyalty) == [1, 2, 0, 0, 0, 0, 0, 0]
+    assert not state.interests.any()
+
+
+async def test_frequency_counters_come_with_the_profile_in_one_round_trip(make_processor, redis_client, aredis):
+    now = time.time()
+    redis_client.zadd(freq_key("busy"), {f"bid-{i}:77": now - 30 * i for i in range(1, 11)})
+    processor = make_processor([make_row(campaign_id=77)], redis=aredis, freq_max_per_hour=10)
+    outcome = await processor.process(bid_request(user_id="busy"))
+    assert outcome.reason == "frequency_cap"
+    assert processor.cache.get("busy", time.time()).counts(time.time()) == (10, 10)
+
+
+@pytest.fixture
+async def bidder(redis_client, runtime):
+    """A running Bidder (listener and pollers) on the test Redis, with a published snapshot."""
+    publish_snapshot(redis_client, version=next_version(redis_client),
+                     offers=[make_row(offer_id=5, campaign_id=50, observed_ctr=0.02, max_bid_cpm=3.7)])
+    b = Bidder(bid_config(snapshot_poll_seconds=0.5), inference=runtime)
+    await b.start()
+    await asyncio.sleep(0.05)  # let the listener subscribe
+    yield b
+    await b.stop()
+
+
+async def test_profile_change_announcement_drops_l1_within_a_second(bidder, redis_client):
+    profile_write(user_id="ben", fields={"loyalty_tier": "gold"})
+    await asyncio.sleep(0.05)  # the write's own announcement passes first (during a load it would keep L1 empty)
+    first = await bidder.processor.process(bid_request(user_id="ben"))
+    assert first.bids[0].price == expected_price(3.7, 0.02, "gold")
+    assert "ben" in bidder.processor.cache
+
+    profile_write(user_id="ben", fields={"loyalty_tier": "reserve"})
+    took = await wait_for(lambda: "ben" not in bidder.processor.cache)
+    assert took < 1.0
+    again = await bidder.processor.process(bid_request(user_id="ben"))
+    assert again.bids[0].price == expected_price(3.7, 0.02, "reserve")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of our own (so the test can stop it), on a free port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (scripts/services.sh installs it)")
+    port = _free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    yield proc, url, client
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
+async def test_redis_unreachable_mid_test_bids_still_answer_on_the_default_profile(private_redis, runtime):
+    proc, url, client = private_redis
+    publish_snapshot(client, version=next_version(client), offers=[make_row(offer_id=8, observed_ctr=0.02, max_bid_cpm=3.7)])
+    profile_write(user_id="cara", fields={"loyalty_tier": "reserve"}, client=client)
+    profile_write(user_id="dan", fields={"loyalty_tier": "gold"}, client=client)
+    b = Bidder(bid_config(redis_url=url), inference=runtime)
+    await b.start()
+    try:
+        outcome = await b.processor.process(bid_request(user_id="cara"))
+        assert outcome.bids[0].price == expected_price(3.7, 0.02, "reserve")
+
+        proc.terminate()
+        proc.wait(timeout=5)
+        errors = counter(metrics.L2_ERRORS)
+        started = time.perf_counter()
+        # dan's profile is in the stopped Redis: he gets the default profile, quickly, and a bid.
+        outcome = await b.processor.process(bid_request(user_id="dan", tmax=100))
+        assert time.perf_counter() - started < 0.1
+        assert outcome.is_bid and outcome.bids[0].price == expected_price(3.7, 0.02, "green")
+        assert counter(metrics.L2_ERRORS) == errors + 1
+        assert "dan" not in b.processor.cache  # a fallback is never cached as if it were the profile
+        for user in ("eve", "fay", None):
+            assert (await b.processor.process(bid_request(user_id=user))).is_bid
+        assert b.ready  # the snapshot and model stay loaded
+    finally:
+        await b.stop()
+
+
+async def test_slow_redis_cannot_make_a_bid_late(make_processor):
+    """A Redis that accepts connections but never answers: the L2 read is cut at the deadline."""
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = bid_redis(f"redis://127.0.0.1:{port}/0")
+    processor = make_processor([make_row()], redis=client, network_buffer_ms=10)
+    try:
+        started = time.perf_counter()
+        outcome = await processor.process(bid_request(user_id="slow", tmax=50))
+        elapsed = time.perf_counter() - started
+        assert elapsed < 0.06  # 40 ms budget, not the 2 s socket timeout
+        assert outcome.reason == "deadline" or outcome.is_bid
+    finally:
+        server.close()
