@@ -253,7 +253,10 @@ class InferenceRuntime:
 
     async def _poll_forever(self, interval: float) -> None:
         while True:
-            await self.poll_model_dir()
+            try:
+                await self.poll_model_dir()
+            except Exception:  # noqa: BLE001 - e.g. an unreadable directory: keep serving, keep polling
+                log.exception("inference_model_poll_failed", model_dir=str(self.model_dir))
             await asyncio.sleep(interval)
 
     async def _listen_forever(self, redis_client, retry_s: float) -> None:
@@ -275,6 +278,9 @@ class InferenceRuntime:
                 if not failing:  # once per outage, not every retry
                     log.warning("inference_model_watch_redis_error", channel=self.channel, error=str(exc),
                                 retry_s=retry_s)
+                failing = True
+            except Exception:  # noqa: BLE001 - a bug must not end hot reload for the process's lifetime
+                log.exception("inference_model_watch_failed", channel=self.channel)
                 failing = True
             finally:
                 self.subscribed = False
