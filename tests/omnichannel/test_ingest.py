@@ -1,0 +1,249 @@
+"""POST /v1/channels/ingest — RULES.md §5 ingest rules."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.omnichannel import selectors, services
+from apps.omnichannel.models import Activation, Contact, IngestEvent, Interaction
+
+pytestmark = pytest.mark.django_db
+
+URL = "/v1/channels/ingest"
+
+
+def event(**overrides):
+    body = {"event_id": "evt-1", "source": "pos", "event_type": "app_open", "user_id": "u-1"}
+    body.update(overrides)
+    return body
+
+
+def test_requires_the_integration_role(plain_client, marketer_client):
+    assert plain_client.post(URL, event(), format="json").status_code == 403
+    assert marketer_client.post(URL, event(), format="json").status_code == 403
+    assert IngestEvent.objects.count() == 0
+
+
+def test_accepts_an_event_and_answers_what_happened(integration_client):
+    response = integration_client.post(URL, event(timestamp="2026-11-26T10:00:00Z"), format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["event_id"] == "evt-1"
+    assert body["accepted"] is True and body["duplicate"] is False
+    assert body["occurred_at"] == "2026-11-26T10:00:00Z"
+    assert body["activation"]["triggered"] is False
+    assert body["activation"]["reason"] == "app_open is not an activation trigger"
+    assert body["loyalty"] == {"relevant": False, "stars_earned": None}
+    row = IngestEvent.objects.get(event_id="evt-1")
+    assert (row.source, row.event_type, row.user_id, row.transport) == ("pos", "app_open", "u-1", "http")
+
+
+@pytest.mark.parametrize("missing", ["event_id", "source", "event_type"])
+def test_required_fields_are_named(integration_client, missing):
+    body = event()
+    del body[missing]
+    response = integration_client.post(URL, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid"
+    assert missing in response.json()["fields"]
+    assert IngestEvent.objects.count() == 0
+
+
+def test_unknown_source_and_event_type_are_refused(integration_client):
+    response = integration_client.post(URL, event(source="fax"), format="json")
+    assert response.status_code == 400 and "source" in response.json()["fields"]
+    response = integration_client.post(URL, event(event_type="teleport"), format="json")
+    assert response.status_code == 400 and "event_type" in response.json()["fields"]
+
+
+def test_neither_user_nor_device_is_a_400(integration_client):
+    response = integration_client.post(URL, event(user_id=""), format="json")
+    assert response.status_code == 400
+    assert response.json() == {"error": "required", "detail": "either user_id or device_id is required",
+                               "field": "user_id"}
+    assert IngestEvent.objects.count() == 0
+
+
+def test_device_only_events_are_accepted(integration_client):
+    response = integration_client.post(URL, event(user_id="", device_id="dev-9", event_type="product_view",
+                                                  item_id="sku-1"), format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["activation"]["reason"] == "anonymous device: no user to reach"
+    assert list(Interaction.objects.values_list("user_id", "item_id")) == [("device:dev-9", "sku-1")]
+
+
+def test_source_disabled_in_the_admin_is_refused(integration_client):
+    services.ingest_source_set_enabled(source="kiosk", enabled=False, note="kiosks being replaced")
+    response = integration_client.post(URL, event(source="kiosk"), format="json")
+    assert response.status_code == 400
+    assert response.json() == {"error": "source_disabled", "detail": "source 'kiosk' is disabled: kiosks being replaced",
+                               "field": "source"}
+    assert IngestEvent.objects.count() == 0
+    assert integration_client.post(URL, event(source="pos"), format="json").status_code == 201
+
+
+def test_source_disabled_by_environment_is_refused(integration_client, settings):
+    settings.INGEST_DISABLED_SOURCES = ["iot"]
+    response = integration_client.post(URL, event(source="iot"), format="json")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "source 'iot' is disabled by INGEST_DISABLED_SOURCES"
+    assert {row["source"]: row["enabled"] for row in selectors.ingest_sources()}["iot"] is False
+
+
+def test_duplicate_event_id_is_accepted_once(integration_client):
+    first = integration_client.post(URL, event(event_type="cart_add", item_id="sku-1"), format="json")
+    again = integration_client.post(URL, event(event_type="cart_add", item_id="sku-2"), format="json")
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json() == {**first.json(), "duplicate": True}
+    assert IngestEvent.objects.count() == 1
+    assert list(Interaction.objects.values_list("item_id", flat=True)) == ["sku-1"]
+
+
+def test_future_timestamps_are_refused(integration_client):
+    future = (timezone.now() + timedelta(hours=1)).isoformat()
+    response = integration_client.post(URL, event(timestamp=future), format="json")
+    assert response.status_code == 400 and response.json()["field"] == "timestamp"
+
+
+def test_unix_timestamps_are_understood(integration_client):
+    response = integration_client.post(URL, event(timestamp=1_764_151_200), format="json")
+    assert response.json()["occurred_at"] == "2025-11-26T10:00:00Z"
+    response = integration_client.post(URL, event(event_id="evt-ms", timestamp=1_764_151_200_500), format="json")
+    assert response.json()["occurred_at"] == "2025-11-26T10:00:00.500000Z"
+
+
+# --- activation triggers ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("event_type", ["cart_abandon", "purchase", "store_visit", "loyalty_swipe", "check_in"])
+def test_always_triggering_events_activate(integration_client, event_type):
+    old = (timezone.now() - timedelta(hours=5)).isoformat()
+    response = integration_client.post(URL, event(event_type=event_type, timestamp=old, amount_cents=500), format="json")
+    assert response.status_code == 201, response.content
+    activation = response.json()["activation"]
+    assert activation["triggered"] is True
+    row = Activation.objects.get(pk=activation["activation_id"])
+    assert (row.user_id, row.trigger, row.ingest_event.event_id) == ("u-1", event_type, "evt-1")
+    assert row.channel == activation["channel"] == "in_app"  # no contact data: the in-app inbox
+
+
+@pytest.mark.parametrize("event_type", ["product_view", "wishlist_add"])
+def test_views_and_wishlist_trigger_only_under_30_minutes(integration_client, event_type):
+    fresh = (timezone.now() - timedelta(minutes=29)).isoformat()
+    stale = (timezone.now() - timedelta(minutes=31)).isoformat()
+    response = integration_client.post(URL, event(event_id="fresh", event_type=event_type, timestamp=fresh), format="json")
+    assert response.json()["activation"]["triggered"] is True
+    response = integration_client.post(URL, event(event_id="stale", user_id="u-2", event_type=event_type,
+                                                  timestamp=stale), format="json")
+    assert response.json()["activation"] == {
+        "triggered": False, "reason": f"{event_type} is older than 30 minutes",
+        "activation_id": None, "status": None, "channel": None,
+    }
+    assert Activation.objects.filter(user_id="u-2").count() == 0
+
+
+@pytest.mark.parametrize("event_type", ["cart_add", "app_open", "page_view", "search", "feedback"])
+def test_other_events_never_trigger(integration_client, event_type):
+    response = integration_client.post(URL, event(event_type=event_type), format="json")
+    assert response.json()["activation"]["triggered"] is False
+    assert Activation.objects.count() == 0
+
+
+def test_trigger_cooldown_keeps_one_activation_per_window(integration_client):
+    integration_client.post(URL, event(event_id="a", event_type="cart_abandon"), format="json")
+    response = integration_client.post(URL, event(event_id="b", event_type="cart_abandon"), format="json")
+    assert response.json()["activation"]["triggered"] is False
+    assert "already activated" in response.json()["activation"]["reason"]
+    assert Activation.objects.filter(user_id="u-1").count() == 1
+
+
+def test_disabled_trigger_rule_means_no_activation(integration_client):
+    from apps.omnichannel.models import TriggerRule
+
+    TriggerRule.objects.filter(event_type="cart_abandon").update(enabled=False)
+    response = integration_client.post(URL, event(event_type="cart_abandon"), format="json")
+    assert response.json()["activation"]["reason"] == "no enabled trigger rule for cart_abandon"
+    assert Activation.objects.count() == 0
+
+
+# --- presence and contact data ----------------------------------------------------------------------------
+def test_store_visit_sets_presence_and_activates_in_store(integration_client):
+    response = integration_client.post(URL, event(event_type="store_visit", store_id="store-7"), format="json")
+    assert response.json()["activation"]["channel"] == "in_store"
+    contact = Contact.objects.get(user_id="u-1")
+    assert contact.present_store_id == "store-7"
+    assert timedelta(minutes=59) < contact.present_until - timezone.now() <= timedelta(minutes=60)
+    assert selectors.contact_is_present(user_id="u-1", store_id="store-7")
+
+
+def test_an_old_check_in_does_not_make_anyone_present(integration_client):
+    old = (timezone.now() - timedelta(hours=3)).isoformat()
+    integration_client.post(URL, event(event_type="check_in", store_id="store-7", timestamp=old), format="json")
+    assert not selectors.contact_is_present(user_id="u-1")
+
+
+def test_events_carry_contact_details(integration_client):
+    integration_client.post(URL, event(email=" Ann@Example.COM", phone="+1 (415) 555-0100", fcm_token="fcm-abc"),
+                            format="json")
+    contact = Contact.objects.get(user_id="u-1")
+    assert (contact.email, contact.phone, contact.fcm_token) == ("ann@example.com", "+14155550100", "fcm-abc")
+    assert contact.consent_email is False  # an address is not an opt-in
+
+
+def test_a_bad_phone_is_named(integration_client):
+    response = integration_client.post(URL, event(phone="555-01"), format="json")
+    assert response.status_code == 400 and response.json()["field"] == "phone"
+    assert IngestEvent.objects.count() == 0
+
+
+# --- loyalty -----------------------------------------------------------------------------------------------
+def test_purchase_needs_an_amount(integration_client):
+    response = integration_client.post(URL, event(event_type="purchase"), format="json")
+    assert response.status_code == 400
+    assert response.json()["field"] == "amount_cents"
+
+
+def test_purchase_earns_stars_once(integration_client):
+    from apps.loyalty.selectors import loyalty_balance
+
+    body = event(event_type="purchase", amount_cents=1250, order_id="o-1")
+    first = integration_client.post(URL, body, format="json")
+    assert first.status_code == 201, first.content
+    loyalty = first.json()["loyalty"]
+    # ceil(1250 / 100) = 13 base stars at Green 1.0, POS is not digital
+    assert loyalty == {"relevant": True, "stars_earned": 13, "new_balance": 13, "tier": "green", "tier_changed": False}
+    replay = integration_client.post(URL, body, format="json")
+    assert replay.status_code == 200 and replay.json()["loyalty"]["stars_earned"] == 13
+    assert loyalty_balance(user_id="u-1").balance == 13
+    assert IngestEvent.objects.get(event_id="evt-1").stars_earned == 13
+
+
+def test_app_purchases_are_digital(integration_client):
+    response = integration_client.post(URL, event(source="mobile_app", event_type="purchase", amount_cents=1250),
+                                       format="json")
+    assert response.json()["loyalty"]["stars_earned"] == 16  # ceil(13 x 1.2)
+
+
+def test_anonymous_purchase_earns_nothing(integration_client):
+    response = integration_client.post(URL, event(user_id="", device_id="d-1", event_type="purchase",
+                                                  amount_cents=900), format="json")
+    assert response.json()["loyalty"]["stars_earned"] is None
+
+
+def test_loyalty_swipe_and_check_in_are_loyalty_relevant(integration_client):
+    response = integration_client.post(URL, event(event_type="loyalty_swipe"), format="json")
+    assert response.json()["loyalty"] == {"relevant": True, "stars_earned": None}
+
+
+# --- interactions ------------------------------------------------------------------------------------------
+def test_purchases_become_interactions_for_recommendations(integration_client):
+    integration_client.post(URL, event(event_type="purchase", amount_cents=700, order_id="o-9",
+                                       items=[{"item_id": "latte", "quantity": 2}, {"item_id": "muffin"}]),
+                            format="json")
+    integration_client.post(URL, event(event_id="evt-2", event_type="product_view", item_id="scone"), format="json")
+    rows = list(selectors.interaction_rows(user_id="u-1"))
+    assert sorted((r.item_id, r.event_type, r.basket_id, r.quantity, r.weight) for r in rows) == [
+        ("latte", "purchase", "o-9", 2, 5.0), ("muffin", "purchase", "o-9", 1, 5.0), ("scone", "product_view", "", 1, 1.0),
+    ]
+    assert selectors.interaction_user_items(user_id="u-1") == {"latte", "muffin", "scone"}
+    assert selectors.interaction_baskets() == {"o-9": {"latte", "muffin"}}
