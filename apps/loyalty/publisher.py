@@ -70,6 +70,10 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     return box.get("result")
 
 
+async def _log_connection_error(exc: Exception) -> None:
+    log.warning("loyalty_nats_connection_error", error=f"{type(exc).__name__}: {exc}")
+
+
 async def _ensure_stream(js) -> None:
     name = stream_name()
     try:
@@ -91,11 +95,14 @@ async def _publish(messages: list[tuple[str, bytes]], acked: list[str]) -> None:
     """Publish in order, appending each acknowledged id to ``acked`` (kept on failure part-way)."""
     timeout = _timeout()
     # NATS_URL is read per call (not frozen in settings) so a process can be pointed elsewhere.
+    # max_reconnect_attempts must be > 0: nats-py retries a dead server forever when it is 0.
     nc = await nats.connect(
         servers=[env.env_str("NATS_URL", env.NATS_URL)],
         connect_timeout=max(1, int(timeout)),
         allow_reconnect=False,
-        max_reconnect_attempts=0,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.1,
+        error_cb=_log_connection_error,
     )
     try:
         js = nc.jetstream(timeout=timeout)
@@ -120,7 +127,8 @@ def publish(messages: Iterable[tuple[str, bytes]]) -> list[str]:
 
     async def guarded() -> list[str]:
         try:
-            await _publish(batch, acked)
+            # A hard bound on the whole exchange, whatever the client library does on a bad network.
+            await asyncio.wait_for(_publish(batch, acked), timeout=_timeout() * (len(batch) + 3))
         except Exception as exc:  # noqa: BLE001 - every NATS failure means "retry later"
             raise PublishError(f"{type(exc).__name__}: {exc}", acked=acked) from exc
         return acked
