@@ -37,6 +37,10 @@ def _stats() -> dict:
 
 
 class LiveStatsConsumer(AsyncJsonWebsocketConsumer):
+    # Pushes come from its own loop, not from group messages: no channel layer subscription (saves a
+    # blocking Redis read per connection and keeps the page alive when the layer's Redis is slow).
+    channel_layer_alias = None
+
     async def connect(self) -> None:
         if not await sync_to_async(_allowed)(self.scope.get("user")):
             await self.close(code=4403)

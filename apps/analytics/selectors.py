@@ -249,7 +249,7 @@ def report_range(*, start: str | None, end: str | None, granularity: str | None,
     granularity = (granularity or "hour").strip().lower()
     if granularity not in GRANULARITIES:
         raise ServiceError(f"'granularity' must be 'hour' or 'day', got {granularity!r}.", field="granularity")
-    now = now or dt.datetime.now(UTC)
+    now = now or dt.datetime.now(UTC).replace(microsecond=0)
     end_at = _parse_moment(end, field="to", end_of_day=True) if end else now
     default_span = dt.timedelta(hours=24) if granularity == "hour" else dt.timedelta(days=30)
     start_at = _parse_moment(start, field="from") if start else end_at - default_span
