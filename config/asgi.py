@@ -9,6 +9,12 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi = get_asgi_application()
 
+# /static/ (admin CSS, vendored Chart.js) served by this process too, as runserver does; without it
+# the admin under uvicorn has no styles. A CDN / reverse proxy in front may serve STATIC_ROOT instead.
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+django_asgi = ASGIStaticFilesHandler(django_asgi)
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
