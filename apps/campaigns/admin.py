@@ -132,8 +132,9 @@ class OfferInline(admin.StackedInline):
             return "—"
         # Sandboxed: markup from a marketer must not run in the admin's origin.
         return format_html(
-            '<iframe sandbox srcdoc="{}" width="{}" height="{}" style="border:1px solid #ccc"></iframe>',
-            offer.creative_markup, min(offer.width, 970), min(offer.height, 600),
+            '<iframe sandbox scrolling="no" srcdoc="{}" width="{}" height="{}" style="border:1px solid #ccc">'
+            "</iframe>",
+            f'<body style="margin:0">{offer.creative_markup}</body>', offer.width, offer.height,
         )
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
