@@ -1,0 +1,239 @@
+"""POST /v1/webhooks/sendgrid (signed Event Webhook) and the email analytics it feeds."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from apps.omnichannel import services
+from apps.omnichannel.models import Activation, EmailEvent, EmailStats, SendGridBatch, SendLedger
+from apps.suppression.selectors import is_suppressed
+
+from .conftest import new_signing_key
+from .helpers import make_offer, reachable_by
+from .test_providers import activate_and_send
+
+pytestmark = pytest.mark.django_db
+
+URL = "/v1/webhooks/sendgrid"
+SIG = "HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_SIGNATURE"
+TS = "HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_TIMESTAMP"
+
+
+def sg_event(send: SendLedger, kind: str, **extra) -> dict:
+    """One event as SendGrid's Event Webhook posts it (custom args at top level)."""
+    event = {
+        "email": send.recipient, "timestamp": int(time.time()), "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>",
+        "event": kind, "category": ["offers"], "sg_event_id": uuid.uuid4().hex,
+        "sg_message_id": f"{send.provider_message_id}.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0",
+        "activation_id": str(send.activation_id), "user_id": send.user_id,
+    }
+    if kind == "delivered":
+        event["response"] = "250 OK"
+    if kind in ("open", "click"):
+        event.update({"useragent": "Mozilla/5.0", "ip": "255.255.255.255"})
+    if kind == "click":
+        event["url"] = "https://coffee.example.com/latte"
+    event.update(extra)
+    return event
+
+
+def post(client, events, key=None, *, timestamp=None, body=None):
+    raw = body if body is not None else json.dumps(events).encode()
+    headers = {}
+    if key is not None:
+        ts = str(timestamp if timestamp is not None else int(time.time()))
+        headers = {SIG: key.sign(ts, raw), TS: ts}
+    return client.post(URL, data=raw, content_type="application/json", **headers)
+
+
+@pytest.fixture
+def email_send(providers):
+    _, offer = make_offer()
+    reachable_by("u-1", email="ann@example.com")
+    activation, send = activate_and_send(offer_id=offer.pk)
+    assert send.status == "sent"
+    return send
+
+
+def stats(send) -> dict:
+    from apps.omnichannel.selectors import email_analytics_for_activation
+
+    return email_analytics_for_activation(activation_id=send.activation_id)
+
+
+def test_signed_batch_is_accepted_and_counted(client, email_send, sendgrid_signing_key,
+                                              django_capture_on_commit_callbacks):
+    events = [sg_event(email_send, "processed"), sg_event(email_send, "delivered"),
+              sg_event(email_send, "open"), sg_event(email_send, "open"), sg_event(email_send, "open"),
+              sg_event(email_send, "click"), sg_event(email_send, "click")]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, events, sendgrid_signing_key)
+    assert response.status_code == 202, response.content
+    assert response.json()["accepted"] == 7
+    assert SendGridBatch.objects.get().signature_verified is True
+    numbers = stats(email_send)
+    assert {k: numbers[k] for k in ("total_sent", "delivered", "opens", "unique_opens", "clicks", "unique_clicks",
+                                    "bounces")} == {"total_sent": 1, "delivered": 1, "opens": 3, "unique_opens": 1,
+                                                    "clicks": 2, "unique_clicks": 1, "bounces": 0}
+    assert (numbers["open_rate"], numbers["click_rate"], numbers["bounce_rate"]) == (1.0, 1.0, 0.0)
+    assert Activation.objects.get(pk=email_send.activation_id).status == "delivered"
+    assert SendLedger.objects.get(pk=email_send.pk).status == "delivered"
+
+
+def test_tampered_body_is_refused_and_counts_nothing(client, email_send, sendgrid_signing_key,
+                                                     django_capture_on_commit_callbacks):
+    events = [sg_event(email_send, "open")]
+    raw = json.dumps(events).encode()
+    ts = str(int(time.time()))
+    signature = sendgrid_signing_key.sign(ts, raw)
+    tampered = raw.replace(b'"open"', b'"click"')
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(URL, data=tampered, content_type="application/json", **{SIG: signature, TS: ts})
+    assert response.status_code == 401
+    assert response.json() == {"error": "invalid_signature", "detail": "signature does not match the body and timestamp"}
+    assert SendGridBatch.objects.count() == 0 and EmailEvent.objects.count() == 0
+    assert stats(email_send)["clicks"] == 0 and stats(email_send)["opens"] == 0
+
+
+def test_old_timestamp_is_refused(client, email_send, sendgrid_signing_key, settings):
+    settings.SENDGRID_WEBHOOK_MAX_AGE_SECONDS = 300
+    response = post(client, [sg_event(email_send, "open")], sendgrid_signing_key, timestamp=int(time.time()) - 301)
+    assert response.status_code == 401
+    assert "older than 300 s" in response.json()["detail"]
+    assert SendGridBatch.objects.count() == 0
+
+
+def test_unsigned_or_otherwise_signed_is_refused(client, email_send, sendgrid_signing_key):
+    assert post(client, [sg_event(email_send, "open")]).status_code == 401
+    assert post(client, [sg_event(email_send, "open")], new_signing_key()).status_code == 401
+    response = client.post(URL, data=b"[]", content_type="application/json", **{SIG: "not base64!", TS: str(int(time.time()))})
+    assert response.status_code == 401
+    assert SendGridBatch.objects.count() == 0
+
+
+def test_a_replayed_batch_counts_once(client, email_send, sendgrid_signing_key, django_capture_on_commit_callbacks):
+    events = [sg_event(email_send, "delivered"), sg_event(email_send, "open"), sg_event(email_send, "click")]
+    raw = json.dumps(events).encode()
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post(client, None, sendgrid_signing_key, body=raw).status_code == 202
+    assert SendGridBatch.objects.count() == 2
+    assert [b.new_events for b in SendGridBatch.objects.order_by("id")] == [3, 0]
+    numbers = stats(email_send)
+    assert (numbers["delivered"], numbers["opens"], numbers["unique_opens"], numbers["clicks"]) == (1, 1, 1, 1)
+    assert EmailEvent.objects.count() == 3
+
+
+def test_processing_a_batch_again_changes_nothing(client, email_send, sendgrid_signing_key,
+                                                  django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, [sg_event(email_send, "open")], sendgrid_signing_key)
+    batch = SendGridBatch.objects.get()
+    assert services.sendgrid_batch_process(batch_id=batch.pk) == 0
+    assert stats(email_send)["opens"] == 1
+
+
+@pytest.mark.parametrize("kind,extra,reason", [
+    ("unsubscribe", {}, "unsubscribe"),
+    ("group_unsubscribe", {"asm_group_id": 10}, "unsubscribe"),
+    ("spamreport", {}, "spam_report"),
+    ("bounce", {"type": "bounce", "reason": "550 5.1.1 The email account that you tried to reach does not exist",
+                "status": "5.1.1", "bounce_classification": "Invalid Address"}, "bounce"),
+])
+def test_suppressing_events(client, email_send, sendgrid_signing_key, django_capture_on_commit_callbacks, kind, extra,
+                            reason):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(client, [sg_event(email_send, kind, **extra)], sendgrid_signing_key).status_code == 202
+    assert is_suppressed(identifier="ann@example.com", channel="email")
+    from apps.suppression.models import SuppressionEntry
+
+    entry = SuppressionEntry.objects.get(identifier="ann@example.com")
+    assert (entry.channel, entry.reason, entry.source) == ("email", reason, f"sendgrid:{kind}")
+    counter = {"unsubscribe": "unsubscribes", "group_unsubscribe": "unsubscribes", "spamreport": "spam_reports",
+               "bounce": "bounces"}[kind]
+    assert stats(email_send)[counter] == 1
+
+
+def test_blocked_bounce_counts_but_does_not_suppress(client, email_send, sendgrid_signing_key,
+                                                     django_capture_on_commit_callbacks):
+    event = sg_event(email_send, "bounce", type="blocked", reason="unable to get mx info", bounce_classification="Unclassified")
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, [event], sendgrid_signing_key)
+    assert not is_suppressed(identifier="ann@example.com", channel="email")
+    numbers = stats(email_send)
+    assert (numbers["bounces"], numbers["bounce_rate"]) == (1, 1.0)
+    assert Activation.objects.get(pk=email_send.activation_id).status == "failed"
+    assert SendLedger.objects.get(pk=email_send.pk).error_code == "bounce"
+
+
+def test_events_without_custom_args_are_matched_by_message_id(client, email_send, django_capture_on_commit_callbacks,
+                                                              settings):
+    settings.SENDGRID_WEBHOOK_VERIFICATION_KEY = ""
+    event = sg_event(email_send, "open")
+    del event["activation_id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, [event])
+    assert response.status_code == 202
+    assert SendGridBatch.objects.get().signature_verified is False
+    assert stats(email_send)["unique_opens"] == 1
+
+
+def test_a_lost_send_is_proven_delivered_by_sendgrid(client, providers, sendgrid_signing_key,
+                                                     django_capture_on_commit_callbacks):
+    reachable_by("u-1", email="ann@example.com")
+    activation = services.activation_create(user_id="u-1", title="Hi")
+    send = SendLedger.objects.get(activation=activation)
+    SendLedger.objects.filter(pk=send.pk).update(status="sending", claim_token="t-1")
+    services.send_execute(send_id=send.pk, claim_token="t-1")  # the redelivered task: outcome unknown
+    send.refresh_from_db()
+    assert (send.status, send.error_code) == ("failed", "outcome_unknown")
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, [sg_event(send, "delivered")], sendgrid_signing_key)
+    assert SendLedger.objects.get(pk=send.pk).status == "delivered"
+    assert Activation.objects.get(pk=activation.pk).status == "delivered"
+
+
+def test_malformed_bodies_are_400(client, settings):
+    settings.SENDGRID_WEBHOOK_VERIFICATION_KEY = ""
+    assert client.post(URL, data=b"{not json", content_type="application/json").status_code == 400
+    response = client.post(URL, data=b'{"event": "open"}', content_type="application/json")
+    assert response.status_code == 400 and response.json()["detail"] == "body must be a JSON array of event objects"
+
+
+# --- analytics API -----------------------------------------------------------------------------------------
+def test_email_analytics_endpoints(client, marketer_client, integration_client, plain_client, providers,
+                                   sendgrid_signing_key, django_capture_on_commit_callbacks):
+    campaign, offer = make_offer()
+    sends = []
+    for n in range(4):
+        reachable_by(f"u-{n}", email=f"user{n}@example.com")
+        sends.append(activate_and_send(f"u-{n}", offer_id=offer.pk)[1])
+    reachable_by("u-x", email="x@example.com")
+    no_campaign, _ = activate_and_send("u-x", title="no campaign")
+    events = [sg_event(sends[0], "open"), sg_event(sends[0], "open"), sg_event(sends[1], "open"),
+              sg_event(sends[0], "click"), sg_event(sends[3], "bounce", type="bounce")]
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, events, sendgrid_signing_key)
+    detail = marketer_client.get(f"/v1/channels/email/analytics/{sends[0].activation_id}")
+    assert detail.status_code == 200
+    assert detail.json()["opens"] == 2 and detail.json()["unique_opens"] == 1
+    listing = marketer_client.get(f"/v1/channels/email/analytics?campaign_id={campaign.pk}").json()
+    assert listing["count"] == 4
+    totals = listing["totals"]
+    assert {k: totals[k] for k in ("total_sent", "opens", "unique_opens", "unique_clicks", "bounces", "activations")} == {
+        "total_sent": 4, "opens": 3, "unique_opens": 2, "unique_clicks": 1, "bounces": 1, "activations": 4}
+    assert (totals["open_rate"], totals["click_rate"], totals["bounce_rate"]) == (0.5, 0.25, 0.25)
+    assert marketer_client.get("/v1/channels/email/analytics").json()["count"] == 5
+    assert no_campaign.campaign_id is None
+    from apps.omnichannel.selectors import email_analytics_by_campaign
+
+    by_campaign = {row["campaign_id"]: row for row in email_analytics_by_campaign()}
+    assert by_campaign[campaign.pk]["open_rate"] == 0.5 and by_campaign[None]["total_sent"] == 1
+    assert plain_client.get("/v1/channels/email/analytics").status_code == 403
+    assert integration_client.get(f"/v1/channels/email/analytics/{sends[0].activation_id}").status_code == 403
+    assert marketer_client.get("/v1/channels/email/analytics/999999").status_code == 404
+    assert marketer_client.get("/v1/channels/email/analytics?campaign_id=x").status_code == 400
+    assert EmailStats.objects.count() == 5
