@@ -52,6 +52,7 @@ class Bidder:
         self.processor = BidProcessor(config=self.config, inference=inference, redis=self.redis)
         self._tasks: list[asyncio.Task] = []
         self._snapshot_lock = asyncio.Lock()
+        self._subscribed = asyncio.Event()
         self.started = False
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -68,6 +69,10 @@ class Bidder:
             loop.create_task(self._poll_snapshot(), name="bid-snapshot-poll"),
             loop.create_task(self.inference.watch(self.redis_pubsub), name="bid-model-watch"),
         ]
+        try:  # serve only once announcements reach us (bounded: with Redis down we start anyway)
+            await asyncio.wait_for(self._subscribed.wait(), timeout=1.0)
+        except asyncio.TimeoutError:
+            log.warning("bid_announcements_not_subscribed", hint="Redis unreachable? retrying in the background")
         snap = self.processor.snapshot
         log.info("bidder_started", model_version=self.inference.model_version,
                  snapshot_version=snap.version if snap else None, offers=len(snap) if snap else 0,
@@ -162,8 +167,10 @@ class Bidder:
                 if reconnect:
                     # Announcements sent while we were away are lost: forget what they would have changed.
                     self.processor.cache.clear()
-                    await self.refresh_snapshot(reason="resubscribed")
                     log.info("bid_announcements_resubscribed")
+                # A snapshot announced between our last load and the subscription would be missed: check now.
+                await self.refresh_snapshot(reason="resubscribed" if reconnect else "subscribed")
+                self._subscribed.set()
                 backoff = 0.1
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
