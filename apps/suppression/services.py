@@ -307,7 +307,7 @@ def _describe(entry: SuppressionEntry) -> str:
 
 
 def suppression_bulk_add(*, entries: list[dict], created_by, source: str = "", on_invalid: str = "raise",
-                         seen: dict | None = None, row_label: str = "row") -> BulkResult:
+                         seen: dict | None = None, row_label: str = "row", quiet: bool = False) -> BulkResult:
     """Add many entries in one transaction.
 
     Each dict has ``identifier``, ``channel``, ``reason`` and optionally ``expires_at``, ``source``
@@ -315,7 +315,8 @@ def suppression_bulk_add(*, entries: list[dict], created_by, source: str = "", o
     ``on_invalid="raise"`` refuses the whole batch on the first malformed row (``ServiceError``
     with field ``entries[i].<field>``); ``"skip"`` reports it in ``skipped`` instead. Rows that
     repeat an earlier row, or that would not change an existing active entry, are skipped with the
-    reason. ``seen`` (key → row) carries duplicate detection across calls (chunked imports).
+    reason. ``seen`` (key → row) carries duplicate detection across calls (chunked imports);
+    ``quiet`` logs at debug level (an import logs one summary, not one line per chunk).
     """
     if on_invalid not in ("raise", "skip"):
         raise ValueError("on_invalid must be 'raise' or 'skip'")
@@ -357,8 +358,9 @@ def suppression_bulk_add(*, entries: list[dict], created_by, source: str = "", o
     result.skipped = [(row, why) for _, row, why in sorted(skipped, key=lambda item: item[0])]
     for (action, reason), count in changes.items():
         SUPPRESSION_CHANGES.labels(action=action, reason=reason).inc(count)
-    log.info("suppression_bulk_added", added=result.added, updated=result.updated, skipped=len(result.skipped),
-             actor_id=getattr(actor, "pk", None), source=default_source)
+    (log.debug if quiet else log.info)(
+        "suppression_bulk_added", added=result.added, updated=result.updated, skipped=len(result.skipped),
+        actor_id=getattr(actor, "pk", None), source=default_source)
     return result
 
 
@@ -680,7 +682,7 @@ def _import_chunk(import_id: int, chunk: list, *, offset: int, seen: dict) -> bo
             else:
                 entries.append({**values, "row": line})
         result = suppression_bulk_add(entries=entries, created_by=imp.created_by, source=imp.source,
-                                      on_invalid="skip", seen=seen, row_label="line")
+                                      on_invalid="skip", seen=seen, row_label="line", quiet=True)
         skipped.extend(result.skipped)
         skipped.sort()
         room = SuppressionImport.SKIP_DETAIL_LIMIT - len(imp.skipped_rows)
