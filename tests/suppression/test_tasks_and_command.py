@@ -101,3 +101,18 @@ def test_import_command_checks_user_and_file(tmp_path, approver):
     with pytest.raises(CommandError, match="Adding suppression entries requires the Marketer or Admin role."):
         call_command("import_suppressions", str(path), "--user", "approver")
     assert SuppressionEntry.objects.count() == 0
+
+
+def test_import_command_lists_the_first_20_skipped_rows(tmp_path):
+    rows = "".join(f"bad{i}@,email,manual\n" for i in range(25))
+    path = _csv(tmp_path, "identifier,channel,reason\n" + rows)
+    out, err = StringIO(), StringIO()
+    call_command("import_suppressions", str(path), "--no-progress", stdout=out, stderr=err)
+    lines = err.getvalue().splitlines()
+    assert lines[0] == "line 2: invalid email address 'bad0@'"
+    assert lines[19] == "line 21: invalid email address 'bad19@'"
+    assert lines[20] == ("… and 5 more skipped rows (-v 2 lists up to 1000; the admin import page shows them too)")
+    assert len(lines) == 21
+    err = StringIO()
+    call_command("import_suppressions", str(path), "--no-progress", "-v", "2", stdout=StringIO(), stderr=err)
+    assert len(err.getvalue().splitlines()) == 25

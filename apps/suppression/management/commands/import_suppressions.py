@@ -44,11 +44,14 @@ class Command(BaseCommand):
         if imp.status != ImportStatus.DONE:
             raise CommandError(f"{path}: import #{imp.pk} {imp.status}: {imp.error}")
         if options["verbosity"] >= 1:
-            for line, why in imp.skipped_rows:
+            # The first 20 skipped rows (all that the import keeps with -v 2); the admin page lists them too.
+            shown = imp.skipped_rows if options["verbosity"] >= 2 else imp.skipped_rows[:20]
+            for line, why in shown:
                 self.stderr.write(f"line {line}: {why}")
-            hidden = imp.skipped - len(imp.skipped_rows)
+            hidden = imp.skipped - len(shown)
             if hidden > 0:
-                self.stderr.write(f"… and {hidden} more skipped rows")
+                self.stderr.write(f"… and {hidden} more skipped rows (-v 2 lists up to "
+                                  f"{imp.SKIP_DETAIL_LIMIT}; the admin import page shows them too)")
         elapsed = time.monotonic() - started
         self.stdout.write(
             f"{path.name}: {imp.added} added, {imp.updated} extended, {imp.skipped} skipped "
