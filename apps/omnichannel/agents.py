@@ -1,4 +1,5 @@
-"""NATS ingest consumers: subjects ``ingest.{source}.>`` in the queue group ``ingest-agents``.
+"""NATS ingest consumers: subjects ``ingest.{source}.>`` in the queue group ``ingest-agents``
+(the first token is ``INGEST_NATS_SUBJECT_PREFIX``, default ``ingest``).
 
 Every message is one JSON event, handled by the same processor as ``POST /v1/channels/ingest``
 (``services.ingest_event_process``). The source comes from the subject (a body naming another one is
@@ -19,9 +20,14 @@ from .models import Transport
 
 log = structlog.get_logger(__name__)
 
-SUBJECT = "ingest.*.>"
 QUEUE_GROUP = "ingest-agents"
 STATUS_HEADER = "Ce-Status"
+
+
+def subject_pattern() -> str:
+    from django.conf import settings
+
+    return f"{settings.INGEST_NATS_SUBJECT_PREFIX}.*.>"
 
 
 def process_message(subject: str, data: bytes) -> tuple[int, dict]:
@@ -81,6 +87,7 @@ async def start_ingest_consumers(nc, *, consumers: int = 4) -> list:
         except Exception:  # noqa: BLE001 - a consumer must outlive one bad message
             log.exception("ingest_agent_crashed", subject=msg.subject)
 
-    subscriptions = [await nc.subscribe(SUBJECT, queue=QUEUE_GROUP, cb=callback) for _ in range(max(1, consumers))]
-    log.info("ingest_agents_subscribed", subject=SUBJECT, queue=QUEUE_GROUP, consumers=len(subscriptions))
+    subject = subject_pattern()
+    subscriptions = [await nc.subscribe(subject, queue=QUEUE_GROUP, cb=callback) for _ in range(max(1, consumers))]
+    log.info("ingest_agents_subscribed", subject=subject, queue=QUEUE_GROUP, consumers=len(subscriptions))
     return subscriptions

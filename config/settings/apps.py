@@ -16,6 +16,8 @@ SUPPRESSION_IMPORT_MAX_BYTES = env.env_int("SUPPRESSION_IMPORT_MAX_BYTES", 20 * 
 INGEST_DISABLED_SOURCES = env.env_list("INGEST_DISABLED_SOURCES", [])
 # product_view / wishlist_add trigger an activation only while younger than this (by event time).
 INGEST_ACTIVATION_WINDOW_MINUTES = env.env_int("INGEST_ACTIVATION_WINDOW_MINUTES", 30)
+# First token of the NATS ingest subjects (<prefix>.{source}.>): lets environments share one NATS.
+INGEST_NATS_SUBJECT_PREFIX = env.env_str("INGEST_NATS_SUBJECT_PREFIX", "ingest")
 # Event timestamps further than this in the future are refused (a bad device clock).
 INGEST_MAX_CLOCK_SKEW_SECONDS = env.env_int("INGEST_MAX_CLOCK_SKEW_SECONDS", 300)
 # How long a store_visit / check_in keeps the user "present" in that store (in-store channel).

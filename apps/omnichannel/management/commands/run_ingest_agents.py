@@ -9,13 +9,13 @@ import structlog
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.omnichannel.agents import QUEUE_GROUP, SUBJECT, start_ingest_consumers
+from apps.omnichannel.agents import QUEUE_GROUP, start_ingest_consumers, subject_pattern
 
 log = structlog.get_logger(__name__)
 
 
 class Command(BaseCommand):
-    help = f"Consume ingest events from NATS ({SUBJECT}, queue group {QUEUE_GROUP}) until SIGINT/SIGTERM."
+    help = f"Consume ingest events from NATS (ingest.*.>, queue group {QUEUE_GROUP}) until SIGINT/SIGTERM."
 
     def add_arguments(self, parser):
         parser.add_argument("--consumers", type=int, default=4, help="Events processed at once (default 4)")
@@ -31,7 +31,7 @@ class Command(BaseCommand):
             loop.add_signal_handler(sig, stop.set)
         nc = await nats.connect(url, name="ingest-agents", max_reconnect_attempts=-1)
         subscriptions = await start_ingest_consumers(nc, consumers=consumers)
-        self.stdout.write(f"ingest agents ready: {len(subscriptions)} consumers on {SUBJECT} ({url})", ending="\n")
+        self.stdout.write(f"ingest agents ready: {len(subscriptions)} consumers on {subject_pattern()} ({url})", ending="\n")
         self.stdout.flush()
         await stop.wait()
         await nc.drain()  # finish the events in flight, then close
