@@ -123,6 +123,13 @@ def test_bulk_add_reports_skips(marketer):
     ]}
     assert SuppressionEntry.objects.get(identifier="device-token-1").expires_at.isoformat() == "2999-06-01T00:00:00+00:00"
     assert SuppressionEntry.objects.get(identifier="a@example.com").source == "crm"
+    response = token_client(marketer).post(BULK_ADD, {"entries": [
+        {"identifier": "z@example.com", "channel": "email", "reason": "manual"}]}, format="json")
+    assert response.json()["added"] == 1
+    assert SuppressionEntry.objects.get(identifier="z@example.com").source == "api:bulk-add"
+    token_client(marketer).post(LIST, {"identifier": "y@example.com", "channel": "email", "reason": "manual"},
+                                format="json")
+    assert SuppressionEntry.objects.get(identifier="y@example.com").source == "api"
 
 
 def test_bulk_add_malformed_row_refuses_everything(marketer):

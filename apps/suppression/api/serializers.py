@@ -50,7 +50,7 @@ class SuppressionAddSerializer(serializers.Serializer):
     reason = serializers.CharField(help_text=f"One of: {', '.join(Reason.values)}")
     expires_at = serializers.CharField(required=False, allow_null=True, allow_blank=True, help_text=_EXPIRES_HELP)
     source = serializers.CharField(required=False, allow_blank=True, max_length=200,
-                                   help_text='Free text, e.g. "sendgrid:unsubscribe" or "support ticket 123"')
+                                   help_text='Free text, e.g. "sendgrid:unsubscribe" or "support ticket 123" (default "api")')
 
 
 class BulkAddRowSerializer(SuppressionAddSerializer):
@@ -61,7 +61,7 @@ class BulkAddRequestSerializer(serializers.Serializer):
     entries = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=MAX_BULK_ROWS,
                                     help_text=f"Up to {MAX_BULK_ROWS} rows: identifier, channel, reason[, expires_at][, source]")
     source = serializers.CharField(required=False, allow_blank=True, max_length=200,
-                                   help_text="Default source for rows that have none")
+                                   help_text='Default source for rows that have none (default "api:bulk-add")')
 
 
 class BulkAddRequestDocSerializer(serializers.Serializer):

@@ -81,7 +81,8 @@ class SuppressionListCreateView(GenericAPIView):
     def post(self, request):
         data = s.SuppressionAddSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        entry, outcome = services.suppression_add_with_outcome(created_by=request.user, **data.validated_data)
+        fields = {**data.validated_data, "source": data.validated_data.get("source") or "api"}
+        entry, outcome = services.suppression_add_with_outcome(created_by=request.user, **fields)
         code = status.HTTP_201_CREATED if outcome == "added" else status.HTTP_200_OK
         return Response(s.SuppressionEntrySerializer(entry).data, status=code)
 
@@ -103,7 +104,7 @@ class BulkAddView(APIView):
         data.is_valid(raise_exception=True)
         result = services.suppression_bulk_add(
             entries=data.validated_data["entries"], created_by=request.user,
-            source=data.validated_data.get("source", ""), on_invalid="raise",
+            source=data.validated_data.get("source") or "api:bulk-add", on_invalid="raise",
         )
         return Response({"added": result.added, "updated": result.updated, "skipped": _skipped(result.skipped)})
 
