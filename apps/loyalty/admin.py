@@ -127,7 +127,7 @@ class LoyaltyAccountAdmin(admin.ModelAdmin):
                         )
                         done += 1
                     except ServiceError as exc:
-                        self.message_user(request, f"{account.user_id}: {exc.message}", messages.ERROR)
+                        self.message_user(request, f"Account {account.user_id}: {exc.message}", messages.ERROR)
                 if done:
                     self.message_user(request, f"Adjusted {done} account(s) by {form.cleaned_data['stars']:+d} stars.",
                                       messages.SUCCESS)
