@@ -10,7 +10,6 @@ from pathlib import Path
 
 import structlog
 
-from config import env
 
 log = structlog.get_logger(__name__)
 
@@ -31,13 +30,10 @@ def bid_process_environment() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-def prepare_multiprocess_metrics(name: str) -> Path:
-    """Point prometheus_client at a fresh per-server directory so /metrics aggregates all workers.
-
-    ``PROMETHEUS_MULTIPROC_DIR`` from the environment wins; otherwise ``var/prometheus/<name>``.
-    The directory is emptied first: files of a previous run would be summed into this one."""
-    configured = env.env_str("PROMETHEUS_MULTIPROC_DIR", "")
-    path = Path(configured) if configured else ROOT / "var" / "prometheus" / name
+def prepare_multiprocess_metrics(path: Path) -> Path:
+    """Point prometheus_client (in the processes started from here) at a fresh directory, so /metrics
+    aggregates every worker. It is emptied first: a previous run's files would be summed in."""
+    path = Path(path)
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ import numpy as np
 
 from apps.bidding import openrtb
 from apps.bidding.conf import BidConfig
-from apps.bidding.processor import BidProcessor
 from apps.bidding.snapshot import OfferRow, Snapshot, compute_offer_features, order_offers
 from apps.inference.model import SEED_BID_UNITS, SEED_CTR_UNITS, CoLaNetWeights
 from apps.inference.runtime import InferenceRuntime

@@ -1,0 +1,275 @@
+"""End to end: the real processes (``run_bid_app`` with 2 uvicorn workers, ``run_grpc``, ``run_agents``)
+started as subprocesses on free ports, called with httpx, a gRPC stub generated from the repo's
+``proto/bidding.proto``, and nats-py request/reply."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import httpx
+import nats
+import pytest
+import redis
+
+from apps.bidding.grpc_gen import bidding_pb2, bidding_pb2_grpc
+from apps.bidding.snapshot import next_version, publish_snapshot
+from apps.core.profiles import profile_write
+from apps.inference.services import model_publish
+from config import env
+from tests.bidding.helpers import golden_weights
+from tests.bidding.test_http import BANNER, EXAMPLES, VALIDATOR, rows_for_examples
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """A subprocess whose output is collected by a thread (so its pipe never fills)."""
+
+    def __init__(self, name: str, args: list[str], env_vars: dict[str, str]):
+        self.name = name
+        self.lines: list[str] = []
+        self.popen = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env_vars,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.popen.stdout:
+            self.lines.append(line.rstrip())
+
+    def wait_for_line(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                found = regex.search(line)
+                if found:
+                    return found
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: no line matching {pattern!r}; output:\n" + "\n".join(self.lines[-40:]))
+
+    def stop(self):
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)  # the process group we started (uvicorn + its workers)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """Snapshot, a profile and a model in place; then the three entries, each ready."""
+    tmp = tmp_path_factory.mktemp("bid-e2e")
+    models = tmp / "models"
+    models.mkdir()
+    golden_weights("golden-1").to_npz(models / "colanet-golden-1.npz")
+    redis_url = env.env_str("REDIS_URL", env.REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    publish_snapshot(client, version=next_version(client), offers=rows_for_examples())
+    profile_write(user_id="u1", fields={"loyalty_tier": "gold"}, client=client)
+    subject = f"test-{uuid.uuid4().hex[:8]}.bid-requests"
+    http_port = free_port()
+    env_vars = {
+        **os.environ, "REDIS_URL": redis_url, "CAMPAIGN_EXPRESS__NPU__MODEL_DIR": str(models),
+        "CAMPAIGN_EXPRESS__NPU__POLL_INTERVAL_S": "0.5", "BID_NATS_SUBJECT": subject,
+        "BID_WIN_SECRET": "e2e-secret", "BID_PUBLIC_BASE_URL": f"http://127.0.0.1:{http_port}",
+        "OPENBLAS_NUM_THREADS": "1", "LOG_LEVEL": "INFO",
+    }
+    env_vars.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    procs = {
+        "http": Proc("run_bid_app", ["run_bid_app", "--port", str(http_port), "--workers", "2",
+                                     "--metrics-dir", str(tmp / "prom")], env_vars),
+        "grpc": Proc("run_grpc", ["run_grpc", "--port", "0"], env_vars),
+        "agents": Proc("run_agents", ["run_agents", "--count", "4"], env_vars),
+    }
+    try:
+        grpc_port = int(procs["grpc"].wait_for_line(r"BiddingService listening on 127\.0\.0\.1:(\d+)").group(1))
+        procs["agents"].wait_for_line(r"bid agents: 4 consumers on " + re.escape(subject))
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "bid app not ready:\n" + "\n".join(procs["http"].lines[-40:])
+            time.sleep(0.1)
+        yield {"http": f"http://127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}", "subject": subject,
+               "models": models, "redis": client, "procs": procs}
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        client.close()
+
+
+def _summary(body: bytes | None) -> list[tuple]:
+    """The decision in a response: [(impid, adid, price, dealid)] (bid ids are random per entry)."""
+    if not body:
+        return []
+    parsed = json.loads(body)
+    return [(b["impid"], b.get("adid"), b["price"], b.get("dealid")) for s in parsed.get("seatbid", []) for b in s["bid"]]
+
+
+async def _via_http(client: httpx.AsyncClient, base: str, body: bytes):
+    r = await client.post(f"{base}/v1/bid", content=body)
+    assert r.status_code in (200, 204), r.text
+    if r.status_code == 200:
+        VALIDATOR.validate(r.json())
+    return _summary(r.content)
+
+
+async def _via_grpc(stub, body: bytes):
+    reply = await stub.ProcessBid(bidding_pb2.BidRequestProto(openrtb_json=body))
+    assert reply.processing_time_us > 0
+    parsed = json.loads(reply.openrtb_json)
+    VALIDATOR.validate(parsed)
+    assert reply.no_bid == (not parsed["seatbid"])
+    if reply.no_bid:
+        assert "nbr" in parsed
+    return _summary(reply.openrtb_json)
+
+
+async def _via_nats(nc, subject: str, body: bytes):
+    msg = await nc.request(subject, body, timeout=5)
+    assert int(msg.headers["Processing-Time-Us"]) > 0
+    parsed = json.loads(msg.data)
+    VALIDATOR.validate(parsed)
+    return _summary(msg.data)
+
+
+REQUESTS = {**EXAMPLES, "banner-known-user": BANNER,
+            "banner-unknown-user": BANNER.replace(b'"u1"', b'"someone-new"'),
+            "two-imps": json.dumps({"id": "r2", "imp": [{"id": "a", "banner": {"w": 300, "h": 250}},
+                                                         {"id": "b", "banner": {"w": 728, "h": 90}}],
+                                    "app": {"bundle": "com.example"}, "device": {"devicetype": 4}}).encode()}
+
+
+async def test_the_three_entries_return_the_same_decision(stack):
+    async with httpx.AsyncClient(timeout=5) as http, grpc.aio.insecure_channel(stack["grpc"]) as channel:
+        stub = bidding_pb2_grpc.BiddingServiceStub(channel)
+        nc = await nats.connect(env.env_str("NATS_URL", env.NATS_URL))
+        try:
+            decisions = {}
+            for name, body in REQUESTS.items():
+                results = [await _via_http(http, stack["http"], body), await _via_grpc(stub, body),
+                           await _via_nats(nc, stack["subject"], body)]
+                assert results[0] == results[1] == results[2], (name, results)
+                decisions[name] = results[0]
+        finally:
+            await nc.close()
+    assert decisions["pmp-direct-deal"] == []
+    assert decisions["simple-banner"][0][1] == "1" and decisions["video"][0][1] == "4"
+    assert [d[0] for d in decisions["two-imps"]] == ["a", "b"]
+    # The known Gold user is boosted relative to an unknown user, identically everywhere.
+    assert decisions["banner-known-user"][0][2] > decisions["banner-unknown-user"][0][2]
+
+
+async def test_bad_input_over_grpc_and_nats(stack):
+    async with grpc.aio.insecure_channel(stack["grpc"]) as channel:
+        stub = bidding_pb2_grpc.BiddingServiceStub(channel)
+        for body in (b"{", b'{"id":"r","imp":[]}', b"\xff\xfe", b'{"id":"r","imp":[{"id":"1"}],"x":"' + b"y" * 70_000 + b'"}'):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.ProcessBid(bidding_pb2.BidRequestProto(openrtb_json=body))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and info.value.details()
+        # A stream keeps going past a malformed message; answers stay in order.
+        replies = [r async for r in stub.StreamBids(iter([
+            bidding_pb2.BidRequestProto(openrtb_json=BANNER),
+            bidding_pb2.BidRequestProto(openrtb_json=b'{"id":"r"}'),
+            bidding_pb2.BidRequestProto(openrtb_json=EXAMPLES["pmp-direct-deal"]),
+        ]))]
+        assert [bool(r.error) for r in replies] == [False, True, False]
+        assert "invalid_request" in replies[1].error and "imp" in replies[1].error
+        assert not replies[0].no_bid and replies[2].no_bid
+        health = await stub.HealthCheck(bidding_pb2.HealthCheckRequest())
+        assert health.status == bidding_pb2.HealthCheckResponse.SERVING and health.offers == 4
+    nc = await nats.connect(env.env_str("NATS_URL", env.NATS_URL))
+    try:
+        msg = await nc.request(stack["subject"], b'{"id": 1, "imp": [{"id": "1"}]}', timeout=5)
+        assert msg.headers["Nats-Service-Error-Code"] == "400"
+        assert json.loads(msg.data) == {"error": "invalid_request", "detail": "Expected `str`, got `int` - at `$.id`"}
+    finally:
+        await nc.close()
+
+
+async def test_metrics_aggregate_both_workers(stack):
+    async with httpx.AsyncClient(timeout=5) as http:
+        for _ in range(40):  # new connections: both workers get some
+            async with httpx.AsyncClient(timeout=5) as fresh:
+                await fresh.post(f"{stack['http']}/v1/bid", content=BANNER)
+        text = (await http.get(f"{stack['http']}/metrics")).text
+    count = float(re.search(r"^bids_total_latency_us_count (\S+)$", text, re.M).group(1))
+    assert count >= 40
+    for name in ("bids_responded_total", "cache_l1_hit_total", "cache_l1_miss_total", "cache_l2_hit_total",
+                 "inference_latency_us_count"):
+        assert re.search(rf"^{name}(\{{[^}}]*\}})? \S+$", text, re.M), name
+    pids = set(re.findall(r'inference_model_info\{[^}]*pid="(\d+)"[^}]*version="golden-1"\} 1\.0', text))
+    assert len(pids) == 2, "both uvicorn workers report their model"
+
+
+async def test_a_model_published_under_load_is_picked_up_with_no_failed_request(stack, tmp_path):
+    statuses: list[int] = []
+    stop = asyncio.Event()
+
+    async def load(worker: int):
+        async with httpx.AsyncClient(timeout=5) as http:
+            i = 0
+            while not stop.is_set():
+                body = BANNER.replace(b'"u1"', f'"load-{worker}-{i % 50}"'.encode())
+                statuses.append((await http.post(f"{stack['http']}/v1/bid", content=body)).status_code)
+                i += 1
+
+    tasks = [asyncio.create_task(load(w)) for w in range(4)]
+    await asyncio.sleep(0.5)
+    source = tmp_path / "new-model.npz"
+    golden_weights("golden-2").to_npz(source)
+    model_publish(source=source, model_dir=stack["models"], redis_client=stack["redis"])
+    deadline = time.monotonic() + 10
+    async with httpx.AsyncClient(timeout=5) as http, grpc.aio.insecure_channel(stack["grpc"]) as channel:
+        stub = bidding_pb2_grpc.BiddingServiceStub(channel)
+        while True:
+            text = (await http.get(f"{stack['http']}/metrics")).text
+            workers = set(re.findall(r'inference_model_info\{[^}]*pid="(\d+)"[^}]*version="golden-2"\} 1\.0', text))
+            health = await stub.HealthCheck(bidding_pb2.HealthCheckRequest())
+            if len(workers) == 2 and health.model_version == "golden-2":
+                break
+            assert time.monotonic() < deadline, "the new model was not picked up"
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert len(statuses) > 50
+    assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+
+
+def test_win_notice_from_the_bid_app_counts_once(stack):
+    r = httpx.post(f"{stack['http']}/v1/bid", content=BANNER.replace(b'"u1"', b'"winner"'))
+    nurl = r.json()["seatbid"][0]["bid"][0]["nurl"].replace("${AUCTION_PRICE}", "0.9")
+    assert httpx.get(nurl).json()["status"] == "counted"
+    assert httpx.get(nurl).json()["status"] == "duplicate"
+    assert int(stack["redis"].get("spend:pending:1")) >= 900
+    assert stack["redis"].zcard("freq:winner") == 1
