@@ -14,6 +14,9 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 pytestmark = [
     pytest.mark.browser,
+    # live_server needs real transactions; restore the roles and approval rules of the data migrations
+    # that an earlier transactional test's flush removed.
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed (WITH_BROWSER=1 scripts/setup.sh)"),
 ]
 

@@ -1,0 +1,81 @@
+"""Races the services must win: concurrent spend, concurrent votes, a duplicate vote. Each worker thread
+has its own database connection (real transactions, real row locks)."""
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from apps.campaigns import services
+from apps.campaigns.models import ApprovalVote, Campaign, CampaignTransition
+from apps.core.api import Conflict
+from apps.core.roles import Role
+
+from .conftest import make_user
+
+# serialized_rollback: the flush after a transactional test also removes the roles and approval
+# rules the data migrations created; restore them for this test.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def run_in_threads(*targets):
+    barrier = threading.Barrier(len(targets))
+    outcomes: list = [None] * len(targets)
+
+    def runner(i, fn):
+        try:
+            barrier.wait(timeout=10)
+            outcomes[i] = fn()
+        except Exception as exc:  # noqa: BLE001 - the test inspects what each thread got
+            outcomes[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=runner, args=(i, fn)) for i, fn in enumerate(targets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+def test_concurrent_spend_loses_nothing(make_campaign):
+    campaign = make_campaign("live", budget=Decimal("5000"))
+
+    def add_many():
+        for _ in range(25):
+            services.campaign_add_spend(campaign_id=campaign.pk, amount=Decimal("0.010001"))
+
+    outcomes = run_in_threads(add_many, add_many, add_many, add_many)
+    assert outcomes == [None] * 4
+    assert Campaign.objects.get(pk=campaign.pk).spent == Decimal("1.000100")
+
+
+def test_concurrent_approvals_approve_exactly_once(make_campaign):
+    campaign = make_campaign("in_review", budget=Decimal("20000"))  # needs 2
+    approvers = [make_user(Role.APPROVER) for _ in range(3)]
+
+    outcomes = run_in_threads(*[
+        (lambda user=user: services.campaign_approve(campaign_id=campaign.pk, actor=user)) for user in approvers
+    ])
+
+    # The row lock serialises them: two votes approve it, the third finds it approved already.
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(refused) == 1 and isinstance(refused[0], Conflict) and refused[0].field == "status"
+    assert Campaign.objects.get(pk=campaign.pk).status == "approved"
+    assert ApprovalVote.objects.filter(campaign=campaign).count() == 2
+    assert CampaignTransition.objects.filter(campaign=campaign, action="approve").count() == 1
+
+
+def test_a_double_click_counts_one_vote(make_campaign):
+    campaign = make_campaign("in_review", budget=Decimal("20000"))
+    approver = make_user(Role.APPROVER)
+
+    outcomes = run_in_threads(*[lambda: services.campaign_approve(campaign_id=campaign.pk, actor=approver)] * 2)
+
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(refused) == 1 and isinstance(refused[0], Conflict) and refused[0].code == "already_voted"
+    assert ApprovalVote.objects.filter(campaign=campaign, approver=approver).count() == 1
+    assert Campaign.objects.get(pk=campaign.pk).status == "in_review"
