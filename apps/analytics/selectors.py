@@ -154,7 +154,9 @@ def _iso(value: dt.datetime) -> str:
 def live_stats(*, seconds: int = 60, now: dt.datetime | None = None) -> dict[str, Any]:
     """Bids per second and bid latency (p50/p99, µs) for each of the last ``seconds`` seconds, from
     ``bid_response`` / ``no_bid`` events (the dashboard's live view; events reach ClickHouse about a
-    second after they happen, so the newest second fills in on the next push)."""
+    second after they happen, so the newest second fills in on the next push). Read without
+    ``FINAL`` — it would merge every campaign's parts once a second — so a batch re-inserted after a
+    consumer crash can show up twice here for a minute; the reports are exact."""
     now = now or dt.datetime.now(UTC)
     end = _ts(now) + 1
     start = end - seconds
@@ -197,7 +199,7 @@ def campaign_ids_with_events(*, days: int = 90, limit: int = 500) -> list[str]:
         WHERE campaign_id != '' AND timestamp >= toDateTime(%(start)s)
         GROUP BY campaign_id ORDER BY n DESC LIMIT {int(limit)}
         """,
-        {"start": _ts(dt.datetime.now(UTC) - dt.timedelta(days=days))},
+        {"start": max(0, _ts(dt.datetime.now(UTC) - dt.timedelta(days=days)))},
         kind="report",
     )
     return [row[0] for row in rows]
