@@ -57,7 +57,7 @@ def exception_handler(exc, context):
 def _first_message(data, prefix: str = "") -> str:
     if isinstance(data, dict):
         for key, value in data.items():
-            name = key if key != "non_field_errors" else ""
+            name = "" if key == "non_field_errors" else str(key)
             return _first_message(value, f"{prefix}.{name}".strip(".") if name else prefix)
     if isinstance(data, list) and data:
         return _first_message(data[0], prefix)
