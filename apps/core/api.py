@@ -60,5 +60,10 @@ def _first_message(data, prefix: str = "") -> str:
             name = "" if key == "non_field_errors" else str(key)
             return _first_message(value, f"{prefix}.{name}".strip(".") if name else prefix)
     if isinstance(data, list) and data:
+        if any(isinstance(item, (dict, list)) for item in data):
+            # A list of per-item errors (ListSerializer): name the first item that failed.
+            for index, item in enumerate(data):
+                if item:
+                    return _first_message(item, f"{prefix}.{index}".strip("."))
         return _first_message(data[0], prefix)
     return f"{prefix}: {data}" if prefix else str(data)
