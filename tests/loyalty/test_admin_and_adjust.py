@@ -57,6 +57,8 @@ def test_account_page_shows_recent_ledger_read_only(admin_client_, members):
     page = admin_client_.get(f"{CHANGELIST}{account.pk}/change/").content.decode()
     assert "Recent ledger" in page and "discount" in page and "-60" in page
     assert 'name="ledger-0-stars"' not in page  # rows are shown, not editable
+    assert f'href="/admin/loyalty/ledgerentry/?account__id__exact={account.pk}"' in page  # link to the full history
+    assert admin_client_.get(f"/admin/loyalty/ledgerentry/?account__id__exact={account.pk}").status_code == 200
     # Saving member details keeps the totals (read-only in the form) and the ledger untouched.
     response = admin_client_.post(f"{CHANGELIST}{account.pk}/change/", {
         "birthday": "1990-05-01", "preferred_channel": "web",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -117,7 +118,7 @@ def test_nats_down_keeps_the_signal_and_the_beat_task_publishes_it(monkeypatch, 
 
 @pytest.mark.django_db
 def test_republish_leaves_fresh_signals_to_their_own_publish():
-    RewardSignal.objects.create(signal_id="0b0d5c4e-2f55-4a55-9a4e-0a7c1b7c9f00", user_id="u", offer_id="o",
+    RewardSignal.objects.create(signal_id=uuid.uuid4(), user_id="u", offer_id="o",
                                 signal_type="clicked", tier="green", reward=Decimal("1.0"))
     assert services.loyalty_republish_pending_signals(older_than_seconds=30) == 0
 
@@ -125,7 +126,8 @@ def test_republish_leaves_fresh_signals_to_their_own_publish():
 @pytest.mark.django_db
 def test_jetstream_stream_captures_signals_and_dedupes_by_signal_id():
     """The LOYALTY stream keeps signals for consumers that are down; a re-publish is a duplicate."""
-    signal = RewardSignal.objects.create(signal_id="6a1f3c1e-9a57-4a1b-8f0e-3b1c2d4e5f60", user_id="u-js",
+    # A fresh id: the stream remembers ids for its duplicate window across test runs.
+    signal = RewardSignal.objects.create(signal_id=uuid.uuid4(), user_id="u-js",
                                          offer_id="o", signal_type="clicked", tier="green", reward=Decimal("1.0"))
     message = services._signal_message(signal)
 
