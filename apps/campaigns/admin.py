@@ -13,7 +13,8 @@ from django.contrib import admin, messages
 from django.contrib.postgres.forms import SimpleArrayField
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
@@ -32,6 +33,7 @@ from .models import (
     Channel,
     DeviceType,
     Offer,
+    VoteDecision,
 )
 
 ACTION_LABELS = {
@@ -275,9 +277,13 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # The approvals column without a query per row: approvals of the current round, not voided.
-        return super().get_queryset(request).annotate(approvals_so_far=Count(
-            "votes", filter=Q(votes__review_round=F("review_round"), votes__voided=False, votes__decision="approve"),
-        ))
+        # A subquery, so joins added by search or filters cannot multiply the count.
+        approvals = (
+            ApprovalVote.objects.filter(campaign=OuterRef("pk"), review_round=OuterRef("review_round"), voided=False,
+                                        decision=VoteDecision.APPROVE)
+            .order_by().values("campaign").annotate(n=Count("id")).values("n")
+        )
+        return super().get_queryset(request).annotate(approvals_so_far=Coalesce(Subquery(approvals), 0))
 
     # permissions and fields
     def get_readonly_fields(self, request, obj=None):

@@ -282,3 +282,15 @@ def test_only_admins_edit_approval_rules(client, marketer):
     assert response.status_code == 302
     rule = ApprovalRule.objects.get(pk=rule.pk)
     assert (rule.min_approvals, rule.budget_threshold) == (3, Decimal("20000.00"))
+
+
+def test_changelist_shows_approvals_so_far_even_when_search_joins_offers(make_campaign, marketer_client, approver):
+    from apps.campaigns import services
+
+    campaign = make_campaign("in_review", budget=Decimal("20000"), offers=3, name="Three creatives")
+    services.campaign_approve(campaign_id=campaign.pk, actor=approver)
+    url = reverse("admin:campaigns_campaign_changelist")
+    for params in ({}, {"q": "Offer"}):  # every offer is named "Offer <n>": the search joins three rows
+        rows = marketer_client.get(url, params).context["cl"].result_list
+        assert [(c.pk, c.approvals_so_far) for c in rows] == [(campaign.pk, 1)]
+    assert b"1 of 2" in marketer_client.get(url).content
