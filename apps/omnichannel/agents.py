@@ -89,5 +89,6 @@ async def start_ingest_consumers(nc, *, consumers: int = 4) -> list:
 
     subject = subject_pattern()
     subscriptions = [await nc.subscribe(subject, queue=QUEUE_GROUP, cb=callback) for _ in range(max(1, consumers))]
+    await nc.flush()  # the server has the subscriptions once this returns: "ready" means ready
     log.info("ingest_agents_subscribed", subject=subject, queue=QUEUE_GROUP, consumers=len(subscriptions))
     return subscriptions

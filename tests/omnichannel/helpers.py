@@ -39,3 +39,16 @@ def reachable_by(user_id: str, **fields):
         values["consent_push"] = True
     values.update(fields)
     return contact_upsert(user_id=user_id, fields=values)
+
+
+def seed_trigger_rules():
+    """Transactional tests empty every table afterwards (data migrations included): put the default
+    trigger rules back so a test never depends on which transactional test ran before it."""
+    import importlib
+
+    from apps.omnichannel.models import TriggerRule
+
+    seed = importlib.import_module("apps.omnichannel.migrations.0002_sources_triggers_roles")
+    for event_type, (title, body, cooldown) in seed.TRIGGER_RULES.items():
+        TriggerRule.objects.get_or_create(event_type=event_type,
+                                          defaults={"title": title, "body": body, "cooldown_minutes": cooldown})

@@ -22,6 +22,8 @@ from apps.omnichannel import services
 from apps.omnichannel.agents import QUEUE_GROUP, STATUS_HEADER, start_ingest_consumers
 from apps.omnichannel.models import Activation, IngestEvent, Interaction
 
+from .helpers import seed_trigger_rules
+
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
 
@@ -37,6 +39,11 @@ def _agent_threads_close_their_connections():
     conf["CONN_MAX_AGE"] = 0
     yield
     conf["CONN_MAX_AGE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _trigger_rules(transactional_db):
+    seed_trigger_rules()
 
 
 @pytest.fixture
