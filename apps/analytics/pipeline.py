@@ -186,7 +186,15 @@ class Writer:
         """Read, insert and acknowledge one batch. Raises ``ch.ClickHouseError`` (nothing acked)."""
         self.ensure_group()
         started = time.perf_counter()
-        entries, source = self._read()
+        try:
+            entries, source = self._read()
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # the stream (and its group) was deleted under us, e.g. a FLUSHDB: start again from scratch
+            self._group_ready = False
+            self.ensure_group()
+            entries, source = self._read()
         result = BatchResult(entries=len(entries), source=source)
         if not entries:
             return result

@@ -296,3 +296,14 @@ def test_beat_schedule_has_the_analytics_entries():
     assert entries["analytics.consume_events"]["options"]["expires"] <= 1.0
     assert "analytics.drop_expired_partitions" in entries
     assert os.environ.get("CLICKHOUSE_URL", "").endswith(ch.database())
+
+
+def test_writer_recovers_when_the_stream_and_group_are_deleted(stream, campaign_tag):
+    em = emitter_mod.Emitter(stream=stream, autostart=False)
+    writer = pipeline.Writer(stream=stream)
+    writer.ensure_group()
+    redis_store.client().delete(stream)  # e.g. FLUSHDB on the Redis database
+    em.emit("click", campaign_id=campaign_tag)
+    em.flush()
+    assert writer.run().events == 1
+    assert _counts(campaign_tag) == (1, 1, 1)
