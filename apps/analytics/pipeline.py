@@ -51,15 +51,15 @@ TABLE = "analytics_events"
 
 STREAM_LENGTH = Gauge(
     "analytics_stream_length", "Entries in the analytics Redis stream not yet written (queued)",
-    multiprocess_mode="liveall",
+    multiprocess_mode="livemostrecent",  # the latest observation, whichever worker made it
 )
 STREAM_LAG = Gauge(
     "analytics_stream_lag_seconds", "Age of the oldest unwritten entry in the analytics stream",
-    multiprocess_mode="liveall",
+    multiprocess_mode="livemostrecent",  # the latest observation, whichever worker made it
 )
 STREAM_PENDING = Gauge(
     "analytics_stream_pending", "Entries delivered to a consumer and not yet acknowledged",
-    multiprocess_mode="liveall",
+    multiprocess_mode="livemostrecent",  # the latest observation, whichever worker made it
 )
 EVENTS_INSERTED = Counter("analytics_events_inserted_total", "Analytics events inserted into ClickHouse")
 INSERT_ERRORS = Counter("analytics_insert_errors_total", "Failed ClickHouse inserts of analytics batches")
