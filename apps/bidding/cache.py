@@ -34,7 +34,7 @@ class UserState:
     """What the bid path knows about one user. ``wins`` holds ``(unix_ts, campaign_id)`` pairs."""
 
     __slots__ = ("user_id", "tier", "interests", "segments", "loyalty", "recency", "wins", "loaded_at",
-                 "known")
+                 "known", "base_row")
 
     def __init__(self, user_id: str, *, tier: str = "green", interests=_ZERO_INTERESTS, segments=(),
                  loyalty=_ZERO_LOYALTY, recency: float = 0.0, wins=None, known: bool = False, loaded_at: float = 0.0):
@@ -47,6 +47,7 @@ class UserState:
         self.wins: list[tuple[float, int]] = wins if wins is not None else []
         self.known = known
         self.loaded_at = loaded_at
+        self.base_row = None  # the profile part of the feature row, built on first use
 
     def counts(self, now: float) -> tuple[int, int]:
         """Impressions won in the last hour and the last 24 hours (old entries are pruned)."""

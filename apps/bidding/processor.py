@@ -12,7 +12,6 @@ import html
 import os
 import random
 import time
-from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import redis.exceptions
@@ -25,7 +24,14 @@ from apps.bidding.conf import BidConfig
 from apps.bidding.snapshot import DEVICE_BITS, OfferEntry, Snapshot
 from apps.bidding.tokens import ClickToken, WinToken, click_token, win_token
 from apps.campaigns.countries import normalise_country
-from apps.inference.features import device_type_from_openrtb, position_column, user_row
+from apps.inference.features import (
+    DEVICE_COL,
+    FREQ_COL,
+    device_code,
+    device_type_from_openrtb,
+    position_column,
+    user_row,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -91,8 +97,8 @@ def _allows_domain(allowed: list[str], domain: str) -> bool:
 
 
 def micros_from_cpm(price: float) -> int:
-    """A CPM price in USD as integer micro-dollars of CPM."""
-    return int((Decimal(repr(price)) * 1_000_000).to_integral_value(ROUND_HALF_UP))
+    """A CPM price in USD (rounded to 4 decimals) as integer micro-dollars of CPM."""
+    return round(price * 1_000_000)
 
 
 class BidProcessor:
@@ -212,8 +218,19 @@ class BidProcessor:
         # Step 5: features and inference (offer features were precomputed with the snapshot).
         n = len(candidates)
         index = np.array(candidates, dtype=np.intp)
-        row = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty, recency=state.recency,
-                       impressions_1h=impressions_1h, max_per_hour=cfg.freq_max_per_hour, device_type=device_type)
+        if segments is state.segments:
+            # The profile part of the row only changes with the profile: built once per L1 entry.
+            base = state.base_row
+            if base is None:
+                base = state.base_row = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty,
+                                                 recency=state.recency, impressions_1h=0, max_per_hour=1,
+                                                 device_type=None)
+            row = base.copy()
+            row[FREQ_COL] = impressions_1h / cfg.freq_max_per_hour if cfg.freq_max_per_hour > 0 else 1.0
+            row[DEVICE_COL] = device_code(device_type)
+        else:
+            row = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty, recency=state.recency,
+                           impressions_1h=impressions_1h, max_per_hour=cfg.freq_max_per_hour, device_type=device_type)
         score, predicted_ctr = await self.inference.score_async(row, snap.features[index], position_column(n, cfg.batch_size))
         if _perf() >= deadline:
             return self._no_bid(request, t0, "deadline", openrtb.NBR_TECHNICAL_ERROR, user_id=user_id)
@@ -355,7 +372,9 @@ class BidProcessor:
         except (redis.exceptions.RedisError, OSError, asyncio.TimeoutError) as exc:
             cache.finish_load(user_id, None)
             metrics.L2_ERRORS.inc()
-            if not isinstance(exc, asyncio.TimeoutError) or remaining > 0.01:
+            # Unreachable Redis: skip L2 for a moment instead of paying a failed connect per request.
+            # A timeout is not enough to say so (a busy event loop also makes reads late).
+            if isinstance(exc, (redis.exceptions.ConnectionError, OSError)) and not isinstance(exc, asyncio.TimeoutError):
                 self._l2_retry_at = _perf() + L2_RETRY_AFTER_SECONDS
             if t - self._l2_error_logged_at > 10.0:
                 self._l2_error_logged_at = t

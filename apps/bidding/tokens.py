@@ -55,8 +55,18 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + pad)
 
 
+_keyed: dict[bytes, "hmac.HMAC"] = {}
+
+
 def _sign(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, payload, hashlib.sha256).digest()[:_SIG_BYTES]
+    # HMAC-SHA256 with the key schedule done once per secret: copying a keyed HMAC is ~3x cheaper
+    # than hmac.new() on every bid.
+    base = _keyed.get(secret)
+    if base is None:
+        base = _keyed[secret] = hmac.new(secret, digestmod=hashlib.sha256)
+    mac = base.copy()
+    mac.update(payload)
+    return mac.digest()[:_SIG_BYTES]
 
 
 def _pack(secret: bytes, fields: list) -> str:

@@ -357,3 +357,28 @@ async def test_not_ready_without_snapshot_is_a_no_bid(runtime, events):
     processor = BidProcessor(config=bid_config(), inference=runtime, emit_event=events)
     outcome = await processor.process(bid_request())
     assert not processor.ready and outcome.reason == "not_ready"
+
+
+async def test_cached_profile_row_equals_the_feature_builders_row(make_processor, runtime):
+    from apps.inference.features import user_row
+
+    processor = make_processor([make_row()], freq_max_per_hour=4)
+    interests = np.linspace(0, 1, 64, dtype=np.float32)
+    loyalty = np.arange(8, dtype=np.float32) / 8
+    now = time.time()
+    processor.cache.put(UserState("u", tier="gold", interests=interests, segments=(3, 70), loyalty=loyalty,
+                                  recency=0.25, wins=[(now - 60, 1)], known=True, loaded_at=now))
+    rows = []
+    original = runtime.score_async
+
+    async def spy(user_row_, offer_features, positions):
+        rows.append(user_row_.copy())
+        return await original(user_row_, offer_features, positions)
+
+    runtime.score_async = spy
+    for devicetype in (4, 2):  # the second request reuses the cached profile part
+        await processor.process(bid_request(user_id="u", devicetype=devicetype))
+    for row, device in zip(rows, ("mobile", "desktop")):
+        expected = user_row(interests=interests, segments=(3, 70), loyalty=loyalty, recency=0.25, impressions_1h=1,
+                            max_per_hour=4, device_type=device)
+        np.testing.assert_array_equal(row, expected)

@@ -1,0 +1,493 @@
+"""Load generator for the dedicated bid app (see bench/README.md).
+
+Seeds 64 live offers and 10,000 loyalty profiles into a Redis database of its own, starts the bid
+app (``manage.py run_bid_app``, 2 uvicorn workers) on 127.0.0.1, then runs:
+
+1. warm-up (L1 caches fill),
+2. open loop at a fixed rate (default 4,000 req/s) with the realistic mix: site and app traffic,
+   1-3 impressions with ``format`` lists, known users with loyalty profiles and unknown users,
+3. the same rate with known (L1-resident) users only, for the server-side L1-hit latency,
+4. closed loop at maximum throughput.
+
+For each phase it prints the achieved rate, errors, client-side p50/p90/p99/p99.9 (from the moment
+the request was written; the open-loop phases also give the latency from the request's scheduled
+time, which includes the generator's own lag) and the server-side ``bids_total_latency_us`` and
+``inference_latency_us`` percentiles scraped from ``/metrics`` (aggregated over both workers).
+
+The client is one asyncio process (uvloop) speaking HTTP/1.1 keep-alive over raw sockets with
+httptools' parser, so it costs far less CPU per request than the server — it shares the 2 cores.
+
+    .venv/bin/python bench/bid_load.py                       # everything, about a minute
+    .venv/bin/python bench/bid_load.py --rate 4000 --duration 20 --max-duration 20
+    .venv/bin/python bench/bid_load.py --url http://127.0.0.1:8081 --no-start   # an app you started
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httptools  # noqa: E402
+import redis  # noqa: E402
+
+SIZES = [(300, 250), (320, 50), (728, 90), (300, 600), (160, 600)]
+CATEGORIES = ["IAB1-1", "IAB2-3", "IAB3-1", "IAB8-5", "IAB9-9", "IAB17-12", "IAB18-1", "IAB19-6", "IAB20-3", "IAB22-1"]
+TIERS = ["green"] * 6 + ["gold"] * 3 + ["reserve"]
+N_OFFERS = 64
+N_USERS = 10_000
+
+
+# --- seeding ---------------------------------------------------------------------------------------
+
+def seed(client: redis.Redis, *, offers: int, users: int, rng: random.Random) -> None:
+    """64 live offers across 8 campaigns (US, any device, common sizes) and ``users`` profiles."""
+    from apps.bidding.snapshot import OfferRow, next_version, publish_snapshot
+    from apps.core.profiles import PROFILE_TTL_SECONDS, profile_key
+
+    now = time.time()
+    rows = []
+    for i in range(offers):
+        w, h = SIZES[i % len(SIZES)]
+        rows.append(OfferRow(
+            offer_id=10_000 + i, campaign_id=500 + i % 8, name=f"bench offer {i}", advertiser="Bench Co",
+            markup=f'<img src="https://cdn.example.com/bench/{i}.png" width="{w}" height="{h}">', width=w, height=h,
+            format="banner", landing_url=f"https://shop.example.com/bench/{i}", adomain=f"brand{i % 8}.example.com",
+            category=CATEGORIES[i % len(CATEGORIES)], max_bid_cpm=round(1.5 + (i % 9) * 0.75, 2), priority=i % 10,
+            observed_ctr=0.004 + (i % 11) * 0.003, countries=["USA"], device_types=[], segments=[],
+            start_at=now - 60, end_at=now + 30 * 86400, budget_micros=10**15, max_per_hour=10**6, max_per_day=10**6,
+        ))
+    publish_snapshot(client, version=next_version(client), offers=rows)
+    pipe = client.pipeline(transaction=False)
+    for u in range(users):
+        key = profile_key(f"bench-user-{u}")
+        pipe.hset(key, mapping={
+            "interests": json.dumps([round(rng.random(), 3) for _ in range(64)]),
+            "segments": json.dumps(rng.sample(range(200), 5)),
+            "loyalty_tier": json.dumps(rng.choice(TIERS)),
+            "loyalty": json.dumps([round(rng.random(), 3) for _ in range(8)]),
+            "recency": json.dumps(round(rng.random(), 3)),
+            "updated_at": json.dumps(now),
+        })
+        pipe.expire(key, PROFILE_TTL_SECONDS)
+        if u % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
+# --- requests --------------------------------------------------------------------------------------
+
+UNKNOWN_MARK = b"@@UNKNOWN@@"
+
+
+def make_bodies(n: int, rng: random.Random, *, unknown_ratio: float) -> list[bytes]:
+    """Realistic OpenRTB 2.6 requests (~1-2.5 KB). Unknown users get a fresh id per request (see Client)."""
+    bodies = []
+    for r in range(n):
+        imps = []
+        for k in range(rng.choices([1, 2, 3], weights=[6, 3, 1])[0]):
+            w, h = rng.choice(SIZES[:3])
+            fmt = [{"w": w, "h": h}] + [{"w": a, "h": b} for a, b in rng.sample(SIZES, rng.randint(0, 2)) if (a, b) != (w, h)]
+            imps.append({"id": str(k + 1), "tagid": f"slot-{k}", "bidfloor": round(rng.choice([0.1, 0.25, 0.5, 1.0]), 2),
+                         "bidfloorcur": "USD", "secure": 1,
+                         "banner": {"w": w, "h": h, "format": fmt, "pos": rng.choice([0, 1, 3]), "btype": [4], "battr": [14]},
+                         "ext": {"gpid": f"/1234/home/slot-{k}"}})
+        if rng.random() < unknown_ratio:
+            user = {"id": UNKNOWN_MARK.decode()}
+        else:
+            user = {"id": f"bench-user-{rng.randrange(N_USERS)}", "buyeruid": f"b{r}"}
+        device = {"ua": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+                  "devicetype": rng.choice([1, 2, 4, 5]), "ip": "203.0.113.7", "os": "iOS", "language": "en",
+                  "geo": {"country": "USA", "region": "CA", "city": "San Francisco", "lat": 37.77, "lon": -122.42}}
+        body = {"id": f"bench-{r}", "at": 1, "tmax": 120, "cur": ["USD"], "imp": imps, "device": device, "user": user,
+                "bcat": ["IAB25", "IAB26", "IAB7-39"], "badv": ["blocked.example.com"],
+                "regs": {"coppa": 0, "ext": {"gdpr": 0}}, "source": {"tid": f"tid-{r}", "fd": 1}}
+        if rng.random() < 0.5:
+            body["site"] = {"id": f"site-{r % 50}", "domain": "news.example.com", "page": "https://news.example.com/a",
+                            "cat": ["IAB12"], "publisher": {"id": "pub-1", "name": "Example News"}}
+        else:
+            body["app"] = {"id": f"app-{r % 50}", "bundle": "com.example.weather", "name": "Weather",
+                           "cat": ["IAB15"], "publisher": {"id": "pub-2"}}
+        bodies.append(json.dumps(body, separators=(",", ":")).encode())
+    return bodies
+
+
+# --- HTTP client -----------------------------------------------------------------------------------
+
+class Conn(asyncio.Protocol):
+    """One keep-alive connection; requests may be pipelined, responses come back in order."""
+
+    def __init__(self, bench: "Client"):
+        self.bench = bench  # counts parse errors; responses are credited to the phase that sent them
+        self.pending: deque[tuple[float, float, Client]] = deque()  # (scheduled, sent, phase)
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport = None
+        self.closed = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data):
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.bench.errors += 1
+            self.transport.close()
+
+    def on_message_complete(self):
+        scheduled, sent, owner = self.pending.popleft()
+        owner.done(self, self.parser.get_status_code(), scheduled, sent)
+
+    def connection_lost(self, exc):
+        self.closed = True
+        for _, _, owner in self.pending:
+            owner.errors += 1
+        self.pending.clear()
+
+    def send(self, payload: bytes, scheduled: float, owner: "Client") -> None:
+        self.pending.append((scheduled, time.perf_counter(), owner))
+        self.transport.write(payload)
+
+
+class Client:
+    def __init__(self, host: str, port: int, bodies: list[bytes]):
+        self.host, self.port = host, port
+        head = f"POST /v1/bid HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n".encode()
+        self.templates = [(head, body) for body in bodies]
+        self.i = 0
+        self.unknown = 0
+        self.conns: list[Conn] = []
+        self.reset()
+
+    def reset(self):
+        self.latencies: list[float] = []
+        self.from_schedule: list[float] = []
+        self.lags: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.errors = 0
+        self.completed = 0
+        self.bids = 0
+
+    async def connect(self, n: int) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            _, conn = await loop.create_connection(lambda: Conn(self), self.host, self.port)
+            self.conns.append(conn)
+
+    def next_payload(self) -> bytes:
+        head, body = self.templates[self.i % len(self.templates)]
+        self.i += 1
+        if UNKNOWN_MARK in body:
+            self.unknown += 1
+            body = body.replace(UNKNOWN_MARK, f"new-user-{os.getpid()}-{self.unknown}".encode())
+        return head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+    def done(self, conn: Conn, status: int, scheduled: float, sent: float) -> None:
+        now = time.perf_counter()
+        self.completed += 1
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status not in (200, 204):
+            self.errors += 1
+        if status == 200:
+            self.bids += 1
+        self.latencies.append(now - sent)
+        if scheduled:
+            self.from_schedule.append(now - scheduled)
+            self.lags.append(sent - scheduled)
+        if self.on_done is not None:
+            self.on_done(conn)
+
+    on_done = None
+
+    def pick(self) -> Conn:
+        """An idle connection if there is one, else the least loaded (pipelining)."""
+        best = None
+        for conn in self.conns:
+            if conn.closed:
+                continue
+            if not conn.pending:
+                return conn
+            if best is None or len(conn.pending) < len(best.pending):
+                best = conn
+        if best is None:
+            raise RuntimeError("all connections closed")
+        return best
+
+    async def open_loop(self, rate: float, duration: float) -> float:
+        """Send at a fixed rate regardless of responses (latency measured from the schedule too)."""
+        self.on_done = None
+        start = time.perf_counter()
+        sent = 0
+        total = int(rate * duration)
+        while sent < total:
+            now = time.perf_counter()
+            due = min(total, int((now - start) * rate) + 1)
+            while sent < due:
+                self.pick().send(self.next_payload(), start + sent / rate, self)
+                sent += 1
+            await asyncio.sleep(0.001)  # event-loop timers have 1 ms resolution
+        while any(c.pending for c in self.conns) and time.perf_counter() - start < duration + 30:
+            await asyncio.sleep(0.01)
+        return time.perf_counter() - start
+
+    async def closed_loop(self, duration: float) -> float:
+        """Each connection keeps one request in flight: maximum throughput."""
+        stop_at = time.perf_counter() + duration
+
+        def again(conn: Conn):
+            if time.perf_counter() < stop_at and not conn.closed and not conn.transport.is_closing():
+                conn.send(self.next_payload(), 0.0, self)
+
+        self.on_done = again
+        start = time.perf_counter()
+        for conn in self.conns:
+            conn.send(self.next_payload(), 0.0, self)
+        while time.perf_counter() < stop_at:
+            await asyncio.sleep(0.05)
+        while any(c.pending for c in self.conns) and time.perf_counter() - stop_at < 30:
+            await asyncio.sleep(0.01)
+        self.on_done = None
+        return time.perf_counter() - start
+
+
+# --- server metrics --------------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r'^(\w+)_bucket\{([^}]*)\} (\S+)$', re.M)
+
+
+def scrape(base: str) -> str:
+    import httpx
+
+    return httpx.get(f"{base}/metrics", timeout=5).text
+
+
+def buckets(text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts of a histogram, summed over label sets (workers, providers)."""
+    out: dict[float, float] = {}
+    for metric, labels, value in _SAMPLE.findall(text):
+        if metric != name:
+            continue
+        le = re.search(r'le="([^"]+)"', labels).group(1)
+        bound = float("inf") if le == "+Inf" else float(le)
+        out[bound] = out.get(bound, 0.0) + float(value)
+    return out
+
+
+def quantile(before: dict, after: dict, q: float) -> float | None:
+    """Quantile of the observations between two scrapes (linear inside a bucket)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0
+    if total <= 0:
+        return None
+    target = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound, count in zip(bounds, counts):
+        if count >= target:
+            if bound == float("inf"):
+                return prev_bound
+            span = count - prev_count
+            return prev_bound + (bound - prev_bound) * ((target - prev_count) / span if span else 1.0)
+        prev_bound, prev_count = bound, count
+    return prev_bound
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def process_group_cpu(pgid: int | None) -> float | None:
+    """CPU seconds used so far by every process in a process group (the bid app and its workers)."""
+    if pgid is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 (pgrp) counted from the state field
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
+
+
+SERVER_PGID: int | None = None
+
+
+def report(name: str, client: Client, elapsed: float, before: str, after: str, cpu: float | None = None) -> dict:
+    ms = lambda v: round(v * 1000, 3)  # noqa: E731
+    lat = client.latencies
+    row = {
+        "phase": name, "requests": client.completed, "seconds": round(elapsed, 2),
+        "req_per_s": round(client.completed / elapsed, 1), "bids_per_s": round(client.bids / elapsed, 1),
+        "errors": client.errors, "statuses": client.statuses,
+        "p50_ms": ms(pct(lat, .5)), "p90_ms": ms(pct(lat, .9)), "p99_ms": ms(pct(lat, .99)), "p999_ms": ms(pct(lat, .999)),
+    }
+    if cpu is not None and client.completed:
+        row["server_cpu_us_per_req"] = round(cpu / client.completed * 1e6)
+        row["server_cores"] = round(cpu / elapsed, 2)
+    if client.from_schedule:
+        row.update(sched_p50_ms=ms(pct(client.from_schedule, .5)), sched_p99_ms=ms(pct(client.from_schedule, .99)),
+                   send_lag_p99_ms=ms(pct(client.lags, .99)))
+    for metric, key in (("bids_total_latency_us", "server"), ("inference_latency_us", "inference")):
+        b0, b1 = buckets(before, metric), buckets(after, metric)
+        for q in (0.5, 0.99):
+            value = quantile(b0, b1, q)
+            row[f"{key}_p{int(q * 100)}_us"] = round(value) if value is not None else None
+    print(json.dumps(row), flush=True)
+    return row
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(port: int, workers: int, redis_url: str, metrics_dir: str) -> subprocess.Popen:
+    env = {**os.environ, "REDIS_URL": redis_url, "OPENBLAS_NUM_THREADS": "1", "BID_REQUEST_SAMPLE_RATE": "0.01",
+           "BID_FREQ_MAX_PER_HOUR": "1000000", "BID_FREQ_MAX_PER_DAY": "1000000", "LOG_LEVEL": "WARNING"}
+    return subprocess.Popen([sys.executable, "manage.py", "run_bid_app", "--port", str(port), "--workers", str(workers),
+                             "--metrics-dir", metrics_dir], cwd=ROOT, env=env, start_new_session=True)
+
+
+def wait_ready(base: str, timeout: float = 60) -> dict:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{base}/ready", timeout=1)
+            if r.status_code == 200:
+                return r.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"bid app at {base} not ready after {timeout} s")
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+async def run(args) -> list[dict]:
+    url = urlparse(args.url)
+    rng = random.Random(args.seed)
+    bodies = make_bodies(2000, rng, unknown_ratio=args.unknown_ratio)
+    known_only = [b for b in bodies if UNKNOWN_MARK not in b]
+    client = Client(url.hostname, url.port, bodies)
+    await client.connect(args.connections)
+    results = []
+
+    print(f"# warm-up {args.warmup}s at {args.rate // 2} req/s ({args.connections} connections)", flush=True)
+    await client.open_loop(args.rate / 2, args.warmup)
+    warm = Client(url.hostname, url.port, known_only)
+    warm.conns = client.conns
+    await warm.open_loop(args.rate / 2, 3)  # every known user of the request set into both workers' L1
+
+    for name, request_set in ((f"open-loop {args.rate}/s, mix ({args.unknown_ratio:.0%} unknown users)", bodies),
+                              (f"open-loop {args.rate}/s, known users (L1 hits)", known_only)):
+        phase = Client(url.hostname, url.port, request_set)
+        phase.conns = client.conns
+        before, cpu0 = scrape(args.url), process_group_cpu(SERVER_PGID)
+        elapsed = await phase.open_loop(args.rate, args.duration)
+        cpu = process_group_cpu(SERVER_PGID)
+        results.append(report(name, phase, elapsed, before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None))
+
+    phase = Client(url.hostname, url.port, bodies)
+    phase.conns = client.conns[: args.max_connections]
+    before, cpu0 = scrape(args.url), process_group_cpu(SERVER_PGID)
+    elapsed = await phase.closed_loop(args.max_duration)
+    cpu = process_group_cpu(SERVER_PGID)
+    results.append(report(f"closed-loop max throughput, {len(phase.conns)} connections, mix", phase, elapsed,
+                          before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None))
+    for conn in client.conns:
+        conn.transport.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default=None, help="bid app base URL (default: start one on a free port)")
+    parser.add_argument("--no-start", action="store_true", help="use the app at --url (seeding its REDIS_URL)")
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+                        help="Redis database the bench seeds (and the app it starts reads); default db 14")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate", type=int, default=4000, help="open-loop rate, req/s")
+    parser.add_argument("--duration", type=float, default=15, help="seconds per open-loop phase")
+    parser.add_argument("--max-duration", type=float, default=15, help="seconds of the max-throughput phase")
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--connections", type=int, default=64, help="keep-alive connections (open loop)")
+    parser.add_argument("--max-connections", type=int, default=16, help="connections in the closed-loop phase")
+    parser.add_argument("--unknown-ratio", type=float, default=0.1, help="share of requests from unknown users")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    client = redis.Redis.from_url(args.redis_url)
+    print(f"# seeding {N_OFFERS} live offers and {N_USERS} profiles into {args.redis_url}", flush=True)
+    seed(client, offers=N_OFFERS, users=N_USERS, rng=random.Random(args.seed))
+    proc = None
+    tmp = tempfile.TemporaryDirectory(prefix="bid-bench-")
+    if not args.no_start:
+        port = free_port()
+        args.url = f"http://127.0.0.1:{port}"
+        proc = start_app(port, args.workers, args.redis_url, os.path.join(tmp.name, "prom"))
+        global SERVER_PGID
+        SERVER_PGID = proc.pid
+    elif not args.url:
+        raise SystemExit("--no-start needs --url")
+    try:
+        status = wait_ready(args.url)
+        print(f"# bid app {args.url}: {status['offers']} offers, model {status['model_version']}; "
+              f"{os.cpu_count()} CPUs, load average {load_average()}", flush=True)
+        import uvloop
+
+        results = uvloop.run(run(args))
+        print(f"# load average after: {load_average()}", flush=True)
+        print("\n| phase | req/s | bids/s | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | server p50/p99 µs "
+              "| inference p50/p99 µs | server CPU µs/req |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in results:
+            print(f"| {r['phase']} | {r['req_per_s']:,.0f} | {r['bids_per_s']:,.0f} | {r['errors']} | {r['p50_ms']} | "
+                  f"{r['p90_ms']} | {r['p99_ms']} | {r['p999_ms']} | {r['server_p50_us']}/{r['server_p99_us']} | "
+                  f"{r['inference_p50_us']}/{r['inference_p99_us']} | {r.get('server_cpu_us_per_req', '-')} |")
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
