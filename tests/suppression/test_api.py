@@ -148,7 +148,7 @@ def test_bulk_add_malformed_row_refuses_everything(marketer):
 @pytest.mark.parametrize("payload, detail", [
     ({}, "entries: This field is required."),
     ({"entries": []}, "entries: This list may not be empty."),
-    ({"entries": ["a@example.com"]}, 'entries: Expected a dictionary of items but got type "str".'),
+    ({"entries": ["a@example.com"]}, 'entries.0: Expected a dictionary of items but got type "str".'),
 ])
 def test_bulk_add_shape_errors(marketer, payload, detail):
     response = token_client(marketer).post(BULK_ADD, payload, format="json")
