@@ -4,9 +4,10 @@ and email analytics per activation and per campaign."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from . import selectors, services
 from .models import (
@@ -188,11 +189,12 @@ class ActivationAdmin(ReadOnlyAdmin):
         if not self._stats(obj):
             return "Not an email activation."
         row = selectors.email_analytics_for_activation(activation_id=obj.pk)
-        cells = "".join(
-            format_html("<tr><th>{}</th><td>{}</td></tr>", name.replace("_", " "), value)
-            for name, value in row.items() if name not in ("activation_id", "campaign_id", "offer_id", "user_id", "status")
+        cells = format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>",
+            ((name.replace("_", " "), value) for name, value in row.items()
+             if name not in ("activation_id", "campaign_id", "offer_id", "user_id", "status")),
         )
-        return format_html('<table class="email-analytics">{}</table>', format_html(cells))
+        return format_html('<table class="email-analytics">{}</table>', cells)
 
     def get_urls(self):
         return [
@@ -203,6 +205,8 @@ class ActivationAdmin(ReadOnlyAdmin):
 
     def email_analytics_view(self, request):
         """Email numbers per campaign (sums over its email activations) and overall."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         context = {
             **self.admin_site.each_context(request),
             "title": "Email analytics by campaign",
