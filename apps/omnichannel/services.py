@@ -885,7 +885,9 @@ def _sendgrid_event_apply(event: dict, batch_id: int) -> str:
         if email and (kind in _SUPPRESS_ON or (kind == "bounce" and event.get("type", "bounce") == "bounce")):
             _suppress(identifier=email, channel="email", reason=_SUPPRESS_ON.get(kind, "bounce"), source=f"sendgrid:{kind}")
         if kind in _EMAIL_ANALYTICS:
-            fields = {"user_id": event.get("user_id"), "offer_id": event.get("offer_id"),
+            # Our own record wins; the custom args SendGrid echoes back are the fallback.
+            fields = {"user_id": getattr(activation, "user_id", None) or event.get("user_id"),
+                      "offer_id": getattr(activation, "offer_id", None) or event.get("offer_id"),
                       "campaign_id": getattr(activation, "campaign_id", None) or event.get("campaign_id"),
                       "activation_id": getattr(activation, "pk", None) or event.get("activation_id"),
                       "channel": "email", "reason": str(event.get("type") or "")[:100] or None}

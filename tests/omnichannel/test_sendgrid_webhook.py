@@ -30,6 +30,11 @@ def sg_event(send: SendLedger, kind: str, **extra) -> dict:
         "sg_message_id": f"{send.provider_message_id}.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0",
         "activation_id": str(send.activation_id), "user_id": send.user_id,
     }
+    activation = send.activation  # every custom arg of the mail/send request comes back
+    if activation.offer_id:
+        event["offer_id"] = str(activation.offer_id)
+    if activation.campaign_id:
+        event["campaign_id"] = str(activation.campaign_id)
     if kind == "delivered":
         event["response"] = "250 OK"
     if kind in ("open", "click"):
