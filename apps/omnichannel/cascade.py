@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
 from apps.core.api import ServiceError
 
 from . import providers
@@ -30,6 +32,8 @@ SUPPRESSION_CHANNEL = {
     Channel.WEB: "all",
     Channel.IN_STORE: "all",
 }
+
+log = structlog.get_logger(__name__)
 
 PAID_MEDIA_REASON = "paid media retargeting is run by the DSP integration, not sent by the activation dispatcher"
 
@@ -147,4 +151,6 @@ def cascade_choose(*, user_id: str, contact: Contact | None, now: datetime,
             trail.append({"channel": channel, "outcome": "chosen", "reason": why})
             return CascadeResult(choice=result, trail=trail)
         trail.append({"channel": channel, "outcome": "skipped", "reason": result})
+        if channel == Channel.PAID_MEDIA:
+            log.info("cascade_paid_media_skipped", user_id=user_id, reason=result)
     return CascadeResult(choice=None, trail=trail)

@@ -10,6 +10,7 @@ from datetime import datetime, timezone as dt_timezone
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import EventType, Source
@@ -25,6 +26,8 @@ def validate_plain_id(value: str, *, what: str = "id") -> str:
     return value
 
 
+@extend_schema_field({"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+                      "example": "2026-11-26T10:00:00Z"})
 class EventTimestampField(serializers.Field):
     """ISO 8601 (with or without offset; naive means UTC) or unix time in seconds or milliseconds."""
 
