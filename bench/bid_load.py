@@ -185,8 +185,10 @@ class Client:
         self.bids = 0
 
     async def connect(self, n: int) -> None:
+        """Open connections until ``n`` are alive (the server closes keep-alive connections idle for 5 s)."""
         loop = asyncio.get_running_loop()
-        for _ in range(n):
+        self.conns = [c for c in self.conns if not c.closed and not c.transport.is_closing()]
+        while len(self.conns) < n:
             _, conn = await loop.create_connection(lambda: Conn(self), self.host, self.port)
             self.conns.append(conn)
 
@@ -219,7 +221,7 @@ class Client:
         """An idle connection if there is one, else the least loaded (pipelining)."""
         best = None
         for conn in self.conns:
-            if conn.closed:
+            if conn.closed or conn.transport.is_closing():
                 continue
             if not conn.pending:
                 return conn
@@ -336,7 +338,20 @@ def process_group_cpu(pgid: int | None) -> float | None:
 SERVER_PGID: int | None = None
 
 
-def report(name: str, client: Client, elapsed: float, before: str, after: str, cpu: float | None = None) -> dict:
+def cpu_busy() -> tuple[float, float]:
+    """(busy jiffies, wall seconds) of the whole machine from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    values = [int(v) for v in fields]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK"), time.monotonic()
+
+
+def busy_cores(start: tuple[float, float], end: tuple[float, float]) -> float:
+    return (end[0] - start[0]) / max(end[1] - start[1], 1e-9)
+
+
+def report(name: str, client: Client, elapsed: float, before: str, after: str, cpu: float | None = None,
+           client_cpu: float | None = None) -> dict:
     ms = lambda v: round(v * 1000, 3)  # noqa: E731
     lat = client.latencies
     row = {
@@ -348,6 +363,10 @@ def report(name: str, client: Client, elapsed: float, before: str, after: str, c
     if cpu is not None and client.completed:
         row["server_cpu_us_per_req"] = round(cpu / client.completed * 1e6)
         row["server_cores"] = round(cpu / elapsed, 2)
+    if client_cpu is not None:
+        row["client_cores"] = round(client_cpu / elapsed, 2)
+        row["other_cores"] = round(max(0.0, busy_cores(*client.busy) - row.get("server_cores", 0) - row["client_cores"]), 2) \
+            if getattr(client, "busy", None) else None
     if client.from_schedule:
         row.update(sched_p50_ms=ms(pct(client.from_schedule, .5)), sched_p99_ms=ms(pct(client.from_schedule, .99)),
                    send_lag_p99_ms=ms(pct(client.lags, .99)))
@@ -415,20 +434,22 @@ async def run(args) -> list[dict]:
     for name, request_set in ((f"open-loop {args.rate}/s, mix ({args.unknown_ratio:.0%} unknown users)", bodies),
                               (f"open-loop {args.rate}/s, known users (L1 hits)", known_only)):
         phase = Client(url.hostname, url.port, request_set)
+        await client.connect(args.connections)
         phase.conns = client.conns
-        before, cpu0 = scrape(args.url), process_group_cpu(SERVER_PGID)
+        before, cpu0, own0, busy0 = scrape(args.url), process_group_cpu(SERVER_PGID), time.process_time(), cpu_busy()
         elapsed = await phase.open_loop(args.rate, args.duration)
-        cpu = process_group_cpu(SERVER_PGID)
-        results.append(report(name, phase, elapsed, before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None))
+        cpu, own, phase.busy = process_group_cpu(SERVER_PGID), time.process_time(), (busy0, cpu_busy())
+        results.append(report(name, phase, elapsed, before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None,
+                              own - own0))
 
     phase = Client(url.hostname, url.port, bodies)
-    phase.conns = client.conns[: args.max_connections]
-    before, cpu0 = scrape(args.url), process_group_cpu(SERVER_PGID)
+    await phase.connect(args.max_connections)
+    before, cpu0, own0, busy0 = scrape(args.url), process_group_cpu(SERVER_PGID), time.process_time(), cpu_busy()
     elapsed = await phase.closed_loop(args.max_duration)
-    cpu = process_group_cpu(SERVER_PGID)
+    cpu, own, phase.busy = process_group_cpu(SERVER_PGID), time.process_time(), (busy0, cpu_busy())
     results.append(report(f"closed-loop max throughput, {len(phase.conns)} connections, mix", phase, elapsed,
-                          before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None))
-    for conn in client.conns:
+                          before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None, own - own0))
+    for conn in client.conns + phase.conns:
         conn.transport.close()
     return results
 
@@ -473,12 +494,13 @@ def main() -> None:
         results = uvloop.run(run(args))
         print(f"# load average after: {load_average()}", flush=True)
         print("\n| phase | req/s | bids/s | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | server p50/p99 µs "
-              "| inference p50/p99 µs | server CPU µs/req |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+              "| inference p50/p99 µs | server CPU µs/req | cores: server / generator / other |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in results:
             print(f"| {r['phase']} | {r['req_per_s']:,.0f} | {r['bids_per_s']:,.0f} | {r['errors']} | {r['p50_ms']} | "
                   f"{r['p90_ms']} | {r['p99_ms']} | {r['p999_ms']} | {r['server_p50_us']}/{r['server_p99_us']} | "
-                  f"{r['inference_p50_us']}/{r['inference_p99_us']} | {r.get('server_cpu_us_per_req', '-')} |")
+                  f"{r['inference_p50_us']}/{r['inference_p99_us']} | {r.get('server_cpu_us_per_req', '-')} | "
+                  f"{r.get('server_cores', '-')} / {r.get('client_cores', '-')} / {r.get('other_cores', '-')} |")
     finally:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
