@@ -30,14 +30,14 @@ class Command(BaseCommand):
             Path(metrics_dir or env.env_str("BID_METRICS_DIR", "") or runner.ROOT / "var" / "prometheus" / f"bid-{port}")
         )
         self.stdout.write(
-            f"bid app: http://{host}:{port}/v1/bid  ({workers} uvicorn workers, uvloop + httptools)\n"
+            f"bid app: http://{host}:{port}/v1/bid  ({workers} uvicorn workers, one SO_REUSEPORT socket each, "
+            f"uvloop + httptools)\n"
             f"  win notices /v1/win, clicks /v1/click, readiness /ready, metrics /metrics "
             f"(workers aggregated through {directory})"
         )
         self.stdout.flush()
-        # Replace this (Django) process with a bare uvicorn: the bid workers it spawns never load Django,
-        # and signals sent to this pid (honcho, Ctrl-C) reach uvicorn's supervisor directly.
-        argv = [sys.executable, "-m", "uvicorn", "apps.bidding.asgi:app", "--host", host, "--port", str(port),
-                "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--lifespan", "on",
-                "--no-access-log", "--log-level", log_level, "--timeout-graceful-shutdown", "5"]
+        # Replace this (Django) process with the bare supervisor of apps.bidding.serve: the uvicorn workers
+        # it spawns never load Django, and signals sent to this pid (honcho, Ctrl-C) reach it directly.
+        argv = [sys.executable, "-m", "apps.bidding.serve", "--host", host, "--port", str(port),
+                "--workers", str(workers), "--log-level", log_level]
         os.execve(sys.executable, argv, {**os.environ, "PYTHONPATH": str(runner.ROOT)})
