@@ -47,6 +47,16 @@ def _worker(host: str, port: int, log_level: str) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def _forget_metrics_of(pid: int) -> None:
+    """Drop a dead worker's live gauges from the multiprocess metrics (its counters stay summed in)."""
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
 def _port_is_free(host: str, port: int) -> None:
     """Fail at once, with a clear message, when something else listens there."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -99,6 +109,7 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning") -> int
                 stop(signal.SIGTERM, None)
                 break
             print(f"bid app: worker {proc.pid} exited with code {proc.exitcode}; restarting", flush=True)
+            _forget_metrics_of(proc.pid)
             start(slot)
     deadline = time.monotonic() + 15
     for proc in procs.values():

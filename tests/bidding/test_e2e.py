@@ -273,3 +273,22 @@ def test_win_notice_from_the_bid_app_counts_once(stack):
     assert httpx.get(nurl).json()["status"] == "duplicate"
     assert int(stack["redis"].get("spend:pending:1")) >= 900
     assert stack["redis"].zcard("freq:winner") == 1
+
+
+def test_a_dead_worker_is_replaced_and_bids_keep_flowing(stack):
+    """Last in this module: it replaces a worker process."""
+    proc = stack["procs"]["http"]
+    pids = [int(p) for p in re.findall(r"\d+", proc.wait_for_line(r"pids \[([\d, ]+)\]").group(1))]
+    assert len(pids) == 2
+    os.kill(pids[0], signal.SIGKILL)
+    proc.wait_for_line(rf"worker {pids[0]} exited with code -9; restarting", timeout=10)
+    # The surviving worker keeps answering while the new one starts; then both serve.
+    deadline = time.monotonic() + 30
+    answered = 0
+    while time.monotonic() < deadline and answered < 20:
+        with httpx.Client(timeout=5) as fresh:  # new connections are spread over the live sockets
+            r = fresh.post(f"{stack['http']}/v1/bid", content=BANNER)
+        assert r.status_code == 200
+        answered += 1
+    text = httpx.get(f"{stack['http']}/metrics", timeout=5).text
+    assert str(pids[0]) not in set(re.findall(r'inference_model_info\{[^}]*pid="(\d+)"', text))
