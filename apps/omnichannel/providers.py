@@ -221,8 +221,16 @@ def fcm_configured() -> bool:
     return bool(settings.FCM_PROJECT_ID and settings.FCM_ACCESS_TOKEN)
 
 
+# Keys FCM reserves for itself in the data payload (a message using one is refused with 400).
+FCM_RESERVED_KEYS = {"from", "notification", "message_type", "collapse_key"}
+
+
+def _fcm_data_key_allowed(key: str) -> bool:
+    return key not in FCM_RESERVED_KEYS and not key.startswith(("google", "gcm"))
+
+
 def fcm_payload(*, token: str, message: OutboundMessage) -> dict:
-    data = {key: str(value) for key, value in message.data.items()}
+    data = {key: str(value) for key, value in message.data.items() if _fcm_data_key_allowed(str(key))}
     data.update(message.tracking())
     if message.url:
         data["url"] = message.url

@@ -87,7 +87,7 @@ def test_twilio_messages_request(providers):
 
 def test_fcm_v1_request(providers):
     reachable_by("u-1", fcm_token="fcm-token-1")
-    activation, send = activate_and_send(data={"screen": "offers"})
+    activation, send = activate_and_send(data={"screen": "offers", "from": "x", "google.c.a": "y"})
     [request] = providers.fcm.requests
     assert (request.method, request.path) == ("POST", f"/v1/projects/{FCM_PROJECT}/messages:send")
     assert request.header("Authorization") == f"Bearer {FCM_TOKEN}"

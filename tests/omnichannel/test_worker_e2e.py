@@ -69,7 +69,7 @@ class Worker:
 
 
 @pytest.fixture(scope="module")
-def e2e(django_db_setup, django_db_blocker):
+def e2e(django_db_setup):
     """Provider servers + one worker for the module; each test resets the servers' scripts."""
     servers = start_providers()
     signing_key = new_signing_key()
