@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 
 import orjson
 import redis.asyncio as aioredis
@@ -69,6 +70,8 @@ class Bidder:
             loop.create_task(self._poll_snapshot(), name="bid-snapshot-poll"),
             loop.create_task(self.inference.watch(self.redis_pubsub), name="bid-model-watch"),
         ]
+        if self.config.gc_freeze_seconds > 0:
+            self._tasks.append(loop.create_task(self._freeze_long_lived(), name="bid-gc-freeze"))
         try:  # serve only once announcements reach us (bounded: with Redis down we start anyway)
             await asyncio.wait_for(self._subscribed.wait(), timeout=1.0)
         except asyncio.TimeoutError:
@@ -126,6 +129,18 @@ class Bidder:
             log.info("bid_snapshot_loaded", version=snap.version, offers=len(snap),
                      exhausted=len(snap.exhausted), reason=reason)
             return True
+
+    async def _freeze_long_lived(self) -> None:
+        """Keep CPython's full collections short. The L1 cache holds up to ``BID_L1_MAX_ENTRIES`` users;
+        a full (generation 2) collection walks every one of them: measured 20-35 ms with 25k entries and
+        ~70 ms with 100k, a pause every request in flight waits for. ``gc.freeze()`` moves what is alive
+        now out of the collector's view; it is still freed by reference counting when dropped (L1
+        eviction, snapshot swap), only cycles among frozen objects would stay, and the bid path's
+        long-lived objects form none."""
+        gc.freeze()
+        while True:
+            await asyncio.sleep(self.config.gc_freeze_seconds)
+            gc.freeze()
 
     async def _poll_snapshot(self) -> None:
         while True:

@@ -49,6 +49,7 @@ class BidConfig:
     min_bid_fraction: float = 0.5
     request_sample_rate: float = 0.01
     snapshot_poll_seconds: float = 5.0
+    gc_freeze_seconds: float = 10.0
     win_max_age_seconds: int = 86400
     public_base_url: str = "http://127.0.0.1:8081"
     win_secret: bytes = b""
@@ -74,6 +75,7 @@ class BidConfig:
             min_bid_fraction=env.env_float("BID_MIN_BID_FRACTION", 0.5),
             request_sample_rate=env.env_float("BID_REQUEST_SAMPLE_RATE", 0.01),
             snapshot_poll_seconds=env.env_float("BID_SNAPSHOT_POLL_SECONDS", 5.0),
+            gc_freeze_seconds=env.env_float("BID_GC_FREEZE_SECONDS", 10.0),
             win_max_age_seconds=env.env_int("BID_WIN_MAX_AGE_SECONDS", 86400),
             public_base_url=env.env_str("BID_PUBLIC_BASE_URL", env.BID_PUBLIC_BASE_URL).rstrip("/"),
             win_secret=_win_secret(),
