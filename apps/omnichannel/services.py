@@ -29,6 +29,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from prometheus_client import Counter
+from rest_framework.exceptions import ValidationError
 
 from apps.core.api import NotFound, ServiceError
 
@@ -115,25 +116,21 @@ CONTACT_FIELDS = (
 )
 
 
-def _normalise_email(value: str) -> str:
+def _normalise_address(value: str, *, field: str) -> str:
+    """An email (lower-cased) or phone (E.164) in the same canonical form the suppression list uses,
+    so a contact's address and its suppression entry always compare equal."""
     from apps.suppression.services import normalise_identifier
 
     if not value:
         return ""
-    normalised = normalise_identifier(value) if "@" in value else ""
-    if "@" not in normalised:
-        raise ServiceError(f"invalid email address {value!r}", field="email")
-    return normalised
-
-
-def _normalise_phone(value: str) -> str:
-    from apps.suppression.identifiers import classify_and_normalise
-
-    if not value:
-        return ""
-    normalised, kind = classify_and_normalise(value, field="phone")
-    if kind != "phone":
-        raise ServiceError(f"invalid phone number {value!r}: write it in E.164, e.g. +14155550100", field="phone")
+    try:
+        normalised = normalise_identifier(value)
+    except ServiceError as exc:
+        raise ServiceError(exc.message, field=field) from None
+    if field == "email" and "@" not in normalised:
+        raise ServiceError(f"invalid email address {value!r}", field=field)
+    if field == "phone" and not normalised.startswith("+"):
+        raise ServiceError(f"invalid phone number {value!r}: write it in E.164, e.g. +14155550100", field=field)
     return normalised
 
 
@@ -155,10 +152,8 @@ def contact_upsert(*, user_id: str, fields: dict[str, Any]) -> Contact:
         raise ServiceError(f"unknown contact field(s): {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     values: dict[str, Any] = {}
     for name, value in fields.items():
-        if name == "email":
-            values[name] = _normalise_email(value or "")
-        elif name == "phone":
-            values[name] = _normalise_phone(value or "")
+        if name in ("email", "phone"):
+            values[name] = _normalise_address(value or "", field=name)
         elif name in ("fcm_token", "apns_token"):
             values[name] = _clean_token(value, name)
         elif name == "preferred_channel":
@@ -196,8 +191,8 @@ def _clean_user_id(user_id: Any, field: str = "user_id") -> str:
         raise ServiceError(f"{field} must be at most 128 characters", field=field)
     try:
         return validate_plain_id(user_id, what=field)
-    except Exception as exc:  # DRF ValidationError → our error shape
-        raise ServiceError(f"{field} must not contain spaces or control characters", field=field) from exc
+    except ValidationError:
+        raise ServiceError(f"{field} must not contain spaces or control characters", field=field) from None
 
 
 # =====================================================================================================
@@ -341,7 +336,7 @@ def ingest_event_process(*, data: Any, transport: str, subject_source: str | Non
     if occurred_at > now + timedelta(seconds=settings.INGEST_MAX_CLOCK_SKEW_SECONDS):
         raise ServiceError("timestamp is in the future", field="timestamp")
     if clean["phone"]:
-        clean["phone"] = _normalise_phone(clean["phone"])
+        clean["phone"] = _normalise_address(clean["phone"], field="phone")
 
     with transaction.atomic():
         try:
