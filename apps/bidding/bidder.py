@@ -87,6 +87,8 @@ class Bidder:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.config.gc_freeze_seconds > 0:
+            gc.unfreeze()  # hand frozen objects back to the collector (the process may go on without us)
         self._tasks = []
         for client in (self.redis, self.redis_pubsub):
             with contextlib.suppress(Exception):

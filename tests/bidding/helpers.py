@@ -89,7 +89,8 @@ def golden_runtime(model_dir: Path, weights: CoLaNetWeights | None = None) -> In
 
 def bid_config(**overrides) -> BidConfig:
     values = dict(win_secret=SECRET, request_sample_rate=0.0, min_bid_fraction=MIN_FRACTION,
-                  public_base_url="http://bid.test", redis_url=env.env_str("REDIS_URL", env.REDIS_URL))
+                  public_base_url="http://bid.test", redis_url=env.env_str("REDIS_URL", env.REDIS_URL),
+                  gc_freeze_seconds=0)
     values.update(overrides)
     return BidConfig(**values)
 

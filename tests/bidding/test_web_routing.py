@@ -27,6 +27,7 @@ async def test_web_process_serves_bids_without_a_lifespan(redis_client, tmp_path
     models.mkdir()
     golden_weights().to_npz(models / "colanet-golden-1.npz")
     monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__MODEL_DIR", str(models))
+    monkeypatch.setenv("BID_GC_FREEZE_SECONDS", "0")  # leave the test process's garbage collector alone
     publish_snapshot(redis_client, version=next_version(redis_client), offers=[make_row(offer_id=7)])
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://web.test") as c:
