@@ -206,6 +206,6 @@ async def test_slow_redis_cannot_make_a_bid_late(make_processor):
         outcome = await processor.process(bid_request(user_id="slow", tmax=50))
         elapsed = time.perf_counter() - started
         assert elapsed < 0.3  # cut at the 40 ms budget, not the 2 s socket timeout (slack for a busy CI box)
-        assert outcome.reason == "deadline" or outcome.is_bid
+        assert outcome.reason == "deadline"  # the L2 wait used the whole budget: no late bid
     finally:
         server.close()
