@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps.core.api import NotFound
 
-from .models import Activation, Channel, Contact, EmailStats, Interaction, IngestSource, Source
+from .models import Activation, Contact, EmailStats, Interaction, IngestSource, Source
 
 
 # --- interactions (recommendations input) ----------------------------------------------------------
@@ -180,6 +180,3 @@ def email_analytics_by_campaign() -> list[dict]:
                     **counters, **email_rates(counters)})
     return out
 
-
-def inbox_channels() -> tuple[str, ...]:
-    return (Channel.IN_APP, Channel.WEB, Channel.IN_STORE)
