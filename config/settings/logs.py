@@ -40,6 +40,11 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "clickhouse_driver": {"level": "WARNING"},
         "asyncio": {"level": "WARNING"},
+        # Beat fires some tasks every second: per-task "received / succeeded / sending due task"
+        # lines would drown everything else. Tasks log their own events when they do something.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
     },
 }
 logging.captureWarnings(True)

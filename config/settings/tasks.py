@@ -14,3 +14,5 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
 CELERY_TASK_ALWAYS_EAGER = env.env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Our LOGGING (structlog, readable key=value lines) applies in the worker and beat too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
