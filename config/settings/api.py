@@ -24,5 +24,11 @@ SPECTACULAR_SETTINGS = {
     # One schema name per shared choice set (fields named differently reuse the same enum).
     "ENUM_NAME_OVERRIDES": {
         "LoyaltyTierEnum": "apps.loyalty.models.Tier",
+        "CampaignChannelEnum": "apps.campaigns.models.Channel",
+        "CampaignStatusEnum": "apps.campaigns.models.CampaignStatus",
+        "MessageChannelEnum": "apps.omnichannel.models.Channel",
+        "ActivationStatusEnum": "apps.omnichannel.models.ActivationStatus",
+        "SuppressionChannelEnum": "apps.suppression.models.Channel",
+        "SendStatusEnum": "apps.omnichannel.models.SendStatus",
     },
 }
