@@ -8,6 +8,7 @@ defaults are used (refused when CAMPAIGN_EXPRESS_ENV=production). They are print
 from __future__ import annotations
 
 import importlib
+import logging
 import importlib.util
 import time
 import traceback
@@ -41,6 +42,9 @@ class Command(BaseCommand):
                             help="Seed users and campaigns only; skip the other apps' demo.seed().")
 
     def handle(self, *args, only_campaigns: bool = False, **options):
+        if options.get("verbosity", 1) < 2:
+            # The services log every transition; here the command's own progress lines tell the story.
+            logging.getLogger("apps").setLevel(logging.WARNING)
         started = time.monotonic()
         users = demo.demo_users({
             "admin": settings.DEMO_ADMIN_PASSWORD,
