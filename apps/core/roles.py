@@ -8,7 +8,9 @@ class Role:
     MARKETER = "Marketer"
     APPROVER = "Approver"
     ADMIN = "Admin"
-    ALL = (MARKETER, APPROVER, ADMIN)
+    # Service users (apps, POS terminals, partners) calling loyalty, ingest and activation.
+    INTEGRATION = "Integration"
+    ALL = (MARKETER, APPROVER, ADMIN, INTEGRATION)
 
 
 def user_has_role(user: AbstractBaseUser | None, *roles: str) -> bool:

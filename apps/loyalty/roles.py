@@ -6,7 +6,7 @@ balances and ledgers (support and campaign planning) but not move stars.
 """
 from apps.core.roles import Role, role_permission
 
-INTEGRATION = "Integration"
+INTEGRATION = Role.INTEGRATION
 
 CanWriteLoyalty = role_permission(INTEGRATION)  # Admin (and superusers) are always admitted too
 CanReadLoyalty = role_permission(INTEGRATION, Role.MARKETER)

@@ -6,41 +6,25 @@ Admin: every permission of this app.
 The permission rows are normally created after migrate (post_migrate); they are created here first
 so this migration works on a fresh database.
 """
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from apps.core.migration_helpers import all_model_permissions, grant_role_permissions, revoke_role_permissions
 
 MODELS = ("campaign", "offer", "approvalrule", "approvalvote", "campaigntransition")
 GRANTS = {
     "Marketer": ["add_campaign", "change_campaign", "view_campaign", "add_offer", "change_offer", "view_offer",
                  "view_approvalrule", "view_approvalvote", "view_campaigntransition"],
     "Approver": ["view_campaign", "view_offer", "view_approvalrule", "view_approvalvote", "view_campaigntransition"],
-    "Admin": [f"{action}_{model}" for model in MODELS for action in ("add", "change", "delete", "view")],
+    "Admin": all_model_permissions(MODELS),
 }
 
 
 def grant(apps, schema_editor):
-    app_config = apps.get_app_config("campaigns")
-    app_config.models_module = True
-    create_permissions(app_config, verbosity=0)
-    app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for group_name, codenames in GRANTS.items():
-        group, _ = Group.objects.get_or_create(name=group_name)
-        perms = Permission.objects.filter(content_type__app_label="campaigns", codename__in=codenames)
-        missing = set(codenames) - set(perms.values_list("codename", flat=True))
-        if missing:
-            raise RuntimeError(f"permissions missing for {group_name}: {sorted(missing)}")
-        group.permissions.add(*perms)
+    grant_role_permissions(apps, "campaigns", GRANTS)
 
 
 def revoke(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for group_name, codenames in GRANTS.items():
-        group = Group.objects.filter(name=group_name).first()
-        if group is not None:
-            group.permissions.remove(*Permission.objects.filter(content_type__app_label="campaigns", codename__in=codenames))
+    revoke_role_permissions(apps, "campaigns", GRANTS)
 
 
 class Migration(migrations.Migration):

@@ -6,8 +6,9 @@
 
 Permission rows are created here first (normally post_migrate does it) so this works on a fresh database.
 """
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from apps.core.migration_helpers import all_model_permissions, grant_role_permissions, revoke_role_permissions
 
 INTEGRATION = "Integration"
 MODELS = ("loyaltyaccount", "ledgerentry", "promotion", "channelbonus", "rewardsignal")
@@ -15,35 +16,18 @@ GRANTS = {
     "Marketer": ["add_promotion", "change_promotion", "view_promotion",
                  "add_channelbonus", "change_channelbonus", "view_channelbonus",
                  "view_loyaltyaccount", "view_ledgerentry", "view_rewardsignal"],
-    "Admin": [f"{action}_{model}" for model in MODELS for action in ("add", "change", "delete", "view")],
+    "Admin": all_model_permissions(MODELS),
 }
 
 
 def grant(apps, schema_editor):
-    app_config = apps.get_app_config("loyalty")
-    app_config.models_module = True
-    create_permissions(app_config, verbosity=0)
-    app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    Group.objects.get_or_create(name=INTEGRATION)
-    for group_name, codenames in GRANTS.items():
-        group, _ = Group.objects.get_or_create(name=group_name)
-        perms = Permission.objects.filter(content_type__app_label="loyalty", codename__in=codenames)
-        missing = set(codenames) - set(perms.values_list("codename", flat=True))
-        if missing:
-            raise RuntimeError(f"permissions missing for {group_name}: {sorted(missing)}")
-        group.permissions.add(*perms)
+    apps.get_model("auth", "Group").objects.get_or_create(name=INTEGRATION)
+    grant_role_permissions(apps, "loyalty", GRANTS)
 
 
 def revoke(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for group_name, codenames in GRANTS.items():
-        group = Group.objects.filter(name=group_name).first()
-        if group is not None:
-            group.permissions.remove(*Permission.objects.filter(content_type__app_label="loyalty", codename__in=codenames))
-    Group.objects.filter(name=INTEGRATION).delete()
+    revoke_role_permissions(apps, "loyalty", GRANTS)
+    apps.get_model("auth", "Group").objects.filter(name=INTEGRATION).delete()
 
 
 class Migration(migrations.Migration):

@@ -21,7 +21,7 @@ from ..ingest_schema import IngestEventInput
 from ..models import Channel, Transport
 from . import serializers as s
 
-INTEGRATION = "Integration"
+INTEGRATION = Role.INTEGRATION
 IsIntegration = role_permission(INTEGRATION)
 CanReadActivations = role_permission(INTEGRATION, Role.MARKETER)
 CanReadAnalytics = role_permission(Role.MARKETER)

@@ -9,8 +9,9 @@
   Admin gets every permission of this app. Permission rows are created here first so this works on
   a fresh database.
 """
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from apps.core.migration_helpers import all_model_permissions, grant_role_permissions, revoke_role_permissions
 
 SOURCES = ("mobile_app", "pos", "kiosk", "web", "call_center", "partner_api", "iot")
 TRIGGER_RULES = {
@@ -28,7 +29,7 @@ MODELS = ("ingestsource", "ingestevent", "interaction", "contact", "triggerrule"
 GRANTS = {
     "Marketer": ["view_activation", "view_activationtransition", "view_sendledger", "view_emailstats",
                  "view_emailevent", "view_ingestsource", "view_triggerrule", "change_triggerrule"],
-    "Admin": [f"{action}_{model}" for model in MODELS for action in ("add", "change", "delete", "view")],
+    "Admin": all_model_permissions(MODELS),
 }
 INTEGRATION = "Integration"
 
@@ -42,30 +43,12 @@ def seed(apps, schema_editor):
         TriggerRule.objects.get_or_create(event_type=event_type,
                                           defaults={"title": title, "body": body, "cooldown_minutes": cooldown})
 
-    app_config = apps.get_app_config("omnichannel")
-    app_config.models_module = True
-    create_permissions(app_config, verbosity=0)
-    app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    Group.objects.get_or_create(name=INTEGRATION)
-    for group_name, codenames in GRANTS.items():
-        group, _ = Group.objects.get_or_create(name=group_name)
-        perms = Permission.objects.filter(content_type__app_label="omnichannel", codename__in=codenames)
-        missing = set(codenames) - set(perms.values_list("codename", flat=True))
-        if missing:
-            raise RuntimeError(f"permissions missing for {group_name}: {sorted(missing)}")
-        group.permissions.add(*perms)
+    apps.get_model("auth", "Group").objects.get_or_create(name=INTEGRATION)
+    grant_role_permissions(apps, "omnichannel", GRANTS)
 
 
 def unseed(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for group_name, codenames in GRANTS.items():
-        group = Group.objects.filter(name=group_name).first()
-        if group is not None:
-            group.permissions.remove(*Permission.objects.filter(content_type__app_label="omnichannel",
-                                                                codename__in=codenames))
+    revoke_role_permissions(apps, "omnichannel", GRANTS)
     # The Integration group is shared with other slices: it stays.
     apps.get_model("omnichannel", "TriggerRule").objects.filter(event_type__in=TRIGGER_RULES).delete()
     apps.get_model("omnichannel", "IngestSource").objects.filter(source__in=SOURCES).delete()
