@@ -42,8 +42,10 @@ def _worker(host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     sock = listen_socket(host, port)
+    # No proxy in front of the bid app: skip the X-Forwarded-* middleware and the Server header.
     config = uvicorn.Config(APP, loop="uvloop", http="httptools", lifespan="on", access_log=False,
-                            log_level=log_level, timeout_graceful_shutdown=5)
+                            proxy_headers=False, server_header=False, log_level=log_level,
+                            timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
 
 
