@@ -21,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from apps.bidding.conf import BidConfig
+from apps.bidding.l2 import L2Client
 from apps.bidding.processor import BidProcessor
 from apps.bidding.snapshot import BUDGET_CHANNEL, SNAPSHOT_CHANNEL, SNAPSHOT_KEY, WINS_CHANNEL, fetch_snapshot
 from apps.core.profiles import PROFILE_CHANNEL
@@ -50,7 +51,9 @@ class Bidder:
 
             inference = InferenceRuntime.from_env()
         self.inference = inference
-        self.processor = BidProcessor(config=self.config, inference=inference, redis=self.redis)
+        # L1 misses read through a lean pipelined connection (apps.bidding.l2); wins and snapshots use redis-py.
+        self.l2 = L2Client(url) if url.startswith("redis://") else self.redis
+        self.processor = BidProcessor(config=self.config, inference=inference, redis=self.l2)
         self._tasks: list[asyncio.Task] = []
         self._snapshot_lock = asyncio.Lock()
         self._subscribed = asyncio.Event()
@@ -90,7 +93,7 @@ class Bidder:
         if self.config.gc_freeze_seconds > 0:
             gc.unfreeze()  # hand frozen objects back to the collector (the process may go on without us)
         self._tasks = []
-        for client in (self.redis, self.redis_pubsub):
+        for client in {id(c): c for c in (self.l2, self.redis, self.redis_pubsub)}.values():
             with contextlib.suppress(Exception):
                 await client.aclose()
         self.started = False

@@ -159,7 +159,11 @@ def decode_profile_hash(raw: dict) -> dict:
 
 
 async def load_from_redis(aclient, user_id: str, now: float) -> UserState:
-    """One round trip: the profile hash and the last 24 h of won impressions."""
+    """One round trip: the profile hash and the last 24 h of won impressions. ``aclient`` is the
+    bid path's ``apps.bidding.l2.L2Client`` or a ``redis.asyncio`` client."""
+    if hasattr(aclient, "profile_and_freq"):
+        raw_profile, freq = await aclient.profile_and_freq(user_id, now - FREQ_WINDOW_SECONDS)
+        return state_from_redis(user_id, decode_profile_hash(raw_profile) if raw_profile else {}, freq, now)
     pipe = aclient.pipeline(transaction=False)
     pipe.hgetall(profile_key(user_id))
     pipe.zrangebyscore(freq_key(user_id), now - FREQ_WINDOW_SECONDS, "+inf", withscores=True)

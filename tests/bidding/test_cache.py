@@ -3,9 +3,6 @@ kept fresh by announcements, and bids that keep answering when Redis goes away."
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
 
 import pytest
@@ -136,39 +133,12 @@ async def test_profile_change_announcement_drops_l1_within_a_second(bidder, redi
     assert again.bids[0].price == expected_price(3.7, 0.02, "reserve")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def private_redis():
-    """A redis-server of our own (so the test can stop it), on a free port."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (scripts/services.sh installs it)")
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
+async def test_redis_unreachable_mid_test_bids_still_answer_on_the_default_profile(redis_server, runtime):
     import redis
 
+    server = redis_server()
+    url = server.url()
     client = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    yield proc, url, client
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(timeout=5)
-
-
-async def test_redis_unreachable_mid_test_bids_still_answer_on_the_default_profile(private_redis, runtime):
-    proc, url, client = private_redis
     publish_snapshot(client, version=next_version(client), offers=[make_row(offer_id=8, observed_ctr=0.02, max_bid_cpm=3.7)])
     profile_write(user_id="cara", fields={"loyalty_tier": "reserve"}, client=client)
     profile_write(user_id="dan", fields={"loyalty_tier": "gold"}, client=client)
@@ -178,8 +148,7 @@ async def test_redis_unreachable_mid_test_bids_still_answer_on_the_default_profi
         outcome = await b.processor.process(bid_request(user_id="cara"))
         assert outcome.bids[0].price == expected_price(3.7, 0.02, "reserve")
 
-        proc.terminate()
-        proc.wait(timeout=5)
+        server.stop()
         errors = counter(metrics.L2_ERRORS)
         started = time.perf_counter()
         # dan's profile is in the stopped Redis: he gets the default profile, quickly, and a bid.
@@ -195,11 +164,15 @@ async def test_redis_unreachable_mid_test_bids_still_answer_on_the_default_profi
         await b.stop()
 
 
-async def test_slow_redis_cannot_make_a_bid_late(make_processor):
+@pytest.mark.parametrize("client_kind", ["l2", "redis-py"])
+async def test_slow_redis_cannot_make_a_bid_late(make_processor, client_kind):
     """A Redis that accepts connections but never answers: the L2 read is cut at the deadline."""
+    from apps.bidding.l2 import L2Client
+
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = bid_redis(f"redis://127.0.0.1:{port}/0")
+    url = f"redis://127.0.0.1:{port}/0"
+    client = L2Client(url) if client_kind == "l2" else bid_redis(url)
     processor = make_processor([make_row()], redis=client, network_buffer_ms=10)
     try:
         started = time.perf_counter()
