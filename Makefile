@@ -27,5 +27,5 @@ test:             ## set up, then the whole test suite
 services:
 	bash scripts/services.sh
 
-bench:            ## bid-path load test against a running bid app (see bench/README.md)
+bench:            ## bid-path load test: starts its own bid app on 127.0.0.1 and prints figures (bench/README.md)
 	$(PY) bench/bid_load.py
