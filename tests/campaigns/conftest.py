@@ -7,24 +7,19 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from apps.campaigns import services
 from apps.core.roles import Role
+from tests import factories
 
 _seq = itertools.count(1)
 PASSWORD = "correct horse battery staple"
 
 
 def make_user(*roles: str, username: str | None = None, **extra):
-    user = get_user_model().objects.create_user(
-        username=username or f"user{next(_seq)}", password=PASSWORD, is_staff=True, **extra
-    )
-    for role in roles:
-        user.groups.add(Group.objects.get(name=role))
-    return user
+    """A staff user with a password (admin and browser tests log in with it)."""
+    return factories.make_user(*roles, username=username, password=PASSWORD, **extra)
 
 
 @pytest.fixture(autouse=True)

@@ -9,28 +9,16 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from apps.loyalty import rules
 from apps.loyalty.models import ChannelBonus, LoyaltyAccount, Promotion
+from tests.factories import make_user, token_client
 
 
-def _client_for(username: str, *groups: str, superuser: bool = False) -> APIClient:
-    User = get_user_model()
-    if superuser:
-        user = User.objects.create_superuser(username=username, password=None, email=f"{username}@example.com")
-    else:
-        # No password: hashing one costs ~0.2 s per user and token auth does not need it.
-        user = User.objects.create_user(username=username, password=None, is_staff=bool(groups))
-        user.groups.add(*Group.objects.filter(name__in=groups))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    client.user = user
-    return client
+def _client_for(username: str, *groups: str) -> APIClient:
+    return token_client(make_user(*groups, username=username, is_staff=bool(groups)))
 
 
 @pytest.fixture
@@ -45,7 +33,7 @@ def marketer_client(db) -> APIClient:
 
 @pytest.fixture
 def admin_user(db):
-    return get_user_model().objects.create_superuser(username="root", password=None, email="root@example.com")
+    return make_user(username="root", superuser=True)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.factories import make_user, token_client
+
 from .fakes import ApnsServer, FcmServer, SendGridServer, TwilioServer
 
 SENDGRID_KEY = "SG.test-key.abc"
@@ -113,25 +115,8 @@ def sendgrid_signing_key(settings) -> SigningKey:
     return key
 
 
-def _user_with_groups(username: str, *groups: str):
-    from django.contrib.auth.models import Group, User
-    from rest_framework.authtoken.models import Token
-
-    user = User.objects.create_user(username=username, password="x")
-    for name in groups:
-        user.groups.add(Group.objects.get_or_create(name=name)[0])
-    token = Token.objects.create(user=user)
-    return user, token
-
-
 def _client_for(username: str, *groups: str):
-    from rest_framework.test import APIClient
-
-    user, token = _user_with_groups(username, *groups)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    client.user = user
-    return client
+    return token_client(make_user(*groups, username=username, is_staff=False))
 
 
 @pytest.fixture
