@@ -19,6 +19,12 @@ BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Profiles expire an hour after their last write: rewrite them well before that.
+    "loyalty-keep-profiles-alive": {
+        "task": "loyalty.keep_profiles_alive",
+        "schedule": 20 * 60.0,
+        "options": {"expires": 10 * 60},
+    },
     "loyalty-purge-idempotency-records": {
         "task": "loyalty.purge_idempotency_records",
         "schedule": crontab(minute=40, hour=4),

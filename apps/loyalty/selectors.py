@@ -104,6 +104,11 @@ def account_feature_vector(account: LoyaltyAccount, *, now: datetime | None = No
     )
 
 
+def loyalty_accounts_after(*, last_id: int, limit: int) -> list[LoyaltyAccount]:
+    """Accounts in primary-key order after ``last_id`` (keyset pagination for batch jobs)."""
+    return list(LoyaltyAccount.objects.filter(pk__gt=last_id).order_by("pk")[:limit])
+
+
 def loyalty_feature_vector(*, user_id: str) -> list[float]:
     """The 8-float loyalty vector of RULES.md §2.7; eight zeros for a user with no account
     (RULES.md §1 step 5: "zeros when no loyalty data")."""

@@ -211,6 +211,29 @@ def loyalty_profile_refresh(*, user_id: str) -> None:
         log.warning("loyalty_profile_refresh_failed", user_id=user_id, error=f"{type(exc).__name__}: {exc}")
 
 
+def loyalty_profiles_keep_alive(*, batch_size: int = 500) -> int:
+    """Rewrite every member's loyalty fields into the bidding profile, without announcing.
+
+    The profile hash lives ``PROFILE_TTL_SECONDS`` (an hour) after its last write; without this a
+    Gold member who has not transacted for an hour would bid as a default Green user. Run from beat
+    more often than the TTL. Also refreshes the day-dependent parts of the vector (birthday window,
+    redeem recency). Returns how many profiles were written; stops at the first Redis error."""
+    written = 0
+    last_id = 0
+    while True:
+        accounts = selectors.loyalty_accounts_after(last_id=last_id, limit=batch_size)
+        if not accounts:
+            return written
+        for account in accounts:
+            profile_write(
+                user_id=account.user_id,
+                fields={"loyalty_tier": str(account.tier), "loyalty": selectors.account_feature_vector(account)},
+                announce=False,
+            )
+            written += 1
+        last_id = accounts[-1].pk
+
+
 def _after_commit(user_id: str, *events: tuple[str, dict[str, Any]]) -> None:
     """Register the profile refresh and the analytics events to run once the transaction commits."""
 

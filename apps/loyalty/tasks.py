@@ -26,3 +26,8 @@ def republish_reward_signals() -> int:
 def purge_idempotency_records() -> int:
     """Delete loyalty Idempotency-Key answers past their retention."""
     return services.loyalty_purge_idempotency_records()
+
+
+@shared_task(name="loyalty.keep_profiles_alive", ignore_result=True)
+def keep_profiles_alive() -> int:
+    return services.loyalty_profiles_keep_alive()

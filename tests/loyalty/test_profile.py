@@ -133,3 +133,22 @@ def test_redis_down_does_not_fail_a_committed_earn(monkeypatch, django_capture_o
         result = services.loyalty_earn(user_id="u-noredis", amount_cents=100, channel="web", transaction_id="t")
     assert result.new_balance == 1
     assert selectors.loyalty_balance(user_id="u-noredis").balance == 1
+
+
+@pytest.mark.django_db
+def test_keep_alive_rewrites_expiring_profiles_without_evicting_l1(redis_client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.loyalty_earn(user_id="u-keep", amount_cents=60_000, channel="app", transaction_id="t-1")  # Gold
+        services.loyalty_earn(user_id="u-other", amount_cents=100, channel="web", transaction_id="t-1")
+    redis_client.expire(profile_key("u-keep"), 5)       # about to expire
+    redis_client.delete(profile_key("u-other"))         # already expired
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(PROFILE_CHANNEL)
+    try:
+        assert services.loyalty_profiles_keep_alive(batch_size=1) == 2
+        assert pubsub.get_message(timeout=0.3) is None  # nothing announced: L1 copies stay valid
+    finally:
+        pubsub.close()
+    assert redis_client.ttl(profile_key("u-keep")) > PROFILE_TTL_SECONDS - 60
+    assert profile_read(user_id="u-keep")["loyalty_tier"] == "gold"
+    assert profile_read(user_id="u-other")["loyalty"] == selectors.loyalty_feature_vector(user_id="u-other")
