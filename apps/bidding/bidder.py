@@ -20,10 +20,12 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from apps.bidding import metrics
 from apps.bidding.conf import BidConfig
 from apps.bidding.l2 import L2Client
 from apps.bidding.processor import BidProcessor
 from apps.bidding.snapshot import BUDGET_CHANNEL, SNAPSHOT_CHANNEL, SNAPSHOT_KEY, WINS_CHANNEL, fetch_snapshot
+from apps.core import metrics as core_metrics
 from apps.core.profiles import PROFILE_CHANNEL
 
 log = structlog.get_logger(__name__)
@@ -54,6 +56,8 @@ class Bidder:
         # L1 misses read through a lean pipelined connection (apps.bidding.l2); wins and snapshots use redis-py.
         self.l2 = L2Client(url) if url.startswith("redis://") else self.redis
         self.processor = BidProcessor(config=self.config, inference=inference, redis=self.l2)
+        if core_metrics.multiprocess_dir() and hasattr(inference, "buffer_metrics"):
+            inference.buffer_metrics()
         self._tasks: list[asyncio.Task] = []
         self._snapshot_lock = asyncio.Lock()
         self._subscribed = asyncio.Event()
@@ -75,6 +79,8 @@ class Bidder:
         ]
         if self.config.gc_freeze_seconds > 0:
             self._tasks.append(loop.create_task(self._freeze_long_lived(), name="bid-gc-freeze"))
+        if core_metrics.multiprocess_dir():
+            self._tasks.append(loop.create_task(self._flush_metrics(), name="bid-metrics-flush"))
         try:  # serve only once announcements reach us (bounded: with Redis down we start anyway)
             await asyncio.wait_for(self._subscribed.wait(), timeout=1.0)
         except asyncio.TimeoutError:
@@ -93,6 +99,7 @@ class Bidder:
         if self.config.gc_freeze_seconds > 0:
             gc.unfreeze()  # hand frozen objects back to the collector (the process may go on without us)
         self._tasks = []
+        core_metrics.flush_buffered()
         for client in {id(c): c for c in (self.l2, self.redis, self.redis_pubsub)}.values():
             with contextlib.suppress(Exception):
                 await client.aclose()
@@ -146,6 +153,12 @@ class Bidder:
         while True:
             await asyncio.sleep(self.config.gc_freeze_seconds)
             gc.freeze()
+
+    async def _flush_metrics(self) -> None:
+        """Write the hot path's buffered metric updates (multiprocess mode, see apps.core.metrics)."""
+        while True:
+            await asyncio.sleep(metrics.FLUSH_SECONDS)
+            core_metrics.flush_buffered()
 
     async def _poll_snapshot(self) -> None:
         while True:

@@ -25,3 +25,40 @@ WINS = Counter("bids_wins", "Win notices counted (first notice per bid id)")
 WIN_DUPLICATES = Counter("bids_win_duplicates", "Win notices ignored because the bid id was already counted")
 WIN_REJECTED = Counter("bids_win_rejected", "Win notices refused (bad signature, expired, bad price)", ["reason"])
 SNAPSHOT_LOADS = Counter("bids_snapshot_loads", "Offer snapshots loaded by this process")
+
+
+class _Hot:
+    """The per-request updates of the bid path, through ``apps.core.metrics.buffered``: plain adds in
+    multiprocess mode (the ``Bidder`` flushes them every ``FLUSH_SECONDS``), the metrics themselves
+    otherwise. Built on first use, so the decision follows the process's environment."""
+
+    def __init__(self) -> None:
+        from apps.core.metrics import buffered
+
+        self.total_latency_us = buffered(TOTAL_LATENCY_US)
+        self.responded = buffered(RESPONDED)
+        self.l1_hit = buffered(L1_HIT)
+        self.l1_miss = buffered(L1_MISS)
+        self.l2_hit = buffered(L2_HIT)
+        self.l2_miss = buffered(L2_MISS)
+        self.loyalty_boosted = buffered(LOYALTY_BOOSTED)
+        self.frequency_capped = buffered(FREQUENCY_CAPPED)
+        self._buffered = buffered
+        self._no_bid: dict = {}
+
+    def no_bid(self, reason: str):
+        child = self._no_bid.get(reason)
+        if child is None:
+            child = self._no_bid[reason] = self._buffered(NO_BID.labels(reason))
+        return child
+
+
+FLUSH_SECONDS = 0.1
+_hot: _Hot | None = None
+
+
+def hot() -> _Hot:
+    global _hot
+    if _hot is None:
+        _hot = _Hot()
+    return _hot

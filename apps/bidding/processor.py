@@ -118,6 +118,7 @@ class BidProcessor:
         self._win_base = f"{config.public_base_url}/v1/win?t="
         self._click_base = f"{config.public_base_url}/v1/click?t="
         self._anonymous = default_state(ANONYMOUS)
+        self._hot = metrics.hot()
 
     # --- state fed by the runtime (snapshot loads, announcements) --------------------------------
     @property
@@ -174,22 +175,23 @@ class BidProcessor:
         now = _wall()
 
         # Step 2: profile (L1 -> L2 -> default).
+        hot = self._hot
         if user_id == ANONYMOUS:
             state = self._anonymous
         else:
             state = self.cache.get(user_id, now)
             if state is None:
-                metrics.L1_MISS.inc()
+                hot.l1_miss.inc()
                 state = await self._load(user_id, now, deadline)
             else:
-                metrics.L1_HIT.inc()
+                hot.l1_hit.inc()
 
         # Step 3: frequency cap (won impressions, kept in memory by announcements).
         impressions_1h = 0
         if state.wins:
             impressions_1h, impressions_24h = state.counts(now)
             if impressions_1h >= cfg.freq_max_per_hour or impressions_24h >= cfg.freq_max_per_day:
-                metrics.FREQUENCY_CAPPED.inc()
+                self._hot.frequency_capped.inc()
                 return self._no_bid(request, t0, "frequency_cap", openrtb.NBR_DAILY_USER_CAP, user_id=user_id)
 
         # Step 4: candidates from the snapshot.
@@ -280,13 +282,13 @@ class BidProcessor:
             entry = entries[candidates[pos]]
             bids.append(self._bid(request, imp, entry, price, dealid, user_id, issued, secret))
             if boosted:
-                metrics.LOYALTY_BOOSTED.inc()
+                hot.loyalty_boosted.inc()
         response = openrtb.BidResponse(
             id=request.id, seatbid=[openrtb.SeatBid(bid=bids, seat=seat)], bidid=new_uuid(), cur="USD"
         )
         latency_us = int((_perf() - t0) * 1e6)
-        metrics.TOTAL_LATENCY_US.observe(latency_us)
-        metrics.RESPONDED.inc()
+        hot.total_latency_us.observe(latency_us)
+        hot.responded.inc()
         emit_event = self.emit
         for b in bids:
             emit_event("bid_response", request_id=request.id, user_id=user_id, campaign_id=b.cid, offer_id=b.adid,
@@ -380,14 +382,15 @@ class BidProcessor:
                 self._l2_error_logged_at = t
                 log.warning("bid_l2_unavailable", error=f"{type(exc).__name__}: {exc}", fallback="default_profile")
             return default_state(user_id)
-        (metrics.L2_HIT if state.known else metrics.L2_MISS).inc()
+        (self._hot.l2_hit if state.known else self._hot.l2_miss).inc()
         cache.finish_load(user_id, state)
         return state
 
     def _no_bid(self, request, t0: float, reason: str, nbr: int, *, user_id: str | None = None) -> BidOutcome:
         latency_us = int((_perf() - t0) * 1e6)
-        metrics.TOTAL_LATENCY_US.observe(latency_us)
-        metrics.NO_BID.labels(reason).inc()
+        hot = self._hot
+        hot.total_latency_us.observe(latency_us)
+        hot.no_bid(reason).inc()
         self.emit("no_bid", request_id=request.id, user_id=user_id, reason=reason, latency_us=latency_us)
         response = openrtb.BidResponse(id=request.id, seatbid=[], nbr=nbr, ext={"reason": reason})
         return BidOutcome(response, [], reason, nbr, latency_us)

@@ -97,6 +97,15 @@ class InferenceRuntime:
             else None
         )
 
+    def buffer_metrics(self) -> None:
+        """Count the latency histogram through ``apps.core.metrics.buffered`` (multiprocess mode: the
+        caller must run ``flush_buffered`` periodically, as the bid workers do). Only for a runtime
+        scored from one thread."""
+        from apps.core.metrics import buffered
+
+        self._latency_direct = buffered(self._latency_direct)
+        self._latency_batched = buffered(self._latency_batched)
+
     @classmethod
     def from_env(cls) -> "InferenceRuntime":
         """Build a runtime from the ``CAMPAIGN_EXPRESS__NPU__*`` variables (see module docstring)."""
