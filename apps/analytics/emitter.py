@@ -65,15 +65,45 @@ _ENCODE = msgspec.msgpack.Encoder().encode
 
 _time_ns = time.time_ns
 _urandom = os.urandom
+_ID_BATCH = 256
+_VERSION_4 = bytes(b & 0x0F | 0x40 for b in range(256))
+_VARIANT_10 = bytes(b & 0x3F | 0x80 for b in range(256))
 
 
-def new_event_id() -> str:
-    """A uuid4 as 32 hex digits. Same bits as ``uuid.uuid4().hex`` at a third of the cost (0.75 µs vs
-    2 µs here): os.urandom (fork-safe) with the RFC 4122 version and variant bits set."""
-    raw = bytearray(_urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40
-    raw[8] = raw[8] & 0x3F | 0x80
-    return raw.hex()
+class _RandomIds:
+    """uuid4s as 32 hex digits, made ``_ID_BATCH`` at a time: one ``os.urandom`` call (a getrandom
+    syscall, ~1-6 µs under load) per batch instead of one per id. Thread-safe without a lock: ids are
+    handed out by a list iterator, whose ``next`` is atomic under the GIL; two threads refilling at
+    once each make their own batch (no id is handed out twice). A forked child starts a fresh batch."""
+
+    def __init__(self) -> None:
+        self._next = iter(()).__next__
+
+    def _refill(self) -> str:
+        raw = bytearray(_urandom(16 * _ID_BATCH))
+        raw[6::16] = raw[6::16].translate(_VERSION_4)  # RFC 4122: version 4 ...
+        raw[8::16] = raw[8::16].translate(_VARIANT_10)  # ... variant 10
+        h = raw.hex()
+        ids = [h[i : i + 32] for i in range(0, len(h), 32)]
+        nxt = iter(ids).__next__
+        first = nxt()
+        self._next = nxt
+        return first
+
+    def reset(self) -> None:
+        self._next = iter(()).__next__
+
+    def __call__(self) -> str:
+        try:
+            return self._next()
+        except StopIteration:
+            return self._refill()
+
+
+#: A uuid4 as 32 hex digits: the same bits as ``uuid.uuid4().hex`` (os.urandom, version and variant
+#: bits set) at a small fraction of the cost.
+new_event_id = _RandomIds()
+os.register_at_fork(after_in_child=new_event_id.reset)
 
 _check = events.check
 

@@ -7,6 +7,7 @@ click URL into an open redirect. The payload names the bid, so the win handler n
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -46,8 +47,12 @@ class ClickToken:
     issued_at: int
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    # base64.urlsafe_b64encode without its Python-level wrappers
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
@@ -55,18 +60,29 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + pad)
 
 
-_keyed: dict[bytes, "hmac.HMAC"] = {}
+_keyed: dict[bytes, tuple] = {}
+
+
+def _keyed_hashes(secret: bytes) -> tuple:
+    """The inner and outer SHA-256 states of HMAC (RFC 2104) after absorbing the padded key."""
+    key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
+    key = key.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(k ^ 0x36 for k in key))
+    outer = hashlib.sha256(bytes(k ^ 0x5C for k in key))
+    _keyed[secret] = pair = (inner.copy, outer.copy)
+    return pair
 
 
 def _sign(secret: bytes, payload: bytes) -> bytes:
-    # HMAC-SHA256 with the key schedule done once per secret: copying a keyed HMAC is ~3x cheaper
-    # than hmac.new() on every bid.
-    base = _keyed.get(secret)
-    if base is None:
-        base = _keyed[secret] = hmac.new(secret, digestmod=hashlib.sha256)
-    mac = base.copy()
-    mac.update(payload)
-    return mac.digest()[:_SIG_BYTES]
+    # HMAC-SHA256 (the same bytes as hmac.new(secret, payload, sha256).digest()) from copies of the
+    # keyed inner/outer hash states: ~0.7 µs against ~1.3 µs for copying an hmac.HMAC object and
+    # ~1.8 µs for hmac.digest(), which redoes the key schedule every time.
+    pair = _keyed.get(secret) or _keyed_hashes(secret)
+    inner = pair[0]()
+    inner.update(payload)
+    outer = pair[1]()
+    outer.update(inner.digest())
+    return outer.digest()[:_SIG_BYTES]
 
 
 def _pack(secret: bytes, fields: list) -> str:
