@@ -26,6 +26,10 @@ APP = "apps.bidding.asgi:app"
 BACKLOG = 2048
 CRASH_WINDOW_SECONDS = 10.0
 MAX_QUICK_CRASHES = 5
+# Exchanges keep a pool of connections and use some of them only now and then. uvicorn's default 5 s
+# idle timeout closes those, and a request written while the close is under way is lost (seen as a
+# connection error by the exchange). Pools are sized for peaks: keep idle connections like nginx does.
+KEEP_ALIVE_SECONDS = 75
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -109,7 +113,7 @@ def _worker(host: str, port: int, log_level: str) -> None:
     # No proxy in front of the bid app: skip the X-Forwarded-* middleware and the Server header.
     config = uvicorn.Config(APP, loop="uvloop", http=_protocol_class(), lifespan="on", access_log=False,
                             proxy_headers=False, server_header=False, log_level=log_level,
-                            timeout_graceful_shutdown=5)
+                            timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
 
 
