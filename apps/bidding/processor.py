@@ -117,6 +117,9 @@ class BidProcessor:
         self._click_base = f"{config.public_base_url}/v1/click?t="
         self._anonymous = default_state(ANONYMOUS)
         self._hot = metrics.hot()
+        # position column for up to batch_size ranked candidates (a request takes the first n): made once
+        self._positions = position_column(max(1, config.batch_size), max(1, config.batch_size))
+        self._positions.setflags(write=False)
 
     # --- state fed by the runtime (snapshot loads, announcements) --------------------------------
     @property
@@ -231,7 +234,7 @@ class BidProcessor:
         else:
             row = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty, recency=state.recency,
                            impressions_1h=impressions_1h, max_per_hour=cfg.freq_max_per_hour, device_type=device_type)
-        score, predicted_ctr = await self.inference.score_async(row, snap.features[index], position_column(n, cfg.batch_size))
+        score, predicted_ctr = await self.inference.score_async(row, snap.features[index], self._positions[:n])
         if _perf() >= deadline:
             return self._no_bid(request, t0, "deadline", openrtb.NBR_TECHNICAL_ERROR, user_id=user_id)
 
