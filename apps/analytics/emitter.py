@@ -242,10 +242,12 @@ class Emitter:
                 rows: list[tuple] = []
                 popleft = buf.popleft
                 count = min(self.round_max, len(buf))
-                self._held = count  # set before popping so emit never sees room that is not there
                 for i in range(count):
                     if i & _YIELD_MASK == _YIELD_MASK:
                         _sleep(0)  # let the event loop thread have the GIL (see _YIELD_EVERY)
+                    # counted as held before it leaves the buffer, so emit never sees room that is not
+                    # there, and backlog() stays exact at the yields
+                    self._held += 1
                     event_type, event_id, ts_us, fields = popleft()
                     try:
                         rows.append(events.to_row(event_type, event_id, ts_us, fields))
