@@ -371,7 +371,11 @@ class BidProcessor:
         cache = self.cache
         cache.begin_load(user_id)
         try:
-            state = await asyncio.wait_for(load_from_redis(client, user_id, now), remaining)
+            # asyncio.timeout rather than wait_for: the read runs in this task, so the command is written
+            # now (wait_for wraps it in a new task that starts one event-loop turn later, behind every
+            # request ready meanwhile) and the reply resumes this task directly.
+            async with asyncio.timeout(remaining):
+                state = await load_from_redis(client, user_id, now)
         except (redis.exceptions.RedisError, OSError, asyncio.TimeoutError) as exc:
             cache.finish_load(user_id, None)
             metrics.L2_ERRORS.inc()
