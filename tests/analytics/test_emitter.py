@@ -174,7 +174,8 @@ def test_redis_down_keeps_events_and_flushes_when_it_is_back(private_redis):
         em.emit("win", request_id=f"down{n}")
     assert _wait(lambda: _metric("analytics_flush_errors_total") >= errors + 2)
     assert em.backlog() == 700  # kept, not lost
-    assert _metric("analytics_buffer_events") > 0
+    # (No check of the analytics_buffer_events gauge here: it is process-wide, and the process's
+    # default emitter, flushing to the healthy test Redis, may set it to its own 0 at any moment.)
 
     private_redis.start()  # an empty Redis on the same port (no persistence)
     assert _wait(lambda: em.backlog() == 0, timeout=10)
