@@ -75,9 +75,11 @@ class DashboardAdmin(admin.ModelAdmin):
             raise PermissionDenied
         context = self._context(request, "Campaign performance")
         params = request.GET
-        campaign_id = (params.get("campaign") or "").strip()
+        campaigns = _campaign_choices()
+        # With nothing picked yet, show the newest campaign: a picture beats an empty form.
+        campaign_id = (params.get("campaign") or "").strip() or (campaigns[0][0] if campaigns else "")
         context.update(
-            campaigns=_campaign_choices(),
+            campaigns=campaigns,
             campaign_id=campaign_id,
             granularity=params.get("granularity") or "hour",
             from_value=params.get("from") or "",

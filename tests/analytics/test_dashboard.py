@@ -132,6 +132,15 @@ def test_dashboard_without_campaign_shows_the_picker(client, db):
     assert response.status_code == 200 and b"pick a campaign" in response.content
 
 
+def test_dashboard_opens_on_the_newest_campaign(client, campaign_with_events):
+    marketer, campaign, start = campaign_with_events
+    client.force_login(marketer)
+    response = client.get("/admin/analytics/dashboard/")
+    assert response.status_code == 200
+    assert response.context["campaign_id"] == str(campaign.pk)
+    assert response.context["report"] is not None and 'id="chart-latency"' in response.content.decode()
+
+
 def test_dashboard_is_listed_in_the_admin_for_roles_only(client, db):
     marketer, outsider = make_user(Role.MARKETER), make_user()
     client.force_login(marketer)
