@@ -234,7 +234,8 @@ class BidProcessor:
         else:
             row = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty, recency=state.recency,
                            impressions_1h=impressions_1h, max_per_hour=cfg.freq_max_per_hour, device_type=device_type)
-        score, predicted_ctr = await self.inference.score_async(row, snap.features[index], self._positions[:n])
+        # the provider keeps each offer's share of layer 1 per (snapshot, model): only rows are gathered
+        score, predicted_ctr = await self.inference.score_indexed_async(row, snap.features, index, self._positions[:n])
         if _perf() >= deadline:
             return self._no_bid(request, t0, "deadline", openrtb.NBR_TECHNICAL_ERROR, user_id=user_id)
 

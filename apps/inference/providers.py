@@ -88,6 +88,11 @@ class CpuProvider:
         self._W1_user = np.ascontiguousarray(weights.W1[:N_USER])
         # position column 139 and offer columns 140..203 are contiguous: one GEMM covers both
         self._W1_offer = np.ascontiguousarray(weights.W1[POSITION_COL : OFFER_COLS.stop])
+        # score_indexed: the offer columns alone (the per-offer table is built from them once per
+        # snapshot) and the position column as a vector (its term is rank-1: positions x W1[139])
+        self._W1_offer64 = np.asarray(weights.W1[OFFER_COLS], dtype=np.float64)
+        self._w1_position = np.ascontiguousarray(weights.W1[POSITION_COL], dtype=np.float32)
+        self._tables: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
         # X@W1 + b1 > theta  <=>  offer_part > theta - b1 - user_part: the per-request user term is
         # the (negated) threshold the offer part is compared against — no n x H add needed
         self._theta_minus_b1 = (weights.theta - weights.b1).astype(np.float32)
@@ -111,6 +116,56 @@ class CpuProvider:
         Z[:, 0] = positions
         Z[:, 1:] = offer_features
         return Z @ self._W1_offer
+
+    def offer_table(self, offer_features: np.ndarray) -> np.ndarray:
+        """``offer_features @ W1[140:204]`` for every row of a feature table (n_offers x H, float32,
+        read-only): each offer's share of layer 1, which depends only on the offer and the weights.
+        Computed in float64. A read-only table (a snapshot's features are) is cached for the last two
+        seen, keyed by the array object, which the cache keeps alive: built once per (snapshot, model
+        version) — this provider is bound to one model version. A writable array could change under
+        the cache, so its table is computed afresh on every call."""
+        tables = self._tables
+        for source, table in tables:
+            if source is offer_features:
+                return table
+        features = np.asarray(offer_features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[1] != N_OFFER:
+            raise ValueError(f"offer_features must have shape (n, {N_OFFER}), got {features.shape}")
+        table = (features.astype(np.float64) @ self._W1_offer64).astype(np.float32)
+        table.setflags(write=False)
+        if isinstance(offer_features, np.ndarray) and not offer_features.flags.writeable:
+            self._tables = ((offer_features, table), *tables[:1])  # one assignment: safe across threads
+        return table
+
+    def score_indexed(self, user_row: np.ndarray, offer_features: np.ndarray, index: np.ndarray,
+                      positions: np.ndarray) -> ScoreResult:
+        """``score(user_row, offer_features[index], positions)`` from the cached offer table
+        (``offer_table``): per request only a row gather, the rank-1 position term and the
+        comparison, instead of an n x 65 @ 65 x H GEMM. ``offer_features`` is a whole snapshot's
+        feature table (float32[n_offers, 64]) and ``index`` the candidates' rows in it."""
+        table = self.offer_table(offer_features)
+        user_row = np.asarray(user_row, dtype=np.float32)
+        positions = np.asarray(positions, dtype=np.float32)
+        if user_row.shape != (N_FEATURES,):
+            raise ValueError(f"user_row must have shape ({N_FEATURES},), got {user_row.shape}")
+        if index.ndim != 1 or positions.shape != index.shape:
+            raise ValueError(f"positions must have shape {index.shape} (one per index), got {positions.shape}")
+        n = index.shape[0]
+        if n == 0:
+            return _EMPTY.copy(), _EMPTY.copy()
+        pre = table.take(index, axis=0)  # a new n x H array (IndexError for an index out of range)
+        position_term = self._position_workspace(n)
+        np.multiply(positions[:, None], self._w1_position, out=position_term)
+        pre += position_term
+        np.greater(pre, self._thresholds(user_row), out=pre, casting="unsafe")  # spike: 1.0/0.0 in place
+        return self._output(pre)
+
+    def _position_workspace(self, rows: int) -> np.ndarray:
+        local = self._local
+        buf = getattr(local, "position", None)
+        if buf is None or buf.shape[0] < rows:
+            local.position = buf = np.empty((max(rows, 64), self.weights.hidden), dtype=np.float32)
+        return buf[:rows]
 
     def _output(self, hidden: np.ndarray) -> ScoreResult:
         out = hidden @ self._W2

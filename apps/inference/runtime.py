@@ -241,6 +241,22 @@ class InferenceRuntime:
         self._latency_batched.observe((time.perf_counter_ns() - start) / 1000.0)
         return result
 
+    async def score_indexed_async(self, user_row: np.ndarray, offer_features: np.ndarray, index: np.ndarray,
+                                  positions: np.ndarray) -> ScoreResult:
+        """``score_async(user_row, offer_features[index], positions)`` where ``offer_features`` is a
+        whole table of offers (e.g. a snapshot's) and ``index`` the candidates' rows. Without batching,
+        a provider with ``score_indexed`` (the CPU ones) scores from its per-table cache of the offers'
+        layer-1 share; otherwise the rows are gathered and scored as usual. Same result either way."""
+        if self.batcher is None:
+            provider = self._current_provider()
+            scorer = getattr(provider, "score_indexed", None)
+            if scorer is not None:
+                start = time.perf_counter_ns()
+                result = scorer(user_row, offer_features, index, positions)
+                self._latency_direct.observe((time.perf_counter_ns() - start) / 1000.0)
+                return result
+        return await self.score_async(user_row, offer_features[index], positions)
+
     # --- hot reload ----------------------------------------------------------------------------
     async def watch(self, redis_client=None, *, poll_interval_s: float | None = None) -> None:
         """Run until cancelled: load models announced on ``models:published`` and poll the model

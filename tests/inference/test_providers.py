@@ -135,3 +135,86 @@ def test_ampere_provider_needs_aarch64(rng):
         with pytest.raises(ProviderUnavailable) as info:
             get_provider("ampere")
         assert str(info.value) == f"ampere provider needs an aarch64 CPU, this machine is {machine}"
+
+
+def _snapshot_table(rng, n_offers: int) -> np.ndarray:
+    table = rng.normal(0, 1, (n_offers, 64)).astype(np.float32)
+    table.setflags(write=False)  # like a snapshot's features
+    return table
+
+
+@pytest.mark.parametrize("n", [1, 7, 64])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_indexed_score_equals_reference_forward(n, seed):
+    weights = random_weights(seed)
+    provider = CpuProvider(weights)
+    rng = np.random.default_rng(200 + seed)
+    user, _, positions = random_request(rng, n)
+    table = _snapshot_table(rng, 80)
+    index = rng.choice(80, size=n, replace=False).astype(np.intp)
+    score, ctr = provider.score_indexed(user, table, index, positions)
+    ref_score, ref_ctr = weights.forward(F.feature_matrix(user, table[index], positions))
+    assert score.shape == ctr.shape == (n,)
+    assert score.dtype == ctr.dtype == np.float32
+    np.testing.assert_allclose(score, ref_score, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ctr, ref_ctr, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(score, provider.score(user, table[index], positions)[0], atol=1e-5, rtol=0)
+    if n > 1:
+        assert len(np.unique(score)) > 1
+
+
+def test_offer_table_is_built_once_per_snapshot_and_model(rng):
+    weights = random_weights(3)
+    provider = CpuProvider(weights)
+    first, second, third = (_snapshot_table(rng, 16) for _ in range(3))
+    table = provider.offer_table(first)
+    np.testing.assert_allclose(table, first.astype(np.float64) @ weights.W1[140:204], atol=1e-5, rtol=0)
+    assert not table.flags.writeable
+    assert provider.offer_table(first) is table  # cached: the same array, not recomputed
+    provider.offer_table(second)
+    assert provider.offer_table(first) is table  # the last two tables are kept
+    provider.offer_table(third)
+    assert provider.offer_table(third) is provider.offer_table(third)
+    # another model version is another provider: its own table for the same snapshot
+    other = CpuProvider(random_weights(4, version="other"))
+    assert not np.allclose(other.offer_table(first), table)
+
+
+def test_writable_offer_features_are_not_cached(rng):
+    provider = CpuProvider(random_weights(6))
+    user, offers, positions = random_request(rng, 5)
+    index = np.arange(5, dtype=np.intp)
+    before = provider.score_indexed(user, offers, index, positions)[0].copy()
+    offers *= -1.0  # a writable array may change between calls: the result must follow it
+    after = provider.score_indexed(user, offers, index, positions)[0]
+    np.testing.assert_allclose(after, provider.score(user, offers, positions)[0], atol=1e-5, rtol=0)
+    assert not np.array_equal(before, after)
+
+
+def test_indexed_results_do_not_alias_between_calls(rng):
+    provider = CpuProvider(random_weights(7))
+    table = _snapshot_table(rng, 64)
+    user, _, positions = random_request(rng, 64)
+    index = np.arange(64, dtype=np.intp)
+    score, ctr = provider.score_indexed(user, table, index, positions)
+    kept = score.copy(), ctr.copy()
+    provider.score_indexed(random_request(rng, 64)[0], table, index[::-1].copy(), positions)
+    np.testing.assert_array_equal(score, kept[0])
+    np.testing.assert_array_equal(ctr, kept[1])
+
+
+def test_indexed_score_validates_shapes(rng):
+    provider = CpuProvider(random_weights(1))
+    table = _snapshot_table(rng, 10)
+    user, _, positions = random_request(rng, 4)
+    index = np.arange(4, dtype=np.intp)
+    with pytest.raises(ValueError, match=r"user_row must have shape \(256,\), got \(139,\)"):
+        provider.score_indexed(user[:139], table, index, positions)
+    with pytest.raises(ValueError, match=r"offer_features must have shape \(n, 64\), got \(10, 63\)"):
+        provider.score_indexed(user, table[:, :63], index, positions)
+    with pytest.raises(ValueError, match=r"positions must have shape \(4,\)"):
+        provider.score_indexed(user, table, index, positions[:3])
+    with pytest.raises(IndexError):
+        provider.score_indexed(user, table, np.array([0, 1, 2, 10], dtype=np.intp), positions)
+    score, ctr = provider.score_indexed(user, table, index[:0], positions[:0])
+    assert score.shape == ctr.shape == (0,)

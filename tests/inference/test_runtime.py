@@ -216,3 +216,21 @@ async def test_corrupt_or_bogus_models_are_ignored_and_the_old_one_kept(tmp_path
     call_command("publish_model", str(tmp_path / "fixed.npz"), "--model-dir", str(models), "--no-announce")
     assert await runtime.poll_model_dir() is True
     assert runtime.model_version == "bad"
+
+
+@pytest.mark.parametrize("batching", [False, True])
+async def test_score_indexed_async_equals_score_async(tmp_path, rng, batching):
+    runtime = InferenceRuntime(model_dir=tmp_path, batching=batching)
+    runtime.load()
+    table = rng.normal(0, 1, (50, 64)).astype(np.float32)
+    table.setflags(write=False)
+    user, _, positions = random_request(rng, 20)
+    index = rng.choice(50, size=20, replace=False).astype(np.intp)
+    mode = "batched" if batching else "direct"
+    labels = {"provider": "cpu", "mode": mode}
+    before = REGISTRY.get_sample_value("inference_latency_us_count", labels) or 0.0
+    score, ctr = await runtime.score_indexed_async(user, table, index, positions)
+    assert REGISTRY.get_sample_value("inference_latency_us_count", labels) == before + 1
+    ref_score, ref_ctr = await runtime.score_async(user, table[index], positions)
+    np.testing.assert_allclose(score, ref_score, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ctr, ref_ctr, atol=1e-5, rtol=0)
