@@ -93,6 +93,7 @@ class CpuProvider:
         self._W1_offer64 = np.asarray(weights.W1[OFFER_COLS], dtype=np.float64)
         self._w1_position = np.ascontiguousarray(weights.W1[POSITION_COL], dtype=np.float32)
         self._tables: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+        self._position_cache: tuple[np.ndarray, np.ndarray] | None = None
         # X@W1 + b1 > theta  <=>  offer_part > theta - b1 - user_part: the per-request user term is
         # the (negated) threshold the offer part is compared against — no n x H add needed
         self._theta_minus_b1 = (weights.theta - weights.b1).astype(np.float32)
@@ -154,18 +155,28 @@ class CpuProvider:
         if n == 0:
             return _EMPTY.copy(), _EMPTY.copy()
         pre = table.take(index, axis=0)  # a new n x H array (IndexError for an index out of range)
-        position_term = self._position_workspace(n)
-        np.multiply(positions[:, None], self._w1_position, out=position_term)
-        pre += position_term
+        pre += self._position_term(positions)
         np.greater(pre, self._thresholds(user_row), out=pre, casting="unsafe")  # spike: 1.0/0.0 in place
         return self._output(pre)
 
-    def _position_workspace(self, rows: int) -> np.ndarray:
-        local = self._local
-        buf = getattr(local, "position", None)
-        if buf is None or buf.shape[0] < rows:
-            local.position = buf = np.empty((max(rows, 64), self.weights.hidden), dtype=np.float32)
-        return buf[:rows]
+    def _position_term(self, positions: np.ndarray) -> np.ndarray:
+        """``positions x W1[139]`` (n x H). A caller that always passes a prefix of one read-only
+        column (the bid processor's ranked positions) gets the term of the whole column computed
+        once and sliced; any other positions array is multiplied out per call."""
+        base = positions.base
+        n = positions.shape[0]
+        if (
+            isinstance(base, np.ndarray) and base.ndim == 1 and base.dtype == np.float32
+            and base.flags.owndata and not base.flags.writeable and positions.flags.c_contiguous
+            and positions.ctypes.data == base.ctypes.data
+        ):
+            cached = self._position_cache
+            if cached is None or cached[0] is not base:
+                term = np.multiply.outer(base, self._w1_position)
+                term.setflags(write=False)
+                self._position_cache = cached = (base, term)  # one assignment: safe across threads
+            return cached[1][:n]
+        return np.multiply.outer(positions, self._w1_position)
 
     def _output(self, hidden: np.ndarray) -> ScoreResult:
         out = hidden @ self._W2

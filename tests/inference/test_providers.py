@@ -218,3 +218,23 @@ def test_indexed_score_validates_shapes(rng):
         provider.score_indexed(user, table, np.array([0, 1, 2, 10], dtype=np.intp), positions)
     score, ctr = provider.score_indexed(user, table, index[:0], positions[:0])
     assert score.shape == ctr.shape == (0,)
+
+
+def test_position_term_of_a_read_only_column_is_cached_and_equal(rng):
+    weights = random_weights(8)
+    provider = CpuProvider(weights)
+    table = _snapshot_table(rng, 64)
+    user = random_request(rng, 1)[0]
+    column = F.position_column(64, 64)
+    column.setflags(write=False)  # like the bid processor's ranked positions
+    writable = F.position_column(64, 64)
+    for n in (64, 5, 1):
+        index = rng.choice(64, size=n, replace=False).astype(np.intp)
+        cached = provider.score_indexed(user, table, index, column[:n])
+        fresh = provider.score_indexed(user, table, index, writable[:n].copy())
+        np.testing.assert_array_equal(cached[0], fresh[0])
+        ref_score, _ = weights.forward(F.feature_matrix(user, table[index], column[:n]))
+        np.testing.assert_allclose(cached[0], ref_score, atol=1e-5, rtol=0)
+    assert provider._position_cache[0] is column
+    provider.score_indexed(user, table, np.arange(3, dtype=np.intp), writable[:3])
+    assert provider._position_cache[0] is column  # a writable column is never cached
