@@ -118,8 +118,10 @@ class BidProcessor:
         self._anonymous = default_state(ANONYMOUS)
         self._hot = metrics.hot()
         # position column for up to batch_size ranked candidates (a request takes the first n): made once
-        self._positions = position_column(max(1, config.batch_size), max(1, config.batch_size))
-        self._positions.setflags(write=False)
+        positions = position_column(max(1, config.batch_size), max(1, config.batch_size))
+        positions.setflags(write=False)
+        # one read-only view per candidate count: the provider caches each one's layer-1 term by identity
+        self._positions = tuple(positions[:n] for n in range(positions.shape[0] + 1))
 
     # --- state fed by the runtime (snapshot loads, announcements) --------------------------------
     @property
@@ -235,22 +237,29 @@ class BidProcessor:
             row = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty, recency=state.recency,
                            impressions_1h=impressions_1h, max_per_hour=cfg.freq_max_per_hour, device_type=device_type)
         # the provider keeps each offer's share of layer 1 per (snapshot, model): only rows are gathered
-        score, predicted_ctr = await self.inference.score_indexed_async(row, snap.features, index, self._positions[:n])
+        score, predicted_ctr = await self.inference.score_indexed_async(row, snap.features, index, self._positions[n])
         if _perf() >= deadline:
             return self._no_bid(request, t0, "deadline", openrtb.NBR_TECHNICAL_ERROR, user_id=user_id)
 
-        # Step 6: recommended bid and loyalty boost, capped at the offer's max bid.
-        max_bids = snap.max_bids[index]
+        # Step 6: recommended bid and loyalty boost, capped at the offer's max bid. Priced only for the
+        # candidates step 7 looks at (usually one per impression), in float64 like numpy would.
+        entries = snap.entries
+        ctrs = predicted_ctr.tolist()
         f = cfg.min_bid_fraction
-        ratio = np.minimum(predicted_ctr.astype(np.float64) / REFERENCE_CTR, 1.0)
         boost = TIER_BOOST.get(state.tier, 1.0)
-        prices = np.minimum(max_bids * (f + (1.0 - f) * ratio) * boost, max_bids).tolist()
+
+        def price_of(pos: int) -> float:
+            max_bid = entries[candidates[pos]].max_bid
+            ratio = ctrs[pos] / REFERENCE_CTR
+            if ratio > 1.0:
+                ratio = 1.0
+            price = max_bid * (f + (1.0 - f) * ratio) * boost
+            return round(price if price < max_bid else max_bid, 4)
 
         # Step 7: winner per impression: highest score among fitting candidates at or above the floor.
         order = np.argsort(-score, kind="stable").tolist()
         used: set[int] = set()
         winners: list[tuple[openrtb.Imp, int, float, str | None]] = []
-        entries = snap.entries
         for imp_index, imp in enumerate(request.imp):
             fits = imp_fits[imp_index]
             if not fits:
@@ -259,7 +268,7 @@ class BidProcessor:
             for pos in order:
                 if pos in used or pos not in fits:
                     continue
-                price = round(prices[pos], 4)
+                price = price_of(pos)
                 entry = entries[candidates[pos]]
                 dealid = None
                 if deals:

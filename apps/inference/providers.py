@@ -93,7 +93,7 @@ class CpuProvider:
         self._W1_offer64 = np.asarray(weights.W1[OFFER_COLS], dtype=np.float64)
         self._w1_position = np.ascontiguousarray(weights.W1[POSITION_COL], dtype=np.float32)
         self._tables: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
-        self._position_cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._position_terms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         # X@W1 + b1 > theta  <=>  offer_part > theta - b1 - user_part: the per-request user term is
         # the (negated) threshold the offer part is compared against — no n x H add needed
         self._theta_minus_b1 = (weights.theta - weights.b1).astype(np.float32)
@@ -160,23 +160,21 @@ class CpuProvider:
         return self._output(pre)
 
     def _position_term(self, positions: np.ndarray) -> np.ndarray:
-        """``positions x W1[139]`` (n x H). A caller that always passes a prefix of one read-only
-        column (the bid processor's ranked positions) gets the term of the whole column computed
-        once and sliced; any other positions array is multiplied out per call."""
+        """``positions x W1[139]`` (n x H). A read-only positions array whose data cannot change (its
+        base, if any, is read-only too) is cached by identity: the bid processor passes the same
+        prefix views of one ranked column every time, so each term is computed once per model."""
+        terms = self._position_terms
+        hit = terms.get(id(positions))
+        if hit is not None and hit[0] is positions:
+            return hit[1]
+        term = np.multiply.outer(positions, self._w1_position)
         base = positions.base
-        n = positions.shape[0]
-        if (
-            isinstance(base, np.ndarray) and base.ndim == 1 and base.dtype == np.float32
-            and base.flags.owndata and not base.flags.writeable and positions.flags.c_contiguous
-            and positions.ctypes.data == base.ctypes.data
-        ):
-            cached = self._position_cache
-            if cached is None or cached[0] is not base:
-                term = np.multiply.outer(base, self._w1_position)
-                term.setflags(write=False)
-                self._position_cache = cached = (base, term)  # one assignment: safe across threads
-            return cached[1][:n]
-        return np.multiply.outer(positions, self._w1_position)
+        if not positions.flags.writeable and (base is None or (isinstance(base, np.ndarray) and not base.flags.writeable)):
+            term.setflags(write=False)
+            if len(terms) >= 512:
+                terms.clear()
+            terms[id(positions)] = (positions, term)  # the key object is kept alive: its id stays its own
+        return term
 
     def _output(self, hidden: np.ndarray) -> ScoreResult:
         out = hidden @ self._W2

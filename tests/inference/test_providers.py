@@ -227,14 +227,22 @@ def test_position_term_of_a_read_only_column_is_cached_and_equal(rng):
     user = random_request(rng, 1)[0]
     column = F.position_column(64, 64)
     column.setflags(write=False)  # like the bid processor's ranked positions
+    views = {n: column[:n] for n in (64, 5, 1)}  # the processor passes the same view objects each time
     writable = F.position_column(64, 64)
-    for n in (64, 5, 1):
+    for n, view in views.items():
         index = rng.choice(64, size=n, replace=False).astype(np.intp)
-        cached = provider.score_indexed(user, table, index, column[:n])
+        cached = provider.score_indexed(user, table, index, view)
+        again = provider.score_indexed(user, table, index, view)
         fresh = provider.score_indexed(user, table, index, writable[:n].copy())
         np.testing.assert_array_equal(cached[0], fresh[0])
-        ref_score, _ = weights.forward(F.feature_matrix(user, table[index], column[:n]))
+        np.testing.assert_array_equal(again[0], fresh[0])
+        ref_score, _ = weights.forward(F.feature_matrix(user, table[index], view))
         np.testing.assert_allclose(cached[0], ref_score, atol=1e-5, rtol=0)
-    assert provider._position_cache[0] is column
+    cached_keys = {entry[0] is views[n] for n in views for entry in provider._position_terms.values()}
+    assert True in cached_keys and len(provider._position_terms) == 3
     provider.score_indexed(user, table, np.arange(3, dtype=np.intp), writable[:3])
-    assert provider._position_cache[0] is column  # a writable column is never cached
+    # a writable column, or a read-only view of a writable one, could change: never cached
+    readonly_view_of_writable = writable[:3]
+    readonly_view_of_writable.setflags(write=False)
+    provider.score_indexed(user, table, np.arange(3, dtype=np.intp), readonly_view_of_writable)
+    assert len(provider._position_terms) == 3
