@@ -171,12 +171,14 @@ class Client:
         head = f"POST /v1/bid HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n".encode()
         self.templates = [(head, body) for body in bodies]
         self.i = 0
+        self.rr = 0
         self.unknown = 0
         self.conns: list[Conn] = []
         self.reset()
 
     def reset(self):
         self.latencies: list[float] = []
+        self.sent_at: list[float] = []
         self.from_schedule: list[float] = []
         self.lags: list[float] = []
         self.statuses: dict[int, int] = {}
@@ -209,6 +211,7 @@ class Client:
         if status == 200:
             self.bids += 1
         self.latencies.append(now - sent)
+        self.sent_at.append(sent)
         if scheduled:
             self.from_schedule.append(now - scheduled)
             self.lags.append(sent - scheduled)
@@ -218,12 +221,18 @@ class Client:
     on_done = None
 
     def pick(self) -> Conn:
-        """An idle connection if there is one, else the least loaded (pipelining)."""
+        """The next idle connection in turn (round robin, as wrk2 spreads its rate over its connections),
+        else the least loaded one (pipelining). Taking always the *first* idle connection would put most
+        of the load on the few connections opened first, and so on whichever worker accepted them."""
+        conns = self.conns
+        n = len(conns)
         best = None
-        for conn in self.conns:
+        for k in range(n):
+            conn = conns[(self.rr + k) % n]
             if conn.closed or conn.transport.is_closing():
                 continue
             if not conn.pending:
+                self.rr = (self.rr + k + 1) % n
                 return conn
             if best is None or len(conn.pending) < len(best.pending):
                 best = conn
@@ -409,6 +418,20 @@ def wait_ready(base: str, timeout: float = 60) -> dict:
     raise SystemExit(f"bid app at {base} not ready after {timeout} s")
 
 
+def connections_per_process(port: int) -> list[int] | str:
+    """Established connections to ``port`` per server process (from ``ss``): how evenly the kernel
+    spread them over the workers."""
+    try:
+        out = subprocess.run(["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no ss)"
+    per_pid: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        per_pid[pid] = per_pid.get(pid, 0) + 1
+    return sorted(per_pid.values(), reverse=True)
+
+
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -436,11 +459,14 @@ async def run(args) -> list[dict]:
         phase = Client(url.hostname, url.port, request_set)
         await client.connect(args.connections)
         phase.conns = client.conns
+        print(f"# connections per server process: {connections_per_process(url.port)}", flush=True)
         before, cpu0, own0, busy0 = scrape(args.url), process_group_cpu(SERVER_PGID), time.process_time(), cpu_busy()
         elapsed = await phase.open_loop(args.rate, args.duration)
         cpu, own, phase.busy = process_group_cpu(SERVER_PGID), time.process_time(), (busy0, cpu_busy())
         results.append(report(name, phase, elapsed, before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None,
                               own - own0))
+        if args.trace:
+            write_trace(args.trace, len(results), phase)
 
     phase = Client(url.hostname, url.port, bodies)
     await phase.connect(args.max_connections)
@@ -452,6 +478,17 @@ async def run(args) -> list[dict]:
     for conn in client.conns + phase.conns:
         conn.transport.close()
     return results
+
+
+def write_trace(directory: str, number: int, client: "Client") -> None:
+    """``<directory>/phase<N>.tsv``: one line per answered request, seconds since the phase's first
+    request was written and the client-side latency in ms. Slow requests that bunch in time point
+    at a stall of the server or of the box; spread out, at queueing."""
+    os.makedirs(directory, exist_ok=True)
+    start = min(client.sent_at, default=0.0)
+    with open(os.path.join(directory, f"phase{number}.tsv"), "w") as out:
+        for sent, latency in zip(client.sent_at, client.latencies):
+            out.write(f"{sent - start:.6f}\t{latency * 1000:.3f}\n")
 
 
 def main() -> None:
@@ -469,6 +506,7 @@ def main() -> None:
     parser.add_argument("--max-connections", type=int, default=16, help="connections in the closed-loop phase")
     parser.add_argument("--unknown-ratio", type=float, default=0.1, help="share of requests from unknown users")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--trace", metavar="DIR", help="write each open-loop phase's per-request latencies to DIR")
     args = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

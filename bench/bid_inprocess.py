@@ -1,0 +1,136 @@
+"""CPU per bid request inside one process: decode -> ``BidProcessor.process`` -> encode, no HTTP.
+
+``bid_load.py`` measures the real thing, but on 2 shared cores its CPU-per-request figure moves by
+±15 % from run to run. This one runs the same requests (``bid_load.make_bodies``, the same 64 offers
+and 10,000 profiles in Redis db 14) through one ``Bidder`` in a loop and reports the process CPU
+time per request, which repeats within a few per cent — the figure to compare two versions of the
+bid path. L1 is warmed first, so every known user is an L1 hit; unknown users pay an L2 round trip.
+The analytics emitter runs as in a worker (its flusher thread's CPU is counted: process time).
+
+    .venv/bin/python bench/bid_inprocess.py                  # known users, 20,000 requests, 5 rounds
+    .venv/bin/python bench/bid_inprocess.py --unknown-ratio 0.1
+    .venv/bin/python bench/bid_inprocess.py --profile        # + cProfile, top functions by own time
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import redis  # noqa: E402
+
+import bid_load  # noqa: E402
+
+
+async def run(args) -> None:
+    from apps.bidding import openrtb
+    from apps.bidding.bidder import Bidder
+    from apps.bidding.conf import BidConfig
+
+    config = BidConfig.from_env()
+    bidder = Bidder(config, redis_url=args.redis_url)
+    await bidder.start()
+    bodies = bid_load.make_bodies(2000, random.Random(args.seed), unknown_ratio=args.unknown_ratio)
+    counter = iter(range(10**9))
+    mark = bid_load.UNKNOWN_MARK
+
+    def body(i: int) -> bytes:
+        b = bodies[i % len(bodies)]
+        return b.replace(mark, f"inproc-{os.getpid()}-{next(counter)}".encode()) if mark in b else b
+
+    processor = bidder.processor
+    decode, encode = openrtb.decode_request, openrtb.encode_response
+
+    async def one(raw: bytes) -> None:
+        request = decode(raw)
+        outcome = await processor.process(request)
+        if outcome.bids:
+            encode(outcome.response)
+
+    for i in range(len(bodies)):  # warm-up: every known user into L1
+        await one(body(i))
+    import gc
+    gc_time = [0.0, 0]
+    def _gc_cb(phase, info, _t=[0.0]):
+        if phase == "start":
+            _t[0] = time.perf_counter()
+        else:
+            gc_time[0] += time.perf_counter() - _t[0]; gc_time[1] += 1
+    gc.callbacks.append(_gc_cb)
+    gc.freeze()
+    if os.environ.get("GC_T0"):
+        gc.set_threshold(int(os.environ["GC_T0"]), 10, 10)
+    n = args.requests
+    per_request = []
+    if args.callgrind:
+        import subprocess
+
+        raws = [body(i) for i in range(n)]
+        subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True)
+        for raw in raws:
+            await one(raw)
+        subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
+        await bidder.stop()
+        return
+    for _ in range(args.rounds):
+        raws = [body(i) for i in range(n)]
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for raw in raws:
+            await one(raw)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        per_request.append(cpu / n * 1e6)
+        print(f"round: {n} requests, {cpu / n * 1e6:6.1f} µs CPU/request, {wall / n * 1e6:6.1f} µs wall/request"
+              f" gc {gc_time[1]} collections {gc_time[0] / n * 1e6:.1f} µs/request", flush=True)
+        gc_time[:] = [0.0, 0]
+    print(f"median {statistics.median(per_request):.1f} µs CPU per request "
+          f"(min {min(per_request):.1f}, max {max(per_request):.1f}; unknown users {args.unknown_ratio:.0%})")
+    if args.profile:
+        import cProfile
+        import pstats
+
+        raws = [body(i) for i in range(n)]
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for raw in raws:
+            await one(raw)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
+    await bidder.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--unknown-ratio", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="under `valgrind --tool=callgrind --instr-atstart=no`: instrument only the requests")
+    args = parser.parse_args()
+    os.environ["REDIS_URL"] = args.redis_url
+    os.environ.setdefault("BID_FREQ_MAX_PER_HOUR", "1000000")
+    os.environ.setdefault("BID_FREQ_MAX_PER_DAY", "1000000")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    bid_load.seed(redis.Redis.from_url(args.redis_url), offers=bid_load.N_OFFERS, users=bid_load.N_USERS,
+                  rng=random.Random(args.seed))
+    import uvloop
+
+    uvloop.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
