@@ -20,6 +20,7 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from apps.analytics.emitter import default_emitter, emit
 from apps.bidding import metrics
 from apps.bidding.conf import BidConfig
 from apps.bidding.l2 import L2Client
@@ -59,6 +60,7 @@ class Bidder:
         if core_metrics.multiprocess_dir() and hasattr(inference, "buffer_metrics"):
             inference.buffer_metrics()
         self._tasks: list[asyncio.Task] = []
+        self._flushes_analytics = False
         self._snapshot_lock = asyncio.Lock()
         self._subscribed = asyncio.Event()
         self.started = False
@@ -81,6 +83,10 @@ class Bidder:
             self._tasks.append(loop.create_task(self._freeze_long_lived(), name="bid-gc-freeze"))
         if core_metrics.multiprocess_dir():
             self._tasks.append(loop.create_task(self._flush_metrics(), name="bid-metrics-flush"))
+        if self.processor.emit is emit:
+            # analytics events are written from this loop, not by a thread contending for the GIL
+            default_emitter().run_in_loop()
+            self._flushes_analytics = True
         try:  # serve only once announcements reach us (bounded: with Redis down we start anyway)
             await asyncio.wait_for(self._subscribed.wait(), timeout=1.0)
         except asyncio.TimeoutError:
@@ -99,6 +105,9 @@ class Bidder:
         if self.config.gc_freeze_seconds > 0:
             gc.unfreeze()  # hand frozen objects back to the collector (the process may go on without us)
         self._tasks = []
+        if self._flushes_analytics:
+            self._flushes_analytics = False
+            await default_emitter().stop_in_loop()
         core_metrics.flush_buffered()
         for client in {id(c): c for c in (self.l2, self.redis, self.redis_pubsub)}.values():
             with contextlib.suppress(Exception):

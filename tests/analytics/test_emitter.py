@@ -186,6 +186,50 @@ def test_redis_down_keeps_events_and_flushes_when_it_is_back(private_redis):
     em.close()
 
 
+async def test_loop_flusher_writes_without_a_thread_and_stop_flushes_the_rest(stream):
+    em = emitter_mod.Emitter(stream=stream, interval=0.02)
+    em.run_in_loop()
+    client = redis_store.client()
+    for n in range(1000):  # more than one loop turn's worth of rows
+        em.emit("bid_response", request_id=f"l{n}", campaign_id=7, price=1.5, latency_us=n)
+    deadline = time.monotonic() + 5
+    while em.backlog() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert em.backlog() == 0
+    assert em._thread is None  # emit did not start the thread: the loop flushes
+    for n in range(10):  # written by stop_in_loop, not by a later round
+        em.emit("no_bid", request_id=f"late{n}", reason="deadline")
+    assert await em.stop_in_loop()
+    rows = _rows(client, stream)
+    assert len(rows) == 1010 and len({row[0] for row in rows}) == 1010
+    assert rows[0][events.COLUMNS.index("campaign_id")] == "7"
+    em.close()
+
+
+async def test_loop_flusher_keeps_events_while_redis_is_down(private_redis):
+    stream = "analytics:events"
+    em = emitter_mod.Emitter(redis_url=f"redis://127.0.0.1:{private_redis.port}/0", stream=stream, interval=0.02)
+    em.run_in_loop()
+    private_redis.stop()
+    errors = _metric("analytics_flush_errors_total")
+    for n in range(500):
+        em.emit("win", request_id=f"down{n}")
+    deadline = time.monotonic() + 5
+    while _metric("analytics_flush_errors_total") < errors + 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert _metric("analytics_flush_errors_total") >= errors + 2
+    assert em.backlog() == 500  # kept, not lost
+    await asyncio.to_thread(private_redis.start)
+    deadline = time.monotonic() + 10
+    while em.backlog() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert em.backlog() == 0
+    rows = _rows(redis.Redis(port=private_redis.port), stream)
+    assert sorted(row[events.COLUMNS.index("request_id")] for row in rows) == sorted(f"down{n}" for n in range(500))
+    assert await em.stop_in_loop()
+    em.close()
+
+
 def test_forked_child_gets_a_fresh_buffer_and_thread(stream):
     em = emitter_mod.Emitter(stream=stream, autostart=False)
     for n in range(10):
