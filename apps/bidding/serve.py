@@ -42,68 +42,11 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _CoalescingTransport:
-    """A transport proxy that holds a response head until its body follows, so both leave in one
-    ``send()``. uvicorn writes the status line and headers, then the body, as two writes: on loopback
-    every write is a syscall that runs the receiver's TCP path too, and the client wakes twice. The
-    app sends its body in the same event-loop turn as its head, so nothing waits; a ``call_soon``
-    flushes a head that no body followed (an app that failed after starting its response)."""
-
-    __slots__ = ("_transport", "_held", "_loop")
-
-    def __init__(self, transport, loop) -> None:
-        self._transport = transport
-        self._held: bytes | None = None
-        self._loop = loop
-
-    def write(self, data) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(held + data)
-        elif data[:9] == b"HTTP/1.1 " and data[9:10] != b"1" and data[-4:] == b"\r\n\r\n":
-            # a final response head (never "100 Continue": the client waits for that one)
-            self._held = bytes(data)
-            self._loop.call_soon(self._flush)
-        else:
-            self._transport.write(data)
-
-    def _flush(self) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            if not self._transport.is_closing():
-                self._transport.write(held)
-
-    def writelines(self, data) -> None:
-        self.write(b"".join(data))
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._held = None
-        self._transport.abort()
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + (len(self._held) if self._held is not None else 0)
-
-    def __getattr__(self, name):
-        return getattr(self._transport, name)
-
-
 def _protocol_class():
-    """uvicorn's httptools protocol writing each response with one ``send()`` (see above)."""
-    import asyncio
+    """uvicorn's httptools protocol with the bid path's cheaper request cycle (``apps.bidding.protocol``)."""
+    from apps.bidding.protocol import BidHttpProtocol
 
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-        def connection_made(self, transport) -> None:
-            super().connection_made(_CoalescingTransport(transport, asyncio.get_running_loop()))
-
-    return CoalescingHttpToolsProtocol
+    return BidHttpProtocol
 
 
 def _worker(host: str, port: int, log_level: str) -> None:

@@ -1,4 +1,4 @@
-"""The bid workers' uvicorn protocol writes each response with one send() (apps.bidding.serve)."""
+"""The bid workers' uvicorn protocol (apps.bidding.protocol), through a real uvicorn server and socket."""
 from __future__ import annotations
 
 import asyncio
@@ -10,54 +10,6 @@ import uvicorn
 from apps.bidding import serve
 
 
-class _Recorder(asyncio.Transport):
-    """A transport that records what is written (the proxy's only collaborator)."""
-
-    def __init__(self):
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data):
-        self.writes.append(bytes(data))
-
-    def is_closing(self):
-        return self.closed
-
-    def close(self):
-        self.closed = True
-
-    def get_write_buffer_size(self):
-        return 0
-
-    def get_extra_info(self, name, default=None):
-        return {"peername": ("127.0.0.1", 1)}.get(name, default)
-
-
-async def test_head_and_body_leave_as_one_write():
-    raw = _Recorder()
-    t = serve._CoalescingTransport(raw, asyncio.get_running_loop())
-    t.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
-    assert raw.writes == [] and t.get_write_buffer_size() > 0
-    t.write(b"{}")
-    assert raw.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
-    await asyncio.sleep(0)  # the scheduled flush finds nothing held
-    assert len(raw.writes) == 1 and t.get_extra_info("peername") == ("127.0.0.1", 1)
-
-
-async def test_interim_heads_pass_and_a_lone_head_is_flushed():
-    raw = _Recorder()
-    t = serve._CoalescingTransport(raw, asyncio.get_running_loop())
-    t.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the client waits for it before sending the body
-    assert raw.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
-    t.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")
-    await asyncio.sleep(0)
-    assert raw.writes[-1].startswith(b"HTTP/1.1 500")
-    t.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-    t.close()  # closing writes what is held first
-    assert raw.writes[-1] == b"HTTP/1.1 204 No Content\r\n\r\n" and raw.closed
-
-
 async def _app(scope, receive, send):
     if scope["type"] != "http":
         return
@@ -67,6 +19,18 @@ async def _app(scope, receive, send):
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
+    if scope["path"] == "/boom":
+        raise RuntimeError("the app failed before answering")
+    if scope["path"] == "/chunked":  # no content-length: uvicorn's chunked encoding
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await send({"type": "http.response.body", "body": b"cd"})
+        return
+    if scope["path"] == "/query":
+        text = f"{scope['path']}|{scope['query_string'].decode()}|{scope['raw_path'].decode()}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(text))]})
+        await send({"type": "http.response.body", "body": text})
+        return
     if scope["path"] == "/empty":
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
@@ -77,12 +41,13 @@ async def _app(scope, receive, send):
 
 
 @pytest.fixture
-async def server():
+async def server(request):
+    keep_alive = getattr(request, "param", 5)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
     config = uvicorn.Config(_app, http=serve._protocol_class(), lifespan="off", access_log=False,
-                            log_level="warning")
+                            log_level="critical", timeout_keep_alive=keep_alive)
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve(sockets=[sock]))
     while not srv.started:
@@ -116,3 +81,95 @@ async def test_pipelined_keep_alive_and_expect_continue_through_uvicorn(server):
     writer.write(b"hello")
     assert await _read_responses(reader, 1) == [(b"200", b"hello")]
     writer.close()
+
+
+class _Counting(asyncio.Protocol):
+    """A client connection that counts how many segments (reads) the response arrived in."""
+
+    def __init__(self):
+        self.chunks: list[bytes] = []
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data):
+        self.chunks.append(data)
+
+    def connection_lost(self, exc):
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def _until(predicate, timeout=2.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_head_and_body_leave_in_one_write(server):
+    transport, client = await asyncio.get_running_loop().create_connection(_Counting, "127.0.0.1", server)
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for n in range(5):
+        client.chunks.clear()
+        transport.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nping")
+        await _until(lambda: b"".join(client.chunks).endswith(b"ping"))
+        response = b"".join(client.chunks)
+        assert response.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 4\r\n" in response
+        assert len(client.chunks) == 1  # one send(): status line, headers and body together
+    transport.close()
+
+
+async def test_chunked_responses_head_requests_queries_and_a_failing_app(server):
+    reader, writer = await asyncio.open_connection("127.0.0.1", server)
+    writer.write(b"GET /chunked HTTP/1.1\r\nhost: x\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head
+    assert await reader.readuntil(b"0\r\n\r\n") == b"2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"
+    writer.write(b"HEAD /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 0" in head
+    writer.write(b"GET /query?a=1&b=%20 HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert await _read_responses(reader, 1) == [(b"200", b"/query|a=1&b=%20|/query")]
+    writer.write(b"GET /qu%65ry HTTP/1.1\r\nhost: x\r\n\r\n")  # percent-encoded path
+    assert await _read_responses(reader, 1) == [(b"200", b"/query||/qu%65ry")]
+    writer.write(b"GET /boom HTTP/1.1\r\nhost: x\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500") and b"connection: close" in head
+    assert await reader.readexactly(21) == b"Internal Server Error"
+    assert await reader.read() == b""  # closed after the 500
+    writer.close()
+
+
+async def test_http_1_0_and_connection_close_are_answered_then_closed(server):
+    for request in (b"POST /echo HTTP/1.0\r\ncontent-length: 2\r\n\r\nhi",
+                    b"POST /echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 2\r\n\r\nhi"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server)
+        writer.write(request)
+        data = await asyncio.wait_for(reader.read(), 2)  # EOF after the response
+        assert data.endswith(b"\r\n\r\nhi") and b"connection: close" in data
+        writer.close()
+
+
+async def test_malformed_request_gets_a_400(server):
+    reader, writer = await asyncio.open_connection("127.0.0.1", server)
+    writer.write(b"NOT A REQUEST\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 2)
+    assert data.startswith(b"HTTP/1.1 400")
+    writer.close()
+
+
+@pytest.mark.parametrize("server", [1], indirect=True)
+async def test_idle_keep_alive_connections_are_closed_by_the_sweep(server):
+    loop = asyncio.get_running_loop()
+    busy_t, busy = await loop.create_connection(_Counting, "127.0.0.1", server)
+    idle_t, idle = await loop.create_connection(_Counting, "127.0.0.1", server)
+    idle_t.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n.")
+    started = loop.time()
+    # the busy connection sends a request every 0.3 s: each one resets its idle time
+    while loop.time() - started < 2.6:
+        busy_t.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n.")
+        await asyncio.sleep(0.3)
+    await asyncio.wait_for(idle.closed, 1)  # idle for >= 1 s: closed by a sweep (within about 2 s)
+    assert b"".join(idle.chunks).startswith(b"HTTP/1.1 200")
+    assert not busy.closed.done()
+    busy_t.close()
