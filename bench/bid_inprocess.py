@@ -10,11 +10,18 @@ The analytics emitter runs as in a worker (its flusher thread's CPU is counted: 
     .venv/bin/python bench/bid_inprocess.py                  # known users, 20,000 requests, 5 rounds
     .venv/bin/python bench/bid_inprocess.py --unknown-ratio 0.1
     .venv/bin/python bench/bid_inprocess.py --profile        # + cProfile, top functions by own time
+
+Wall and CPU time on this VM still drift by ±25 % over minutes (the host's other guests). For a
+deterministic comparison of two versions, count instructions with callgrind — the same count, to
+about 1 %, run after run (numpy picks its AVX2 kernels under valgrind):
+
+    valgrind --tool=callgrind --instr-atstart=no .venv/bin/python bench/bid_inprocess.py --callgrind --requests 1000
+    # "Collected : N" / 1000 = instructions per request
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
+import gc
 import os
 import random
 import statistics
@@ -61,17 +68,18 @@ async def run(args) -> None:
 
     for i in range(len(bodies)):  # warm-up: every known user into L1
         await one(body(i))
-    import gc
-    gc_time = [0.0, 0]
-    def _gc_cb(phase, info, _t=[0.0]):
+    gc_time = [0.0, 0]  # seconds in the cyclic garbage collector, collections (per round)
+    gc_started = [0.0]
+
+    def on_gc(phase: str, _info: dict) -> None:
         if phase == "start":
-            _t[0] = time.perf_counter()
+            gc_started[0] = time.perf_counter()
         else:
-            gc_time[0] += time.perf_counter() - _t[0]; gc_time[1] += 1
-    gc.callbacks.append(_gc_cb)
-    gc.freeze()
-    if os.environ.get("GC_T0"):
-        gc.set_threshold(int(os.environ["GC_T0"]), 10, 10)
+            gc_time[0] += time.perf_counter() - gc_started[0]
+            gc_time[1] += 1
+
+    gc.callbacks.append(on_gc)
+    gc.freeze()  # as the bid workers do (Bidder._freeze_long_lived): L1 and the snapshot out of the GC's view
     n = args.requests
     per_request = []
     if args.callgrind:
@@ -91,8 +99,8 @@ async def run(args) -> None:
             await one(raw)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         per_request.append(cpu / n * 1e6)
-        print(f"round: {n} requests, {cpu / n * 1e6:6.1f} µs CPU/request, {wall / n * 1e6:6.1f} µs wall/request"
-              f" gc {gc_time[1]} collections {gc_time[0] / n * 1e6:.1f} µs/request", flush=True)
+        print(f"round: {n} requests, {cpu / n * 1e6:6.1f} µs CPU/request, {wall / n * 1e6:6.1f} µs wall/request, "
+              f"{gc_time[1]} GC collections ({gc_time[0] / n * 1e6:.1f} µs/request)", flush=True)
         gc_time[:] = [0.0, 0]
     print(f"median {statistics.median(per_request):.1f} µs CPU per request "
           f"(min {min(per_request):.1f}, max {max(per_request):.1f}; unknown users {args.unknown_ratio:.0%})")
