@@ -94,6 +94,7 @@ class CpuProvider:
         self._w1_position = np.ascontiguousarray(weights.W1[POSITION_COL], dtype=np.float32)
         self._tables: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
         self._position_terms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._position_cache: tuple[np.ndarray, np.ndarray] | None = None
         # X@W1 + b1 > theta  <=>  offer_part > theta - b1 - user_part: the per-request user term is
         # the (negated) threshold the offer part is compared against — no n x H add needed
         self._theta_minus_b1 = (weights.theta - weights.b1).astype(np.float32)
@@ -160,20 +161,34 @@ class CpuProvider:
         return self._output(pre)
 
     def _position_term(self, positions: np.ndarray) -> np.ndarray:
-        """``positions x W1[139]`` (n x H). A read-only positions array whose data cannot change (its
-        base, if any, is read-only too) is cached by identity: the bid processor passes the same
-        prefix views of one ranked column every time, so each term is computed once per model."""
+        """``positions x W1[139]`` (n x H), cached when the positions cannot change (read-only, and
+        so is their base, if any): by identity — the bid processor passes the same prefix views of
+        one ranked column every time — or, for a new view at the start of a cached read-only column,
+        as a slice of that column's term. Anything else is multiplied out per call."""
         terms = self._position_terms
         hit = terms.get(id(positions))
         if hit is not None and hit[0] is positions:
             return hit[1]
-        term = np.multiply.outer(positions, self._w1_position)
         base = positions.base
-        if not positions.flags.writeable and (base is None or (isinstance(base, np.ndarray) and not base.flags.writeable)):
+        if positions.flags.writeable or (base is not None and (not isinstance(base, np.ndarray) or base.flags.writeable)):
+            return np.multiply.outer(positions, self._w1_position)
+        if (
+            base is not None and base.ndim == 1 and base.dtype == np.float32 and positions.ndim == 1
+            and positions.strides == base.strides
+            and positions.__array_interface__["data"][0] == base.__array_interface__["data"][0]
+        ):
+            cached = self._position_cache
+            if cached is None or cached[0] is not base:
+                term = np.multiply.outer(base, self._w1_position)
+                term.setflags(write=False)
+                self._position_cache = cached = (base, term)  # one assignment: safe across threads
+            term = cached[1][: positions.shape[0]]
+        else:
+            term = np.multiply.outer(positions, self._w1_position)
             term.setflags(write=False)
-            if len(terms) >= 512:
-                terms.clear()
-            terms[id(positions)] = (positions, term)  # the key object is kept alive: its id stays its own
+        if len(terms) >= 512:
+            terms.clear()
+        terms[id(positions)] = (positions, term)  # the key object is kept alive: its id stays its own
         return term
 
     def _output(self, hidden: np.ndarray) -> ScoreResult:

@@ -238,11 +238,23 @@ def test_position_term_of_a_read_only_column_is_cached_and_equal(rng):
         np.testing.assert_array_equal(again[0], fresh[0])
         ref_score, _ = weights.forward(F.feature_matrix(user, table[index], view))
         np.testing.assert_allclose(cached[0], ref_score, atol=1e-5, rtol=0)
-    cached_keys = {entry[0] is views[n] for n in views for entry in provider._position_terms.values()}
-    assert True in cached_keys and len(provider._position_terms) == 3
-    provider.score_indexed(user, table, np.arange(3, dtype=np.intp), writable[:3])
+    # prefix views of a read-only column: served as slices of the column's term, computed once
+    assert provider._position_cache[0] is column
+    assert provider.score_indexed(user, table, np.arange(7, dtype=np.intp), column[:7])[0].shape == (7,)
+    assert provider._position_cache[0] is column
+    assert all(entry[0].base is column for entry in provider._position_terms.values())
+    provider._position_terms.clear()
+    # a read-only array of its own: cached by identity
+    own = F.position_column(64, 64)[:9].copy()
+    own.setflags(write=False)
+    provider.score_indexed(user, table, np.arange(9, dtype=np.intp), own)
+    assert [entry[0] for entry in provider._position_terms.values()] == [own]
     # a writable column, or a read-only view of a writable one, could change: never cached
+    provider.score_indexed(user, table, np.arange(3, dtype=np.intp), writable[:3])
     readonly_view_of_writable = writable[:3]
     readonly_view_of_writable.setflags(write=False)
     provider.score_indexed(user, table, np.arange(3, dtype=np.intp), readonly_view_of_writable)
-    assert len(provider._position_terms) == 3
+    assert len(provider._position_terms) == 1 and provider._position_cache[0] is column
+    for n, view in views.items():  # the processor's way: the same view objects, found by identity
+        provider.score_indexed(user, table, np.arange(n, dtype=np.intp), view)
+    assert len(provider._position_terms) == 4
