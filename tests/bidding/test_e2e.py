@@ -266,6 +266,38 @@ async def test_a_model_published_under_load_is_picked_up_with_no_failed_request(
     assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
 
 
+async def test_each_entry_writes_its_analytics_events_from_its_event_loop(stack):
+    """Every entry process flushes the default emitter from its loop (Emitter.run_in_loop): the bid
+    responses of the HTTP workers, the gRPC sidecar and the agents all reach the Redis stream."""
+    import msgspec
+
+    from apps.analytics import events
+    from apps.analytics.emitter import stream_name
+
+    tag = uuid.uuid4().hex[:8]
+    bodies = {entry: BANNER.replace(b'"id": "r1"', f'"id": "{entry}-{tag}"'.encode()) for entry in ("http", "grpc", "nats")}
+    assert all(f"{entry}-{tag}".encode() in body for entry, body in bodies.items())
+    async with httpx.AsyncClient(timeout=5) as http, grpc.aio.insecure_channel(stack["grpc"]) as channel:
+        assert await _via_http(http, stack["http"], bodies["http"])
+        assert await _via_grpc(bidding_pb2_grpc.BiddingServiceStub(channel), bodies["grpc"])
+        nc = await nats.connect(env.env_str("NATS_URL", env.NATS_URL))
+        try:
+            assert await _via_nats(nc, stack["subject"], bodies["nats"])
+        finally:
+            await nc.close()
+    column = events.COLUMNS.index("request_id")
+    wanted = {f"{entry}-{tag}" for entry in bodies}
+    seen: set[str] = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and seen != wanted:
+        for _, data in stack["redis"].xrange(stream_name()):
+            for row in msgspec.msgpack.decode(data[b"d"]):
+                if row[1] == "bid_response" and row[column] in wanted:
+                    seen.add(row[column])
+        await asyncio.sleep(0.1)
+    assert seen == wanted
+
+
 def test_win_notice_from_the_bid_app_counts_once(stack):
     r = httpx.post(f"{stack['http']}/v1/bid", content=BANNER.replace(b'"u1"', b'"winner"'))
     nurl = r.json()["seatbid"][0]["bid"][0]["nurl"].replace("${AUCTION_PRICE}", "0.9")
