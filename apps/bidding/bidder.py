@@ -27,6 +27,7 @@ from apps.bidding.l2 import L2Client
 from apps.bidding.processor import BidProcessor
 from apps.bidding.snapshot import BUDGET_CHANNEL, SNAPSHOT_CHANNEL, SNAPSHOT_KEY, WINS_CHANNEL, fetch_snapshot
 from apps.core import metrics as core_metrics
+from apps.core import redis as redis_store
 from apps.core.profiles import PROFILE_CHANNEL
 
 log = structlog.get_logger(__name__)
@@ -176,6 +177,8 @@ class Bidder:
 
     # --- announcements -----------------------------------------------------------------------------
     def handle_message(self, channel: str, data: bytes) -> None:
+        """One announcement; ``channel`` is one of ``CHANNELS`` (the database's name for it is mapped
+        back by ``_listen``)."""
         processor = self.processor
         if channel == PROFILE_CHANNEL:
             processor.cache.drop(data.decode("utf-8", "replace"))
@@ -202,10 +205,12 @@ class Bidder:
     async def _listen(self) -> None:
         backoff = 0.1
         reconnect = False
+        # our database's channels (pub/sub is server-wide): their names back to CHANNELS
+        names = {redis_store.channel(name, self.redis_pubsub): name for name in CHANNELS}
         while True:
             pubsub = self.redis_pubsub.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*CHANNELS)
+                await pubsub.subscribe(*names)
                 if reconnect:
                     # Announcements sent while we were away are lost: forget what they would have changed.
                     self.processor.cache.clear()
@@ -221,7 +226,7 @@ class Bidder:
                     channel = message["channel"]
                     if isinstance(channel, bytes):
                         channel = channel.decode()
-                    self.handle_message(channel, message["data"])
+                    self.handle_message(names.get(channel, channel), message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: reconnect with back-off

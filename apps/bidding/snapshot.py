@@ -18,6 +18,7 @@ import msgspec
 import numpy as np
 
 from apps.campaigns.countries import normalise_country
+from apps.core import redis as redis_store
 
 SNAPSHOT_KEY = "bidding:snapshot"
 SNAPSHOT_SEQ_KEY = "bidding:snapshot:seq"
@@ -309,7 +310,7 @@ def publish_snapshot(client, *, version: int, offers: list[OfferRow], features: 
         budgets[row.campaign_id] = row.budget_micros
     exhausted = exhausted_campaigns(client, budgets)
     blob = encode_blob(version=version, offers=offers, features=features, exhausted=exhausted)
-    return bool(client.eval(_PUBLISH_LUA, 2, SNAPSHOT_KEY, SNAPSHOT_CHANNEL, version, blob))
+    return bool(client.eval(_PUBLISH_LUA, 2, SNAPSHOT_KEY, redis_store.channel(SNAPSHOT_CHANNEL, client), version, blob))
 
 
 async def fetch_snapshot(aclient, *, newer_than: int = -1) -> Snapshot | None:

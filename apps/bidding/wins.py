@@ -21,6 +21,7 @@ from apps.bidding import metrics
 from apps.bidding.cache import ANONYMOUS, FREQ_WINDOW_SECONDS, freq_key
 from apps.bidding.snapshot import BUDGET_CHANNEL, EXHAUSTED_KEY, WINS_CHANNEL
 from apps.bidding.tokens import BadToken, WinToken, parse_win_token
+from apps.core import redis as redis_store
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +42,8 @@ def win_key(bid_id: str) -> str:
 
 
 # KEYS: win, spend total, spend pending, freq (or a dummy), dirty set, exhausted set
-# ARGV: ts, ttl, micros, member, budget micros, campaign id, track user (0/1), wins message, day window
+# ARGV: ts, ttl, micros, member, budget micros, campaign id, track user (0/1), wins message, day window,
+#       wins channel, budget channel (per database: apps.core.redis.channel)
 _WIN_LUA = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {0, 0, 0} end
 local total = redis.call('INCRBY', KEYS[2], ARGV[3])
@@ -51,13 +53,13 @@ if ARGV[7] == '1' then
   redis.call('ZADD', KEYS[4], ARGV[1], ARGV[4])
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (tonumber(ARGV[1]) - tonumber(ARGV[9])))
   redis.call('EXPIRE', KEYS[4], tonumber(ARGV[9]) + 3600)
-  redis.call('PUBLISH', '""" + WINS_CHANNEL + """', ARGV[8])
+  redis.call('PUBLISH', ARGV[10], ARGV[8])
 end
 local exhausted = 0
 local budget = tonumber(ARGV[5])
 if budget > 0 and total >= budget then
   if redis.call('SADD', KEYS[6], ARGV[6]) == 1 then
-    redis.call('PUBLISH', '""" + BUDGET_CHANNEL + """', ARGV[6])
+    redis.call('PUBLISH', ARGV[11], ARGV[6])
     exhausted = 1
   end
 end
@@ -131,6 +133,7 @@ async def record_win(aclient, *, secret: bytes, token: str, price: str | None, n
         freq_key(t.user_id) if track_user else "freq:-", SPEND_DIRTY_KEY, EXHAUSTED_KEY,
         ts, WIN_KEY_TTL_SECONDS, micros, f"{t.bid_id}:{t.campaign_id}", int(budget_micros or 0), t.campaign_id,
         "1" if track_user else "0", message, FREQ_WINDOW_SECONDS,
+        redis_store.channel(WINS_CHANNEL, aclient), redis_store.channel(BUDGET_CHANNEL, aclient),
     )
     if counted:
         metrics.WINS.inc()

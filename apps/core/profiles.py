@@ -14,7 +14,8 @@ field              value
 ``updated_at``     float, unix seconds of the last write
 =================  ===========================================================================
 
-Every write is announced on the pub/sub channel ``PROFILE_CHANNEL`` with the user id as message, so
+Every write is announced on the pub/sub channel ``PROFILE_CHANNEL`` (of the database, see
+``apps.core.redis.channel``) with the user id as message, so
 every bid process drops its L1 copy (RULES.md §1 step 2: write L2, then invalidate L1).
 """
 from __future__ import annotations
@@ -51,7 +52,7 @@ def profile_write(*, user_id: str, fields: dict[str, Any], client=None, announce
         pipe.hset(key, mapping=payload)
         pipe.expire(key, PROFILE_TTL_SECONDS)
         if announce:
-            pipe.publish(PROFILE_CHANNEL, user_id)
+            pipe.publish(redis_store.channel(PROFILE_CHANNEL, r), user_id)
         pipe.execute()
 
 

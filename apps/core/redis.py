@@ -1,4 +1,5 @@
-"""Plain Redis clients (profiles, counters, snapshots, streams) for sync Django code and asyncio."""
+"""Plain Redis clients (profiles, counters, snapshots, streams) for sync Django code and asyncio,
+and the names of our pub/sub channels."""
 from __future__ import annotations
 
 import functools
@@ -24,3 +25,14 @@ def async_client(url: str | None = None, **kwargs) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         url or env.env_str("REDIS_URL", env.REDIS_URL), socket_connect_timeout=1, socket_timeout=2, **kwargs
     )
+
+
+def channel(name: str, client) -> str:
+    """The pub/sub channel ``name`` for the database ``client`` (sync or asyncio) works in.
+
+    Keys live in a numbered database, pub/sub channels do not: they are server-wide. Two
+    environments on one Redis server (the test suite and a local platform, staging beside
+    production) would otherwise hear each other's announcements — a campaign id whose budget ran out
+    over there silencing the campaign with the same id here. So every channel carries the database
+    number, as kombu does for Celery's fanout exchanges."""
+    return f"{name}@{client.connection_pool.connection_kwargs.get('db', 0)}"

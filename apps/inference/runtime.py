@@ -37,6 +37,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
+from apps.core import redis as redis_store
 from apps.inference import registry
 from apps.inference.batcher import DEFAULT_MAX_ITEMS, DEFAULT_MAX_WAIT_US, InferenceBatcher
 from apps.inference.model import CoLaNetWeights, ModelFileError, validate_version
@@ -289,7 +290,7 @@ class InferenceRuntime:
         while True:
             pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.channel)
+                await pubsub.subscribe(redis_store.channel(self.channel, redis_client))
                 self.subscribed = True
                 if failing:
                     log.info("inference_model_watch_resubscribed", channel=self.channel)

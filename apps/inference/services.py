@@ -68,7 +68,8 @@ def model_publish(*, source: str | Path, model_dir: str | Path | None = None, an
         raise
     receivers = None
     if announce:
-        receivers = int((redis_client or redis_store.client()).publish(registry.MODEL_CHANNEL, weights.version))
+        publisher = redis_client or redis_store.client()
+        receivers = int(publisher.publish(redis_store.channel(registry.MODEL_CHANNEL, publisher), weights.version))
     log.info("inference_model_published", version=weights.version, path=str(target), sha256=sha,
              announced=announce, receivers=receivers)
     return PublishedModel(version=weights.version, path=target, sha256=sha, receivers=receivers)

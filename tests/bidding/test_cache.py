@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import orjson
 import pytest
 
 from apps.bidding import metrics
 from apps.bidding.bidder import Bidder, bid_redis
 from apps.bidding.cache import L1Cache, UserState, freq_key
-from apps.bidding.snapshot import next_version, publish_snapshot
-from apps.core.profiles import profile_write
+from apps.bidding.snapshot import BUDGET_CHANNEL, WINS_CHANNEL, next_version, publish_snapshot
+from apps.core import redis as redis_store
+from apps.core.profiles import PROFILE_CHANNEL, profile_write
 from tests.bidding.helpers import bid_config, bid_request, expected_price, make_row
 
 
@@ -131,6 +133,32 @@ async def test_profile_change_announcement_drops_l1_within_a_second(bidder, redi
     assert took < 1.0
     again = await bidder.processor.process(bid_request(user_id="ben"))
     assert again.bids[0].price == expected_price(3.7, 0.02, "reserve")
+
+
+async def test_announcements_of_another_database_on_the_same_server_are_not_ours(bidder, redis_client):
+    """Pub/sub is server-wide: a campaign 50 whose budget ran out in another environment's database
+    (or a user "ben" who won there) must not silence or cap ours."""
+    import redis
+
+    db = redis_client.connection_pool.connection_kwargs.get("db", 0)
+    other = redis.Redis(host="127.0.0.1", port=6379, db=(db + 1) % 16)
+    profile_write(user_id="ben", fields={"loyalty_tier": "gold"})
+    await asyncio.sleep(0.05)
+    assert (await bidder.processor.process(bid_request(user_id="ben"))).is_bid
+    for name in (BUDGET_CHANNEL, WINS_CHANNEL, PROFILE_CHANNEL):
+        assert redis_store.channel(name, other) != redis_store.channel(name, redis_client)
+    other.publish(redis_store.channel(BUDGET_CHANNEL, other), "50")
+    other.publish(redis_store.channel(WINS_CHANNEL, other), orjson.dumps(["ben", time.time(), 50]))
+    other.publish(redis_store.channel(PROFILE_CHANNEL, other), "ben")
+    await asyncio.sleep(0.3)
+    assert bidder.processor.exhausted == set()
+    assert "ben" in bidder.processor.cache and not bidder.processor.cache.get("ben", time.time()).wins
+    assert (await bidder.processor.process(bid_request(user_id="ben"))).is_bid
+
+    redis_client.publish(redis_store.channel(BUDGET_CHANNEL, redis_client), "50")  # ours
+    assert await wait_for(lambda: bidder.processor.exhausted == {50}) < 1.0
+    assert (await bidder.processor.process(bid_request(user_id="ben"))).reason == "no_candidates"
+    other.close()
 
 
 async def test_redis_unreachable_mid_test_bids_still_answer_on_the_default_profile(redis_server, runtime):

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from apps.core import redis as redis_store
 from apps.core.profiles import PROFILE_CHANNEL, PROFILE_TTL_SECONDS, profile_key, profile_read
 from apps.loyalty import rules, selectors, services
 from apps.loyalty.models import LoyaltyAccount
@@ -99,7 +100,7 @@ def test_profile_after_earn_and_after_redeem(redis_client, make_promotion, djang
 @pytest.mark.django_db
 def test_profile_change_is_announced_for_l1_invalidation(redis_client, django_capture_on_commit_callbacks):
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(PROFILE_CHANNEL)
+    pubsub.subscribe(redis_store.channel(PROFILE_CHANNEL, redis_client))
     try:
         with django_capture_on_commit_callbacks(execute=True):
             services.loyalty_earn(user_id="u-ann", amount_cents=100, channel="web", transaction_id="t")
@@ -143,7 +144,7 @@ def test_keep_alive_rewrites_expiring_profiles_without_evicting_l1(redis_client,
     redis_client.expire(profile_key("u-keep"), 5)       # about to expire
     redis_client.delete(profile_key("u-other"))         # already expired
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(PROFILE_CHANNEL)
+    pubsub.subscribe(redis_store.channel(PROFILE_CHANNEL, redis_client))
     try:
         assert services.loyalty_profiles_keep_alive(batch_size=1) == 2
         assert pubsub.get_message(timeout=0.3) is None  # nothing announced: L1 copies stay valid
