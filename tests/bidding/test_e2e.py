@@ -99,6 +99,9 @@ def stack(tmp_path_factory):
         "CAMPAIGN_EXPRESS__NPU__POLL_INTERVAL_S": "0.5", "BID_NATS_SUBJECT": subject,
         "BID_WIN_SECRET": "e2e-secret", "BID_PUBLIC_BASE_URL": f"http://127.0.0.1:{http_port}",
         "OPENBLAS_NUM_THREADS": "1", "LOG_LEVEL": "INFO",
+        # Tests check decisions, not timings: on 2 shared cores a starved worker can take more than
+        # the default 80 ms budget (tmax cap 100 - 20 ms buffer) and rightly no-bid with "deadline".
+        "BID_TMAX_CAP_MS": "2000",
     }
     env_vars.pop("PROMETHEUS_MULTIPROC_DIR", None)
     procs = {
@@ -125,6 +128,24 @@ def stack(tmp_path_factory):
         for proc in procs.values():
             proc.stop()
         client.close()
+
+
+def _no_bid_report(stack, statuses: list[int], user_prefix: str) -> str:
+    """Why requests were not answered with a bid: the no_bid events' reasons for users whose id
+    starts with ``user_prefix`` (from the analytics stream) and the end of the bid app's log."""
+    import msgspec
+
+    from apps.analytics import events
+    from apps.analytics.emitter import stream_name
+
+    time.sleep(0.5)  # the workers flush their events every 100 ms
+    reason, user = events.COLUMNS.index("reason"), events.COLUMNS.index("user_id")
+    latency = events.COLUMNS.index("latency_us")
+    no_bids = [(row[reason], row[user], row[latency]) for _, data in stack["redis"].xrange(stream_name())
+               for row in msgspec.msgpack.decode(data[b"d"])
+               if row[1] == "no_bid" and (row[user] or "").startswith(user_prefix)]
+    log_tail = "\n".join(stack["procs"]["http"].lines[-30:])
+    return f"statuses { {s: statuses.count(s) for s in set(statuses)} }; no-bids (reason, user, µs): {no_bids[-20:]}\n{log_tail}"
 
 
 def _summary(body: bytes | None) -> list[tuple]:
@@ -263,7 +284,7 @@ async def test_a_model_published_under_load_is_picked_up_with_no_failed_request(
     stop.set()
     await asyncio.gather(*tasks)
     assert len(statuses) > 50
-    assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert set(statuses) == {200}, _no_bid_report(stack, statuses, "load-")
 
 
 async def test_each_entry_writes_its_analytics_events_from_its_event_loop(stack):
