@@ -5,7 +5,7 @@
 and 10,000 profiles in Redis db 14) through one ``Bidder`` in a loop and reports the process CPU
 time per request, which repeats within a few per cent — the figure to compare two versions of the
 bid path. L1 is warmed first, so every known user is an L1 hit; unknown users pay an L2 round trip.
-The analytics emitter runs as in a worker (its flusher thread's CPU is counted: process time).
+The analytics emitter runs as in a worker (flushed from the event loop, so its CPU is counted).
 
     .venv/bin/python bench/bid_inprocess.py                  # known users, 20,000 requests, 5 rounds
     .venv/bin/python bench/bid_inprocess.py --unknown-ratio 0.1
