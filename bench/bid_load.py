@@ -9,13 +9,16 @@ app (``manage.py run_bid_app``, 2 uvicorn workers) on 127.0.0.1, then runs:
 3. the same rate with known (L1-resident) users only, for the server-side L1-hit latency,
 4. closed loop at maximum throughput.
 
-For each phase it prints the achieved rate, errors, client-side p50/p90/p99/p99.9 (from the moment
-the request was written; the open-loop phases also give the latency from the request's scheduled
-time, which includes the generator's own lag) and the server-side ``bids_total_latency_us`` and
+Each open-loop phase is measured after a ``--lead-in`` (2 s) at its own rate and requests. For each
+phase it prints the achieved rate, errors, client-side p50/p90/p99/p99.9 (from the moment the
+request was written to the kernel's receive time of the response; the JSON line also gives the
+latency from the request's scheduled time, which includes the generator's own lag, and until the
+generator read the response) and the server-side ``bids_total_latency_us`` and
 ``inference_latency_us`` percentiles scraped from ``/metrics`` (aggregated over both workers).
 
-The client is one asyncio process (uvloop) speaking HTTP/1.1 keep-alive over raw sockets with
-httptools' parser, so it costs far less CPU per request than the server — it shares the 2 cores.
+The client speaks HTTP/1.1 keep-alive over raw sockets with httptools' parser: the open loop from
+one thread that wakes once a millisecond (``TickClient``), the closed loop on an asyncio (uvloop)
+event loop. It costs far less CPU per request than the server — it shares the 2 cores.
 
     .venv/bin/python bench/bid_load.py                       # everything, about a minute
     .venv/bin/python bench/bid_load.py --rate 4000 --duration 20 --max-duration 20
@@ -29,8 +32,10 @@ import json
 import os
 import random
 import re
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -159,6 +164,12 @@ class Conn(asyncio.Protocol):
         scheduled, sent, owner = self.pending.popleft()
         owner.done(self, self.parser.get_status_code(), scheduled, sent)
 
+    def usable(self) -> bool:
+        return not self.closed and not self.transport.is_closing()
+
+    def close(self) -> None:
+        self.transport.close()
+
     def connection_lost(self, exc):
         self.closed = True
         for _, _, owner in self.pending:
@@ -185,6 +196,7 @@ class Client:
         self.sent_at: list[float] = []
         self.from_schedule: list[float] = []
         self.lags: list[float] = []
+        self.read_latencies: list[float] = []  # TickClient: until the generator read the response
         self.statuses: dict[int, int] = {}
         self.errors = 0
         self.completed = 0
@@ -193,7 +205,7 @@ class Client:
     async def connect(self, n: int) -> None:
         """Open connections until ``n`` are alive (the server closes keep-alive connections idle for 5 s)."""
         loop = asyncio.get_running_loop()
-        self.conns = [c for c in self.conns if not c.closed and not c.transport.is_closing()]
+        self.conns = [c for c in self.conns if c.usable()]
         while len(self.conns) < n:
             _, conn = await loop.create_connection(lambda: Conn(self), self.host, self.port)
             self.conns.append(conn)
@@ -206,8 +218,11 @@ class Client:
             body = body.replace(UNKNOWN_MARK, f"new-user-{os.getpid()}-{self.unknown}".encode())
         return head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
 
-    def done(self, conn: Conn, status: int, scheduled: float, sent: float) -> None:
-        now = time.perf_counter()
+    clock = staticmethod(time.perf_counter)  # the time base of ``sent`` and ``scheduled``
+
+    def done(self, conn, status: int, scheduled: float, sent: float, now: float | None = None) -> None:
+        if now is None:
+            now = self.clock()
         self.completed += 1
         self.statuses[status] = self.statuses.get(status, 0) + 1
         if status not in (200, 204):
@@ -231,7 +246,7 @@ class Client:
         on both sides here (every request wakes a different socket) and far worse tails."""
         best = None
         for conn in self.conns:
-            if conn.closed or conn.transport.is_closing():
+            if not conn.usable():
                 continue
             if not conn.pending:
                 return conn
@@ -241,29 +256,12 @@ class Client:
             raise RuntimeError("all connections closed")
         return best
 
-    async def open_loop(self, rate: float, duration: float) -> float:
-        """Send at a fixed rate regardless of responses (latency measured from the schedule too)."""
-        self.on_done = None
-        start = time.perf_counter()
-        sent = 0
-        total = int(rate * duration)
-        while sent < total:
-            now = time.perf_counter()
-            due = min(total, int((now - start) * rate) + 1)
-            while sent < due:
-                self.pick().send(self.next_payload(), start + sent / rate, self)
-                sent += 1
-            await asyncio.sleep(0.001)  # event-loop timers have 1 ms resolution
-        while any(c.pending for c in self.conns) and time.perf_counter() - start < duration + 30:
-            await asyncio.sleep(0.01)
-        return time.perf_counter() - start
-
     async def closed_loop(self, duration: float) -> float:
         """Each connection keeps one request in flight: maximum throughput."""
         stop_at = time.perf_counter() + duration
 
         def again(conn: Conn):
-            if time.perf_counter() < stop_at and not conn.closed and not conn.transport.is_closing():
+            if time.perf_counter() < stop_at and conn.usable():
                 conn.send(self.next_payload(), 0.0, self)
 
         self.on_done = again
@@ -276,6 +274,137 @@ class Client:
             await asyncio.sleep(0.01)
         self.on_done = None
         return time.perf_counter() - start
+
+
+# --- open loop: a generator that does not wake up per response ------------------------------------
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux: kernel receive time of the data, ns
+_TIMESPEC = struct.Struct("qq")
+
+
+class TickConn:
+    """A non-blocking keep-alive socket read once per tick; responses are timed by the kernel's
+    receive timestamp (``SO_TIMESTAMPNS``), not by when the generator got round to reading them."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.pending: deque[tuple[float, float, Client]] = deque()  # (scheduled, sent, phase)
+        self.parser = httptools.HttpResponseParser(self)
+        self.out = b""  # what the socket did not take yet
+        self.arrived = self.read_at = 0.0
+        self.closed = False
+
+    def usable(self) -> bool:
+        return not self.closed
+
+    def close(self) -> None:
+        self.lost()
+
+    def on_message_complete(self):
+        scheduled, sent, owner = self.pending.popleft()
+        owner.done(self, self.parser.get_status_code(), scheduled, sent, self.arrived)
+        owner.read_latencies.append(self.read_at - sent)
+
+    def send(self, payload: bytes, scheduled: float, owner: "Client") -> None:
+        self.pending.append((scheduled, time.time(), owner))
+        if self.out:
+            self.out += payload
+            return
+        self.write(payload)
+
+    def write(self, data: bytes) -> None:
+        try:
+            n = self.sock.send(data)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self.lost()
+            return
+        self.out = data[n:]
+
+    def read(self, bench: "Client") -> None:
+        while True:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(65536, 64)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.lost()
+                return
+            if not data:
+                self.lost()
+                return
+            self.arrived = self.read_at = time.time()
+            for level, kind, raw in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(raw)
+                    self.arrived = sec + nsec / 1e9
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                bench.errors += 1
+                self.lost()
+                return
+
+    def lost(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for _, _, owner in self.pending:
+            owner.errors += 1
+        self.pending.clear()
+        self.sock.close()
+
+
+class TickClient(Client):
+    """Open loop on a fixed schedule from one thread that wakes every millisecond — sends what is
+    due, reads what has arrived (``epoll`` with no wait) and sleeps again — instead of an event loop
+    that wakes for every response. On 2 cores shared with the server each of those wake-ups cost the
+    server too: the generator woke ~3,600 times a second and preempted a worker ~2,200 times a
+    second. Latency runs from the moment a request was written to the kernel's receive timestamp of
+    its response (the last segment read with it), so reading late does not count against the server."""
+
+    clock = staticmethod(time.time)
+
+    async def connect(self, n: int) -> None:
+        self.conns = [c for c in self.conns if c.usable()]
+        while len(self.conns) < n:
+            sock = socket.create_connection((self.host, self.port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.setblocking(False)
+            self.conns.append(TickConn(sock))
+
+    def open_loop(self, rate: float, duration: float, tick: float = 0.001) -> float:
+        """Send at a fixed rate regardless of responses (latency measured from the schedule too)."""
+        self.on_done = None
+        by_fd = {c.fd: c for c in self.conns}
+        poller = select.epoll()
+        for fd in by_fd:
+            poller.register(fd, select.EPOLLIN)
+        start = time.time()
+        sent = 0
+        total = int(rate * duration)
+        try:
+            while sent < total or any(c.pending for c in self.conns):
+                now = time.time()
+                if sent < total:
+                    due = min(total, int((now - start) * rate) + 1)
+                    while sent < due:
+                        self.pick().send(self.next_payload(), start + sent / rate, self)
+                        sent += 1
+                elif now - start > duration + 30:
+                    break
+                for conn in self.conns:
+                    if conn.out and not conn.closed:
+                        conn.write(conn.out)
+                for fd, _ in poller.poll(0):
+                    by_fd[fd].read(self)
+                time.sleep(tick)
+        finally:
+            poller.close()
+        return time.time() - start
 
 
 # --- server metrics --------------------------------------------------------------------------------
@@ -377,6 +506,8 @@ def report(name: str, client: Client, elapsed: float, before: str, after: str, c
         row["client_cores"] = round(client_cpu / elapsed, 2)
         row["other_cores"] = round(max(0.0, busy_cores(*client.busy) - row.get("server_cores", 0) - row["client_cores"]), 2) \
             if getattr(client, "busy", None) else None
+    if client.read_latencies:
+        row["read_p99_ms"] = ms(pct(client.read_latencies, .99))
     if client.from_schedule:
         row.update(sched_p50_ms=ms(pct(client.from_schedule, .5)), sched_p99_ms=ms(pct(client.from_schedule, .99)),
                    send_lag_p99_ms=ms(pct(client.lags, .99)))
@@ -445,24 +576,28 @@ async def run(args) -> list[dict]:
     rng = random.Random(args.seed)
     bodies = make_bodies(2000, rng, unknown_ratio=args.unknown_ratio)
     known_only = [b for b in bodies if UNKNOWN_MARK not in b]
-    client = Client(url.hostname, url.port, bodies)
+    client = TickClient(url.hostname, url.port, bodies)
     await client.connect(args.connections)
     results = []
 
     print(f"# warm-up {args.warmup}s at {args.rate // 2} req/s ({args.connections} connections)", flush=True)
-    await client.open_loop(args.rate / 2, args.warmup)
-    warm = Client(url.hostname, url.port, known_only)
+    client.open_loop(args.rate / 2, args.warmup)
+    warm = TickClient(url.hostname, url.port, known_only)
     warm.conns = client.conns
-    await warm.open_loop(args.rate / 2, 3)  # every known user of the request set into both workers' L1
+    warm.open_loop(args.rate / 2, 3)  # every known user of the request set into both workers' L1
 
     for name, request_set in ((f"open-loop {args.rate}/s, mix ({args.unknown_ratio:.0%} unknown users)", bodies),
                               (f"open-loop {args.rate}/s, known users (L1 hits)", known_only)):
-        phase = Client(url.hostname, url.port, request_set)
         await client.connect(args.connections)
+        if args.lead_in:  # the same rate and requests, not measured: the phase starts in steady state
+            lead = TickClient(url.hostname, url.port, request_set)
+            lead.conns = client.conns
+            lead.open_loop(args.rate, args.lead_in)
+        phase = TickClient(url.hostname, url.port, request_set)
         phase.conns = client.conns
         print(f"# connections per server process: {connections_per_process(url.port)}", flush=True)
         before, cpu0, own0, busy0 = scrape(args.url), process_group_cpu(SERVER_PGID), time.process_time(), cpu_busy()
-        elapsed = await phase.open_loop(args.rate, args.duration)
+        elapsed = phase.open_loop(args.rate, args.duration)
         cpu, own, phase.busy = process_group_cpu(SERVER_PGID), time.process_time(), (busy0, cpu_busy())
         results.append(report(name, phase, elapsed, before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None,
                               own - own0))
@@ -477,7 +612,7 @@ async def run(args) -> list[dict]:
     results.append(report(f"closed-loop max throughput, {len(phase.conns)} connections, mix", phase, elapsed,
                           before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None, own - own0))
     for conn in client.conns + phase.conns:
-        conn.transport.close()
+        conn.close()
     return results
 
 
@@ -488,6 +623,8 @@ def write_trace(directory: str, number: int, client: "Client") -> None:
     os.makedirs(directory, exist_ok=True)
     start = min(client.sent_at, default=0.0)
     with open(os.path.join(directory, f"phase{number}.tsv"), "w") as out:
+        epoch = start if client.clock is time.time else time.time() - (client.clock() - start)
+        out.write(f"# first request at unix time {epoch:.3f}\n")
         for sent, latency in zip(client.sent_at, client.latencies):
             out.write(f"{sent - start:.6f}\t{latency * 1000:.3f}\n")
 
@@ -503,6 +640,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15, help="seconds per open-loop phase")
     parser.add_argument("--max-duration", type=float, default=15, help="seconds of the max-throughput phase")
     parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--lead-in", type=float, default=2,
+                        help="seconds at the phase's rate and requests before each open-loop phase is measured")
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections (open loop)")
     parser.add_argument("--max-connections", type=int, default=16, help="connections in the closed-loop phase")
     parser.add_argument("--unknown-ratio", type=float, default=0.1, help="share of requests from unknown users")
