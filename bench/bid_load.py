@@ -456,22 +456,43 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def process_group_cpu(pgid: int | None) -> float | None:
-    """CPU seconds used so far by every process in a process group (the bid app and its workers)."""
-    if pgid is None:
-        return None
+def processes() -> dict[int, tuple[str, int, float]]:
+    """pid -> (name, process group, CPU seconds of the process and of its children it has reaped).
+    A short-lived process shows up in its parent's reaped-children time once it has ended."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    out = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            head, rest = (entry / "stat").read_text().rsplit(")", 1)
         except OSError:
             continue
-        if int(fields[2]) == pgid:  # field 5 (pgrp) counted from the state field
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-    return total
+        fields = rest.split()  # from the state field: [2] pgrp, [11..14] utime stime cutime cstime
+        cpu = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
+        out[int(entry.name)] = (head.split("(", 1)[1], int(fields[2]), cpu)
+    return out
+
+
+def process_group_cpu(pgid: int | None, table: dict | None = None) -> float | None:
+    """CPU seconds used so far by every process in a process group (the bid app and its workers)."""
+    if pgid is None:
+        return None
+    return sum(cpu for _, group, cpu in (table or processes()).values() if group == pgid)
+
+
+def other_processes(before: dict, after: dict, top: int = 3) -> str:
+    """The processes other than the bid app and this generator that used most CPU in between —
+    what to look at when a phase's tail is long while the bid app's CPU per request is not."""
+    used: dict[str, float] = {}
+    for pid, (name, group, cpu) in after.items():
+        if group == SERVER_PGID or pid == os.getpid():
+            continue
+        delta = cpu - before[pid][2] if pid in before else cpu
+        if delta > 0:
+            used[name] = used.get(name, 0.0) + delta
+    busiest = sorted(used.items(), key=lambda item: -item[1])[:top]
+    return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in busiest if seconds >= 0.02) or "none"
 
 
 SERVER_PGID: int | None = None
@@ -596,11 +617,15 @@ async def run(args) -> list[dict]:
         phase = TickClient(url.hostname, url.port, request_set)
         phase.conns = client.conns
         print(f"# connections per server process: {connections_per_process(url.port)}", flush=True)
-        before, cpu0, own0, busy0 = scrape(args.url), process_group_cpu(SERVER_PGID), time.process_time(), cpu_busy()
+        procs0 = processes()
+        before, cpu0, own0, busy0 = scrape(args.url), process_group_cpu(SERVER_PGID, procs0), time.process_time(), cpu_busy()
         elapsed = phase.open_loop(args.rate, args.duration)
-        cpu, own, phase.busy = process_group_cpu(SERVER_PGID), time.process_time(), (busy0, cpu_busy())
+        procs1 = processes()
+        cpu, own, phase.busy = process_group_cpu(SERVER_PGID, procs1), time.process_time(), (busy0, cpu_busy())
         results.append(report(name, phase, elapsed, before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None,
                               own - own0))
+        if SERVER_PGID is not None:
+            print(f"# other processes by CPU during the phase: {other_processes(procs0, procs1)}", flush=True)
         if args.trace:
             write_trace(args.trace, len(results), phase)
 
