@@ -4,8 +4,9 @@ The model directory is ``CAMPAIGN_EXPRESS__NPU__MODEL_DIR`` (default ``var/model
 path is taken from the project root). A file appears there only complete: publishing writes a
 temporary file in the same directory and ``os.replace``-s it into place. The *current* model is the
 most recently published file (newest modification time), so re-publishing an older version rolls
-back to it. Every publish is announced on the pub/sub channel ``models:published`` with the
-version as message; runtimes also poll the directory in case they missed the announcement.
+back to it. Every publish is announced on the pub/sub channel ``models:published`` (of the Redis
+database: ``apps.core.redis.channel``) with the version as message; runtimes also poll the
+directory in case they missed the announcement.
 """
 from __future__ import annotations
 
