@@ -367,6 +367,12 @@ class TickClient(Client):
 
     clock = staticmethod(time.time)
 
+    def sharing(self, bodies: list[bytes]) -> "TickClient":
+        """A new phase (its own counts and request set) on this client's connections."""
+        phase = TickClient(self.host, self.port, bodies)
+        phase.conns = self.conns
+        return phase
+
     async def connect(self, n: int) -> None:
         self.conns = [c for c in self.conns if c.usable()]
         while len(self.conns) < n:
@@ -603,19 +609,14 @@ async def run(args) -> list[dict]:
 
     print(f"# warm-up {args.warmup}s at {args.rate // 2} req/s ({args.connections} connections)", flush=True)
     client.open_loop(args.rate / 2, args.warmup)
-    warm = TickClient(url.hostname, url.port, known_only)
-    warm.conns = client.conns
-    warm.open_loop(args.rate / 2, 3)  # every known user of the request set into both workers' L1
+    client.sharing(known_only).open_loop(args.rate / 2, 3)  # every known user into both workers' L1
 
     for name, request_set in ((f"open-loop {args.rate}/s, mix ({args.unknown_ratio:.0%} unknown users)", bodies),
                               (f"open-loop {args.rate}/s, known users (L1 hits)", known_only)):
         await client.connect(args.connections)
         if args.lead_in:  # the same rate and requests, not measured: the phase starts in steady state
-            lead = TickClient(url.hostname, url.port, request_set)
-            lead.conns = client.conns
-            lead.open_loop(args.rate, args.lead_in)
-        phase = TickClient(url.hostname, url.port, request_set)
-        phase.conns = client.conns
+            client.sharing(request_set).open_loop(args.rate, args.lead_in)
+        phase = client.sharing(request_set)
         print(f"# connections per server process: {connections_per_process(url.port)}", flush=True)
         procs0 = processes()
         before, cpu0, own0, busy0 = scrape(args.url), process_group_cpu(SERVER_PGID, procs0), time.process_time(), cpu_busy()

@@ -140,25 +140,27 @@ async def test_announcements_of_another_database_on_the_same_server_are_not_ours
     (or a user "ben" who won there) must not silence or cap ours."""
     import redis
 
-    db = redis_client.connection_pool.connection_kwargs.get("db", 0)
-    other = redis.Redis(host="127.0.0.1", port=6379, db=(db + 1) % 16)
-    profile_write(user_id="ben", fields={"loyalty_tier": "gold"})
-    await asyncio.sleep(0.05)
-    assert (await bidder.processor.process(bid_request(user_id="ben"))).is_bid
-    for name in (BUDGET_CHANNEL, WINS_CHANNEL, PROFILE_CHANNEL):
-        assert redis_store.channel(name, other) != redis_store.channel(name, redis_client)
-    other.publish(redis_store.channel(BUDGET_CHANNEL, other), "50")
-    other.publish(redis_store.channel(WINS_CHANNEL, other), orjson.dumps(["ben", time.time(), 50]))
-    other.publish(redis_store.channel(PROFILE_CHANNEL, other), "ben")
-    await asyncio.sleep(0.3)
-    assert bidder.processor.exhausted == set()
-    assert "ben" in bidder.processor.cache and not bidder.processor.cache.get("ben", time.time()).wins
-    assert (await bidder.processor.process(bid_request(user_id="ben"))).is_bid
+    kwargs = redis_client.connection_pool.connection_kwargs  # same server, the next database
+    other = redis.Redis(host=kwargs["host"], port=kwargs["port"], db=(kwargs.get("db", 0) + 1) % 16)
+    try:
+        profile_write(user_id="ben", fields={"loyalty_tier": "gold"})
+        await asyncio.sleep(0.05)
+        assert (await bidder.processor.process(bid_request(user_id="ben"))).is_bid
+        for name in (BUDGET_CHANNEL, WINS_CHANNEL, PROFILE_CHANNEL):
+            assert redis_store.channel(name, other) != redis_store.channel(name, redis_client)
+        other.publish(redis_store.channel(BUDGET_CHANNEL, other), "50")
+        other.publish(redis_store.channel(WINS_CHANNEL, other), orjson.dumps(["ben", time.time(), 50]))
+        other.publish(redis_store.channel(PROFILE_CHANNEL, other), "ben")
+        await asyncio.sleep(0.3)
+        assert bidder.processor.exhausted == set()
+        assert "ben" in bidder.processor.cache and not bidder.processor.cache.get("ben", time.time()).wins
+        assert (await bidder.processor.process(bid_request(user_id="ben"))).is_bid
 
-    redis_client.publish(redis_store.channel(BUDGET_CHANNEL, redis_client), "50")  # ours
-    assert await wait_for(lambda: bidder.processor.exhausted == {50}) < 1.0
-    assert (await bidder.processor.process(bid_request(user_id="ben"))).reason == "no_candidates"
-    other.close()
+        redis_client.publish(redis_store.channel(BUDGET_CHANNEL, redis_client), "50")  # ours
+        assert await wait_for(lambda: bidder.processor.exhausted == {50}) < 1.0
+        assert (await bidder.processor.process(bid_request(user_id="ben"))).reason == "no_candidates"
+    finally:
+        other.close()
 
 
 async def test_redis_unreachable_mid_test_bids_still_answer_on_the_default_profile(redis_server, runtime):
