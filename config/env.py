@@ -77,10 +77,38 @@ CLICKHOUSE_URL = env_str("CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:9000/
 NATS_URL = env_str("NATS_URL", "nats://127.0.0.1:4222")
 
 
+# --- database connections -----------------------------------------------------------------------
+# Every process that runs Django code gets a psycopg connection pool of its own (Django's
+# ``OPTIONS["pool"]``) with ``CONN_MAX_AGE=0``: a request, task or message borrows a connection and gives
+# it back when it ends, so a process never holds more than ``DATABASE_POOL_MAX_SIZE`` connections, however
+# its threads come and go (under ASGI every request runs in a thread of its own, and a persistent
+# connection left in a finished thread stays open until the garbage collector finds it). The Procfile
+# sizes the pool per process; README "Database connections" adds the budgets up.
+DATABASE_POOL = env_bool("DATABASE_POOL", True)
+DATABASE_POOL_MIN_SIZE = env_int("DATABASE_POOL_MIN_SIZE", 1)
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 4)
+DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 10.0)
+DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 3)
+DATABASE_APPLICATION_NAME = env_str("DATABASE_APPLICATION_NAME", "campaign-express")
+
+
 def database_config(url: str) -> dict:
     parsed = urlparse(url)
     if parsed.scheme not in {"postgres", "postgresql"}:
         raise ImproperlyConfiguredEnv(f"DATABASE_URL must be a postgres:// URL, got {url!r}")
+    options: dict = {"connect_timeout": DATABASE_CONNECT_TIMEOUT, "application_name": DATABASE_APPLICATION_NAME}
+    if DATABASE_POOL:
+        if not 0 <= DATABASE_POOL_MIN_SIZE <= DATABASE_POOL_MAX_SIZE or DATABASE_POOL_MAX_SIZE < 1:
+            raise ImproperlyConfiguredEnv(
+                "DATABASE_POOL_MIN_SIZE and DATABASE_POOL_MAX_SIZE need 0 <= min <= max and max >= 1, got "
+                f"{DATABASE_POOL_MIN_SIZE} and {DATABASE_POOL_MAX_SIZE}")
+        options["pool"] = {"min_size": DATABASE_POOL_MIN_SIZE, "max_size": DATABASE_POOL_MAX_SIZE,
+                           "timeout": DATABASE_POOL_TIMEOUT, "name": DATABASE_APPLICATION_NAME}
+        # Pooled connections are handed back at the end of each request/task: never persistent.
+        conn_max_age = 0
+    else:
+        # Without a pool, 0 is the only safe value under ASGI; a sync process may opt into more.
+        conn_max_age = env_int("DATABASE_CONN_MAX_AGE", 0)
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": parsed.path.lstrip("/") or "campaign_express",
@@ -88,6 +116,7 @@ def database_config(url: str) -> dict:
         "PASSWORD": parsed.password or "",
         "HOST": parsed.hostname or "127.0.0.1",
         "PORT": str(parsed.port or 5432),
-        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60),
+        "CONN_MAX_AGE": conn_max_age,
         "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": options,
     }

@@ -28,20 +28,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
 
 @pytest.fixture(autouse=True)
-def _agent_threads_close_their_connections():
-    """Consumers run Django code in executor threads, which (like request threads) keep their DB
-    connection for CONN_MAX_AGE; with 0 they close it after each message, so the test database is
-    free to drop at the end of the run. (Connections share this settings dict.)"""
-    from django.db import connections
-
-    conf = connections.settings["default"]
-    previous = conf["CONN_MAX_AGE"]
-    conf["CONN_MAX_AGE"] = 0
-    yield
-    conf["CONN_MAX_AGE"] = previous
-
-
-@pytest.fixture(autouse=True)
 def _trigger_rules(transactional_db):
     seed_trigger_rules()
 
