@@ -278,14 +278,14 @@ print("TOKENS" + json.dumps(out))
                                                "--loglevel=WARNING", "-n", "soak@%h"],
                                     {**pool("worker", 2), "PROMETHEUS_MULTIPROC_DIR": str(prom)}, logs)
         self.procs["beat"] = Proc("beat", [py, "-m", "celery", "-A", "config", "beat", "--loglevel=WARNING",
-                                           f"--schedule={self.root / 'beat-schedule'}"], pool("beat", 1), logs)
+                                           f"--schedule={self.root / 'beat-schedule'}"], {**pool("beat", 1), "DATABASE_POOL_MIN_SIZE": "0"}, logs)
         self.procs["agents"] = Proc("agents", [py, "manage.py", "run_agents", "--count", "4"], pool("agents", 4), logs)
         if self.every_process:
             self.procs["grpc"] = Proc("grpc", [py, "manage.py", "run_grpc", "--host", "127.0.0.1", "--port",
-                                               str(free_port())], pool("grpc", 1), logs)
+                                               str(free_port())], {**pool("grpc", 1), "DATABASE_POOL_MIN_SIZE": "0"}, logs)
             self.procs["bid"] = Proc("bid", [py, "manage.py", "run_bid_app", "--host", "127.0.0.1", "--port",
                                              str(free_port()), "--workers", "2", "--metrics-dir",
-                                             str(self.root / "bid-prom")], pool("bid", 1), logs)
+                                             str(self.root / "bid-prom")], {**pool("bid", 1), "DATABASE_POOL_MIN_SIZE": "0"}, logs)
         wait(lambda: httpx.get(f"{self.base}/ready", timeout=5).status_code == 200, 120, "web /ready")
 
     @property
