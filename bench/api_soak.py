@@ -349,6 +349,7 @@ class Results:
     statuses: Counter = field(default_factory=Counter)
     server_errors: list[tuple[float, str, int, bool, str]] = field(default_factory=list)  # t, op, status, json 503, body
     transport_errors: Counter = field(default_factory=Counter)
+    transport_error_times: list[float] = field(default_factory=list)
     gave_up: Counter = field(default_factory=Counter)
     earned: Counter = field(default_factory=Counter)   # user -> acknowledged stars earned
     spent: Counter = field(default_factory=Counter)    # user -> acknowledged stars spent
@@ -398,12 +399,13 @@ class Client(threading.Thread):
         """One operation: retried with the same body and key on a transport error or 5xx."""
         deadline = time.monotonic() + self.RETRY_FOR
         while True:
-            started = time.monotonic()
+            started, started_wall = time.monotonic(), time.time()
             try:
                 response = self.http.request(method, path, headers=headers, json=json_body)
             except httpx.TransportError as exc:
                 with self.results.lock:
                     self.results.transport_errors[(op, type(exc).__name__)] += 1
+                    self.results.transport_error_times.append(started_wall)
                 response = None
             elapsed = time.monotonic() - started
             with self.results.lock:
@@ -613,6 +615,9 @@ def main() -> int:
             print(f"  offending 5xx: op={e[1]} status={e[2]} body={e[4]!r}")
         if results.transport_errors:
             print(f"transport errors (retried): {dict(results.transport_errors)}")
+            started_in = Counter(next((o.store for o in outages if o.covers(t)), "no outage")
+                                 for t in results.transport_error_times)
+            print(f"transport errors by the outage window their request started in: {dict(started_in)}")
         if results.gave_up:
             print(f"operations given up after {Client.RETRY_FOR:.0f} s of retries: {dict(results.gave_up)}")
         print(f"peak database connections: {sampler.peak} (by process: {dict(sampler.peak_by_app)})")
