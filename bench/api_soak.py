@@ -347,7 +347,7 @@ class Outage:
 class Results:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: Counter = field(default_factory=Counter)
-    server_errors: list[tuple[float, str, int, bool, str]] = field(default_factory=list)  # t, op, status, json 503, body
+    server_errors: list[tuple[float, str, int, bool, str]] = field(default_factory=list)  # sent at, op, status, json 503, body
     transport_errors: Counter = field(default_factory=Counter)
     transport_error_times: list[float] = field(default_factory=list)
     gave_up: Counter = field(default_factory=Counter)
@@ -413,7 +413,7 @@ class Client(threading.Thread):
                 if response is not None:
                     self.results.statuses[(op, response.status_code)] += 1
                     if response.status_code >= 500:
-                        self.results.server_errors.append((time.time(), op, response.status_code,
+                        self.results.server_errors.append((started_wall, op, response.status_code,
                                                            is_json_503(response), response.text[:200]))
             if response is not None and response.status_code < 500:
                 return response

@@ -2,7 +2,7 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import exception_handler as drf_exception_handler, set_rollback
 
 
 class ServiceError(Exception):
@@ -37,6 +37,12 @@ class NotFound(ServiceError):
 
 
 def exception_handler(exc, context):
+    from apps.core import outages
+
+    if store := outages.unavailable_store(exc):
+        set_rollback()  # the request's transaction, if any, changed nothing
+        return Response(outages.body(store), status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": str(outages.RETRY_AFTER_SECONDS)})
     if isinstance(exc, ServiceError):
         body = {"error": exc.code, "detail": exc.message}
         if exc.field:
