@@ -339,15 +339,18 @@ class Outage:
     stopped_at: float
     ready_at: float | None = None
 
-    def covers(self, t: float) -> bool:
-        return self.stopped_at <= t <= (self.ready_at if self.ready_at is not None else float("inf")) + GRACE
+    def covers(self, t: float, answered: float | None = None) -> bool:
+        """Whether a call sent at ``t`` (answered at ``answered``) was in flight during the window."""
+        end = (self.ready_at if self.ready_at is not None else float("inf")) + GRACE
+        return t <= end and (answered if answered is not None else t) >= self.stopped_at
 
 
 @dataclass
 class Results:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: Counter = field(default_factory=Counter)
-    server_errors: list[tuple[float, str, int, bool, str]] = field(default_factory=list)  # sent at, op, status, json 503, body
+    server_errors: list[tuple[float, str, int, bool, str, float]] = field(default_factory=list)
+    # (sent at, op, status, is a JSON 503, body, answered at)
     transport_errors: Counter = field(default_factory=Counter)
     transport_error_times: list[float] = field(default_factory=list)
     gave_up: Counter = field(default_factory=Counter)
@@ -396,7 +399,8 @@ class Client(threading.Thread):
         self.http = httpx.Client(base_url=base, timeout=30)
 
     def call(self, op: str, method: str, path: str, *, headers: dict, json_body=None, retry: bool = True):
-        """One operation: retried with the same body and key on a transport error or 5xx."""
+        """One operation: retried with the same body and key on a transport error or 5xx (``retry=False``:
+        on a 5xx only, which changed nothing; a transport error's outcome is unknown)."""
         deadline = time.monotonic() + self.RETRY_FOR
         while True:
             started, started_wall = time.monotonic(), time.time()
@@ -414,10 +418,10 @@ class Client(threading.Thread):
                     self.results.statuses[(op, response.status_code)] += 1
                     if response.status_code >= 500:
                         self.results.server_errors.append((started_wall, op, response.status_code,
-                                                           is_json_503(response), response.text[:200]))
+                                                           is_json_503(response), response.text[:200], time.time()))
             if response is not None and response.status_code < 500:
                 return response
-            if not retry or time.monotonic() > deadline:
+            if (not retry and response is None) or time.monotonic() > deadline:
                 with self.results.lock:
                     self.results.gave_up[op] += 1
                 return None
@@ -442,8 +446,6 @@ class Client(threading.Thread):
         # transport error, whose outcome is unknown; rows are compared with acknowledged creates.
         response = self.call("write", "POST", "/v1/campaigns/", headers=self.marketer,
                              json_body=campaign_body(f"soak-{self.index}-{n}"), retry=False)
-        while response is None and not self.stop_event.is_set():
-            break
         if response is not None and response.status_code == 201:
             with self.results.lock:
                 self.results.campaigns += 1
@@ -603,12 +605,12 @@ def main() -> int:
         for outage in outages:
             print(f"outage {outage.store:10} {outage.ready_at - outage.stopped_at:5.1f} s "
                   f"(window + {GRACE:.0f} s grace)")
-        inside = [e for e in results.server_errors if any(o.covers(e[0]) for o in outages)]
+        inside = [e for e in results.server_errors if any(o.covers(e[0], e[5]) for o in outages)]
         outside = [e for e in results.server_errors if e not in inside]
         bad_inside = [e for e in inside if not e[3]]
         print(f"5xx: {len(results.server_errors)} total; {len(inside)} inside outage windows "
               f"({len(bad_inside)} not a JSON 503); {len(outside)} outside")
-        by_store = Counter(next(o.store for o in outages if o.covers(e[0])) for e in inside)
+        by_store = Counter(next(o.store for o in outages if o.covers(e[0], e[5])) for e in inside)
         if by_store:
             print(f"5xx inside windows by store: {dict(by_store)}")
         for e in (bad_inside + outside)[:10]:

@@ -2,7 +2,7 @@
 
 While Postgres, Redis or ClickHouse restarts, a request can fail on a lost connection, a refused
 connect, or (Postgres) a pool that found no connection within ``DATABASE_POOL_TIMEOUT``. None of that
-is the caller's fault nor a bug: the API answers ``503 {"error": "store_unavailable", ...}`` with
+is the caller's fault nor a bug: the API answers ``503 {"error": "unavailable", ...}`` with
 ``Retry-After``, and a client retries with the same idempotency key (writes are transactional, so the
 failed attempt changed nothing).
 """
@@ -38,4 +38,4 @@ def unavailable_store(exc: BaseException) -> str | None:
 
 
 def body(store: str) -> dict[str, str]:
-    return {"error": "store_unavailable", "detail": f"{store} is unavailable right now; retry in a few seconds"}
+    return {"error": "unavailable", "detail": f"{store} is unavailable right now; retry in a few seconds"}

@@ -35,14 +35,14 @@ def test_postgres_down_is_a_503_through_djangos_wrapper():
 
     response = exception_handler(raised(connect), {})
     assert response.status_code == 503
-    assert response.data["error"] == "store_unavailable" and "postgres" in response.data["detail"]
+    assert response.data["error"] == "unavailable" and "postgres" in response.data["detail"]
     assert response.headers["Retry-After"] == "5"
 
 
 def test_redis_down_is_a_503():
     client = redis.Redis(host="127.0.0.1", port=dead_port(), socket_connect_timeout=1)
     response = exception_handler(raised(client.ping), {})
-    assert (response.status_code, response.data["error"]) == (503, "store_unavailable")
+    assert (response.status_code, response.data["error"]) == (503, "unavailable")
     assert "redis" in response.data["detail"]
 
 
