@@ -233,8 +233,8 @@ class Platform:
             "NATS_URL": f"nats://127.0.0.1:{stores['nats'].port}",
             "CELERY_TASK_ALWAYS_EAGER": "false", "CELERY_METRICS_PORT": str(free_port()),
             "CAMPAIGN_EXPRESS__NPU__MODEL_DIR": str(root / "models"),
-            # Per-token throttling (engineer 4's DRF throttles) must not limit the soak's clients.
-            "API_THROTTLE_ENABLED": "false", "API_THROTTLE_RATE": "1000000/minute",
+            # The per-token and per-address rate limits must not limit the soak's clients.
+            "API_RATE_LIMIT_USER": "1000000/m", "API_RATE_LIMIT_ANON": "1000000/m",
         }
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.every_process = every_process
