@@ -19,6 +19,8 @@ command -v redis-server      >/dev/null || need+=(redis-server redis-tools)
 command -v nats-server       >/dev/null || need+=(nats-server)
 command -v clickhouse-server >/dev/null || need+=(clickhouse-server clickhouse-client)
 command -v curl              >/dev/null || need+=(curl)
+# HAProxy: the suite runs the production docker/haproxy.cfg with the real binary (Debian puts it in /usr/sbin)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ "${WITH_BROWSER:-0}" = 1 ]; then
   command -v chromium     >/dev/null || need+=(chromium)
   command -v chromedriver >/dev/null || need+=(chromium-driver)
