@@ -7,6 +7,7 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from apps.campaigns.countries import normalise_country
+from apps.core.filters import FilterParams
 from apps.campaigns.models import CampaignStatus, CampaignTransition, Channel, CreativeFormat, DeviceType, Offer
 
 
@@ -53,7 +54,8 @@ class CampaignSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     advertiser = serializers.CharField(max_length=200)
     budget = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
-    currency = serializers.CharField(min_length=3, max_length=3, default="USD")
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", default="USD", help_text="ISO 4217 code (stored upper-case)",
+                                      error_messages={"invalid": "currency must be a three-letter ISO 4217 code such as USD."})
     channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), allow_empty=False)
     start_at = serializers.DateTimeField()
     end_at = serializers.DateTimeField()
@@ -69,7 +71,7 @@ class CampaignSerializer(serializers.Serializer):
     review_round = serializers.IntegerField(read_only=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True)
     submitted_by = serializers.CharField(source="submitted_by.username", read_only=True, allow_null=True, default=None)
-    submitted_at = serializers.DateTimeField(read_only=True)
+    submitted_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="Empty until first submitted")
     offers = OfferSerializer(many=True, read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
@@ -103,3 +105,14 @@ class TransitionSerializer(serializers.ModelSerializer):
         fields = ["id", "action", "from_status", "to_status", "actor", "reason", "created_at"]
         read_only_fields = fields
 
+
+
+class CampaignFilters(FilterParams):
+    """Query parameters of ``GET /v1/campaigns/`` (an unknown status or channel is a 400 naming it)."""
+
+    status = serializers.ChoiceField(choices=CampaignStatus.choices, required=False, help_text="Only campaigns in this state")
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False, help_text="Only campaigns using this channel")
+    advertiser = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                       help_text="Exact advertiser name (case-insensitive)")
+    search = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                   help_text="Substring of name or advertiser")

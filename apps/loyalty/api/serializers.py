@@ -2,6 +2,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from apps.core.filters import FilterParams
 from apps.loyalty import rules
 from apps.loyalty.models import LedgerEntry, LedgerKind, SignalType, Tier
 from apps.loyalty.services import TRANSACTION_ID_MAX, USER_ID_MAX
@@ -19,11 +20,14 @@ class EarnRequestSerializer(serializers.Serializer):
     is_referral = serializers.BooleanField(default=False)
     is_digital = serializers.BooleanField(default=False)
 
-    def validate_amount_cents(self, value: int) -> int:
-        limit = settings.LOYALTY_MAX_EARN_AMOUNT_CENTS
-        if value > limit:
-            raise serializers.ValidationError(f"Ensure this value is less than or equal to {limit}.")
-        return value
+    def get_fields(self):
+        # The maximum is a setting (LOYALTY_MAX_EARN_AMOUNT_CENTS): read when the serializer is built, so
+        # both the check and the OpenAPI schema (``maximum``) follow it.
+        fields = super().get_fields()
+        fields["amount_cents"] = serializers.IntegerField(
+            min_value=1, max_value=settings.LOYALTY_MAX_EARN_AMOUNT_CENTS,
+            help_text="Purchase amount in cents (> 0, at most LOYALTY_MAX_EARN_AMOUNT_CENTS)")
+        return fields
 
 
 class EarnResponseSerializer(serializers.Serializer):
@@ -100,3 +104,7 @@ class LedgerEntrySerializer(serializers.ModelSerializer):
             "channel", "earn_rate", "redemption_tier", "tier_after", "reason", "created_at",
         ]
         read_only_fields = fields
+
+
+class LedgerFilters(FilterParams):
+    kind = serializers.ChoiceField(choices=LedgerKind.choices, required=False, help_text="Only entries of this kind")
