@@ -43,7 +43,9 @@ def filter_params(request: Request, params_class: type[FilterParams]) -> dict[st
 
         {"error": "invalid", "detail": "status: \\"AAA\\" is not a valid choice.", "field": "status"}
     """
-    params = params_class(data=request.query_params)
+    # A plain dict (last value of each), not the QueryDict: DRF treats an empty value in form-style
+    # input as "not given", so ``?status=`` would pass although "" is no status.
+    params = params_class(data={name: request.query_params.getlist(name)[-1] for name in request.query_params})
     if params.is_valid():
         return dict(params.validated_data)
     name, messages = next(iter(params.errors.items()))
