@@ -7,6 +7,7 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from apps.campaigns.countries import normalise_country
+from apps.core import fields
 from apps.core.filters import FilterParams
 from apps.campaigns.models import CampaignStatus, CampaignTransition, Channel, CreativeFormat, DeviceType, Offer
 
@@ -15,14 +16,14 @@ class TargetingSerializer(serializers.Serializer):
     """Who a campaign reaches; an empty list means "any"."""
 
     countries = serializers.ListField(
-        child=serializers.CharField(max_length=3), source="target_countries", required=False,
+        child=fields.StrictCharField(max_length=3), source="target_countries", required=False,
         help_text="ISO 3166-1 codes; alpha-2 (US) is accepted and stored as alpha-3 (USA), as OpenRTB sends it",
     )
     device_types = serializers.ListField(
         child=serializers.ChoiceField(choices=DeviceType.choices), source="target_device_types", required=False
     )
     segments = serializers.ListField(
-        child=serializers.IntegerField(min_value=0), source="target_segments", required=False,
+        child=fields.StrictIntegerField(min_value=0), source="target_segments", required=False,
         help_text="Audience segment ids",
     )
 
@@ -51,17 +52,17 @@ class OfferSerializer(serializers.ModelSerializer):
 
 class CampaignSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
-    name = serializers.CharField(max_length=200)
-    advertiser = serializers.CharField(max_length=200)
+    name = fields.StrictCharField(max_length=200)
+    advertiser = fields.StrictCharField(max_length=200)
     budget = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
-    currency = serializers.RegexField(r"^[A-Za-z]{3}$", default="USD", help_text="ISO 4217 code (stored upper-case)",
+    currency = fields.StrictRegexField(r"^[A-Za-z]{3}$", default="USD", help_text="ISO 4217 code (stored upper-case)",
                                       error_messages={"invalid": "currency must be a three-letter ISO 4217 code such as USD."})
     channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), allow_empty=False)
     start_at = serializers.DateTimeField()
     end_at = serializers.DateTimeField()
     targeting = TargetingSerializer(source="*", required=False)
-    max_impressions_per_hour = serializers.IntegerField(min_value=1, default=10)
-    max_impressions_per_day = serializers.IntegerField(min_value=1, default=50)
+    max_impressions_per_hour = fields.StrictIntegerField(min_value=1, default=10)
+    max_impressions_per_day = fields.StrictIntegerField(min_value=1, default=50)
 
     status = serializers.ChoiceField(choices=CampaignStatus.choices, read_only=True)
     spent = serializers.DecimalField(max_digits=18, decimal_places=6, read_only=True)
@@ -85,12 +86,12 @@ class CampaignSerializer(serializers.Serializer):
 
 
 class ReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000,
+    reason = fields.StrictCharField(required=False, allow_blank=True, default="", max_length=2000,
                                    help_text="Why (kept in the audit trail)")
 
 
 class RequiredReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, help_text="Why (required; kept in the audit trail)")
+    reason = fields.StrictCharField(max_length=2000, help_text="Why (required; kept in the audit trail)")
 
 
 class TransitionSerializer(serializers.ModelSerializer):
