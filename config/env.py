@@ -52,6 +52,30 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str | None) -> tuple[int, int] | None:
+    """``"3000/m"`` → ``(3000, 60)`` requests per seconds; ``None``, ``""`` or ``"off"`` → None (no limit)."""
+    if rate is None or rate.strip().lower() in {"", "off"}:
+        return None
+    num, _, period = rate.strip().partition("/")
+    unit = period.strip().lower()[:1]
+    if not num.strip().isdigit() or int(num) < 1 or unit not in RATE_PERIODS:
+        raise ValueError(f"rate {rate!r} is not <requests>/<s|m|h|d> (e.g. 3000/m) or off")
+    return int(num), RATE_PERIODS[unit]
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate limit such as ``3000/m`` (or ``off``), checked at start-up."""
+    raw = os.environ.get(name) or default
+    try:
+        parse_rate(raw)
+    except ValueError as exc:
+        raise ImproperlyConfiguredEnv(f"{name}: {exc}") from None
+    return raw
+
+
 # --- process ------------------------------------------------------------------------------------
 DEBUG = env_bool("DJANGO_DEBUG", False)
 IS_PRODUCTION = env_str("CAMPAIGN_EXPRESS_ENV", "development") == "production"

@@ -19,3 +19,9 @@ urlpatterns = [
     path("v1/reports/", include("apps.analytics.api.urls")),
     path("", core_views.home, name="home"),
 ]
+
+# Under /v1/ these answer the API's JSON error envelope; elsewhere Django's pages (apps.core.views).
+handler400 = "apps.core.views.bad_request"
+handler403 = "apps.core.views.permission_denied"
+handler404 = "apps.core.views.page_not_found"
+handler500 = "apps.core.views.server_error"

@@ -11,6 +11,10 @@ export CHANNEL_LAYER_URL=${CHANNEL_LAYER_URL:-redis://127.0.0.1:6379/13}
 export CLICKHOUSE_URL=${CLICKHOUSE_URL:-clickhouse://default@127.0.0.1:9000/campaign_express_test}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/campaign_express}
 export OPENBLAS_NUM_THREADS=1
+# Tests call the API far faster than any client should; the rate-limit tests set their own low rates.
+export API_RATE_LIMIT_USER=${API_RATE_LIMIT_USER:-1000000/m}
+export API_RATE_LIMIT_ANON=${API_RATE_LIMIT_ANON:-1000000/m}
+export API_RATE_LIMIT_WEBHOOK=${API_RATE_LIMIT_WEBHOOK:-1000000/m}
 set +e
 "$VENV/bin/python" -m pytest "$@"
 rc=$?

@@ -1,5 +1,6 @@
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect
+from django.views import defaults
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from apps.core import health, metrics as metrics_registry
@@ -25,3 +26,43 @@ def metrics(request):
 
 def home(request):
     return redirect("/admin/")
+
+
+# --- error pages ---------------------------------------------------------------------------------
+# Django answers URLs no view matches, and exceptions no view handled, with these (config/urls.py
+# handler400/403/404/500; DEBUG off). Under /v1/ a client gets the API's JSON envelope
+# (apps.core.api), never an HTML page; elsewhere (admin, docs) Django's own pages.
+API_PREFIX = "/v1/"
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith(API_PREFIX) or request.path == API_PREFIX.rstrip("/")
+
+
+def _api_error(status: int, code: str, detail: str) -> JsonResponse:
+    return JsonResponse({"error": code, "detail": detail}, status=status)
+
+
+def bad_request(request, exception=None):
+    if _is_api(request):
+        return _api_error(400, "bad_request", "The request could not be understood.")
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception=None):
+    if _is_api(request):
+        return _api_error(403, "permission_denied", "You do not have permission to perform this action.")
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request, exception=None):
+    if _is_api(request):
+        return _api_error(404, "not_found", f"No API endpoint at {request.path}.")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    # django.request has already logged the exception with its traceback (log_response).
+    if _is_api(request):
+        return _api_error(500, "server_error", "Internal error; it has been logged.")
+    return defaults.server_error(request)

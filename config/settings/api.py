@@ -1,13 +1,30 @@
+from config import env
+
+# Per-token rate limits (apps.core.throttling): "<requests>/<s|m|h|d>" or "off". Unauthenticated
+# callers (schema, docs) are counted per client address; provider webhooks have their own budget.
+API_RATE_LIMITS = {
+    "user": env.env_rate("API_RATE_LIMIT_USER", "3000/m"),
+    "anon": env.env_rate("API_RATE_LIMIT_ANON", "120/m"),
+    "webhook": env.env_rate("API_RATE_LIMIT_WEBHOOK", "6000/m"),
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.openapi.ApiAutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
+    # The API speaks JSON only: no form or multipart bodies (a view that must, like Twilio's
+    # form-encoded callback, sets its own parser_classes), so the schema advertises only JSON.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["apps.core.throttling.TokenRateThrottle", "apps.core.throttling.AnonRateThrottle"],
+    # How many proxies in front of the web process append to X-Forwarded-For (HAProxy: 1). 0 = use
+    # the socket address; a client-supplied header is never trusted beyond this many hops.
+    "NUM_PROXIES": env.env_int("API_TRUSTED_PROXIES", 0),
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
 }
 

@@ -7,6 +7,8 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from apps.campaigns.countries import normalise_country
+from apps.core import fields
+from apps.core.filters import FilterParams
 from apps.campaigns.models import CampaignStatus, CampaignTransition, Channel, CreativeFormat, DeviceType, Offer
 
 
@@ -14,14 +16,14 @@ class TargetingSerializer(serializers.Serializer):
     """Who a campaign reaches; an empty list means "any"."""
 
     countries = serializers.ListField(
-        child=serializers.CharField(max_length=3), source="target_countries", required=False,
+        child=fields.StrictCharField(max_length=3), source="target_countries", required=False,
         help_text="ISO 3166-1 codes; alpha-2 (US) is accepted and stored as alpha-3 (USA), as OpenRTB sends it",
     )
     device_types = serializers.ListField(
         child=serializers.ChoiceField(choices=DeviceType.choices), source="target_device_types", required=False
     )
     segments = serializers.ListField(
-        child=serializers.IntegerField(min_value=0), source="target_segments", required=False,
+        child=fields.StrictIntegerField(min_value=0), source="target_segments", required=False,
         help_text="Audience segment ids",
     )
 
@@ -50,16 +52,17 @@ class OfferSerializer(serializers.ModelSerializer):
 
 class CampaignSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
-    name = serializers.CharField(max_length=200)
-    advertiser = serializers.CharField(max_length=200)
+    name = fields.StrictCharField(max_length=200)
+    advertiser = fields.StrictCharField(max_length=200)
     budget = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
-    currency = serializers.CharField(min_length=3, max_length=3, default="USD")
+    currency = fields.StrictRegexField(r"^[A-Za-z]{3}$", default="USD", help_text="ISO 4217 code (stored upper-case)",
+                                      error_messages={"invalid": "currency must be a three-letter ISO 4217 code such as USD."})
     channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), allow_empty=False)
     start_at = serializers.DateTimeField()
     end_at = serializers.DateTimeField()
     targeting = TargetingSerializer(source="*", required=False)
-    max_impressions_per_hour = serializers.IntegerField(min_value=1, default=10)
-    max_impressions_per_day = serializers.IntegerField(min_value=1, default=50)
+    max_impressions_per_hour = fields.StrictIntegerField(min_value=1, default=10)
+    max_impressions_per_day = fields.StrictIntegerField(min_value=1, default=50)
 
     status = serializers.ChoiceField(choices=CampaignStatus.choices, read_only=True)
     spent = serializers.DecimalField(max_digits=18, decimal_places=6, read_only=True)
@@ -69,7 +72,7 @@ class CampaignSerializer(serializers.Serializer):
     review_round = serializers.IntegerField(read_only=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True)
     submitted_by = serializers.CharField(source="submitted_by.username", read_only=True, allow_null=True, default=None)
-    submitted_at = serializers.DateTimeField(read_only=True)
+    submitted_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="Empty until first submitted")
     offers = OfferSerializer(many=True, read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
@@ -83,12 +86,12 @@ class CampaignSerializer(serializers.Serializer):
 
 
 class ReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000,
+    reason = fields.StrictCharField(required=False, allow_blank=True, default="", max_length=2000,
                                    help_text="Why (kept in the audit trail)")
 
 
 class RequiredReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, help_text="Why (required; kept in the audit trail)")
+    reason = fields.StrictCharField(max_length=2000, help_text="Why (required; kept in the audit trail)")
 
 
 class TransitionSerializer(serializers.ModelSerializer):
@@ -103,3 +106,14 @@ class TransitionSerializer(serializers.ModelSerializer):
         fields = ["id", "action", "from_status", "to_status", "actor", "reason", "created_at"]
         read_only_fields = fields
 
+
+
+class CampaignFilters(FilterParams):
+    """Query parameters of ``GET /v1/campaigns/`` (an unknown status or channel is a 400 naming it)."""
+
+    status = serializers.ChoiceField(choices=CampaignStatus.choices, required=False, help_text="Only campaigns in this state")
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False, help_text="Only campaigns using this channel")
+    advertiser = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                       help_text="Exact advertiser name (case-insensitive)")
+    search = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                   help_text="Substring of name or advertiser")

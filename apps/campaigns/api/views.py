@@ -3,18 +3,18 @@
 Views only translate HTTP to service calls; the services make the same checks for the admin."""
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.campaigns import selectors, services
-from apps.campaigns.models import CampaignStatus, Channel
 from apps.core.api import ServiceError
+from apps.core.filters import filter_params
 from apps.core.roles import IsApprover, IsMarketer, IsStaffRole
 
 from .serializers import (
+    CampaignFilters,
     CampaignSerializer,
     OfferSerializer,
     ReasonSerializer,
@@ -29,13 +29,16 @@ API_FIELD_NAMES = {
     "target_segments": "targeting.segments",
 }
 
-ERRORS = {
-    400: OpenApiResponse(description="Bad input: `{error, detail, field}` or `{error, detail, fields}` naming the field"),
-    401: OpenApiResponse(description="No or bad token"),
-    403: OpenApiResponse(description="Wrong role, or a self-approval"),
-    404: OpenApiResponse(description="No such campaign"),
-    409: OpenApiResponse(description="Not allowed in the campaign's current state (`field: status`) or already voted"),
-}
+# Documented per operation; apps.core.openapi adds the error envelope, 401, 403, 429, the 404 of a
+# path id and of an invalid page, and the 400 of a body or a filter.
+BAD_INPUT = OpenApiResponse(description="Bad input: `{error, detail, field}` or `{error, detail, fields}` naming the field")
+NO_CAMPAIGN = OpenApiResponse(description="No such campaign")
+NO_OFFER = OpenApiResponse(description="No such campaign, or no such offer in it")
+WRONG_STATE = OpenApiResponse(description="Not allowed in the campaign's current state (`field` names what)")
+VOTE_REFUSED = OpenApiResponse(description="Wrong role, or a self-approval (`self_approval`)")
+VOTE_CONFLICT = OpenApiResponse(description="Not in review (`field: status`), or already voted this round (`already_voted`)")
+READ = {404: NO_CAMPAIGN}
+WRITE = {400: BAD_INPUT, 404: NO_CAMPAIGN, 409: WRONG_STATE}
 
 
 def _service(fn, **kwargs):
@@ -48,32 +51,26 @@ def _service(fn, **kwargs):
         raise
 
 
-def _transition_schema(summary: str, *, reason_required: bool = False, role: str = "Marketer"):
+def _transition_schema(summary: str, *, reason_required: bool = False, role: str = "Marketer", vote: bool = False):
+    errors = {**WRITE, 403: VOTE_REFUSED, 409: VOTE_CONFLICT} if vote else WRITE
     return extend_schema(
         tags=["campaigns"],
         summary=summary,
         description=f"Role: {role}. Same rules as the admin buttons; every call writes an audit row.",
         request=RequiredReasonSerializer if reason_required else ReasonSerializer,
-        responses={200: CampaignSerializer, **ERRORS},
+        responses={200: CampaignSerializer, **errors},
     )
 
 
 @extend_schema_view(
-    list=extend_schema(
-        tags=["campaigns"], summary="List campaigns",
-        parameters=[
-            OpenApiParameter("status", OpenApiTypes.STR, enum=CampaignStatus.values),
-            OpenApiParameter("channel", OpenApiTypes.STR, enum=Channel.values),
-            OpenApiParameter("advertiser", OpenApiTypes.STR, description="Exact advertiser name (case-insensitive)"),
-            OpenApiParameter("search", OpenApiTypes.STR, description="Substring of name or advertiser"),
-        ],
-    ),
-    retrieve=extend_schema(tags=["campaigns"], summary="Read a campaign (with its offers)", responses={200: CampaignSerializer, **ERRORS}),
-    create=extend_schema(tags=["campaigns"], summary="Create a draft campaign (Marketer)", responses={201: CampaignSerializer, **ERRORS}),
-    update=extend_schema(tags=["campaigns"], summary="Replace a campaign's editable fields (Marketer)", responses={200: CampaignSerializer, **ERRORS}),
+    list=extend_schema(tags=["campaigns"], summary="List campaigns", parameters=[CampaignFilters],
+                       responses={200: CampaignSerializer(many=True)}),
+    retrieve=extend_schema(tags=["campaigns"], summary="Read a campaign (with its offers)", responses={200: CampaignSerializer, **READ}),
+    create=extend_schema(tags=["campaigns"], summary="Create a draft campaign (Marketer)", responses={201: CampaignSerializer, 400: BAD_INPUT}),
+    update=extend_schema(tags=["campaigns"], summary="Replace a campaign's editable fields (Marketer)", responses={200: CampaignSerializer, **WRITE}),
     partial_update=extend_schema(tags=["campaigns"], summary="Change some fields (Marketer)",
                                  description="Which fields may change depends on the state; an edit while in review voids the votes so far.",
-                                 responses={200: CampaignSerializer, **ERRORS}),
+                                 responses={200: CampaignSerializer, **WRITE}),
 )
 class CampaignViewSet(viewsets.GenericViewSet):
     serializer_class = CampaignSerializer
@@ -91,11 +88,8 @@ class CampaignViewSet(viewsets.GenericViewSet):
         return [IsStaffRole()]
 
     def get_queryset(self):
-        params = self.request.query_params
-        return selectors.campaign_list(
-            status=params.get("status"), channel=params.get("channel"),
-            advertiser=params.get("advertiser"), search=params.get("search"),
-        ).select_related("created_by", "submitted_by")
+        filters = filter_params(self.request, CampaignFilters)
+        return selectors.campaign_list(**filters).select_related("created_by", "submitted_by")
 
     def get_object(self):
         return selectors.campaign_get(campaign_id=self.kwargs["pk"])
@@ -142,17 +136,17 @@ class CampaignViewSet(viewsets.GenericViewSet):
     def submit(self, request, pk=None):
         return self._transition(request, pk, services.campaign_submit)
 
-    @_transition_schema("Approve (a vote; in review → approved once enough approvals are in)", role="Approver, not the submitter")
+    @_transition_schema("Approve (a vote; in review → approved once enough approvals are in)", role="Approver, not the submitter", vote=True)
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         return self._transition(request, pk, services.campaign_approve)
 
-    @_transition_schema("Reject (in review → rejected); reason required", reason_required=True, role="Approver, not the submitter")
+    @_transition_schema("Reject (in review → rejected); reason required", reason_required=True, role="Approver, not the submitter", vote=True)
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         return self._transition(request, pk, services.campaign_reject, reason_required=True)
 
-    @_transition_schema("Request changes (in review → draft); reason required", reason_required=True, role="Approver")
+    @_transition_schema("Request changes (in review → draft); reason required", reason_required=True, role="Approver", vote=True)
     @action(detail=True, methods=["post"], url_path="request-changes")
     def request_changes(self, request, pk=None):
         return self._transition(request, pk, services.campaign_request_changes, reason_required=True)
@@ -194,7 +188,7 @@ class CampaignViewSet(viewsets.GenericViewSet):
 
     @extend_schema(tags=["campaigns"], summary="Campaigns awaiting my decision (Approver)",
                    description="In review, not submitted or created by me, and no vote from me in this round.",
-                   responses={200: CampaignSerializer(many=True), **ERRORS})
+                   responses={200: CampaignSerializer(many=True)})
     @action(detail=False, methods=["get"], url_path="awaiting-decision")
     def awaiting_decision(self, request):
         qs = selectors.campaign_list_awaiting_decision(user=request.user).select_related(
@@ -203,7 +197,7 @@ class CampaignViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(CampaignSerializer(page, many=True).data)
 
     @extend_schema(tags=["campaigns"], summary="Audit trail: every transition and vote, newest first",
-                   responses={200: TransitionSerializer(many=True), **ERRORS})
+                   responses={200: TransitionSerializer(many=True), **READ})
     @action(detail=True, methods=["get"])
     def history(self, request, pk=None):
         campaign = self.get_object()
@@ -212,16 +206,16 @@ class CampaignViewSet(viewsets.GenericViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(tags=["campaigns"], summary="List a campaign's offers"),
-    retrieve=extend_schema(tags=["campaigns"], summary="Read an offer", responses={200: OfferSerializer, **ERRORS}),
+    list=extend_schema(tags=["campaigns"], summary="List a campaign's offers", responses={200: OfferSerializer(many=True), **READ}),
+    retrieve=extend_schema(tags=["campaigns"], summary="Read an offer", responses={200: OfferSerializer, 404: NO_OFFER}),
     create=extend_schema(tags=["campaigns"], summary="Add an offer (Marketer; draft or in review)",
-                         responses={201: OfferSerializer, **ERRORS}),
-    update=extend_schema(tags=["campaigns"], summary="Replace an offer (Marketer)", responses={200: OfferSerializer, **ERRORS}),
+                         responses={201: OfferSerializer, **WRITE}),
+    update=extend_schema(tags=["campaigns"], summary="Replace an offer (Marketer)", responses={200: OfferSerializer, **WRITE, 404: NO_OFFER}),
     partial_update=extend_schema(tags=["campaigns"], summary="Change an offer (Marketer)",
                                  description="After approval only name, max_bid_cpm, priority and observed_ctr may change.",
-                                 responses={200: OfferSerializer, **ERRORS}),
+                                 responses={200: OfferSerializer, **WRITE, 404: NO_OFFER}),
     destroy=extend_schema(tags=["campaigns"], summary="Remove an offer (Marketer; draft or in review)",
-                          responses={204: None, **ERRORS}),
+                          responses={204: None, 404: NO_OFFER, 409: WRONG_STATE}),
 )
 class OfferViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = OfferSerializer

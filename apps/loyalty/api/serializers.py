@@ -2,28 +2,33 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from apps.core import fields
+from apps.core.filters import FilterParams
 from apps.loyalty import rules
 from apps.loyalty.models import LedgerEntry, LedgerKind, SignalType, Tier
 from apps.loyalty.services import TRANSACTION_ID_MAX, USER_ID_MAX
 
 
 class EarnRequestSerializer(serializers.Serializer):
-    user_id = serializers.CharField(max_length=USER_ID_MAX)
-    amount_cents = serializers.IntegerField(min_value=1, help_text="Purchase amount in cents (> 0)")
-    channel = serializers.RegexField(
+    user_id = fields.StrictCharField(max_length=USER_ID_MAX)
+    amount_cents = fields.StrictIntegerField(min_value=1, help_text="Purchase amount in cents (> 0)")
+    channel = fields.StrictRegexField(
         r"^[a-z][a-z0-9_]{0,31}$", max_length=32,
         error_messages={"invalid": "Use a lower-case channel name of letters, digits and underscores, e.g. app, web, in_store."},
         help_text="Where the purchase happened: in_store, app, web, drive_through, pos, kiosk, ...",
     )
-    transaction_id = serializers.CharField(max_length=TRANSACTION_ID_MAX, help_text="Unique per user; the idempotency key of the earn")
-    is_referral = serializers.BooleanField(default=False)
-    is_digital = serializers.BooleanField(default=False)
+    transaction_id = fields.StrictCharField(max_length=TRANSACTION_ID_MAX, help_text="Unique per user; the idempotency key of the earn")
+    is_referral = fields.StrictBooleanField(default=False)
+    is_digital = fields.StrictBooleanField(default=False)
 
-    def validate_amount_cents(self, value: int) -> int:
-        limit = settings.LOYALTY_MAX_EARN_AMOUNT_CENTS
-        if value > limit:
-            raise serializers.ValidationError(f"Ensure this value is less than or equal to {limit}.")
-        return value
+    def get_fields(self):
+        # The maximum is a setting (LOYALTY_MAX_EARN_AMOUNT_CENTS): read when the serializer is built, so
+        # both the check and the OpenAPI schema (``maximum``) follow it.
+        declared = super().get_fields()
+        declared["amount_cents"] = fields.StrictIntegerField(
+            min_value=1, max_value=settings.LOYALTY_MAX_EARN_AMOUNT_CENTS,
+            help_text="Purchase amount in cents (> 0, at most LOYALTY_MAX_EARN_AMOUNT_CENTS)")
+        return declared
 
 
 class EarnResponseSerializer(serializers.Serializer):
@@ -38,7 +43,7 @@ class EarnResponseSerializer(serializers.Serializer):
 
 
 class RedeemRequestSerializer(serializers.Serializer):
-    user_id = serializers.CharField(max_length=USER_ID_MAX)
+    user_id = fields.StrictCharField(max_length=USER_ID_MAX)
     redemption_tier = serializers.ChoiceField(choices=[(r.key, f"{r.label}: {r.stars} stars, ${r.value}") for r in rules.REDEMPTIONS.values()])
 
 
@@ -73,8 +78,8 @@ class BalanceResponseSerializer(serializers.Serializer):
 
 
 class RewardSignalRequestSerializer(serializers.Serializer):
-    user_id = serializers.CharField(max_length=USER_ID_MAX)
-    offer_id = serializers.CharField(max_length=64)
+    user_id = fields.StrictCharField(max_length=USER_ID_MAX)
+    offer_id = fields.StrictCharField(max_length=64)
     signal_type = serializers.ChoiceField(choices=SignalType.choices)
     tier = serializers.ChoiceField(choices=Tier.choices, required=False, allow_null=True,
                                    help_text="Defaults to the member's current tier")
@@ -100,3 +105,7 @@ class LedgerEntrySerializer(serializers.ModelSerializer):
             "channel", "earn_rate", "redemption_tier", "tier_after", "reason", "created_at",
         ]
         read_only_fields = fields
+
+
+class LedgerFilters(FilterParams):
+    kind = serializers.ChoiceField(choices=LedgerKind.choices, required=False, help_text="Only entries of this kind")

@@ -6,16 +6,15 @@ from decimal import Decimal
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import ServiceError
+from apps.core.filters import filter_params
 from apps.core.idempotency import KEY_HEADER
+from apps.core.pagination import PageNumberPagination
 from apps.loyalty import rules, selectors, services
 from apps.loyalty.api import serializers as s
-from apps.loyalty.models import LedgerKind
 from apps.loyalty.roles import CanReadLoyalty, CanWriteLoyalty
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -147,14 +146,12 @@ class LedgerView(generics.ListAPIView):
 
     @extend_schema(
         tags=["loyalty"], summary="A member's ledger, newest first (paginated)",
-        parameters=[OpenApiParameter("kind", OpenApiTypes.STR, enum=LedgerKind.values, description="Only this kind")],
-        responses={200: s.LedgerEntrySerializer(many=True), 404: ERROR},
+        parameters=[s.LedgerFilters],
+        responses={200: s.LedgerEntrySerializer(many=True), 404: OpenApiResponse(description="No such member")},
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        kind = self.request.query_params.get("kind") or None
-        if kind is not None and kind not in LedgerKind.values:
-            raise ServiceError(f"Unknown kind {kind!r}; choose one of: {', '.join(LedgerKind.values)}.", field="kind")
-        return selectors.loyalty_ledger(user_id=self.kwargs["user_id"], kind=kind)
+        filters = filter_params(self.request, s.LedgerFilters)
+        return selectors.loyalty_ledger(user_id=self.kwargs["user_id"], kind=filters.get("kind"))

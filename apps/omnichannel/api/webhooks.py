@@ -22,6 +22,7 @@ from .serializers import ErrorOut
 class SendGridEventsView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_scope = "webhook"  # per provider address, its own budget (API_RATE_LIMIT_WEBHOOK)
 
     @extend_schema(
         tags=["webhooks"], request={"application/json": {"type": "array", "items": {"type": "object"}}},
@@ -48,6 +49,7 @@ class SendGridEventsView(APIView):
 class TwilioStatusView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_scope = "webhook"
     parser_classes = [FormParser, MultiPartParser]
 
     @extend_schema(

@@ -1,0 +1,122 @@
+"""The OpenAPI schema says what the API answers, for every operation, without each view repeating it.
+
+``ApiAutoSchema`` (``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]``) adds to what a view declares:
+
+* the error envelope ``Error`` (``{"error", "detail", "field"?, "fields"?}``, as ``apps.core.api``
+  answers) as the body of every 4xx a view documents without one;
+* 401 on every operation that needs a token, 403 where a role is required;
+* 429 with ``Retry-After`` wherever a rate limit applies (``apps.core.throttling``);
+* 400 where the operation takes a body or query parameters, 404 where it has path parameters
+  (an id that does not parse or does not exist) and, on paginated lists, 404 ``Invalid page``.
+
+Views keep documenting what only they know (403 for a self-approval, 409 for the state machine).
+"""
+from __future__ import annotations
+
+import uritemplate
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny, IsAuthenticated
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="Machine-readable code: invalid, not_found, throttled, conflict, ...")
+    detail = serializers.CharField(help_text="What was wrong, for a person; names the field or parameter")
+    field = serializers.CharField(required=False, help_text="The field, parameter or header at fault, when one is")
+    fields = serializers.DictField(required=False, help_text="Every invalid field with its messages (validation errors)")
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(response=ErrorSerializer, description=description)
+
+
+UNAUTHENTICATED = "No token, or one that is not valid (`not_authenticated`, `authentication_failed`)"
+FORBIDDEN = "The token's user lacks the role this operation requires (`permission_denied`)"
+THROTTLED = "Rate limit of this token (or address) reached (`throttled`); retry after `Retry-After` seconds"
+BAD_INPUT = "Bad input: `{error, detail, field}` or `{error, detail, fields}` naming the field or parameter"
+NOT_FOUND = "No such resource (`not_found`)"
+INVALID_PAGE = "Invalid page: `page` is not a positive integer or is past the last page"
+
+
+class ApiAutoSchema(AutoSchema):
+    def _permissions(self) -> list:
+        try:
+            return list(self.view.get_permissions())
+        except Exception:  # a view whose permissions depend on the request: assume a token is needed
+            return [IsAuthenticated()]
+
+    def _needs_token(self) -> bool:
+        if not getattr(self.view, "authentication_classes", None):
+            return False
+        return not all(isinstance(p, AllowAny) for p in self._permissions())
+
+    def _needs_role(self) -> bool:
+        return any(type(p) not in (AllowAny, IsAuthenticated) for p in self._permissions())
+
+    def _throttled(self) -> bool:
+        try:
+            return bool(self.view.get_throttles())
+        except Exception:
+            return False
+
+    def _has_filters(self) -> bool:
+        """Declared query parameters (an OpenApiParameter in the query, or a FilterParams serializer)."""
+        for parameter in self.get_override_parameters():
+            if not isinstance(parameter, OpenApiParameter):
+                return True
+            if parameter.location == OpenApiParameter.QUERY and not parameter.response:
+                return True
+        return False
+
+    def _has_page_size(self) -> bool:
+        paginator = self._get_paginator()
+        return bool(paginator and getattr(paginator, "page_size_query_param", None))
+
+    def _takes_body(self) -> bool:
+        return self.method in ("PUT", "PATCH", "POST") and self.get_request_serializer() is not None
+
+    def get_override_parameters(self):
+        parameters = list(super().get_override_parameters())
+        if self._throttled():
+            parameters.append(OpenApiParameter(
+                "Retry-After", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[429],
+                description="Seconds until the rate limit window ends"))
+        return parameters
+
+    def _get_response_bodies(self, direction="response"):
+        # Not get_response_serializers(): @extend_schema(responses=...) overrides that one.
+        responses = super()._get_response_bodies(direction)
+
+        def error(code: str, description: str) -> dict:
+            return self._get_response_for_code(_error(description), code, direction=direction)
+
+        for code, response in list(responses.items()):
+            if code[0] == "4" and "content" not in response:
+                responses[code] = error(code, response.get("description") or "Error")
+
+        def add(code: int, description: str) -> None:
+            if str(code) not in responses:
+                responses[str(code)] = error(str(code), description)
+
+        declared = self.get_response_serializers()
+        paginated = self.method == "GET" and self._get_paginator() is not None and self._is_list_view(declared)
+        if self._takes_body() or self._has_filters() or (paginated and self._has_page_size()):
+            add(400, BAD_INPUT)
+        if self._needs_token():
+            add(401, UNAUTHENTICATED)
+            if self._needs_role():
+                add(403, FORBIDDEN)
+        if paginated:
+            if "404" in responses:
+                description = responses["404"].get("description") or NOT_FOUND
+                if INVALID_PAGE not in description:
+                    responses["404"] = error("404", f"{description}. Or: {INVALID_PAGE}")
+            else:
+                add(404, INVALID_PAGE)
+        if uritemplate.variables(self.path):
+            add(404, NOT_FOUND)
+        if self._throttled():
+            add(429, THROTTLED)
+        return dict(sorted(responses.items()))
