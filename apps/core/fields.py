@@ -8,7 +8,9 @@ Use these in request serializers (JSON bodies; query parameters are always text:
 from rest_framework import serializers
 
 
-class StrictCharField(serializers.CharField):
+class _StringOnly:
+    """Refuses anything but a JSON string before the field's own parsing (no ``0`` -> ``"0"``)."""
+
     default_error_messages = {"not_a_string": "Expected a string, got {kind}."}
 
     def to_internal_value(self, data):
@@ -17,13 +19,20 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class StrictRegexField(serializers.RegexField):
-    default_error_messages = {"not_a_string": "Expected a string, got {kind}."}
+class StrictCharField(_StringOnly, serializers.CharField):
+    pass
 
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("not_a_string", kind=type(data).__name__)
-        return super().to_internal_value(data)
+
+class StrictRegexField(_StringOnly, serializers.RegexField):
+    pass
+
+
+class StrictEmailField(_StringOnly, serializers.EmailField):
+    pass
+
+
+class StrictURLField(_StringOnly, serializers.URLField):
+    pass
 
 
 class StrictBooleanField(serializers.BooleanField):

@@ -13,6 +13,8 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.fields import StrictBooleanField, StrictCharField, StrictEmailField, StrictIntegerField
+
 from .models import EventType, Source
 
 _ID_RE = re.compile(r"^[^\s\x00-\x1f]+$")
@@ -58,36 +60,36 @@ class EventTimestampField(serializers.Field):
 
 
 class IngestItemInput(serializers.Serializer):
-    item_id = serializers.CharField(max_length=128)
-    quantity = serializers.IntegerField(min_value=1, max_value=100_000, default=1)
-    price_cents = serializers.IntegerField(min_value=0, required=False)
+    item_id = StrictCharField(max_length=128)
+    quantity = StrictIntegerField(min_value=1, max_value=100_000, default=1)
+    price_cents = StrictIntegerField(min_value=0, required=False)
 
     def validate_item_id(self, value):
         return validate_plain_id(value, what="item_id")
 
 
 class IngestEventInput(serializers.Serializer):
-    event_id = serializers.CharField(max_length=128, help_text="Unique per event; a replay is accepted once")
+    event_id = StrictCharField(max_length=128, help_text="Unique per event; a replay is accepted once")
     source = serializers.ChoiceField(choices=Source.choices)
     event_type = serializers.ChoiceField(choices=EventType.choices)
-    user_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
-    device_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    user_id = StrictCharField(max_length=128, required=False, allow_blank=True, default="")
+    device_id = StrictCharField(max_length=128, required=False, allow_blank=True, default="")
     timestamp = EventTimestampField(required=False, help_text="When it happened; default: when received")
-    store_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    order_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="",
+    store_id = StrictCharField(max_length=64, required=False, allow_blank=True, default="")
+    order_id = StrictCharField(max_length=128, required=False, allow_blank=True, default="",
                                      help_text="Order or basket id (alias: basket_id)")
-    basket_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
-    amount_cents = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None,
+    basket_id = StrictCharField(max_length=128, required=False, allow_blank=True, default="")
+    amount_cents = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None,
                                             help_text="Purchase amount in cents (required for purchase)")
-    item_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    item_id = StrictCharField(max_length=128, required=False, allow_blank=True, default="")
     items = IngestItemInput(many=True, required=False, default=list)
-    is_referral = serializers.BooleanField(required=False, default=False)
-    is_digital = serializers.BooleanField(required=False, allow_null=True, default=None,
+    is_referral = StrictBooleanField(required=False, default=False)
+    is_digital = StrictBooleanField(required=False, allow_null=True, default=None,
                                           help_text="Default: true for mobile_app and web purchases")
-    email = serializers.EmailField(max_length=320, required=False, allow_blank=True, default="")
-    phone = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
-    fcm_token = serializers.CharField(max_length=512, required=False, allow_blank=True, default="")
-    apns_token = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    email = StrictEmailField(max_length=320, required=False, allow_blank=True, default="")
+    phone = StrictCharField(max_length=32, required=False, allow_blank=True, default="")
+    fcm_token = StrictCharField(max_length=512, required=False, allow_blank=True, default="")
+    apns_token = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
     properties = serializers.DictField(required=False, default=dict, help_text="Anything else (query, page, rating…)")
 
     def validate_event_id(self, value):

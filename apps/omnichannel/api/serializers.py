@@ -2,24 +2,26 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.core.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictURLField
+
 from ..models import Activation, ActivationTransition, Channel, Contact, InboxMessage, SendLedger
 
 
 class ContactIn(serializers.Serializer):
     """Any subset of the contact's fields; an empty string clears a value."""
 
-    email = serializers.CharField(max_length=320, required=False, allow_blank=True)
-    phone = serializers.CharField(max_length=32, required=False, allow_blank=True)
-    fcm_token = serializers.CharField(max_length=512, required=False, allow_blank=True)
-    apns_token = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    consent_email = serializers.BooleanField(required=False)
-    consent_sms = serializers.BooleanField(required=False)
-    consent_push = serializers.BooleanField(required=False)
-    consent_in_app = serializers.BooleanField(required=False)
-    consent_web = serializers.BooleanField(required=False)
-    consent_in_store = serializers.BooleanField(required=False)
+    email = StrictCharField(max_length=320, required=False, allow_blank=True)
+    phone = StrictCharField(max_length=32, required=False, allow_blank=True)
+    fcm_token = StrictCharField(max_length=512, required=False, allow_blank=True)
+    apns_token = StrictCharField(max_length=200, required=False, allow_blank=True)
+    consent_email = StrictBooleanField(required=False)
+    consent_sms = StrictBooleanField(required=False)
+    consent_push = StrictBooleanField(required=False)
+    consent_in_app = StrictBooleanField(required=False)
+    consent_web = StrictBooleanField(required=False)
+    consent_in_store = StrictBooleanField(required=False)
     preferred_channel = serializers.ChoiceField(choices=Channel.choices, required=False, allow_blank=True)
-    present_store_id = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    present_store_id = StrictCharField(max_length=64, required=False, allow_blank=True)
     present_until = serializers.DateTimeField(required=False, allow_null=True)
 
 
@@ -39,15 +41,15 @@ class ContactOut(serializers.ModelSerializer):
 
 
 class ActivateIn(serializers.Serializer):
-    user_id = serializers.CharField(max_length=128)
-    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
+    user_id = StrictCharField(max_length=128)
+    title = StrictCharField(max_length=200, required=False, allow_blank=True, default="",
                                   help_text="Subject / notification title; default: the offer's name")
-    body = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
-    url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="",
+    body = StrictCharField(max_length=5000, required=False, allow_blank=True, default="")
+    url = StrictURLField(max_length=500, required=False, allow_blank=True, default="",
                                help_text="Where the message leads; default: the offer's landing page")
     data = serializers.DictField(required=False, default=dict, help_text="Extra key/values for the app")
-    campaign_id = serializers.IntegerField(required=False, allow_null=True, default=None)
-    offer_id = serializers.IntegerField(required=False, allow_null=True, default=None)
+    campaign_id = StrictIntegerField(required=False, allow_null=True, default=None)
+    offer_id = StrictIntegerField(required=False, allow_null=True, default=None)
     channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), required=False,
                                      allow_empty=False, help_text="Limit the cascade to these channels")
 
@@ -91,6 +93,10 @@ class InboxMessageOut(serializers.ModelSerializer):
                   "created_at", "expires_at"]
 
 
+class InboxOut(serializers.Serializer):
+    messages = InboxMessageOut(many=True)
+
+
 class EmailAnalyticsOut(serializers.Serializer):
     activation_id = serializers.IntegerField()
     campaign_id = serializers.IntegerField(allow_null=True)
@@ -111,6 +117,34 @@ class EmailAnalyticsOut(serializers.Serializer):
     open_rate = serializers.FloatField()
     click_rate = serializers.FloatField()
     bounce_rate = serializers.FloatField()
+
+
+class EmailAnalyticsTotalsOut(serializers.Serializer):
+    total_sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    opens = serializers.IntegerField()
+    unique_opens = serializers.IntegerField()
+    clicks = serializers.IntegerField()
+    unique_clicks = serializers.IntegerField()
+    bounces = serializers.IntegerField()
+    spam_reports = serializers.IntegerField()
+    unsubscribes = serializers.IntegerField()
+    dropped = serializers.IntegerField()
+    deferred = serializers.IntegerField()
+    open_rate = serializers.FloatField()
+    click_rate = serializers.FloatField()
+    bounce_rate = serializers.FloatField()
+    activations = serializers.IntegerField()
+
+
+class EmailAnalyticsPageOut(serializers.Serializer):
+    """One page of per-activation rows, with the totals over every matching activation."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = EmailAnalyticsOut(many=True)
+    totals = EmailAnalyticsTotalsOut()
 
 
 class IngestOut(serializers.Serializer):

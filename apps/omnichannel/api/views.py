@@ -9,11 +9,11 @@ from __future__ import annotations
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.idempotency import KEY_HEADER, idempotent_call
+from apps.core.pagination import PageNumberPagination
 from apps.core.roles import Role, role_permission
 
 from .. import selectors, services
@@ -126,7 +126,7 @@ def _inbox_response(channel: str, **where):
 class InAppMessagesView(APIView):
     permission_classes = [IsIntegration]
 
-    @extend_schema(tags=["omnichannel"], responses={200: s.InboxMessageOut(many=True)},
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut},
                    summary="In-app messages for the app to show (fetching delivers them)")
     def get(self, request, user_id: str):
         return _inbox_response(Channel.IN_APP, user_id=user_id)
@@ -135,7 +135,7 @@ class InAppMessagesView(APIView):
 class WebOffersView(APIView):
     permission_classes = [IsIntegration]
 
-    @extend_schema(tags=["omnichannel"], responses={200: s.InboxMessageOut(many=True)},
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut},
                    summary="Personalised offers for the web site to render (fetching delivers them)")
     def get(self, request, user_id: str):
         return _inbox_response(Channel.WEB, user_id=user_id)
@@ -144,7 +144,7 @@ class WebOffersView(APIView):
 class InStoreOffersView(APIView):
     permission_classes = [IsIntegration]
 
-    @extend_schema(tags=["omnichannel"], responses={200: s.InboxMessageOut(many=True)},
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut},
                    summary="Offers for a store's kiosks and signage, for the users present there")
     def get(self, request, store_id: str):
         return _inbox_response(Channel.IN_STORE, store_id=store_id)
@@ -163,8 +163,11 @@ class EmailAnalyticsListView(APIView):
     permission_classes = [CanReadAnalytics]
 
     @extend_schema(
-        tags=["omnichannel"], responses={200: s.EmailAnalyticsOut(many=True)},
-        parameters=[OpenApiParameter("campaign_id", int, description="Only this campaign's activations")],
+        tags=["omnichannel"], operation_id="channels_email_analytics_list",
+        responses={200: s.EmailAnalyticsPageOut, 400: s.ErrorOut,
+                   404: OpenApiResponse(s.ErrorOut, description="Invalid page")},
+        parameters=[OpenApiParameter("campaign_id", int, description="Only this campaign's activations"),
+                    OpenApiParameter("page", int, description="1-based page number")],
         summary="Email analytics of every email activation (paginated), newest first",
     )
     def get(self, request):
