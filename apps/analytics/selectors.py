@@ -248,13 +248,16 @@ def report_range(*, start: str | None, end: str | None, granularity: str | None,
     ``to``. A date as ``to`` means the end of that day."""
     from apps.core.api import ServiceError
 
+    for name, value in (("granularity", granularity), ("from", start), ("to", end)):
+        if value is not None and not value.strip():
+            raise ServiceError(f"'{name}' may not be empty; omit it for the default.", field=name)
     granularity = (granularity or "hour").strip().lower()
     if granularity not in GRANULARITIES:
         raise ServiceError(f"'granularity' must be 'hour' or 'day', got {granularity!r}.", field="granularity")
     now = now or dt.datetime.now(UTC).replace(microsecond=0)
-    end_at = _parse_moment(end, field="to", end_of_day=True) if end else now
+    end_at = _parse_moment(end, field="to", end_of_day=True) if end is not None else now
     default_span = dt.timedelta(hours=24) if granularity == "hour" else dt.timedelta(days=30)
-    start_at = _parse_moment(start, field="from") if start else end_at - default_span
+    start_at = _parse_moment(start, field="from") if start is not None else end_at - default_span
     if start_at >= end_at:
         raise ServiceError("'from' must be earlier than 'to'.", field="from")
     if start_at.year < 1971 or end_at.year > 2105:  # DateTime's range

@@ -240,3 +240,10 @@ def test_selector_report_without_events_has_empty_buckets(clickhouse_db):
     report = selectors.campaign_report(campaign_id="nothing-here", start=start, end=start + dt.timedelta(hours=3), granularity="hour")
     assert [b["bids"] for b in report["buckets"]] == [0, 0, 0]
     assert report["buckets"][0]["latency_p50_us"] is None and report["totals"]["ctr"] is None
+
+
+@pytest.mark.parametrize("name", ["granularity", "from", "to"])
+def test_empty_parameter_is_400_not_the_default(client_for, marketer, campaign, name):
+    response = client_for(marketer).get(f"/v1/reports/campaigns/{campaign.pk}", {name: ""})
+    assert response.status_code == 400
+    assert response.json()["field"] == name

@@ -267,7 +267,7 @@ def test_list_filters(approver):
 def test_history_requires_identifier(approver):
     response = token_client(approver).get(HISTORY)
     assert response.status_code == 400
-    assert response.json() == {"error": "invalid", "detail": "identifier is required", "field": "identifier"}
+    assert response.json() == {"error": "invalid", "detail": "identifier: This field is required.", "field": "identifier"}
 
 
 def test_schema_documents_the_endpoints(admin_user):
@@ -280,3 +280,36 @@ def test_schema_documents_the_endpoints(admin_user):
                  "/v1/suppression/check", "/v1/suppression/history"):
         assert path in paths
     assert paths["/v1/suppression/check"]["get"]["summary"] == "Is this identifier suppressed?"
+
+
+# --- query parameters are validated (issue 16, defect 7) -----------------------------------------
+
+@pytest.mark.parametrize("url, params, field", [
+    (LIST, {"channel": "AAA"}, "channel"),
+    (LIST, {"channel": ""}, "channel"),
+    (LIST, {"reason": "whim"}, "reason"),
+    (LIST, {"active": "maybe"}, "active"),
+    (LIST, {"search": ""}, "search"),
+    (LIST, {"identifier": ""}, "identifier"),
+    (CHECK, {"identifier": "a@example.com", "channel": "carrier pigeon"}, "channel"),
+    (CHECK, {"channel": "email"}, "identifier"),
+    (HISTORY, {}, "identifier"),
+    (HISTORY, {"identifier": ""}, "identifier"),
+])
+def test_bad_query_parameters_are_400_naming_them(admin_user, url, params, field):
+    response = token_client(admin_user).get(url, params)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid" and body["field"] == field and body["detail"].startswith(f"{field}:")
+
+
+def test_bodies_are_json_only_in_the_api_and_the_schema(admin_user):
+    client = token_client(admin_user)
+    response = client.post(BULK_REMOVE, {"note": "x", "entries": "a"}, format="multipart")
+    assert response.status_code == 415
+    schema = client.get("/v1/schema/", {"format": "json"}).json()
+    for path in (LIST, BULK_ADD, BULK_REMOVE):
+        assert list(schema["paths"][path]["post"]["requestBody"]["content"]) == ["application/json"], path
+    params = {p["name"]: p for p in schema["paths"][LIST]["get"]["parameters"]}
+    assert set(params["channel"]["schema"]["enum"]) >= {"email", "sms", "all"}
+    assert params["active"]["schema"]["type"] == "boolean"

@@ -101,9 +101,25 @@ class BulkRemoveResultSerializer(serializers.Serializer):
 
 
 class CheckQuerySerializer(serializers.Serializer):
-    identifier = serializers.CharField(trim_whitespace=False)
-    channel = serializers.CharField(required=False, allow_blank=True,
-                                    help_text="Omit to check every channel")
+    identifier = serializers.CharField(trim_whitespace=False, max_length=320)
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False,
+                                      help_text="Omit to check every channel")
+
+
+class ListFiltersSerializer(serializers.Serializer):
+    """Query parameters of the list: unknown values and empty values are 400s naming the parameter."""
+
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    reason = serializers.ChoiceField(choices=Reason.choices, required=False)
+    identifier = serializers.CharField(required=False, max_length=320, help_text="Exact match after normalisation")
+    search = serializers.CharField(required=False, max_length=320,
+                                   help_text="Case-insensitive substring of the identifier")
+    active = serializers.BooleanField(required=False, allow_null=True, default=None,
+                                      help_text="true = unexpired only, false = expired (not yet purged) only")
+
+
+class HistoryQuerySerializer(serializers.Serializer):
+    identifier = serializers.CharField(max_length=320)
 
 
 class CheckResultSerializer(serializers.Serializer):

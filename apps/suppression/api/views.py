@@ -4,10 +4,10 @@ Roles: any staff role (Marketer, Approver, Admin) may list, check and read histo
 Admin may add (suppressing only ever stops messages); only Admin may remove, because un-suppressing
 someone who opted out is the costly mistake. The services enforce the same rules.
 """
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -15,7 +15,6 @@ from apps.core.api import ServiceError
 from apps.core.roles import IsAdminRole, IsStaffRole, Role, role_permission
 
 from .. import selectors, services
-from ..models import Channel, Reason
 from . import serializers as s
 
 IsWriter = role_permission(Role.MARKETER)
@@ -25,15 +24,13 @@ _AUTH = {401: OpenApiResponse(description="No or invalid token"),
          403: OpenApiResponse(description="Authenticated but lacking the role")}
 
 
-def _parse_bool(value: str | None, *, field: str) -> bool | None:
-    if value is None or value == "":
-        return None
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes"}:
-        return True
-    if lowered in {"0", "false", "no"}:
-        return False
-    raise ServiceError(f"{field} must be true or false, got {value!r}", field=field)
+def _query(serializer_class, request) -> dict:
+    """Validate query parameters; the first bad one is a 400 naming it (``field``)."""
+    query = serializer_class(data=request.query_params.dict())  # a plain dict: "?x=" is validated, not dropped
+    if not query.is_valid():
+        name, messages = next(iter(query.errors.items()))
+        raise ServiceError(f"{name}: {messages[0]}", field=name)
+    return query.validated_data
 
 
 def _skipped(rows) -> list[dict]:
@@ -41,6 +38,7 @@ def _skipped(rows) -> list[dict]:
 
 
 class SuppressionListCreateView(GenericAPIView):
+    parser_classes = [JSONParser]  # bodies are JSON only; no form/multipart
     serializer_class = s.SuppressionEntrySerializer
 
     def get_permissions(self):
@@ -48,24 +46,17 @@ class SuppressionListCreateView(GenericAPIView):
 
     @extend_schema(
         summary="List suppression entries",
-        parameters=[
-            OpenApiParameter("channel", OpenApiTypes.STR, enum=Channel.values),
-            OpenApiParameter("reason", OpenApiTypes.STR, enum=Reason.values),
-            OpenApiParameter("identifier", OpenApiTypes.STR, description="Exact match after normalisation"),
-            OpenApiParameter("search", OpenApiTypes.STR, description="Case-insensitive substring of the identifier"),
-            OpenApiParameter("active", OpenApiTypes.BOOL,
-                             description="true = unexpired only, false = expired (not yet purged) only"),
-        ],
+        parameters=[s.ListFiltersSerializer],
         responses={200: s.SuppressionEntrySerializer(many=True), 400: _ERROR, **_AUTH},
     )
     def get(self, request):
-        params = request.query_params
+        params = _query(s.ListFiltersSerializer, request)
         qs = selectors.suppression_list(
-            channel=params.get("channel") or None,
-            reason=params.get("reason") or None,
-            identifier=params.get("identifier") or None,
-            search=params.get("search") or None,
-            active=_parse_bool(params.get("active"), field="active"),
+            channel=params.get("channel"),
+            reason=params.get("reason"),
+            identifier=params.get("identifier"),
+            search=params.get("search"),
+            active=params.get("active"),
         )
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
@@ -88,6 +79,7 @@ class SuppressionListCreateView(GenericAPIView):
 
 
 class BulkAddView(APIView):
+    parser_classes = [JSONParser]  # bodies are JSON only; no form/multipart
     permission_classes = [IsWriter]
 
     @extend_schema(
@@ -110,6 +102,7 @@ class BulkAddView(APIView):
 
 
 class BulkRemoveView(APIView):
+    parser_classes = [JSONParser]  # bodies are JSON only; no form/multipart
     permission_classes = [IsAdminRole]
 
     @extend_schema(
@@ -139,17 +132,13 @@ class CheckView(APIView):
         summary="Is this identifier suppressed?",
         description="`suppressed` is what send paths use: true for an unexpired entry on the channel or "
                     "on `all` (any channel when `channel` is omitted). `entries` are those entries.",
-        parameters=[
-            OpenApiParameter("identifier", OpenApiTypes.STR, required=True),
-            OpenApiParameter("channel", OpenApiTypes.STR, enum=Channel.values, required=False),
-        ],
+        parameters=[s.CheckQuerySerializer],
         responses={200: s.CheckResultSerializer, 400: _ERROR, **_AUTH},
     )
     def get(self, request):
-        query = s.CheckQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        identifier = query.validated_data["identifier"]
-        channel = query.validated_data.get("channel") or None
+        query = _query(s.CheckQuerySerializer, request)
+        identifier = query["identifier"]
+        channel = query.get("channel")
         # The same rule as selectors.is_suppressed: unexpired entries on the channel or on "all".
         entries = list(selectors.suppression_entries_for(identifier=identifier, channel=channel))
         return Response({
@@ -167,12 +156,10 @@ class HistoryView(GenericAPIView):
     @extend_schema(
         summary="Audit trail of one identifier",
         description="Every add, extension, removal (with who and why) and purge, newest first.",
-        parameters=[OpenApiParameter("identifier", OpenApiTypes.STR, required=True)],
+        parameters=[s.HistoryQuerySerializer],
         responses={200: s.SuppressionAuditSerializer(many=True), 400: _ERROR, **_AUTH},
     )
     def get(self, request):
-        identifier = request.query_params.get("identifier")
-        if not identifier:
-            raise ServiceError("identifier is required", field="identifier")
+        identifier = _query(s.HistoryQuerySerializer, request)["identifier"]
         page = self.paginate_queryset(selectors.suppression_history(identifier=identifier))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
