@@ -20,7 +20,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
     # The API speaks JSON only: no form or multipart bodies (a view that must, like Twilio's
     # form-encoded callback, sets its own parser_classes), so the schema advertises only JSON.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["apps.core.throttling.TokenRateThrottle", "apps.core.throttling.AnonRateThrottle"],
     # How many proxies in front of the web process append to X-Forwarded-For (HAProxy: 1). 0 = use
     # the socket address; a client-supplied header is never trusted beyond this many hops.

@@ -78,7 +78,8 @@ class ActivateView(APIView):
         tags=["omnichannel"], request=s.ActivateIn,
         parameters=[OpenApiParameter(KEY_HEADER, str, OpenApiParameter.HEADER, required=False,
                                      description="Repeat a request safely: the same key returns the first answer")],
-        responses={201: s.ActivationOut, **ERRORS, 409: s.ErrorOut},
+        responses={201: s.ActivationOut, **ERRORS, 404: OpenApiResponse(s.ErrorOut, description="Unknown campaign or offer"),
+                   409: s.ErrorOut},
         summary="Activate an offer for a user on the best channel",
         description=(
             "Cascade: in-store if present → preferred channel → push (token) → in-app → SMS (phone) → email "

@@ -7,7 +7,6 @@ someone who opted out is the costly mistake. The services enforce the same rules
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -38,7 +37,6 @@ def _skipped(rows) -> list[dict]:
 
 
 class SuppressionListCreateView(GenericAPIView):
-    parser_classes = [JSONParser]  # bodies are JSON only; no form/multipart
     serializer_class = s.SuppressionEntrySerializer
 
     def get_permissions(self):
@@ -79,7 +77,6 @@ class SuppressionListCreateView(GenericAPIView):
 
 
 class BulkAddView(APIView):
-    parser_classes = [JSONParser]  # bodies are JSON only; no form/multipart
     permission_classes = [IsWriter]
 
     @extend_schema(
@@ -102,7 +99,6 @@ class BulkAddView(APIView):
 
 
 class BulkRemoveView(APIView):
-    parser_classes = [JSONParser]  # bodies are JSON only; no form/multipart
     permission_classes = [IsAdminRole]
 
     @extend_schema(
