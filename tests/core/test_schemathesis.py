@@ -8,7 +8,7 @@ schema-violating input refused, auth never ignored, and a deleted resource stayi
 positive-data check is left out on purpose: legitimate business-rule 4xx answers (a self-approval,
 a campaign in the wrong state) would trip it.
 
-Knobs: SCHEMATHESIS_MAX_EXAMPLES (default 6 per operation), SCHEMATHESIS_SEED (random by default;
+Knobs: SCHEMATHESIS_MAX_EXAMPLES (default 6 per operation), SCHEMATHESIS_SEED (random by default, a fixed one under CI=true;
 the seed is printed so a failure can be replayed).
 """
 from __future__ import annotations
@@ -99,7 +99,9 @@ def _seed() -> str:
 def test_api_conforms_to_its_openapi_schema(web_server, tmp_path):
     base, server_log = web_server
     token = _seed()
-    seed = os.environ.get("SCHEMATHESIS_SEED") or str(random.randrange(2**32))
+    # CI replays one known seed so a landing is not decided by a new draw; every local run draws anew.
+    ci_seed = "3031480078" if os.environ.get("CI") == "true" else None
+    seed = os.environ.get("SCHEMATHESIS_SEED") or ci_seed or str(random.randrange(2**32))
     junit = tmp_path / "schemathesis.xml"
     command = [
         sys.executable, "-m", "schemathesis.cli", "run", f"{base}/v1/schema/?format=json", "--url", base,
