@@ -1,4 +1,4 @@
-"""The one event schema for everything the platform emits into analytics (RULES.md §10).
+"""The one event schema for everything the platform emits into analytics (docs/RULES.md §10).
 
 An event is ``event_type`` plus any of the optional fields in :data:`FIELDS`. ``event_id`` (uuid4 hex)
 and ``timestamp`` (UTC, microseconds) are added by :func:`apps.analytics.emitter.emit` at emit time.

@@ -1,4 +1,4 @@
-"""NATS bid agents (REQUEST_FLOW.md "Alternative Entry: NATS Agent").
+"""NATS bid agents (docs/REQUEST_FLOW.md "Alternative Entry: NATS Agent").
 
 ``count`` asyncio consumers per process subscribe to ``campaign-bids.bid-requests`` in the queue
 group ``bid-agents``; NATS spreads messages over every consumer of every process. Each message is an

@@ -1,4 +1,4 @@
-"""Two-tier user state for the bid path (RULES.md §1 steps 2-3).
+"""Two-tier user state for the bid path (docs/RULES.md §1 steps 2-3).
 
 L1 is an in-process LRU (``BID_L1_MAX_ENTRIES``, TTL ``BID_L1_TTL_SECONDS``) of ``UserState``:
 the profile (``apps.core.profiles`` layout) in the form the feature builder wants, plus the user's
@@ -86,7 +86,7 @@ class UserState:
 
 
 def default_state(user_id: str) -> UserState:
-    """Green tier, no history (RULES.md §1 step 2)."""
+    """Green tier, no history (docs/RULES.md §1 step 2)."""
     return UserState(user_id)
 
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the bid path (names from REQUEST_FLOW.md, '.' -> '_').
+"""Prometheus metrics of the bid path (names from docs/REQUEST_FLOW.md, '.' -> '_').
 
 With several uvicorn workers ``PROMETHEUS_MULTIPROC_DIR`` is set by ``run_bid_app`` / the Procfile,
 and ``apps.core.metrics.render()`` aggregates every worker's samples.

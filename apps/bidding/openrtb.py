@@ -1,7 +1,7 @@
 """OpenRTB 2.6 bid request and response types (msgspec Structs: decoding validates types and ranges).
 
 Only the fields the bidder uses are declared; every other field an exchange sends is ignored
-(RULES.md §1: unknown fields are ignored), which also keeps decoding fast. ``decode_request`` turns
+(docs/RULES.md §1: unknown fields are ignored), which also keeps decoding fast. ``decode_request`` turns
 any malformed input into ``InvalidRequest`` carrying an error code and a message that names the
 problem and, where msgspec knows it, the JSON path (``$.imp[0].banner.w``).
 """

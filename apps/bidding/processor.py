@@ -1,4 +1,4 @@
-"""``BidProcessor``: the eight steps of RULES.md §1, shared by the HTTP, gRPC and NATS entries.
+"""``BidProcessor``: the eight steps of docs/RULES.md §1, shared by the HTTP, gRPC and NATS entries.
 
 Pure asyncio Python with no ORM and no blocking call. On an L1 hit the only side effects are
 in-memory (metrics, the analytics buffer); on an L1 miss there is one pipelined Redis round trip,

@@ -1,4 +1,4 @@
-"""The in-memory snapshot of live offers the bid path reads (RULES.md §1 step 4; DESIGN "The hot path").
+"""The in-memory snapshot of live offers the bid path reads (docs/RULES.md §1 step 4; DESIGN "The hot path").
 
 ``offer_snapshot_refresh()`` (``apps.bidding.services``, the only part that touches the ORM) turns
 the biddable campaigns into ``OfferRow`` records plus their precomputed 64 offer features, and
@@ -74,7 +74,7 @@ _blob_decoder = msgspec.msgpack.Decoder(SnapshotBlob)
 
 
 def order_offers(rows: Iterable[OfferRow]) -> list[OfferRow]:
-    """Best priority first (RULES.md §1 step 4: at most BID_BATCH_SIZE candidates, best priority first)."""
+    """Best priority first (docs/RULES.md §1 step 4: at most BID_BATCH_SIZE candidates, best priority first)."""
     return sorted(rows, key=lambda r: (-r.priority, r.offer_id))
 
 

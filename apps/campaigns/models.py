@@ -1,6 +1,6 @@
 """Campaigns, their offers, the approval rules and votes, and the audit trail of every transition.
 
-The lifecycle (RULES.md §3) is a django-fsm-2 ``FSMField(protected=True)``: the state changes only
+The lifecycle (docs/RULES.md §3) is a django-fsm-2 ``FSMField(protected=True)``: the state changes only
 through transition methods, and those are called only by ``apps.campaigns.services``. Re-read a
 campaign's state with ``Campaign.objects.get(pk=...)`` (``refresh_from_db`` refuses protected fields).
 """
@@ -91,7 +91,7 @@ class Campaign(models.Model):
     def remaining_budget(self) -> Decimal:
         return max(self.budget - self.spent, Decimal("0"))
 
-    # --- lifecycle (RULES.md §3) -----------------------------------------------------------------
+    # --- lifecycle (docs/RULES.md §3) -----------------------------------------------------------------
     # The transitions only encode which state may follow which. Who may trigger them, the
     # conditions (start in the future, reason given, enough votes) and the audit row live in
     # ``apps.campaigns.services`` — call those, never these methods directly.
@@ -171,7 +171,7 @@ class Offer(models.Model):
 
 
 class ApprovalRule(models.Model):
-    """Which campaigns need how many approvals (RULES.md §3). The strictest matching rule applies."""
+    """Which campaigns need how many approvals (docs/RULES.md §3). The strictest matching rule applies."""
 
     name = models.CharField(max_length=100, unique=True)
     min_approvals = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])

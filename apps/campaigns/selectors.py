@@ -40,7 +40,7 @@ def campaign_list(*, status: str | None = None, channel: str | None = None, adve
 def campaign_list_biddable(*, now: datetime | None = None) -> QuerySet[Campaign]:
     """Live campaigns inside ``[start_at, end_at)`` with budget left, offers prefetched.
 
-    This is what the bidder's offer snapshot is built from (RULES.md §1 step 4)."""
+    This is what the bidder's offer snapshot is built from (docs/RULES.md §1 step 4)."""
     now = now or timezone.now()
     return (
         Campaign.objects.filter(status=CampaignStatus.LIVE, start_at__lte=now, end_at__gt=now, spent__lt=F("budget"))
@@ -88,7 +88,7 @@ def campaign_ids_due_to_complete(*, now: datetime | None = None) -> list[tuple[i
 
 
 def approval_rule_for(*, budget: Decimal, channels: Iterable[str]) -> ApprovalRule | None:
-    """The strictest active rule matching these attributes (RULES.md §3), or None if none matches.
+    """The strictest active rule matching these attributes (docs/RULES.md §3), or None if none matches.
 
     A rule matches when every condition it sets holds: budget above its threshold, and at least one
     of its channels in use. A rule without conditions (Standard) matches every campaign. Strictest

@@ -1,4 +1,4 @@
-"""Writes of the campaigns slice: the lifecycle of RULES.md §3, approvals, offers and spend.
+"""Writes of the campaigns slice: the lifecycle of docs/RULES.md §3, approvals, offers and spend.
 
 Every function here is the only way its change happens — the admin buttons and the REST API both
 call these, so role checks, self-approval checks and state rules cannot be skipped by a crafted
@@ -388,7 +388,7 @@ def _apply_rule(campaign: Campaign) -> None:
 
 
 def _void_votes(campaign: Campaign, *, actor, what: str) -> int:
-    """An edit while in review: votes so far no longer count (RULES.md §3). Returns how many."""
+    """An edit while in review: votes so far no longer count (docs/RULES.md §3). Returns how many."""
     voided = ApprovalVote.objects.filter(campaign=campaign, review_round=campaign.review_round, voided=False).update(
         voided=True
     )

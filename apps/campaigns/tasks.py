@@ -1,4 +1,4 @@
-"""Periodic lifecycle work (RULES.md §3): thin, idempotent tasks that call one service each."""
+"""Periodic lifecycle work (docs/RULES.md §3): thin, idempotent tasks that call one service each."""
 from __future__ import annotations
 
 import structlog

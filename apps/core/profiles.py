@@ -9,14 +9,14 @@ field              value
 ``interests``      list of 64 floats (feature columns [0..64))
 ``segments``       list of ints (segment ids, one-hot at ``64 + id % 64``)
 ``loyalty_tier``   "green" | "gold" | "reserve"
-``loyalty``        list of 8 floats, the RULES.md §2.7 loyalty vector (columns [128..136))
+``loyalty``        list of 8 floats, the docs/RULES.md §2.7 loyalty vector (columns [128..136))
 ``recency``        float, recency score (column [136])
 ``updated_at``     float, unix seconds of the last write
 =================  ===========================================================================
 
 Every write is announced on the pub/sub channel ``PROFILE_CHANNEL`` (of the database, see
 ``apps.core.redis.channel``) with the user id as message, so
-every bid process drops its L1 copy (RULES.md §1 step 2: write L2, then invalidate L1).
+every bid process drops its L1 copy (docs/RULES.md §1 step 2: write L2, then invalidate L1).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Nagle-style inference batching across concurrent requests (RULES.md §1 "Batching").
+"""Nagle-style inference batching across concurrent requests (docs/RULES.md §1 "Batching").
 
 Requests that arrive while a batch is open are merged into ONE provider call
 (``provider.score_batch``: one user GEMM for all requests, one offer GEMM for all their rows). A batch

@@ -1,4 +1,4 @@
-"""The 256-float feature row of RULES.md §1 step 5, built with vectorised numpy.
+"""The 256-float feature row of docs/RULES.md §1 step 5, built with vectorised numpy.
 
 Layout of one row (float32, one row per candidate offer):
 
@@ -7,7 +7,7 @@ columns          meaning
 ===============  ==========================================================================
 ``[0, 64)``      user interests (the profile's 64 floats; shorter lists are zero-padded)
 ``[64, 128)``    segment one-hot: ``1.0`` at ``64 + segment_id % 64``
-``[128, 136)``   loyalty vector (RULES.md §2.7; zeros when the user has no loyalty data)
+``[128, 136)``   loyalty vector (docs/RULES.md §2.7; zeros when the user has no loyalty data)
 ``[136]``        recency score
 ``[137]``        frequency-cap utilisation ``impressions_1h / max_per_hour``
 ``[138]``        device code (``DEVICE_CODES``; unknown ``-1.0``)

@@ -1,4 +1,4 @@
-"""CoLaNet: a two-layer spiking scorer over the 256-float feature rows (RULES.md §1 step 5).
+"""CoLaNet: a two-layer spiking scorer over the 256-float feature rows (docs/RULES.md §1 step 5).
 
 ::
 

@@ -1,4 +1,4 @@
-"""Inference providers: where the CoLaNet forward pass runs (RULES.md §1 "Providers").
+"""Inference providers: where the CoLaNet forward pass runs (docs/RULES.md §1 "Providers").
 
 A provider is bound to one immutable ``CoLaNetWeights``; hot reload builds a new provider and swaps
 the reference, so a request that already holds a provider finishes on the weights it started with.

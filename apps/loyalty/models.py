@@ -1,4 +1,4 @@
-"""Loyalty state (RULES.md §2): an account row per user plus an append-only ledger.
+"""Loyalty state (docs/RULES.md §2): an account row per user plus an append-only ledger.
 
 The account row holds the running totals the API answers from; the ledger holds every change with
 the request that caused it. Invariant: ``account.balance == sum(ledger.stars)`` for every account.
@@ -161,7 +161,7 @@ class ChannelBonus(models.Model):
 
 
 class RewardSignal(models.Model):
-    """Feedback for model training (RULES.md §2.6), published on NATS ``loyalty.reward-signals``."""
+    """Feedback for model training (docs/RULES.md §2.6), published on NATS ``loyalty.reward-signals``."""
 
     signal_id = models.UUIDField(unique=True)
     user_id = models.CharField(max_length=128, db_index=True)

@@ -1,4 +1,4 @@
-"""The loyalty rules of RULES.md §2 as pure functions (no database, no clock of their own).
+"""The loyalty rules of docs/RULES.md §2 as pure functions (no database, no clock of their own).
 
 Everything that counts stars is ``Decimal`` or ``int``: ``ceil(25 x 1.2 x 1.2)`` must be 36, and the
 binary float product 36.00000000000001 would credit 37.
@@ -106,7 +106,7 @@ def earn_rate(
     is_referral: bool = False,
     is_digital: bool = False,
 ) -> Decimal:
-    """The whole multiplier applied to the base stars (RULES.md §2.2):
+    """The whole multiplier applied to the base stars (docs/RULES.md §2.2):
     ``(tier + Σ(promo - 1) + Σ(channel bonus - 1)) x 2.0 if referral x 1.2 if digital``."""
     rate = TIER_MULTIPLIERS[Tier(tier)]
     rate += sum((Decimal(m) - 1 for m in promotion_multipliers), Decimal(0))
@@ -188,7 +188,7 @@ def feature_vector(
     lifetime_stars: int,
     now: datetime,
 ) -> list[float]:
-    """The 8 floats of RULES.md §2.7 (bid feature columns [128..136))."""
+    """The 8 floats of docs/RULES.md §2.7 (bid feature columns [128..136))."""
     vector = [
         TIER_FEATURE[Tier(tier)],
         min(balance / 5000, 1.0),

@@ -63,7 +63,7 @@ def _get_account(user_id: str) -> LoyaltyAccount:
 
 
 def loyalty_balance(*, user_id: str) -> LoyaltyBalance:
-    """The member's standing (RULES.md §2.5). Raises NotFound (404) for a user never enrolled."""
+    """The member's standing (docs/RULES.md §2.5). Raises NotFound (404) for a user never enrolled."""
     account = _get_account(user_id)
     now = timezone.now()
     rank = rules.tier_rank(account.tier)
@@ -110,8 +110,8 @@ def loyalty_accounts_after(*, last_id: int, limit: int) -> list[LoyaltyAccount]:
 
 
 def loyalty_feature_vector(*, user_id: str) -> list[float]:
-    """The 8-float loyalty vector of RULES.md §2.7; eight zeros for a user with no account
-    (RULES.md §1 step 5: "zeros when no loyalty data")."""
+    """The 8-float loyalty vector of docs/RULES.md §2.7; eight zeros for a user with no account
+    (docs/RULES.md §1 step 5: "zeros when no loyalty data")."""
     account = loyalty_account_find(user_id=user_id)
     if account is None:
         return [0.0] * rules.FEATURE_VECTOR_LENGTH

@@ -1,4 +1,4 @@
-"""Writes of the loyalty slice (RULES.md §2). Other slices call these, never the models.
+"""Writes of the loyalty slice (docs/RULES.md §2). Other slices call these, never the models.
 
 Every change of stars happens in one transaction that holds the account's row lock
 (``select_for_update``), updates the totals with ``F()`` expressions and appends a ledger row; the
@@ -358,7 +358,7 @@ def loyalty_earn(
     is_referral: bool = False,
     is_digital: bool = False,
 ) -> EarnResult:
-    """Credit stars for a purchase (RULES.md §2.2), enrolling an unknown user as Green.
+    """Credit stars for a purchase (docs/RULES.md §2.2), enrolling an unknown user as Green.
 
     ``stars = ceil(ceil(amount_cents / 100) x rate)`` with
     ``rate = (tier + Σ(active promotion - 1) + Σ(channel bonus - 1)) x 2 if referral x 1.2 if digital``
@@ -522,7 +522,7 @@ def _redeem_locked(*, user_id: str, redemption: rules.Redemption, idempotency_ke
 
 
 def loyalty_redeem(*, user_id: str, redemption_tier: str, idempotency_key: str) -> RedeemResult:
-    """Spend stars on a reward of the catalogue (RULES.md §2.4).
+    """Spend stars on a reward of the catalogue (docs/RULES.md §2.4).
 
     Checks the tier (403 ``Requires Gold tier, you are Green``), then the balance (422
     ``Insufficient stars: need 200, have 150``), then deducts under the account's row lock, so

@@ -1,4 +1,4 @@
-"""Which channel reaches a user (RULES.md §5 cascade), and whether a send may still go out.
+"""Which channel reaches a user (docs/RULES.md §5 cascade), and whether a send may still go out.
 
 Order: in-store (kiosk / signage) while the user is present in a store → the user's preferred
 channel → push if a token exists → in-app → SMS if a phone → email if an email → web

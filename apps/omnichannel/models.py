@@ -1,4 +1,4 @@
-"""Omnichannel state (RULES.md §5): ingest events and the interactions they leave, contacts,
+"""Omnichannel state (docs/RULES.md §5): ingest events and the interactions they leave, contacts,
 activations with their send ledger and audit trail, stored in-app / web / in-store messages, and
 SendGrid events with the per-activation email counters.
 
@@ -50,7 +50,7 @@ class Transport(models.TextChoices):
 
 
 class Channel(models.TextChoices):
-    """Activation channels, in the order of the cascade (RULES.md §5)."""
+    """Activation channels, in the order of the cascade (docs/RULES.md §5)."""
 
     IN_STORE = "in_store", "In-store (kiosk / signage)"
     PUSH = "push", "Push"
@@ -104,7 +104,7 @@ class IngestEvent(models.Model):
 
 
 class Interaction(models.Model):
-    """One user–item interaction, the input of recommendations (RULES.md §7)."""
+    """One user–item interaction, the input of recommendations (docs/RULES.md §7)."""
 
     user_id = models.CharField(max_length=140, db_index=True,
                                help_text='The user id, or "device:<device id>" for anonymous devices')
@@ -356,7 +356,7 @@ class EmailEvent(models.Model):
 
 
 class EmailStats(models.Model):
-    """Email counters of one activation, changed only by ``F()`` updates (RULES.md §5)."""
+    """Email counters of one activation, changed only by ``F()`` updates (docs/RULES.md §5)."""
 
     activation = models.OneToOneField(Activation, on_delete=models.CASCADE, primary_key=True, related_name="email_stats")
     total_sent = models.PositiveIntegerField(default=0)

@@ -1,7 +1,7 @@
 """Omnichannel reads. Other slices (recommendations, reports) use these, not the models.
 
 Interactions come back as plain :class:`InteractionRow` tuples so readers do not depend on the ORM
-model; email analytics as dicts in the shape of RULES.md §5.
+model; email analytics as dicts in the shape of docs/RULES.md §5.
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def _rate(part: int, whole: int) -> float:
 
 
 def email_rates(counters: dict) -> dict:
-    """RULES.md §5: open_rate = unique_opens / total_sent, click_rate = unique_clicks / total_sent,
+    """docs/RULES.md §5: open_rate = unique_opens / total_sent, click_rate = unique_clicks / total_sent,
     bounce_rate = bounces / total_sent (0.0 when nothing was sent)."""
     sent = counters.get("total_sent") or 0
     return {

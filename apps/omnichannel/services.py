@@ -1,4 +1,4 @@
-"""Omnichannel writes (RULES.md §5): ingest, contacts, activations and their sends, stored messages,
+"""Omnichannel writes (docs/RULES.md §5): ingest, contacts, activations and their sends, stored messages,
 provider callbacks. Other slices call these functions, never the models.
 
 Flow of an activation::

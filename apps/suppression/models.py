@@ -1,4 +1,4 @@
-"""The global suppression list (RULES.md §4), its audit trail and CSV imports.
+"""The global suppression list (docs/RULES.md §4), its audit trail and CSV imports.
 
 ``SuppressionEntry`` holds at most one row per (identifier, channel): the unique index on that pair
 is also the index that ``selectors.is_suppressed`` reads, so the check is a single index lookup.

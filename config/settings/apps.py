@@ -12,7 +12,7 @@ SUPPRESSION_IMPORT_CHUNK_SIZE = env.env_int("SUPPRESSION_IMPORT_CHUNK_SIZE", 100
 SUPPRESSION_IMPORT_MAX_BYTES = env.env_int("SUPPRESSION_IMPORT_MAX_BYTES", 20 * 1024 * 1024)
 
 # --- omnichannel ---------------------------------------------------------------------------------
-# Ingest (RULES.md §5). Sources listed here are refused (400) on top of those disabled in the admin.
+# Ingest (docs/RULES.md §5). Sources listed here are refused (400) on top of those disabled in the admin.
 INGEST_DISABLED_SOURCES = env.env_list("INGEST_DISABLED_SOURCES", [])
 # product_view / wishlist_add trigger an activation only while younger than this (by event time).
 INGEST_ACTIVATION_WINDOW_MINUTES = env.env_int("INGEST_ACTIVATION_WINDOW_MINUTES", 30)

@@ -1,4 +1,4 @@
-"""The user-state tiers (RULES.md §1 step 2): L1 in-process LRU, L2 Redis, default profile — and L1
+"""The user-state tiers (docs/RULES.md §1 step 2): L1 in-process LRU, L2 Redis, default profile — and L1
 kept fresh by announcements, and bids that keep answering when Redis goes away."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Golden cases of the BidProcessor (RULES.md §1): who wins, at what price, and why a request is a no-bid.
+"""Golden cases of the BidProcessor (docs/RULES.md §1): who wins, at what price, and why a request is a no-bid.
 
 The golden model's outputs are known by hand (tests/bidding/helpers.py), so prices are exact.
 """

@@ -1,4 +1,4 @@
-"""The campaign lifecycle (RULES.md §3) through the services: every legal transition, every illegal
+"""The campaign lifecycle (docs/RULES.md §3) through the services: every legal transition, every illegal
 one refused without side effects, approval rules, votes, edits in review, and the audit trail."""
 from __future__ import annotations
 
@@ -540,7 +540,7 @@ def test_beat_completes_at_the_end_time(make_campaign):
     assert tasks.campaigns_complete_due.apply().get() == [ending.pk]
     assert fresh(ending).status == "completed"
     assert fresh(running).status == "live"
-    assert fresh(paused).status == "paused"  # only live campaigns complete (RULES.md §3)
+    assert fresh(paused).status == "paused"  # only live campaigns complete (docs/RULES.md §3)
     row = CampaignTransition.objects.filter(campaign=ending).first()
     assert (row.action, row.from_status, row.to_status, row.actor, row.reason) == (
         "complete", "live", "completed", None, "end time reached")

@@ -1,4 +1,4 @@
-"""The earn formula of RULES.md §2.2, exactly, across tiers, promotions, channel bonuses and flags."""
+"""The earn formula of docs/RULES.md §2.2, exactly, across tiers, promotions, channel bonuses and flags."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""The loyalty feature vector (RULES.md §2.7) and the Redis bidding profile it is written to."""
+"""The loyalty feature vector (docs/RULES.md §2.7) and the Redis bidding profile it is written to."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone as dt_timezone

@@ -1,4 +1,4 @@
-"""POST /v1/loyalty/redeem: the catalogue of RULES.md §2.4, tier and balance checks, Idempotency-Key."""
+"""POST /v1/loyalty/redeem: the catalogue of docs/RULES.md §2.4, tier and balance checks, Idempotency-Key."""
 from __future__ import annotations
 
 from decimal import Decimal

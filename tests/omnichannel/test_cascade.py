@@ -1,4 +1,4 @@
-"""The channel cascade of RULES.md §5, consent and suppression at activation time."""
+"""The channel cascade of docs/RULES.md §5, consent and suppression at activation time."""
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,4 +1,4 @@
-"""POST /v1/channels/ingest — RULES.md §5 ingest rules."""
+"""POST /v1/channels/ingest — docs/RULES.md §5 ingest rules."""
 from __future__ import annotations
 
 from datetime import timedelta

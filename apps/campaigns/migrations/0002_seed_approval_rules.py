@@ -1,4 +1,4 @@
-"""The approval rules of RULES.md §3. Editable in the admin afterwards; re-running never overwrites
+"""The approval rules of docs/RULES.md §3. Editable in the admin afterwards; re-running never overwrites
 an edited rule (get_or_create by name)."""
 from decimal import Decimal
 

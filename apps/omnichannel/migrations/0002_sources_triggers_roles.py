@@ -1,7 +1,7 @@
 """Seed data and roles for the omnichannel slice.
 
 * One IngestSource row per source, enabled (the admin switches them; INGEST_DISABLED_SOURCES also can).
-* One TriggerRule per triggering event type (RULES.md §5) with a plain default message, editable in
+* One TriggerRule per triggering event type (docs/RULES.md §5) with a plain default message, editable in
   the admin: without a rule an ingest trigger has nothing to say.
 * The "Integration" group (service users of apps / POS / partners) — the loyalty slice creates it
   too; get_or_create keeps both migrations independent of their order.
