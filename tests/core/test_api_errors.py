@@ -124,21 +124,22 @@ async def test_invalid_ledger_parameters(asgi_client, query, status, field):
 
 
 async def test_rate_limit_per_token_answers_429_with_retry_after(asgi_client, settings):
-    settings.API_RATE_LIMITS = {"user": "3/m", "anon": "off", "webhook": "off"}
+    settings.API_RATE_LIMITS = {"user": "3/h", "anon": "off", "webhook": "off"}  # no window boundary mid-test
     first, second = await _token(Role.MARKETER), await _token(Role.MARKETER)
     async with asgi_client as client:
         answers = [await client.get("/v1/campaigns/", headers={"Authorization": f"Token {first}"}) for _ in range(4)]
         other = await client.get("/v1/campaigns/", headers={"Authorization": f"Token {second}"})
     assert [r.status_code for r in answers] == [200, 200, 200, 429]
     throttled = answers[-1]
-    assert 1 <= int(throttled.headers["Retry-After"]) <= 60
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 3600
     assert throttled.json()["error"] == "throttled"
     assert "throttled" in throttled.json()["detail"].lower()
     assert other.status_code == 200, "another token has its own budget"
 
 
 async def test_rate_limit_of_anonymous_callers_is_per_address(asgi_client, settings):
-    settings.API_RATE_LIMITS = {"user": "off", "anon": "2/m", "webhook": "off"}
+    # An hour window: the schema takes ~1 s per request under load, and a minute window crossed mid-test resets the count.
+    settings.API_RATE_LIMITS = {"user": "off", "anon": "2/h", "webhook": "off"}
     async with asgi_client as client:
         answers = [(await client.get("/v1/schema/?format=json")).status_code for _ in range(3)]
         throttled = await client.get("/v1/schema/?format=json")
