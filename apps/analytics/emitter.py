@@ -1,4 +1,4 @@
-"""Non-blocking analytics emitter: ``emit(event_type, **fields)`` (docs/RULES.md §10, DESIGN "Analytics pipeline").
+"""Non-blocking analytics emitter: ``emit(event_type, **fields)`` (docs/RULES.md §10, docs/DESIGN.md "Analytics pipeline").
 
 Hot path: :func:`emit` checks the event type and field names, stamps ``event_id`` (uuid4 hex) and the
 UTC timestamp (integer microseconds), and appends a small tuple to an in-process ``deque``. No lock,

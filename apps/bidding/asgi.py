@@ -1,4 +1,4 @@
-"""The dedicated bid app: plain ASGI, no Django request machinery (DESIGN "The hot path").
+"""The dedicated bid app: plain ASGI, no Django request machinery (docs/DESIGN.md "The hot path").
 
 Routes:
 

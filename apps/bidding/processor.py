@@ -100,7 +100,7 @@ def micros_from_cpm(price: float) -> int:
 
 
 class BidProcessor:
-    """One per process, shared by every entry in it (DESIGN "Shared BidProcessor")."""
+    """One per process, shared by every entry in it (docs/DESIGN.md "Shared BidProcessor")."""
 
     def __init__(self, *, config: BidConfig, inference, redis=None, emit_event=emit):
         self.config = config

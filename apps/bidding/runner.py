@@ -26,7 +26,7 @@ def configure_logging() -> None:
 
 def bid_process_environment() -> None:
     """Settings every bid process needs before numpy is imported in it (or in the workers it spawns)."""
-    # Two BLAS threads on two cores give erratic latency for these small GEMMs (speed-limits.md §1c).
+    # Two BLAS threads on two cores give erratic latency for these small GEMMs (docs/DESIGN.md "Measured limits behind the choices").
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 

@@ -4,7 +4,7 @@
 connection waiting at that moment, and keeps it for good. Exchanges hold a pool of keep-alive
 connections opened in a burst, so one worker can end up with most of them and saturate while the
 other idles (measured here: 14/18, 25/7, 11/21 splits, and 2-worker throughput of one; see
-shared/notes/speed-limits.md §4.4). With one ``SO_REUSEPORT`` socket per worker the kernel spreads
+docs/DESIGN.md "Measured limits behind the choices"). With one ``SO_REUSEPORT`` socket per worker the kernel spreads
 connections by hashing each one, independently of which worker is awake.
 
 The parent only supervises: it restarts a worker that dies (giving up after repeated crashes at

@@ -1,4 +1,4 @@
-"""The in-memory snapshot of live offers the bid path reads (docs/RULES.md §1 step 4; DESIGN "The hot path").
+"""The in-memory snapshot of live offers the bid path reads (docs/RULES.md §1 step 4; docs/DESIGN.md "The hot path").
 
 ``offer_snapshot_refresh()`` (``apps.bidding.services``, the only part that touches the ORM) turns
 the biddable campaigns into ``OfferRow`` records plus their precomputed 64 offer features, and

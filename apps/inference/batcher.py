@@ -7,7 +7,7 @@ whichever comes first; each caller gets its own slice of the result.
 
 Off by default (``CAMPAIGN_EXPRESS__NPU__BATCHING=1`` turns it on): on the numpy CPU provider the
 64-row GEMM is already compute-bound, and a 16-item / 500 µs batcher measured no throughput gain and a
-3-4x worse p99 (shared/notes/speed-limits.md §5). It is for accelerators, where per-call overhead
+3-4x worse p99 (docs/DESIGN.md "Measured limits behind the choices"). It is for accelerators, where per-call overhead
 dominates.
 
 Timer resolution (measured by ``bench/inference_bench.py``, see its output): the flush timer is

@@ -13,7 +13,7 @@ measure-zero event and the tests check agreement to 1e-5).
 
 BLAS threads: run bid workers with ``OPENBLAS_NUM_THREADS=1`` (scripts/test.sh and the Makefile
 set it). Two BLAS threads on two cores give erratic 1.3-5x medians and 16 ms outliers for these small
-GEMMs (shared/notes/speed-limits.md §1c); this module does not change thread counts itself.
+GEMMs (docs/DESIGN.md "Measured limits behind the choices"); this module does not change thread counts itself.
 
 Hardware providers check their SDK and device at construction and raise ``ProviderUnavailable``
 naming everything that is missing; none of them ever falls back to, or fakes, scores.
