@@ -123,6 +123,13 @@ class StrictDecimalField(serializers.DecimalField):
         return super().to_internal_value(data)
 
 
+# An ISO 8601 date (2026-05-01) or date-time, "T" or a space between, minutes at least, zone optional
+# (naive means UTC). The form query parameters and lenient body fields (suppression expiry) accept.
+ISO_DATE_OR_DATETIME = (r"^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?"
+                        r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?$")
+ISO_DATE_OR_DATETIME_RE = re.compile(ISO_DATE_OR_DATETIME)
+
+
 # RFC 3339 (the schema's ``format: date-time``): date, "T", time to the second, optional fraction,
 # and a zone ("Z" or an offset). A naive time is refused: the API's times are UTC and must say so.
 RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})$")

@@ -12,7 +12,8 @@
 * 503 with ``Retry-After`` on every operation: each one reads Postgres (the token, at least), and a
   store outage answers 503 ``unavailable`` (``apps.core.outages``);
 * for ``apps.core.fields.StrictDecimalField``, the exact ``pattern`` the field validates with (its
-  minimum and maximum are in the pattern: JSON Schema's ``minimum`` does not apply to strings).
+  minimum and maximum are in the pattern: JSON Schema's ``minimum`` does not apply to strings);
+* ``minItems``/``maxItems`` of a list that may not be empty or is bounded (also a nested ``many=True``).
 
 Views keep documenting what only they know (403 for a self-approval, 409 for the state machine).
 """
@@ -101,6 +102,14 @@ class ApiAutoSchema(AutoSchema):
             limits = " and ".join(limit for limit in limits if limit)
             note = f"Decimal as a string, at most {field.decimal_places} decimals" + (f", {limits}" if limits else "")
             schema["description"] = f"{schema['description']} ({note})" if schema.get("description") else note
+        if isinstance(field, (serializers.ListField, serializers.ListSerializer)) and schema.get("type") == "array":
+            # drf-spectacular maps a ListField's min/max_length but not allow_empty, nor a nested many=True's.
+            if getattr(field, "allow_empty", True) is False:
+                schema["minItems"] = max(schema.get("minItems", 0), 1)
+            if getattr(field, "min_length", None):
+                schema["minItems"] = max(schema.get("minItems", 0), field.min_length)
+            if getattr(field, "max_length", None):
+                schema["maxItems"] = field.max_length
         return schema
 
     def _takes_body(self) -> bool:
