@@ -158,3 +158,59 @@ class ApiAutoSchema(AutoSchema):
             add(429, THROTTLED)
         add(503, UNAVAILABLE)
         return dict(sorted(responses.items()))
+
+
+def add_links(result, generator, request, public):
+    """drf-spectacular postprocessing hook: OpenAPI links from what a POST creates to what reads it.
+
+    * POST on a collection (``/v1/campaigns/``) → every operation under ``/v1/campaigns/{id}...``, with the
+      new ``id`` from the response body and the collection's own path parameters passed on
+      (``/v1/campaigns/{campaign_pk}/offers/`` → ``.../offers/{id}/`` keeps ``campaign_pk``);
+    * a POST whose answer names an id that another path takes (``activation_id``, ``user_id``; a bare
+      ``id`` is ambiguous and a nullable one may be absent) → those operations.
+
+    Generated clients and Schemathesis' stateful phase follow them (create, then read, edit, transition).
+    """
+    paths = result.get("paths", {})
+    schemas = result.get("components", {}).get("schemas", {})
+    operations = [(path, method, op) for path, item in paths.items() for method, op in item.items()
+                  if method in ("get", "put", "patch", "post", "delete")]
+
+    def body_properties(response: dict) -> set[str]:
+        """The response body's properties that are always there (not nullable)."""
+        schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+        ref = schema.get("$ref", "")
+        properties = schemas.get(ref.rsplit("/", 1)[-1], {}).get("properties", {}) if ref else {}
+        return {name for name, prop in properties.items() if not prop.get("nullable")}
+
+    for path, method, op in operations:
+        if method != "post":
+            continue
+        own_variables = set(uritemplate.variables(path))
+        for code in ("201", "200"):
+            response = op.get("responses", {}).get(code)
+            if not response:
+                continue
+            properties = body_properties(response)
+            links = {}
+            for target_path, target_method, target in operations:
+                if target is op or "operationId" not in target:
+                    continue
+                variables = list(uritemplate.variables(target_path))
+                if not variables:
+                    continue
+                parameters = {}
+                if target_path.startswith(path) and path.endswith("/") and "id" in properties:
+                    new = [v for v in variables if v not in own_variables]
+                    if len(new) != 1 or not target_path[len(path):].startswith("{" + new[0] + "}"):
+                        continue
+                    parameters[new[0]] = "$response.body#/id"
+                    parameters.update({v: f"$request.path.{v}" for v in variables if v in own_variables})
+                elif not own_variables and all(v in properties and v not in ("id", "pk") for v in variables):
+                    parameters = {v: f"$response.body#/{v}" for v in variables}
+                else:
+                    continue
+                links[target["operationId"]] = {"operationId": target["operationId"], "parameters": parameters}
+            if links:
+                response["links"] = dict(sorted(links.items()))
+    return result

@@ -3,7 +3,7 @@ by the services, which name the offending field; these serializers only check ty
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.core.fields import ISO_DATE_OR_DATETIME
+from apps.core.fields import ISO_DATE_OR_DATETIME, StrictCharField
 
 from ..identifiers import MAX_LENGTH as IDENTIFIER_MAX
 from ..models import Channel, Reason, SuppressionAudit, SuppressionEntry
@@ -28,7 +28,7 @@ class ServiceCheckedChoiceField(serializers.ChoiceField):
 
 
 @extend_schema_field({"type": "string", "nullable": True, "pattern": ISO_DATE_OR_DATETIME})
-class ExpiryText(serializers.CharField):
+class ExpiryText(StrictCharField):
     pass
 
 
@@ -63,11 +63,11 @@ class SuppressionAuditSerializer(serializers.ModelSerializer):
 class SuppressionAddSerializer(serializers.Serializer):
     """One entry to add. Channel and reason are validated by the service (400 naming the field)."""
 
-    identifier = serializers.CharField(help_text=_IDENTIFIER_HELP, trim_whitespace=False, max_length=IDENTIFIER_MAX)
+    identifier = StrictCharField(help_text=_IDENTIFIER_HELP, trim_whitespace=False, max_length=IDENTIFIER_MAX)
     channel = ServiceCheckedChoiceField(choices=Channel.choices)
     reason = ServiceCheckedChoiceField(choices=Reason.choices)
     expires_at = ExpiryText(required=False, allow_null=True, allow_blank=True, help_text=_EXPIRES_HELP)
-    source = serializers.CharField(required=False, allow_blank=True, max_length=200,
+    source = StrictCharField(required=False, allow_blank=True, max_length=200,
                                    help_text='Free text, e.g. "sendgrid:unsubscribe" or "support ticket 123" (default "api")')
 
 
@@ -78,28 +78,28 @@ class BulkAddRowSerializer(SuppressionAddSerializer):
 class BulkAddRequestSerializer(serializers.Serializer):
     entries = serializers.ListField(child=serializers.DictField(), allow_empty=False, min_length=1, max_length=MAX_BULK_ROWS,
                                     help_text=f"Up to {MAX_BULK_ROWS} rows: identifier, channel, reason[, expires_at][, source]")
-    source = serializers.CharField(required=False, allow_blank=True, max_length=200,
+    source = StrictCharField(required=False, allow_blank=True, max_length=200,
                                    help_text='Default source for rows that have none (default "api:bulk-add")')
 
 
 class BulkAddRequestDocSerializer(serializers.Serializer):
     entries = BulkAddRowSerializer(many=True, allow_empty=False, min_length=1, max_length=MAX_BULK_ROWS)
-    source = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    source = StrictCharField(required=False, allow_blank=True, max_length=200)
 
 
 class BulkRemoveRowSerializer(serializers.Serializer):
-    identifier = serializers.CharField(help_text=_IDENTIFIER_HELP, max_length=IDENTIFIER_MAX)
+    identifier = StrictCharField(help_text=_IDENTIFIER_HELP, max_length=IDENTIFIER_MAX)
     channel = ServiceCheckedChoiceField(choices=Channel.choices, help_text="Removes that entry only")
 
 
 class BulkRemoveRequestSerializer(serializers.Serializer):
     entries = serializers.ListField(child=serializers.DictField(), allow_empty=False, min_length=1, max_length=MAX_BULK_ROWS)
-    note = serializers.CharField(max_length=500, help_text="Why these people are un-suppressed (kept in the audit trail)")
+    note = StrictCharField(max_length=500, help_text="Why these people are un-suppressed (kept in the audit trail)")
 
 
 class BulkRemoveRequestDocSerializer(serializers.Serializer):
     entries = BulkRemoveRowSerializer(many=True, allow_empty=False, min_length=1, max_length=MAX_BULK_ROWS)
-    note = serializers.CharField(max_length=500)
+    note = StrictCharField(max_length=500)
 
 
 class SkippedRowSerializer(serializers.Serializer):
