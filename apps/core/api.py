@@ -47,14 +47,18 @@ def exception_handler(exc, context):
         body = {"error": exc.code, "detail": exc.message}
         if exc.field:
             body["field"] = exc.field
-        return Response(body, status=exc.status_code)
+        headers = {"Retry-After": str(outages.RETRY_AFTER_SECONDS)} if exc.status_code == 503 else None
+        return Response(body, status=exc.status_code, headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        response.data = {"error": "invalid", "detail": _first_message(response.data), "fields": response.data}
+        body = {"error": "invalid", "detail": _first_message(response.data)}
+        if field := _first_field(response.data):
+            body["field"] = field
+        response.data = {**body, "fields": response.data}
     elif isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"error": getattr(exc, "default_code", "error"), "detail": str(response.data["detail"])}
     return response
@@ -73,3 +77,17 @@ def _first_message(data, prefix: str = "") -> str:
                     return _first_message(item, f"{prefix}.{index}".strip("."))
         return _first_message(data[0], prefix)
     return f"{prefix}: {data}" if prefix else str(data)
+
+
+def _first_field(data, prefix: str = "") -> str:
+    """The dotted path of the first invalid field (``targeting.countries.0``), "" for a non-field error."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "non_field_errors":
+                return prefix
+            return _first_field(value, f"{prefix}.{key}".strip("."))
+    if isinstance(data, list) and any(isinstance(item, (dict, list)) for item in data):
+        for index, item in enumerate(data):
+            if item:
+                return _first_field(item, f"{prefix}.{index}".strip("."))
+    return prefix

@@ -26,6 +26,7 @@ import prometheus_client
 
 from apps.core.api import NotFound, PermissionDenied, ServiceError
 from apps.core.roles import Role, user_has_role
+from apps.core.fields import ISO_DATE_OR_DATETIME_RE
 
 from .identifiers import classify_and_normalise, normalise_identifier
 from .models import (
@@ -130,6 +131,9 @@ def parse_expires_at(value, *, field: str = "expires_at", now: datetime | None =
     elif isinstance(value, str):
         text = value.strip()
         try:
+            # Only the ISO forms the schema documents (parse_datetime alone also takes 20270131, week dates, ...).
+            if not ISO_DATE_OR_DATETIME_RE.match(text):
+                raise ValueError(text)
             parsed = parse_datetime(text)
             if parsed is None:
                 day = parse_date(text)

@@ -38,6 +38,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Links from what a POST creates to the operations that take its id (apps.core.openapi.add_links).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "apps.core.openapi.add_links"],
     # One schema name per shared choice set (fields named differently reuse the same enum).
     "ENUM_NAME_OVERRIDES": {
         "LoyaltyTierEnum": "apps.loyalty.models.Tier",

@@ -8,13 +8,22 @@ schema-violating input refused, auth never ignored, and a deleted resource stayi
 positive-data check is left out on purpose: legitimate business-rule 4xx answers (a self-approval,
 a campaign in the wrong state) would trip it.
 
-Knobs: SCHEMATHESIS_MAX_EXAMPLES (default 6 per operation), SCHEMATHESIS_SEED (random by default, a fixed one under CI=true;
+The stateful phase follows the links Schemathesis infers from the schema (dependency analysis: a
+campaign created by POST /v1/campaigns/ feeds {id} of its reads, edits and transitions, an offer feeds
+its sub-resource) and from Location headers; it gets its own, larger budget of scenarios, and the run
+fails unless it covered at least MIN_LINKS_COVERED links, so a schema change that loses the links
+cannot pass silently. The fuzzer calls as Admin, which every role check admits, so operations reach
+their logic instead of stopping at 401/403 (ignored_auth sends the same requests without the token).
+
+Knobs: SCHEMATHESIS_MAX_EXAMPLES (default 6 per operation), SCHEMATHESIS_STATEFUL_EXAMPLES (default 60
+scenarios), SCHEMATHESIS_SEED (random by default, a fixed one under CI=true;
 the seed is printed so a failure can be replayed).
 """
 from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -34,6 +43,8 @@ CHECKS = ",".join([
     "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",
     "negative_data_rejection", "ignored_auth", "use_after_free",
 ])
+
+MIN_LINKS_COVERED = 12  # inferred links alone reached 6; the explicit ones reach 11-68 depending on the draw
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
 
@@ -103,12 +114,18 @@ def test_api_conforms_to_its_openapi_schema(web_server, tmp_path):
     ci_seed = "3031480078" if os.environ.get("CI") == "true" else None
     seed = os.environ.get("SCHEMATHESIS_SEED") or ci_seed or str(random.randrange(2**32))
     junit = tmp_path / "schemathesis.xml"
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(
+        f"[generation]\nmax-examples = {int(os.environ.get('SCHEMATHESIS_MAX_EXAMPLES', '6'))}\n\n"
+        "[phases.stateful]\nmax-steps = 8\n\n"
+        f"[phases.stateful.generation]\nmax-examples = {int(os.environ.get('SCHEMATHESIS_STATEFUL_EXAMPLES', '60'))}\n"
+    )
     command = [
-        sys.executable, str(Path(__file__).with_name("schemathesis_cli.py")), "run", f"{base}/v1/schema/?format=json", "--url", base,
+        sys.executable, str(Path(__file__).with_name("schemathesis_cli.py")), "--config-file", str(config), "run", f"{base}/v1/schema/?format=json",
+        "--url", base,
         "-H", f"Authorization: Token {token}",
         "--checks", CHECKS,
         "--phases", "examples,coverage,fuzzing,stateful",
-        "--max-examples", os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "6"),
         "--workers", "2", "--seed", seed, "--generation-database", "none", "--no-color",
         "--request-timeout", "30", "--report", "junit", "--report-junit-path", str(junit),
     ]
@@ -122,3 +139,8 @@ def test_api_conforms_to_its_openapi_schema(web_server, tmp_path):
         f"Schemathesis found failures (seed {seed}, {elapsed:.0f} s; replay with SCHEMATHESIS_SEED={seed}):\n"
         + output[output.find("FAILURES"):] if "FAILURES" in output else output[-20000:]
     ) + "\n--- server log (tail) ---\n" + server_log.read_text()[-5000:]
+    links = re.search(r"API Links:\s+(\d+) covered", output)
+    assert links, "the stateful phase did not run (no 'API Links' line in the report)"
+    assert int(links.group(1)) >= MIN_LINKS_COVERED, (
+        f"the stateful phase covered only {links.group(1)} links (at least {MIN_LINKS_COVERED} expected): "
+        "POST /v1/campaigns/ must succeed often enough for its links to be followed")

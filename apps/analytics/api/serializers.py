@@ -2,6 +2,26 @@
 ``apps.analytics.selectors.campaign_report``)."""
 from rest_framework import serializers
 
+from apps.core.fields import ISO_DATE_OR_DATETIME
+from apps.core.filters import FilterParams
+
+
+class ReportFilters(FilterParams):
+    """Query parameters of a report: a bad or empty value is a 400 naming it (enum and pattern documented)."""
+
+    from_ = serializers.RegexField(
+        ISO_DATE_OR_DATETIME, required=False, trim_whitespace=False,
+        help_text="ISO 8601 date or date-time (UTC if no offset); default `to` − 24 h (hour) or − 30 days (day)")
+    to = serializers.RegexField(
+        ISO_DATE_OR_DATETIME, required=False, trim_whitespace=False,
+        help_text="ISO 8601 date (end of that day) or date-time, exclusive; default now")
+    granularity = serializers.ChoiceField(choices=["hour", "day"], required=False, help_text="default hour")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
 
 class ReportFiguresSerializer(serializers.Serializer):
     requests = serializers.IntegerField(help_text="Bid requests the platform answered (bid_response request ids + no_bid events)")

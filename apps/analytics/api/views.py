@@ -1,8 +1,7 @@
 """``GET /v1/reports/campaigns/{id}``: campaign performance per hour or day, from ClickHouse."""
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,9 +10,10 @@ from apps.analytics import selectors
 from apps.campaigns import selectors as campaign_selectors
 from apps.core import clickhouse as ch
 from apps.core.api import ServiceError
+from apps.core.filters import filter_params
 from apps.core.roles import IsMarketer
 
-from .serializers import CampaignReportSerializer
+from .serializers import CampaignReportSerializer, ReportFilters
 
 
 class CampaignReportView(APIView):
@@ -28,11 +28,7 @@ class CampaignReportView(APIView):
             "clicks, CTR = clicks / wins, win rate = wins / bids, and p50/p95/p99 bid latency in µs. "
             "Empty buckets are included with zeros."
         ),
-        parameters=[
-            OpenApiParameter("from", OpenApiTypes.STR, description="ISO 8601 date or date-time (UTC if no offset); default `to` − 24 h (hour) or − 30 days (day)"),
-            OpenApiParameter("to", OpenApiTypes.STR, description="ISO 8601 date (end of that day) or date-time, exclusive; default now"),
-            OpenApiParameter("granularity", OpenApiTypes.STR, enum=["hour", "day"], description="default hour"),
-        ],
+        parameters=[ReportFilters],
         responses={
             200: CampaignReportSerializer,
             400: OpenApiResponse(description="`{error, detail, field}` naming `from`, `to` or `granularity`"),
@@ -43,11 +39,9 @@ class CampaignReportView(APIView):
         },
     )
     def get(self, request, campaign_id: int):
+        filters = filter_params(request, ReportFilters)
         start, end, granularity = selectors.report_range(
-            start=request.query_params.get("from"),
-            end=request.query_params.get("to"),
-            granularity=request.query_params.get("granularity"),
-        )
+            start=filters.get("from"), end=filters.get("to"), granularity=filters.get("granularity"))
         campaign = campaign_selectors.campaign_get(campaign_id=campaign_id)
         try:
             report = selectors.campaign_report(campaign_id=campaign.pk, start=start, end=end, granularity=granularity)

@@ -6,39 +6,60 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from apps.campaigns.countries import normalise_country
+from apps.campaigns.countries import ALPHA2_TO_ALPHA3, ALPHA3
 from apps.core import fields
 from apps.core.filters import FilterParams
 from apps.campaigns.models import CampaignStatus, CampaignTransition, Channel, CreativeFormat, DeviceType, Offer
+
+
+# What the API accepts as a country: an ISO 3166-1 code in upper case, alpha-3 (as OpenRTB sends it)
+# or alpha-2; the service stores alpha-3. The schema lists them (enum), so a client knows before it sends.
+COUNTRY_CODES = sorted(ALPHA2_TO_ALPHA3) + sorted(ALPHA3)
+# The service's limits (apps.campaigns.services._clean_offer), stated here so the schema shows them.
+CREATIVE_MAX_CHARS = 100_000
+CREATIVE_MAX_PIXELS = 10_000
+# Bare domain (the service lower-cases it) and IAB category (the service upper-cases it).
+DOMAIN_PATTERN = r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+IAB_CATEGORY_PATTERN = r"^[Ii][Aa][Bb]\d{1,2}(?:-\d{1,3})?$"
+INT_MAX = 2_147_483_647  # the service's (and Postgres integer's) upper bound
 
 
 class TargetingSerializer(serializers.Serializer):
     """Who a campaign reaches; an empty list means "any"."""
 
     countries = serializers.ListField(
-        child=fields.StrictCharField(max_length=3), source="target_countries", required=False,
-        help_text="ISO 3166-1 codes; alpha-2 (US) is accepted and stored as alpha-3 (USA), as OpenRTB sends it",
+        child=serializers.ChoiceField(choices=COUNTRY_CODES), source="target_countries", required=False,
+        help_text="ISO 3166-1 codes, upper case; alpha-2 (US) is accepted and stored as alpha-3 (USA), as OpenRTB sends it",
     )
     device_types = serializers.ListField(
         child=serializers.ChoiceField(choices=DeviceType.choices), source="target_device_types", required=False
     )
     segments = serializers.ListField(
-        child=fields.StrictIntegerField(min_value=0), source="target_segments", required=False,
+        child=fields.StrictIntegerField(min_value=0, max_value=INT_MAX), source="target_segments", required=False,
         help_text="Audience segment ids",
     )
 
-    def validate_countries(self, value: list[str]) -> list[str]:
-        codes = []
-        for code in value:
-            normalised = normalise_country(code)
-            if normalised is None:
-                raise serializers.ValidationError(f"{code!r} is not an ISO 3166-1 country code (e.g. USA or US).")
-            codes.append(normalised)
-        return codes
-
 
 class OfferSerializer(serializers.ModelSerializer):
+    """Every field declared with the limits the service enforces, so the schema states them all."""
+
+    name = fields.StrictCharField(max_length=200)
+    creative_markup = fields.StrictCharField(max_length=CREATIVE_MAX_CHARS, trim_whitespace=False,
+                                             help_text="HTML (banner), VAST XML (video) or native JSON returned as adm")
+    width = fields.StrictIntegerField(min_value=1, max_value=CREATIVE_MAX_PIXELS)
+    height = fields.StrictIntegerField(min_value=1, max_value=CREATIVE_MAX_PIXELS)
     format = serializers.ChoiceField(choices=CreativeFormat.choices, default=CreativeFormat.BANNER)
+    landing_url = fields.StrictURLField(max_length=500, help_text="An http(s) URL")
+    advertiser_domain = fields.StrictRegexField(DOMAIN_PATTERN, max_length=200,
+                                                help_text="Bare domain (example.com), sent as adomain; checked against badv")
+    category = fields.StrictRegexField(IAB_CATEGORY_PATTERN, max_length=20,
+                                       help_text="IAB content category, e.g. IAB1-1; checked against bcat")
+    max_bid_cpm = fields.StrictDecimalField(max_digits=10, decimal_places=4, min_value=Decimal("0.0001"),
+                                            help_text="Highest CPM bid in USD")
+    priority = fields.StrictIntegerField(min_value=0, max_value=32767, default=5,
+                                         help_text="Higher goes first when candidates are capped")
+    observed_ctr = fields.StrictFloatField(min_value=0.0, max_value=1.0, default=0.0,
+                                           help_text="Click-through rate observed so far (a model feature)")
 
     class Meta:
         model = Offer
@@ -47,22 +68,22 @@ class OfferSerializer(serializers.ModelSerializer):
             "category", "max_bid_cpm", "priority", "observed_ctr", "created_at", "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
-        extra_kwargs = {"observed_ctr": {"min_value": 0.0, "max_value": 1.0}}
 
 
 class CampaignSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     name = fields.StrictCharField(max_length=200)
     advertiser = fields.StrictCharField(max_length=200)
-    budget = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
+    budget = fields.StrictDecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"), help_text="Total budget")
     currency = fields.StrictRegexField(r"^[A-Za-z]{3}$", default="USD", help_text="ISO 4217 code (stored upper-case)",
                                       error_messages={"invalid": "currency must be a three-letter ISO 4217 code such as USD."})
-    channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), allow_empty=False)
-    start_at = serializers.DateTimeField()
-    end_at = serializers.DateTimeField()
+    channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), allow_empty=False, min_length=1)
+    start_at = fields.StrictDateTimeField()
+    end_at = fields.StrictDateTimeField(help_text="After start_at, and not in the past")
     targeting = TargetingSerializer(source="*", required=False)
-    max_impressions_per_hour = fields.StrictIntegerField(min_value=1, default=10)
-    max_impressions_per_day = fields.StrictIntegerField(min_value=1, default=50)
+    max_impressions_per_hour = fields.StrictIntegerField(min_value=1, max_value=INT_MAX, default=10)
+    max_impressions_per_day = fields.StrictIntegerField(min_value=1, max_value=INT_MAX, default=50,
+                                                        help_text="At least max_impressions_per_hour")
 
     status = serializers.ChoiceField(choices=CampaignStatus.choices, read_only=True)
     spent = serializers.DecimalField(max_digits=18, decimal_places=6, read_only=True)

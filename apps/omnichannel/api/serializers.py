@@ -2,15 +2,25 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.core.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictURLField
+from apps.core.fields import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictDateTimeField,
+    StrictEmailField,
+    StrictIntegerField,
+    StrictRegexField,
+    StrictURLField,
+)
+from apps.core.filters import FilterParams
 
+from ..ingest_schema import _ID_RE
 from ..models import Activation, ActivationTransition, Channel, Contact, InboxMessage, SendLedger
 
 
 class ContactIn(serializers.Serializer):
     """Any subset of the contact's fields; an empty string clears a value."""
 
-    email = StrictCharField(max_length=320, required=False, allow_blank=True)
+    email = StrictEmailField(max_length=320, required=False, allow_blank=True)
     phone = StrictCharField(max_length=32, required=False, allow_blank=True)
     fcm_token = StrictCharField(max_length=512, required=False, allow_blank=True)
     apns_token = StrictCharField(max_length=200, required=False, allow_blank=True)
@@ -22,7 +32,7 @@ class ContactIn(serializers.Serializer):
     consent_in_store = StrictBooleanField(required=False)
     preferred_channel = serializers.ChoiceField(choices=Channel.choices, required=False, allow_blank=True)
     present_store_id = StrictCharField(max_length=64, required=False, allow_blank=True)
-    present_until = serializers.DateTimeField(required=False, allow_null=True)
+    present_until = StrictDateTimeField(required=False, allow_null=True)
 
 
 class ContactOut(serializers.ModelSerializer):
@@ -41,7 +51,8 @@ class ContactOut(serializers.ModelSerializer):
 
 
 class ActivateIn(serializers.Serializer):
-    user_id = StrictCharField(max_length=128)
+    user_id = StrictRegexField(_ID_RE.pattern, max_length=128, help_text="No spaces or control characters",
+                               error_messages={"invalid": "user_id must not contain spaces or control characters."})
     title = StrictCharField(max_length=200, required=False, allow_blank=True, default="",
                                   help_text="Subject / notification title; default: the offer's name")
     body = StrictCharField(max_length=5000, required=False, allow_blank=True, default="")
@@ -51,7 +62,7 @@ class ActivateIn(serializers.Serializer):
     campaign_id = StrictIntegerField(required=False, allow_null=True, default=None)
     offer_id = StrictIntegerField(required=False, allow_null=True, default=None)
     channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), required=False,
-                                     allow_empty=False, help_text="Limit the cascade to these channels")
+                                     allow_empty=False, min_length=1, help_text="Limit the cascade to these channels")
 
 
 class SendOut(serializers.ModelSerializer):
@@ -95,6 +106,11 @@ class InboxMessageOut(serializers.ModelSerializer):
 
 class InboxOut(serializers.Serializer):
     messages = InboxMessageOut(many=True)
+
+
+class EmailAnalyticsFilters(FilterParams):
+    campaign_id = serializers.IntegerField(required=False, min_value=1, max_value=2_147_483_647,
+                                           help_text="Only this campaign's activations")
 
 
 class EmailAnalyticsOut(serializers.Serializer):

@@ -12,6 +12,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.filters import filter_params
 from apps.core.idempotency import KEY_HEADER, idempotent_call
 from apps.core.pagination import PageNumberPagination
 from apps.core.roles import Role, role_permission
@@ -167,20 +168,17 @@ class EmailAnalyticsListView(APIView):
         tags=["omnichannel"], operation_id="channels_email_analytics_list",
         responses={200: s.EmailAnalyticsPageOut, 400: s.ErrorOut,
                    404: OpenApiResponse(s.ErrorOut, description="Invalid page")},
-        parameters=[OpenApiParameter("campaign_id", int, description="Only this campaign's activations"),
-                    OpenApiParameter("page", int, description="1-based page number")],
+        parameters=[s.EmailAnalyticsFilters,
+                    OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="1-based page number")],
         summary="Email analytics of every email activation (paginated), newest first",
     )
     def get(self, request):
-        campaign_id = request.query_params.get("campaign_id")
-        if campaign_id is not None and not campaign_id.isdigit():
-            return Response({"error": "invalid", "detail": "campaign_id must be an integer", "field": "campaign_id"},
-                            status=400)
+        campaign_id = filter_params(request, s.EmailAnalyticsFilters).get("campaign_id")
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(
-            selectors.email_analytics_queryset(campaign_id=int(campaign_id) if campaign_id else None), request, view=self)
+            selectors.email_analytics_queryset(campaign_id=campaign_id), request, view=self)
         response = paginator.get_paginated_response(selectors.email_analytics_rows(page))
-        response.data["totals"] = selectors.email_analytics_totals(campaign_id=int(campaign_id) if campaign_id else None)
+        response.data["totals"] = selectors.email_analytics_totals(campaign_id=campaign_id)
         return response
 
 

@@ -1,7 +1,11 @@
 """Shapes of the suppression API. Field rules (identifier format, channel, reason, expiry) are checked
 by the services, which name the offending field; these serializers only check types."""
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.fields import ISO_DATE_OR_DATETIME, StrictCharField
+
+from ..identifiers import MAX_LENGTH as IDENTIFIER_MAX
 from ..models import Channel, Reason, SuppressionAudit, SuppressionEntry
 
 MAX_BULK_ROWS = 10_000
@@ -12,6 +16,20 @@ _IDENTIFIER_HELP = (
     "device token kept as given."
 )
 _EXPIRES_HELP = "ISO 8601 date or datetime in the future (a date means 00:00 UTC that day); null or omitted = permanent."
+
+
+# The service checks channel, reason and expiry (validate_channel, validate_reason, parse_expires_at) with
+# messages that name the row of a bulk request; these fields document the same rules in the schema.
+class ServiceCheckedChoiceField(serializers.ChoiceField):
+    """Documented as its enum; the value goes to the service as sent, which refuses anything else."""
+
+    def to_internal_value(self, data):
+        return data
+
+
+@extend_schema_field({"type": "string", "nullable": True, "pattern": ISO_DATE_OR_DATETIME})
+class ExpiryText(StrictCharField):
+    pass
 
 
 class SuppressionEntrySerializer(serializers.ModelSerializer):
@@ -45,11 +63,11 @@ class SuppressionAuditSerializer(serializers.ModelSerializer):
 class SuppressionAddSerializer(serializers.Serializer):
     """One entry to add. Channel and reason are validated by the service (400 naming the field)."""
 
-    identifier = serializers.CharField(help_text=_IDENTIFIER_HELP, trim_whitespace=False)
-    channel = serializers.CharField(help_text=f"One of: {', '.join(Channel.values)}")
-    reason = serializers.CharField(help_text=f"One of: {', '.join(Reason.values)}")
-    expires_at = serializers.CharField(required=False, allow_null=True, allow_blank=True, help_text=_EXPIRES_HELP)
-    source = serializers.CharField(required=False, allow_blank=True, max_length=200,
+    identifier = StrictCharField(help_text=_IDENTIFIER_HELP, trim_whitespace=False, max_length=IDENTIFIER_MAX)
+    channel = ServiceCheckedChoiceField(choices=Channel.choices)
+    reason = ServiceCheckedChoiceField(choices=Reason.choices)
+    expires_at = ExpiryText(required=False, allow_null=True, allow_blank=True, help_text=_EXPIRES_HELP)
+    source = StrictCharField(required=False, allow_blank=True, max_length=200,
                                    help_text='Free text, e.g. "sendgrid:unsubscribe" or "support ticket 123" (default "api")')
 
 
@@ -58,30 +76,30 @@ class BulkAddRowSerializer(SuppressionAddSerializer):
 
 
 class BulkAddRequestSerializer(serializers.Serializer):
-    entries = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=MAX_BULK_ROWS,
+    entries = serializers.ListField(child=serializers.DictField(), allow_empty=False, min_length=1, max_length=MAX_BULK_ROWS,
                                     help_text=f"Up to {MAX_BULK_ROWS} rows: identifier, channel, reason[, expires_at][, source]")
-    source = serializers.CharField(required=False, allow_blank=True, max_length=200,
+    source = StrictCharField(required=False, allow_blank=True, max_length=200,
                                    help_text='Default source for rows that have none (default "api:bulk-add")')
 
 
 class BulkAddRequestDocSerializer(serializers.Serializer):
-    entries = BulkAddRowSerializer(many=True)
-    source = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    entries = BulkAddRowSerializer(many=True, allow_empty=False, min_length=1, max_length=MAX_BULK_ROWS)
+    source = StrictCharField(required=False, allow_blank=True, max_length=200)
 
 
 class BulkRemoveRowSerializer(serializers.Serializer):
-    identifier = serializers.CharField(help_text=_IDENTIFIER_HELP)
-    channel = serializers.CharField(help_text=f"One of: {', '.join(Channel.values)} (removes that entry only)")
+    identifier = StrictCharField(help_text=_IDENTIFIER_HELP, max_length=IDENTIFIER_MAX)
+    channel = ServiceCheckedChoiceField(choices=Channel.choices, help_text="Removes that entry only")
 
 
 class BulkRemoveRequestSerializer(serializers.Serializer):
-    entries = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=MAX_BULK_ROWS)
-    note = serializers.CharField(max_length=500, help_text="Why these people are un-suppressed (kept in the audit trail)")
+    entries = serializers.ListField(child=serializers.DictField(), allow_empty=False, min_length=1, max_length=MAX_BULK_ROWS)
+    note = StrictCharField(max_length=500, help_text="Why these people are un-suppressed (kept in the audit trail)")
 
 
 class BulkRemoveRequestDocSerializer(serializers.Serializer):
-    entries = BulkRemoveRowSerializer(many=True)
-    note = serializers.CharField(max_length=500)
+    entries = BulkRemoveRowSerializer(many=True, allow_empty=False, min_length=1, max_length=MAX_BULK_ROWS)
+    note = StrictCharField(max_length=500)
 
 
 class SkippedRowSerializer(serializers.Serializer):
