@@ -762,10 +762,19 @@ class WebhookRejected(ServiceError):
 
 
 def sendgrid_webhook_receive(*, body: bytes, signature: str | None, timestamp: str | None) -> SendGridBatch:
-    """Check the signed-webhook signature (when a verification key is configured), store the raw
-    batch and queue its processing after commit. Refuses (401) unsigned, otherwise-signed or stale posts."""
+    """Check the signed-webhook signature, store the raw batch and queue its processing after commit.
+
+    Refuses (401) unsigned, otherwise-signed or stale posts. With no verification key configured
+    nothing is accepted (403 ``not_configured``, like the Twilio callback): an unsigned event could
+    plant a permanent suppression for any address. Only ``SENDGRID_WEBHOOK_ALLOW_UNSIGNED`` (refused
+    in production) accepts unsigned events, stored with ``signature_verified=False``."""
     key = settings.SENDGRID_WEBHOOK_VERIFICATION_KEY
     verified = False
+    if not key and not settings.SENDGRID_WEBHOOK_ALLOW_UNSIGNED:
+        raise ServiceError(
+            "SendGrid events are not accepted: SENDGRID_WEBHOOK_VERIFICATION_KEY is not configured",
+            code="not_configured", status_code=403,
+        )
     if key:
         if not signature or not timestamp:
             raise WebhookRejected(f"missing {signatures.SENDGRID_SIGNATURE_HEADER} / {signatures.SENDGRID_TIMESTAMP_HEADER}")
