@@ -153,6 +153,20 @@ def test_two_callers_purchases_with_one_event_id_are_each_credited(integration_c
         f"ingest:{pk}:order-1" for pk in rows.values())
 
 
+def test_the_caller_is_the_token_user_or_the_subject():
+    from apps.core.api import ServiceError
+
+    class User:
+        pk = 7
+
+    assert services.ingest_caller(user=User()) == "user:7"
+    assert services.ingest_caller(subject="ingest.pos.purchase") == "nats:ingest.pos.purchase"
+    assert len(services.ingest_caller(subject="s" * 250)) == 255
+    with pytest.raises(ServiceError) as exc:  # never cut: a cut subject could collide with another
+        services.ingest_caller(subject="s" * 251)
+    assert (exc.value.field, exc.value.message) == ("subject", "the subject must be at most 250 characters")
+
+
 def test_a_replayed_purchase_with_a_trigger_applies_once(integration_client):
     from apps.loyalty.selectors import loyalty_balance
     from apps.omnichannel.models import SendLedger
