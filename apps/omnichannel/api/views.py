@@ -139,7 +139,7 @@ def _inbox_response(channel: str, **where):
 class InAppMessagesView(APIView):
     permission_classes = [IsIntegration]
 
-    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut},
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut, **ERRORS},
                    summary="In-app messages for the app to show (fetching delivers them)")
     def get(self, request, user_id: str):
         return _inbox_response(Channel.IN_APP, user_id=user_id)
@@ -148,7 +148,7 @@ class InAppMessagesView(APIView):
 class WebOffersView(APIView):
     permission_classes = [IsIntegration]
 
-    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut},
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut, **ERRORS},
                    summary="Personalised offers for the web site to render (fetching delivers them)")
     def get(self, request, user_id: str):
         return _inbox_response(Channel.WEB, user_id=user_id)
