@@ -23,8 +23,10 @@ Rules:
 * Same key, same payload → the stored answer (``replayed=True``); ``run`` is not called.
 * Same key, different payload → :class:`~apps.core.api.Conflict` (409, field ``Idempotency-Key``).
 * ``run`` raising :class:`~apps.core.api.ServiceError` (a refused action, a 4xx) rolls back the
-  change but keeps the record, like Stripe: a replay raises the same error again. Any other
-  exception rolls everything back, record included, so the client may retry.
+  change but keeps the record, like Stripe: a replay raises the same error again. With
+  ``keep_refusals=False`` a refusal leaves nothing behind (like a loyalty earn): the client may fix
+  the request and send it again under the same key. Any other exception rolls everything back,
+  record included, so the client may retry.
 * The body is normalised through JSON (``Decimal`` → string, dates → ISO), so the first answer and a
   replay are identical.
 * Records are kept for a retention period; :func:`idempotency_purge` deletes older ones.
@@ -114,13 +116,16 @@ def idempotent_call(
     run: Callable[[], Mapping[str, Any]],
     success_status: int = 200,
     key_field: str = KEY_HEADER,
+    keep_refusals: bool = True,
+    conflict_detail: str | None = None,
 ) -> IdempotentOutcome:
     """Run ``run()`` at most once per ``(scope, key)`` and return its (stored) answer.
 
     ``run`` executes in the same transaction as the record; its side effects after commit should
     be registered with ``transaction.on_commit`` (they then run only for the first call).
-    Raises :class:`Conflict` when ``key`` was used with a different payload, and re-raises a stored
-    :class:`ServiceError` (first call and replays alike).
+    Raises :class:`Conflict` when ``key`` was used with a different payload (``conflict_detail``
+    replaces the default message, e.g. when ``key`` is a digest that means nothing to a person),
+    and re-raises a stored :class:`ServiceError` (first call and replays alike).
     """
     key = validate_key(key, field=key_field)
     fingerprint = request_fingerprint(payload)
@@ -129,7 +134,7 @@ def idempotent_call(
         if not created:
             if record.fingerprint != fingerprint:
                 raise Conflict(
-                    f"{key_field} {key!r} was already used with a different request body.",
+                    conflict_detail or f"{key_field} {key!r} was already used with a different request body.",
                     field=key_field,
                     code="idempotency_conflict",
                 )
@@ -140,6 +145,8 @@ def idempotent_call(
                     body = json.loads(canonical_json(dict(run())))
                 status = success_status
             except ServiceError as exc:
+                if not keep_refusals:
+                    raise  # leaves the outer transaction: the record is rolled back with the change
                 body, status = _error_body(exc), exc.status_code
             record.response_status = status
             record.response_body = body

@@ -84,10 +84,10 @@ class IngestSourceAdmin(admin.ModelAdmin):
 
 @admin.register(IngestEvent)
 class IngestEventAdmin(ReadOnlyAdmin):
-    list_display = ["event_id", "source", "event_type", "user_id", "device_id", "occurred_at", "received_at",
+    list_display = ["event_id", "source", "caller", "event_type", "user_id", "device_id", "occurred_at", "received_at",
                     "transport", "activation_triggered", "stars_earned"]
     list_filter = ["source", "event_type", "transport", "activation_triggered", "loyalty_relevant"]
-    search_fields = ["event_id", "user_id", "device_id", "order_id", "store_id"]
+    search_fields = ["event_id", "caller", "user_id", "device_id", "order_id", "store_id"]
     date_hierarchy = "received_at"
 
 

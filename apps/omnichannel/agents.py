@@ -3,8 +3,11 @@
 
 Every message is one JSON event, handled by the same processor as ``POST /v1/channels/ingest``
 (``services.ingest_event_process``). The source comes from the subject (a body naming another one is
-refused). When the message has a reply subject the consumer answers with exactly the JSON body the
-HTTP endpoint would return — errors included — and the HTTP status in the ``Ce-Status`` header.
+refused), and the subject is the caller: an ``event_id`` is unique per (source, subject), so a replay
+on the same subject answers 200 with the first answer, a different body under the same id 409, and
+another subject (or an HTTP client) reusing the id sends its own event. When the message has a reply
+subject the consumer answers with exactly the JSON body the HTTP endpoint would return — errors
+included — and the HTTP status in the ``Ce-Status`` header.
 
 The Django code is synchronous; it runs in a worker thread (``sync_to_async(thread_sensitive=False)``)
 so one slow event does not stop the event loop, and each thread closes stale DB connections.
@@ -49,7 +52,8 @@ def process_message(subject: str, data: bytes) -> tuple[int, dict]:
         if not isinstance(payload, dict):
             raise ParseError("the message must be one JSON object")
         payload.setdefault("source", subject_source)
-        outcome = services.ingest_event_process(data=payload, transport=Transport.NATS, subject_source=subject_source)
+        outcome = services.ingest_event_process(data=payload, transport=Transport.NATS, subject_source=subject_source,
+                                                caller=services.ingest_caller(subject=subject))
         return outcome.status, outcome.body
     except Exception as exc:  # noqa: BLE001 - every failure becomes the HTTP endpoint's error body
         response = exception_handler(exc, {})

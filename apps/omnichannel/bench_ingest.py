@@ -45,7 +45,7 @@ def _direct(run: str, count: int, event_type: str) -> None:
         if event_type == "purchase":
             body.update(amount_cents=1250, order_id=f"bench-{run}-o{n}", items=[{"item_id": "sku-1"}, {"item_id": "sku-2"}])
         t0 = time.perf_counter()
-        ingest_event_process(data=body, transport="http")
+        ingest_event_process(data=body, transport="http", caller="bench:direct")
         latencies.append(time.perf_counter() - t0)
     _report(f"processor, {event_type}", latencies, time.perf_counter() - started)
 

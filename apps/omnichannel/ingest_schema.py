@@ -69,7 +69,8 @@ class IngestItemInput(serializers.Serializer):
 
 
 class IngestEventInput(serializers.Serializer):
-    event_id = StrictCharField(max_length=128, help_text="Unique per event; a replay is accepted once")
+    event_id = StrictCharField(max_length=128, help_text="Unique per event among the caller's events of this "
+                                                         "source; a replay is accepted once")
     source = serializers.ChoiceField(choices=Source.choices)
     event_type = serializers.ChoiceField(choices=EventType.choices)
     user_id = StrictCharField(max_length=128, required=False, allow_blank=True, default="")

@@ -4,7 +4,8 @@ SendGrid events with the per-activation email counters.
 
 Invariants kept by the database rather than by Python:
 
-* ``IngestEvent.event_id`` is unique: a replayed event is accepted once.
+* ``IngestEvent (source, caller, event_id)`` is unique: a replayed event is accepted once, and an
+  event id is the caller's own (another caller reusing it records another event).
 * ``SendLedger (activation, user_id, channel)`` is unique: an activation reaches a user on a channel
   at most once, whatever the retries.
 * ``EmailEvent.sg_event_id`` is unique: a replayed SendGrid batch counts once.
@@ -78,9 +79,18 @@ class IngestSource(models.Model):
         return f"{self.get_source_display()} ({'enabled' if self.enabled else 'disabled'})"
 
 
+LEGACY_CALLER = "legacy"
+CALLER_MAX_LENGTH = 255
+
+
 class IngestEvent(models.Model):
-    event_id = models.CharField(max_length=128, unique=True)
+    event_id = models.CharField(max_length=128, db_index=True, help_text="The caller's id of the event")
     source = models.CharField(max_length=20, choices=Source.choices, db_index=True)
+    caller = models.CharField(
+        max_length=CALLER_MAX_LENGTH,
+        help_text='Who sent it: "user:<id>" (the API token\'s user), "nats:<subject>", or '
+                  f'"{LEGACY_CALLER}" for events recorded before callers were kept',
+    )
     event_type = models.CharField(max_length=20, choices=EventType.choices, db_index=True)
     user_id = models.CharField(max_length=128, blank=True, db_index=True)
     device_id = models.CharField(max_length=128, blank=True, db_index=True)
@@ -98,6 +108,9 @@ class IngestEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "caller", "event_id"], name="omni_ingest_event_once_per_caller"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_id} {self.source}/{self.event_type}"

@@ -31,7 +31,8 @@ from django.utils import timezone
 from prometheus_client import Counter
 from rest_framework.exceptions import ValidationError
 
-from apps.core.api import NotFound, ServiceError
+from apps.core.api import Conflict, NotFound, ServiceError
+from apps.core.idempotency import canonical_json, idempotent_call, request_fingerprint
 
 from . import cascade, providers, signatures
 from .ingest_schema import IngestEventInput, validate_plain_id
@@ -47,6 +48,8 @@ from .models import (
     EventType,
     InboxMessage,
     IngestEvent,
+    CALLER_MAX_LENGTH,
+    LEGACY_CALLER,
     IngestSource,
     Interaction,
     Provider,
@@ -217,10 +220,29 @@ LOYALTY_CHANNEL = {
 DIGITAL_SOURCES = {Source.MOBILE_APP, Source.WEB}
 
 
+INGEST_IDEMPOTENCY_SCOPE = "omnichannel.ingest"
+
+
 @dataclass(frozen=True)
 class IngestOutcome:
-    status: int  # 201 first time, 200 for a replayed event_id
+    status: int  # 201 first time, 200 for a replay of the same event by the same caller
     body: dict[str, Any]
+
+
+def ingest_caller(*, user=None, subject: str | None = None) -> str:
+    """Who sends an event: ``user:<id>`` for an API token's user, ``nats:<subject>`` over NATS.
+
+    An ``event_id`` is unique per (source, caller), so two callers never see each other's events.
+    A subject too long to store is refused (400 naming it), never cut: a cut subject could collide."""
+    if user is not None:
+        return f"user:{user.pk}"
+    if not subject:
+        raise ServiceError("the caller of an ingest event must be known", field="caller")
+    caller = f"nats:{subject}"
+    if len(caller) > CALLER_MAX_LENGTH:
+        raise ServiceError(f"the subject must be at most {CALLER_MAX_LENGTH - len('nats:')} characters",
+                           field="subject")
+    return caller
 
 
 def _trigger_decision(event_type: str, occurred_at: datetime, now: datetime) -> tuple[bool, str]:
@@ -275,11 +297,22 @@ def _earn_stars(event: IngestEvent, data: dict) -> dict[str, Any]:
     is_digital = data["is_digital"] if data.get("is_digital") is not None else event.source in DIGITAL_SOURCES
     result = loyalty_earn(
         user_id=event.user_id, amount_cents=int(event.amount_cents), channel=LOYALTY_CHANNEL[event.source],
-        transaction_id=event.event_id, is_referral=bool(data.get("is_referral")), is_digital=is_digital,
+        transaction_id=ingest_transaction_id(event), is_referral=bool(data.get("is_referral")), is_digital=is_digital,
     )
     event.stars_earned = result.stars_earned
     return {"relevant": True, "stars_earned": result.stars_earned, "new_balance": result.new_balance,
             "tier": result.tier, "tier_changed": result.tier_changed}
+
+
+def ingest_transaction_id(event: IngestEvent) -> str:
+    """The loyalty transaction id of a purchase event: ``ingest:<row id>:<event id>`` (at most 128 chars).
+
+    An event id is only unique per caller, so it cannot be the transaction id on its own: two callers'
+    purchases with the same id for one member would be credited once (or refused with a 409). The
+    row id makes it unique; the event id is there for people reading the ledger."""
+    from apps.loyalty.services import TRANSACTION_ID_MAX
+
+    return f"ingest:{event.pk}:{event.event_id}"[:TRANSACTION_ID_MAX]
 
 
 def _trigger_activation(event: IngestEvent, now: datetime) -> dict[str, Any]:
@@ -308,18 +341,77 @@ def _trigger_activation(event: IngestEvent, now: datetime) -> dict[str, Any]:
             "channel": activation.channel or None}
 
 
-def ingest_event_process(*, data: Any, transport: str, subject_source: str | None = None) -> IngestOutcome:
+def _ingest_key(*, source: str, caller: str, event_id: str) -> str:
+    """The idempotency key of an event: a digest, since a subject or an event id may hold any
+    character (the readable triple is on the IngestEvent row)."""
+    return request_fingerprint({"source": source, "caller": caller, "event_id": event_id})
+
+
+def _legacy_replay(*, source: str, event_id: str, payload: dict) -> IngestOutcome | None:
+    """The first answer of an event recorded before callers were kept, when ``payload`` is exactly
+    its body: a client retrying across the upgrade is answered as a duplicate, not credited twice.
+    A different body with that id is another event (no answer of someone else's leaks)."""
+    legacy = (IngestEvent.objects.filter(source=source, caller=LEGACY_CALLER, event_id=event_id)
+              .values_list("payload", "result").first())
+    if legacy is None or canonical_json(legacy[0]) != canonical_json(payload):
+        return None
+    return IngestOutcome(status=200, body={**legacy[1], "duplicate": True})
+
+
+def _ingest_record(*, clean: dict, payload: dict, caller: str, transport: str, occurred_at: datetime,
+                   now: datetime) -> dict[str, Any]:
+    """Record a new event and act on it; runs once per (source, caller, event_id) under the
+    idempotency record, in its transaction."""
+    source, event_type = clean["source"], clean["event_type"]
+    try:
+        with transaction.atomic():
+            event = IngestEvent.objects.create(
+                event_id=clean["event_id"], source=source, caller=caller, event_type=event_type,
+                user_id=clean["user_id"], device_id=clean["device_id"], occurred_at=occurred_at, transport=transport,
+                store_id=clean["store_id"], order_id=clean["order_id"], amount_cents=clean.get("amount_cents"),
+                loyalty_relevant=event_type in LOYALTY_RELEVANT, payload=payload,
+            )
+    except IntegrityError:
+        # Only reachable if an idempotency record was deleted by hand while its event stayed.
+        raise Conflict(f"event_id {clean['event_id']!r} is already recorded for this caller",
+                       field="event_id", code="idempotency_conflict") from None
+    if event.user_id:
+        fields = _contact_fields_from_event(clean, occurred_at, now)
+        if fields:
+            contact_upsert(user_id=event.user_id, fields=fields)
+    interactions = _record_interactions(event, clean)
+    if event_type == EventType.PURCHASE:
+        loyalty = _earn_stars(event, clean)
+    else:
+        loyalty = {"relevant": event_type in LOYALTY_RELEVANT, "stars_earned": None}
+    activation = _trigger_activation(event, now)
+    body = {
+        "event_id": event.event_id, "accepted": True, "duplicate": False, "source": source,
+        "event_type": event_type, "user_id": event.user_id or None, "device_id": event.device_id or None,
+        "occurred_at": occurred_at.astimezone(dt_timezone.utc).isoformat().replace("+00:00", "Z"),
+        "activation": activation, "loyalty": loyalty, "interactions": interactions,
+    }
+    event.result = body
+    event.save(update_fields=["result", "activation_triggered", "stars_earned"])
+    return body
+
+
+def ingest_event_process(*, data: Any, transport: str, caller: str, subject_source: str | None = None) -> IngestOutcome:
     """Validate, record and act on one ingest event (HTTP and NATS share this).
 
     Refused (400): invalid fields, a disabled source, no user_id nor device_id, a purchase without
-    amount_cents. A replayed ``event_id`` returns the first answer with ``"duplicate": true`` and
-    changes nothing (unique constraint). A purchase earns stars through ``loyalty_earn`` with the
-    event id as transaction id; triggers create an activation; items become interactions.
+    amount_cents. An event is keyed by ``(source, caller, event_id)`` (``caller`` from
+    :func:`ingest_caller`) through :func:`apps.core.idempotency.idempotent_call`: a new event answers
+    201; the same caller sending the same body again gets the first answer (200, ``"duplicate":
+    true``) and nothing changes; the same id with a different body is a 409. A concurrent duplicate
+    waits for the first and then replays it. A refusal leaves nothing behind, so a corrected event may
+    be sent under the same id. A purchase earns stars through ``loyalty_earn``
+    (:func:`ingest_transaction_id`); triggers create an activation; items become interactions.
     """
     serializer = IngestEventInput(data=data)
     serializer.is_valid(raise_exception=True)
     clean = dict(serializer.validated_data)
-    source, event_type = clean["source"], clean["event_type"]
+    source, event_type, event_id = clean["source"], clean["event_type"], clean["event_id"]
     if subject_source is not None and subject_source != source:
         raise ServiceError(f"source {source!r} does not match the subject's source {subject_source!r}", field="source")
     disabled = ingest_source_disabled_reason(source)
@@ -338,45 +430,38 @@ def ingest_event_process(*, data: Any, transport: str, subject_source: str | Non
     if clean["phone"]:
         clean["phone"] = _normalise_address(clean["phone"], field="phone")
 
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                event = IngestEvent.objects.create(
-                    event_id=clean["event_id"], source=source, event_type=event_type, user_id=clean["user_id"],
-                    device_id=clean["device_id"], occurred_at=occurred_at, transport=transport,
-                    store_id=clean["store_id"], order_id=clean["order_id"], amount_cents=clean.get("amount_cents"),
-                    loyalty_relevant=event_type in LOYALTY_RELEVANT,
-                    payload=json.loads(json.dumps(data, default=str)) if isinstance(data, dict) else {},
-                )
-        except IntegrityError:
-            event = None
-        if event is None:
-            first = IngestEvent.objects.get(event_id=clean["event_id"])
-            INGEST_EVENTS.labels(source, transport, "duplicate").inc()
-            log.info("ingest_duplicate", event_id=first.event_id, source=source, transport=transport)
-            return IngestOutcome(status=200, body={**first.result, "duplicate": True})
-
-        if event.user_id:
-            fields = _contact_fields_from_event(clean, occurred_at, now)
-            if fields:
-                contact_upsert(user_id=event.user_id, fields=fields)
-        interactions = _record_interactions(event, clean)
-        if event_type == EventType.PURCHASE:
-            loyalty = _earn_stars(event, clean)
-        else:
-            loyalty = {"relevant": event_type in LOYALTY_RELEVANT, "stars_earned": None}
-        activation = _trigger_activation(event, now)
-        body = {
-            "event_id": event.event_id, "accepted": True, "duplicate": False, "source": source,
-            "event_type": event_type, "user_id": event.user_id or None, "device_id": event.device_id or None,
-            "occurred_at": occurred_at.astimezone(dt_timezone.utc).isoformat().replace("+00:00", "Z"),
-            "activation": activation, "loyalty": loyalty, "interactions": interactions,
-        }
-        event.result = body
-        event.save(update_fields=["result", "activation_triggered", "stars_earned"])
+    # The body as received, in JSON terms: what is stored, and what "the same body" compares.
+    payload = json.loads(json.dumps(data, default=str))
+    legacy = _legacy_replay(source=source, event_id=event_id, payload=payload)
+    if legacy is not None:
+        INGEST_EVENTS.labels(source, transport, "duplicate").inc()
+        return legacy
+    try:
+        outcome = idempotent_call(
+            scope=INGEST_IDEMPOTENCY_SCOPE,
+            key=_ingest_key(source=source, caller=caller, event_id=event_id),
+            payload=payload,
+            run=lambda: _ingest_record(clean=clean, payload=payload, caller=caller, transport=transport,
+                                       occurred_at=occurred_at, now=now),
+            success_status=201,
+            key_field="event_id",
+            keep_refusals=False,
+            conflict_detail=f"event_id {event_id!r} was already used by this caller for another {source} event "
+                            "(a different body); use a new event_id for a new event",
+        )
+    except Conflict:
+        INGEST_EVENTS.labels(source, transport, "conflict").inc()
+        log.info("ingest_conflict", event_id=event_id, source=source, caller=caller, transport=transport)
+        raise
+    if outcome.replayed:
+        INGEST_EVENTS.labels(source, transport, "duplicate").inc()
+        log.info("ingest_duplicate", event_id=event_id, source=source, caller=caller, transport=transport)
+        return IngestOutcome(status=200, body={**outcome.body, "duplicate": True})
+    body = outcome.body
     INGEST_EVENTS.labels(source, transport, "accepted").inc()
-    log.info("ingest_accepted", event_id=event.event_id, source=source, event_type=event_type, transport=transport,
-             activation_id=activation["activation_id"], stars=loyalty.get("stars_earned"))
+    log.info("ingest_accepted", event_id=event_id, source=source, event_type=event_type, caller=caller,
+             transport=transport, activation_id=body["activation"]["activation_id"],
+             stars=body["loyalty"].get("stars_earned"))
     return IngestOutcome(status=201, body=body)
 
 
@@ -762,10 +847,19 @@ class WebhookRejected(ServiceError):
 
 
 def sendgrid_webhook_receive(*, body: bytes, signature: str | None, timestamp: str | None) -> SendGridBatch:
-    """Check the signed-webhook signature (when a verification key is configured), store the raw
-    batch and queue its processing after commit. Refuses (401) unsigned, otherwise-signed or stale posts."""
+    """Check the signed-webhook signature, store the raw batch and queue its processing after commit.
+
+    Refuses (401) unsigned, otherwise-signed or stale posts. With no verification key configured
+    nothing is accepted (403 ``not_configured``, like the Twilio callback): an unsigned event could
+    plant a permanent suppression for any address. Only ``SENDGRID_WEBHOOK_ALLOW_UNSIGNED`` (refused
+    in production) accepts unsigned events, stored with ``signature_verified=False``."""
     key = settings.SENDGRID_WEBHOOK_VERIFICATION_KEY
     verified = False
+    if not key and not settings.SENDGRID_WEBHOOK_ALLOW_UNSIGNED:
+        raise ServiceError(
+            "SendGrid events are not accepted: SENDGRID_WEBHOOK_VERIFICATION_KEY is not configured",
+            code="not_configured", status_code=403,
+        )
     if key:
         if not signature or not timestamp:
             raise WebhookRejected(f"missing {signatures.SENDGRID_SIGNATURE_HEADER} / {signatures.SENDGRID_TIMESTAMP_HEADER}")

@@ -40,9 +40,12 @@ SENDGRID_API_URL = env.env_str("SENDGRID_API_URL", "https://api.sendgrid.com")
 SENDGRID_API_KEY = env.env_str("SENDGRID_API_KEY", "")
 SENDGRID_FROM_EMAIL = env.env_str("SENDGRID_FROM_EMAIL", "")
 SENDGRID_FROM_NAME = env.env_str("SENDGRID_FROM_NAME", "Campaign Express")
-# The base64 DER (SubjectPublicKeyInfo) ECDSA P-256 key from SendGrid's Mail Settings; empty = unsigned
-# events are accepted (development only — production refuses to start without it when SendGrid is on).
+# The base64 DER (SubjectPublicKeyInfo) ECDSA P-256 key from SendGrid's Mail Settings. Without it the
+# Event Webhook answers 403 not_configured (production refuses to start without it when SendGrid is on).
 SENDGRID_WEBHOOK_VERIFICATION_KEY = env.env_str("SENDGRID_WEBHOOK_VERIFICATION_KEY", "")
+# Development only: with no verification key, accept unsigned events (anyone could then plant
+# suppressions and fake opens, clicks and bounces). Production refuses to start with it on.
+SENDGRID_WEBHOOK_ALLOW_UNSIGNED = env.env_bool("SENDGRID_WEBHOOK_ALLOW_UNSIGNED", False)
 SENDGRID_WEBHOOK_MAX_AGE_SECONDS = env.env_int("SENDGRID_WEBHOOK_MAX_AGE_SECONDS", 600)
 
 # Twilio Messages API (SMS). Off unless the account SID, auth token and sender are set.
@@ -71,6 +74,12 @@ if env.IS_PRODUCTION and SENDGRID_API_KEY and not SENDGRID_WEBHOOK_VERIFICATION_
     raise env.ImproperlyConfiguredEnv(
         "SENDGRID_WEBHOOK_VERIFICATION_KEY must be set when SendGrid is configured in production "
         "(unsigned event webhooks would let anyone forge unsubscribes and opens)"
+    )
+if env.IS_PRODUCTION and SENDGRID_WEBHOOK_ALLOW_UNSIGNED:
+    raise env.ImproperlyConfiguredEnv(
+        "SENDGRID_WEBHOOK_ALLOW_UNSIGNED=true is refused when CAMPAIGN_EXPRESS_ENV=production: unsigned "
+        "SendGrid events would let anyone plant suppressions and fake opens, clicks and bounces; set "
+        "SENDGRID_WEBHOOK_VERIFICATION_KEY instead"
     )
 # --- end omnichannel -----------------------------------------------------------------------------
 

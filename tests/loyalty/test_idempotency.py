@@ -124,3 +124,27 @@ def test_purge_deletes_only_old_records_of_the_scope():
     IdempotencyRecord.objects.filter(key="old").update(created_at=timezone.now() - timedelta(days=40))
     assert idempotency_purge(scope_prefix="loyalty.", older_than=timedelta(days=30)) == 1
     assert sorted(IdempotencyRecord.objects.values_list("scope", "key")) == [("loyalty.redeem", "new"), ("other.op", "old")]
+
+
+@pytest.mark.django_db
+def test_without_keep_refusals_a_refusal_leaves_no_record_so_a_corrected_request_runs():
+    def refuse():
+        IdempotencyRecord.objects.create(scope="side-effect", key="x", fingerprint="f", response_status=200)
+        raise ServiceError("Amount must be at least 1.", field="amount", status_code=400)
+
+    with pytest.raises(ServiceError, match="at least 1"):
+        idempotent_call(scope="test.op", key="k", payload={"amount": 0}, run=refuse, keep_refusals=False)
+    assert not IdempotencyRecord.objects.exists()  # neither the record nor the change
+    fixed = idempotent_call(scope="test.op", key="k", payload={"amount": 5}, run=lambda: {"ok": True},
+                            keep_refusals=False)
+    assert (fixed.status, fixed.body, fixed.replayed) == (200, {"ok": True}, False)
+
+
+@pytest.mark.django_db
+def test_conflict_detail_replaces_the_message_naming_a_digest_key():
+    idempotent_call(scope="test.op", key="0" * 64, payload={"x": 1}, run=lambda: {}, key_field="event_id")
+    with pytest.raises(Conflict) as exc:
+        idempotent_call(scope="test.op", key="0" * 64, payload={"x": 2}, run=lambda: {}, key_field="event_id",
+                        conflict_detail="event_id 'e-1' was already used")
+    assert (exc.value.message, exc.value.field, exc.value.code) == ("event_id 'e-1' was already used", "event_id",
+                                                                    "idempotency_conflict")

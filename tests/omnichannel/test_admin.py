@@ -69,7 +69,7 @@ def test_disabling_a_source_from_the_admin_refuses_its_events(admin_client):
 
     with pytest.raises(ServiceError, match="disabled"):
         ingest_event_process(data={"event_id": "e", "source": "partner_api", "event_type": "app_open", "user_id": "u"},
-                             transport="http")
+                             transport="http", caller="user:1")
     admin_client.post("/admin/omnichannel/ingestsource/", {"action": "enable_sources", "_selected_action": [row.pk]})
     assert IngestSource.objects.get(source="partner_api").enabled is True
 

@@ -92,13 +92,119 @@ def test_source_disabled_by_environment_is_refused(integration_client, settings)
     assert {row["source"]: row["enabled"] for row in selectors.ingest_sources()}["iot"] is False
 
 
-def test_duplicate_event_id_is_accepted_once(integration_client):
+# --- idempotency: (source, caller, event_id) ---------------------------------------------------------------
+def test_a_replay_of_the_same_event_answers_the_first_result_and_changes_nothing(integration_client):
     first = integration_client.post(URL, event(event_type="cart_add", item_id="sku-1"), format="json")
-    again = integration_client.post(URL, event(event_type="cart_add", item_id="sku-2"), format="json")
-    assert first.status_code == 201 and again.status_code == 200
+    again = integration_client.post(URL, event(event_type="cart_add", item_id="sku-1"), format="json")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["duplicate"] is False
     assert again.json() == {**first.json(), "duplicate": True}
+    row = IngestEvent.objects.get()
+    assert (row.event_id, row.source, row.caller) == ("evt-1", "pos", f"user:{integration_client.user.pk}")
+    assert list(Interaction.objects.values_list("item_id", flat=True)) == ["sku-1"]
+
+
+def test_the_same_event_id_with_another_body_is_a_409_and_changes_nothing(integration_client):
+    first = integration_client.post(URL, event(event_type="cart_add", item_id="sku-1"), format="json")
+    other = integration_client.post(URL, event(event_type="cart_add", item_id="sku-2"), format="json")
+    assert (first.status_code, other.status_code) == (201, 409)
+    assert other.json() == {
+        "error": "idempotency_conflict", "field": "event_id",
+        "detail": "event_id 'evt-1' was already used by this caller for another pos event (a different body); "
+                  "use a new event_id for a new event"}
     assert IngestEvent.objects.count() == 1
     assert list(Interaction.objects.values_list("item_id", flat=True)) == ["sku-1"]
+    # The first event is still the one a replay answers.
+    again = integration_client.post(URL, event(event_type="cart_add", item_id="sku-1"), format="json")
+    assert (again.status_code, again.json()) == (200, {**first.json(), "duplicate": True})
+
+
+def test_another_caller_reusing_an_event_id_records_its_own_event(integration_client):
+    from tests.factories import make_user, token_client
+
+    other_client = token_client(make_user("Integration", username="kiosk-terminal", is_staff=False))
+    mine = integration_client.post(URL, event(event_type="cart_add", user_id="u-1", item_id="sku-1"), format="json")
+    theirs = other_client.post(URL, event(event_type="page_view", user_id="u-2"), format="json")
+    assert (mine.status_code, theirs.status_code) == (201, 201)
+    assert theirs.json()["duplicate"] is False
+    assert (theirs.json()["user_id"], theirs.json()["event_type"]) == ("u-2", "page_view")  # nothing of u-1's
+    assert sorted(IngestEvent.objects.values_list("caller", "user_id")) == sorted([
+        (f"user:{integration_client.user.pk}", "u-1"), (f"user:{other_client.user.pk}", "u-2")])
+    # The same id under another source is another event too.
+    web = integration_client.post(URL, event(source="web", event_type="page_view"), format="json")
+    assert web.status_code == 201 and IngestEvent.objects.count() == 3
+
+
+def test_two_callers_purchases_with_one_event_id_are_each_credited(integration_client):
+    from apps.loyalty.models import LedgerEntry
+    from apps.loyalty.selectors import loyalty_balance
+    from tests.factories import make_user, token_client
+
+    other_client = token_client(make_user("Integration", username="store-2-pos", is_staff=False))
+    purchase = event(event_id="order-1", event_type="purchase", amount_cents=1250)
+    first = integration_client.post(URL, purchase, format="json")
+    second = other_client.post(URL, purchase, format="json")
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert (first.json()["loyalty"]["stars_earned"], second.json()["loyalty"]["stars_earned"]) == (13, 13)
+    assert (first.json()["loyalty"]["new_balance"], second.json()["loyalty"]["new_balance"]) == (13, 26)
+    assert loyalty_balance(user_id="u-1").balance == 26
+    rows = {row.caller: row.pk for row in IngestEvent.objects.all()}
+    assert sorted(LedgerEntry.objects.filter(kind="earn").values_list("transaction_id", flat=True)) == sorted(
+        f"ingest:{pk}:order-1" for pk in rows.values())
+
+
+def test_the_caller_is_the_token_user_or_the_subject():
+    from apps.core.api import ServiceError
+
+    class User:
+        pk = 7
+
+    assert services.ingest_caller(user=User()) == "user:7"
+    assert services.ingest_caller(subject="ingest.pos.purchase") == "nats:ingest.pos.purchase"
+    assert len(services.ingest_caller(subject="s" * 250)) == 255
+    with pytest.raises(ServiceError) as exc:  # never cut: a cut subject could collide with another
+        services.ingest_caller(subject="s" * 251)
+    assert (exc.value.field, exc.value.message) == ("subject", "the subject must be at most 250 characters")
+
+
+def test_a_replayed_purchase_with_a_trigger_applies_once(integration_client):
+    from apps.loyalty.selectors import loyalty_balance
+    from apps.omnichannel.models import SendLedger
+
+    purchase = event(event_id="order-2", event_type="purchase", amount_cents=1250, item_id="sku-1")
+    first = integration_client.post(URL, purchase, format="json")
+    replays = [integration_client.post(URL, purchase, format="json") for _ in range(3)]
+    assert first.status_code == 201 and first.json()["activation"]["triggered"] is True
+    assert [(r.status_code, r.json()) for r in replays] == [(200, {**first.json(), "duplicate": True})] * 3
+    assert loyalty_balance(user_id="u-1").balance == 13
+    assert (IngestEvent.objects.count(), Activation.objects.count(), SendLedger.objects.count(),
+            Interaction.objects.count()) == (1, 1, 1, 1)
+
+
+def test_a_refused_event_leaves_nothing_so_the_corrected_event_keeps_its_id(integration_client):
+    from apps.core.models import IdempotencyRecord
+
+    refused = integration_client.post(URL, event(event_type="purchase", amount_cents=0), format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "invalid", "detail": "amount_cents must be at least 1.", "field": "amount_cents"}
+    assert (IngestEvent.objects.count(), IdempotencyRecord.objects.count()) == (0, 0)
+    fixed = integration_client.post(URL, event(event_type="purchase", amount_cents=250), format="json")
+    assert fixed.status_code == 201 and fixed.json()["loyalty"]["stars_earned"] == 3
+
+
+def test_a_resend_of_an_event_recorded_before_callers_were_kept_is_a_duplicate(integration_client):
+    """Events from before the upgrade have caller "legacy"; a client retrying one across the upgrade
+    (exactly the same body) gets its first answer, a different body is a new event of its own."""
+    body = event(event_id="old-1", event_type="cart_add", item_id="sku-1")
+    stored = {**body, "accepted": True, "duplicate": False}  # an answer as the old code stored it
+    IngestEvent.objects.create(event_id="old-1", source="pos", caller="legacy", event_type="cart_add", user_id="u-1",
+                               occurred_at=timezone.now(), transport="http", payload=body, result=stored)
+    again = integration_client.post(URL, body, format="json")
+    assert (again.status_code, again.json()) == (200, {**stored, "duplicate": True})
+    assert IngestEvent.objects.count() == 1 and Interaction.objects.count() == 0
+    other = integration_client.post(URL, {**body, "item_id": "sku-9"}, format="json")
+    assert other.status_code == 201 and other.json()["user_id"] == "u-1"
+    assert IngestEvent.objects.filter(event_id="old-1").count() == 2
 
 
 def test_future_timestamps_are_refused(integration_client):

@@ -86,16 +86,37 @@ async def test_the_same_event_over_http_and_nats_has_the_same_outcome(nc, prefix
     assert await sync_to_async(stored)() == ("http", "nats", 1, 1)
 
 
-async def test_a_replay_over_nats_of_an_http_event_is_a_duplicate(nc, prefix, integration_client):
-    await start_ingest_consumers(nc)
-    http = await sync_to_async(integration_client.post)("/v1/channels/ingest", purchase("e-1"), format="json")
-    status, body = await request(nc, f"{prefix}.pos.purchase", purchase("e-1"))
-    assert status == 200
-    assert body == {**http.json(), "duplicate": True}
+async def test_a_replay_over_nats_answers_the_first_result_and_another_body_conflicts(nc, prefix, integration_client):
+    """Over NATS the caller is the subject: (source, subject, event_id) is one event."""
     from apps.loyalty.selectors import loyalty_balance
 
+    await start_ingest_consumers(nc)
+    subject = f"{prefix}.pos.purchase"
+    status, first = await request(nc, subject, purchase("e-1"))
+    assert status == 201 and first["duplicate"] is False
+    status, again = await request(nc, subject, purchase("e-1"))  # a redelivery or a client retry
+    assert (status, again) == (200, {**first, "duplicate": True})
+    status, other = await request(nc, subject, purchase("e-1", amount_cents=9999))
+    assert (status, other) == (409, {
+        "error": "idempotency_conflict", "field": "event_id",
+        "detail": "event_id 'e-1' was already used by this caller for another pos event (a different body); "
+                  "use a new event_id for a new event"})
     balance = await sync_to_async(lambda: loyalty_balance(user_id="user-e-1").balance)()
     assert balance == 13  # credited once
+
+    # Another caller reusing the id sends its own event and never sees this one's answer.
+    status, store_2 = await request(nc, f"{prefix}.pos.purchase.store-2", purchase("e-1", user_id="someone-else"))
+    assert (status, store_2["user_id"], store_2["duplicate"]) == (201, "someone-else", False)
+    http = await sync_to_async(integration_client.post)(
+        "/v1/channels/ingest", purchase("e-1", user_id="http-user"), format="json")
+    assert (http.status_code, http.json()["user_id"]) == (201, "http-user")
+
+    def callers():
+        return sorted(IngestEvent.objects.filter(event_id="e-1").values_list("caller", "transport"))
+
+    assert await sync_to_async(callers)() == sorted([
+        (f"nats:{prefix}.pos.purchase", "nats"), (f"nats:{prefix}.pos.purchase.store-2", "nats"),
+        (f"user:{integration_client.user.pk}", "http")])
 
 
 async def test_errors_are_the_http_errors(nc, prefix, integration_client):

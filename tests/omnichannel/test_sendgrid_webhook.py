@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +24,7 @@ pytestmark = pytest.mark.django_db
 URL = "/v1/webhooks/sendgrid"
 SIG = "HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_SIGNATURE"
 TS = "HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_TIMESTAMP"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def sg_event(send: SendLedger, kind: str, **extra) -> dict:
@@ -174,15 +179,14 @@ def test_blocked_bounce_counts_but_does_not_suppress(client, email_send, sendgri
     assert SendLedger.objects.get(pk=email_send.pk).error_code == "bounce"
 
 
-def test_events_without_custom_args_are_matched_by_message_id(client, email_send, django_capture_on_commit_callbacks,
-                                                              settings):
-    settings.SENDGRID_WEBHOOK_VERIFICATION_KEY = ""
+def test_events_without_custom_args_are_matched_by_message_id(client, email_send, sendgrid_signing_key,
+                                                              django_capture_on_commit_callbacks):
     event = sg_event(email_send, "open")
     del event["activation_id"]
     with django_capture_on_commit_callbacks(execute=True):
-        response = post(client, [event])
+        response = post(client, [event], sendgrid_signing_key)
     assert response.status_code == 202
-    assert SendGridBatch.objects.get().signature_verified is False
+    assert SendGridBatch.objects.get().signature_verified is True
     assert stats(email_send)["unique_opens"] == 1
 
 
@@ -201,11 +205,79 @@ def test_a_lost_send_is_proven_delivered_by_sendgrid(client, providers, sendgrid
     assert Activation.objects.get(pk=activation.pk).status == "delivered"
 
 
-def test_malformed_bodies_are_400(client, settings):
-    settings.SENDGRID_WEBHOOK_VERIFICATION_KEY = ""
-    assert client.post(URL, data=b"{not json", content_type="application/json").status_code == 400
-    response = client.post(URL, data=b'{"event": "open"}', content_type="application/json")
+def test_malformed_bodies_are_400(client, sendgrid_signing_key):
+    # Signed properly: the signature is checked first, then the body is parsed.
+    response = post(client, None, sendgrid_signing_key, body=b"{not json")
+    assert response.status_code == 400 and response.json()["detail"] == "body is not JSON"
+    response = post(client, None, sendgrid_signing_key, body=b'{"event": "open"}')
     assert response.status_code == 400 and response.json()["detail"] == "body must be a JSON array of event objects"
+    assert SendGridBatch.objects.count() == 0
+
+
+# --- no verification key -----------------------------------------------------------------------------------
+def test_without_a_verification_key_nothing_is_accepted(client, email_send, settings,
+                                                        django_capture_on_commit_callbacks):
+    """Unsigned events would let anyone plant permanent suppressions and fake opens: 403, nothing stored."""
+    settings.SENDGRID_WEBHOOK_VERIFICATION_KEY = ""
+    settings.SENDGRID_WEBHOOK_ALLOW_UNSIGNED = False
+    events = [sg_event(email_send, "unsubscribe"), sg_event(email_send, "open"), sg_event(email_send, "click")]
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        unsigned = post(client, events)
+        signed = post(client, events, new_signing_key())  # a signature nobody can check is no better
+    for response in (unsigned, signed):
+        assert response.status_code == 403
+        assert response.json() == {
+            "error": "not_configured",
+            "detail": "SendGrid events are not accepted: SENDGRID_WEBHOOK_VERIFICATION_KEY is not configured"}
+    assert callbacks == []
+    assert SendGridBatch.objects.count() == 0 and EmailEvent.objects.count() == 0
+    assert not is_suppressed(identifier="ann@example.com", channel="email")
+    numbers = stats(email_send)
+    assert (numbers["opens"], numbers["clicks"], numbers["unsubscribes"]) == (0, 0, 0)
+
+
+def test_unsigned_events_are_accepted_only_with_the_development_flag(client, email_send, settings,
+                                                                     django_capture_on_commit_callbacks):
+    settings.SENDGRID_WEBHOOK_VERIFICATION_KEY = ""
+    settings.SENDGRID_WEBHOOK_ALLOW_UNSIGNED = True
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, [sg_event(email_send, "open")])
+    assert response.status_code == 202, response.content
+    assert SendGridBatch.objects.get().signature_verified is False
+    assert stats(email_send)["unique_opens"] == 1
+
+
+def test_a_configured_key_is_checked_even_with_the_development_flag(client, email_send, sendgrid_signing_key,
+                                                                     settings):
+    settings.SENDGRID_WEBHOOK_ALLOW_UNSIGNED = True
+    assert post(client, [sg_event(email_send, "open")]).status_code == 401
+    response = post(client, [sg_event(email_send, "open")], new_signing_key())
+    assert response.status_code == 401
+    assert response.json() == {"error": "invalid_signature", "detail": "signature does not match the body and timestamp"}
+    assert SendGridBatch.objects.count() == 0
+
+
+def _load_settings(**environ) -> subprocess.CompletedProcess:
+    """Load the Django settings in a fresh interpreter with ``environ`` on top of this one's."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **environ}
+    return subprocess.run([sys.executable, "-c", "import django; django.setup(); print('settings loaded')"],
+                          env=env, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+
+
+def test_production_refuses_to_start_with_unsigned_events_allowed():
+    production = {"CAMPAIGN_EXPRESS_ENV": "production", "DJANGO_SECRET_KEY": "a-real-secret-for-this-test",
+                  "DJANGO_ALLOWED_HOSTS": "ce.example.com", "SENDGRID_API_KEY": "",
+                  "SENDGRID_WEBHOOK_VERIFICATION_KEY": ""}
+    loaded = _load_settings(**production, SENDGRID_WEBHOOK_ALLOW_UNSIGNED="false")
+    assert loaded.returncode == 0, loaded.stderr
+    assert "settings loaded" in loaded.stdout
+    refused = _load_settings(**production, SENDGRID_WEBHOOK_ALLOW_UNSIGNED="true")
+    assert refused.returncode != 0 and "settings loaded" not in refused.stdout
+    assert ("ImproperlyConfiguredEnv: SENDGRID_WEBHOOK_ALLOW_UNSIGNED=true is refused when "
+            "CAMPAIGN_EXPRESS_ENV=production") in refused.stderr
+    # Outside production the flag is allowed (for local development against SendGrid's test events).
+    development = _load_settings(CAMPAIGN_EXPRESS_ENV="development", SENDGRID_WEBHOOK_ALLOW_UNSIGNED="true")
+    assert development.returncode == 0, development.stderr
 
 
 # --- analytics API -----------------------------------------------------------------------------------------

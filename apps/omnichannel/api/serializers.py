@@ -164,7 +164,7 @@ class EmailAnalyticsPageOut(serializers.Serializer):
 
 
 class IngestOut(serializers.Serializer):
-    """What ingest answers (and replays for a duplicate event_id, with duplicate=true)."""
+    """What ingest answers (and replays, with duplicate=true, when the caller sends the same event again)."""
 
     event_id = serializers.CharField()
     accepted = serializers.BooleanField()

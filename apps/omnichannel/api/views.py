@@ -35,20 +35,32 @@ class IngestView(APIView):
     permission_classes = [IsIntegration]
 
     @extend_schema(
-        tags=["omnichannel"], request=IngestEventInput, responses={201: s.IngestOut, 200: s.IngestOut, **ERRORS},
+        tags=["omnichannel"], request=IngestEventInput,
+        responses={
+            201: OpenApiResponse(s.IngestOut, description="A new event: recorded and acted on"),
+            200: OpenApiResponse(s.IngestOut, description="A replay (same caller, source, event_id and body): "
+                                                          "the first answer with `duplicate: true`; nothing changes"),
+            409: OpenApiResponse(s.ErrorOut, description="`idempotency_conflict`: this caller already sent another "
+                                                         "event (a different body) with this event_id and source"),
+            **ERRORS,
+        },
         summary="Ingest one customer event",
         description=(
-            "Body: `event_id` (unique), `source` (mobile_app, pos, kiosk, web, call_center, partner_api, iot), "
+            "Body: `event_id` (unique per caller and source), `source` (mobile_app, pos, kiosk, web, "
+            "call_center, partner_api, iot), "
             "`event_type` (purchase, product_view, cart_add, cart_abandon, app_open, page_view, search, "
             "wishlist_add, store_visit, loyalty_swipe, check_in, feedback), `user_id` and/or `device_id`, "
             "`timestamp` (ISO 8601 or unix seconds), optional `store_id`, `order_id`, `amount_cents` "
             "(required for purchase), `item_id` / `items[]`, `email`, `phone`, `fcm_token`, `apns_token`, "
-            "`properties`. 201 when new; a replayed event_id answers 200 with the first result and "
-            "`duplicate: true`. The same processor serves NATS subjects `ingest.{source}.>`."
+            "`properties`. An event is identified by (source, caller, event_id), the caller being the token's "
+            "user: 201 when new; the same body again answers 200 with the first result and `duplicate: true`; "
+            "another body under the same event_id is a 409. Another caller's ids never collide with yours. The "
+            "same processor serves NATS subjects `ingest.{source}.>` (there the caller is the subject)."
         ),
     )
     def post(self, request):
-        outcome = services.ingest_event_process(data=request.data, transport=Transport.HTTP)
+        outcome = services.ingest_event_process(data=request.data, transport=Transport.HTTP,
+                                                caller=services.ingest_caller(user=request.user))
         return Response(outcome.body, status=outcome.status)
 
 
@@ -128,7 +140,7 @@ def _inbox_response(channel: str, **where):
 class InAppMessagesView(APIView):
     permission_classes = [IsIntegration]
 
-    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut},
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut, **ERRORS},
                    summary="In-app messages for the app to show (fetching delivers them)")
     def get(self, request, user_id: str):
         return _inbox_response(Channel.IN_APP, user_id=user_id)
@@ -137,7 +149,7 @@ class InAppMessagesView(APIView):
 class WebOffersView(APIView):
     permission_classes = [IsIntegration]
 
-    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut},
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut, **ERRORS},
                    summary="Personalised offers for the web site to render (fetching delivers them)")
     def get(self, request, user_id: str):
         return _inbox_response(Channel.WEB, user_id=user_id)

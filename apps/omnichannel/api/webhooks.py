@@ -1,8 +1,9 @@
 """Provider callbacks. They authenticate by the provider's own signature, not by our tokens.
 
 * ``POST /v1/webhooks/sendgrid`` — SendGrid Event Webhook: a JSON array of events, signed with ECDSA
-  when ``SENDGRID_WEBHOOK_VERIFICATION_KEY`` is set. Stored raw and answered at once (202); a task
-  applies it (idempotent on sg_event_id).
+  and checked against ``SENDGRID_WEBHOOK_VERIFICATION_KEY`` (without a key: 403 ``not_configured``,
+  unless ``SENDGRID_WEBHOOK_ALLOW_UNSIGNED`` in development). Stored raw and answered at once (202); a
+  task applies it (idempotent on sg_event_id).
 * ``POST /v1/webhooks/twilio/status`` — Twilio message status callbacks (form-encoded), checked with
   ``X-Twilio-Signature``.
 """
@@ -27,13 +28,15 @@ class SendGridEventsView(APIView):
     @extend_schema(
         tags=["webhooks"], request={"application/json": {"type": "array", "items": {"type": "object"}}},
         responses={202: OpenApiResponse(description="Stored; processed in the background"),
-                   400: ErrorOut, 401: ErrorOut},
+                   400: ErrorOut, 401: ErrorOut,
+                   403: OpenApiResponse(ErrorOut, description="`not_configured`: no verification key is set")},
         summary="SendGrid Event Webhook",
         description=(
             "SendGrid's event format: a JSON array of objects with `event`, `email`, integer `timestamp`, "
             "`sg_event_id`, `sg_message_id` and our custom args (`activation_id`, `user_id`, `offer_id`). "
-            "With a verification key configured, `X-Twilio-Email-Event-Webhook-Signature` (base64 DER "
-            "ECDSA P-256 over timestamp + body) and `X-Twilio-Email-Event-Webhook-Timestamp` are required."
+            "`X-Twilio-Email-Event-Webhook-Signature` (base64 DER ECDSA P-256 over timestamp + body) and "
+            "`X-Twilio-Email-Event-Webhook-Timestamp` are required (401 when missing, wrong or stale). With no "
+            "verification key configured the endpoint refuses everything with 403 `not_configured`."
         ),
     )
     def post(self, request):
