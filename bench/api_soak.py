@@ -16,8 +16,9 @@ writes, invalid campaigns, loyalty earns and redeems, and ingest, while each sto
 Clients retry a failed call (transport error or 5xx) with the same body and idempotency key. A 5xx is
 allowed only inside an outage window — from the stop until 5 s after the store is ready again — and
 only as a JSON 503. Afterwards the totals must equal the acknowledged operations: every member's
-balance is the sum of acknowledged earns minus redeems, ingest rows equal acknowledged event ids, and
-ClickHouse holds one ``loyalty_earn`` event per acknowledged earn.
+balance is the sum of acknowledged earns minus redeems, ingest rows equal acknowledged event ids, campaign
+rows equal acknowledged creates (each carries an ``Idempotency-Key``), and ClickHouse holds one
+``loyalty_earn`` event per acknowledged earn and one ``loyalty_redeem`` per acknowledged redeem.
 
 The bound mode (defect 1): every process up (web, worker, beat, agents, grpc, bid), ``--clients``
 clients posting invalid campaigns; peak connections to the database, 5xx count, /ready afterwards.
@@ -358,7 +359,8 @@ class Results:
     spent: Counter = field(default_factory=Counter)    # user -> acknowledged stars spent
     earns: set = field(default_factory=set)            # acknowledged earn transaction ids
     ingested: set = field(default_factory=set)         # acknowledged ingest event ids
-    campaigns: int = 0
+    campaigns: set = field(default_factory=set)       # acknowledged campaign ids
+    redeems: set = field(default_factory=set)         # acknowledged redeem idempotency keys
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -442,13 +444,13 @@ class Client(threading.Thread):
             self.call("read", "GET", f"/v1/loyalty/balance/{self.rng.choice(self.users)}", headers=self.integration)
 
     def write(self, n: int) -> None:
-        # No idempotency key on campaign creation: retried only after a 5xx (not applied), never after a
-        # transport error, whose outcome is unknown; rows are compared with acknowledged creates.
-        response = self.call("write", "POST", "/v1/campaigns/", headers=self.marketer,
-                             json_body=campaign_body(f"soak-{self.index}-{n}"), retry=False)
+        # With an Idempotency-Key a create is retried like any write (a lost answer's retry returns the
+        # campaign the first attempt made); rows are compared with acknowledged creates.
+        response = self.call("write", "POST", "/v1/campaigns/", headers={**self.marketer, "Idempotency-Key": uuid.uuid4().hex},
+                             json_body=campaign_body(f"soak-{self.index}-{n}"))
         if response is not None and response.status_code == 201:
             with self.results.lock:
-                self.results.campaigns += 1
+                self.results.campaigns.add(response.json()["id"])
 
     def invalid(self, n: int) -> None:
         self.call("invalid", "POST", "/v1/campaigns/", headers=self.marketer, json_body=self.rng.choice(INVALID))
@@ -471,7 +473,9 @@ class Client(threading.Thread):
                              json_body={"user_id": user, "redemption_tier": "customization"})
         if response is not None and response.status_code == 200:
             with self.results.lock:
-                self.results.spent[user] += response.json()["stars_spent"]
+                if key not in self.results.redeems:
+                    self.results.redeems.add(key)
+                    self.results.spent[user] += response.json()["stars_spent"]
 
     def ingest(self, n: int) -> None:
         event_id = f"soak-{uuid.uuid4().hex}"
@@ -524,22 +528,23 @@ def verify(platform: Platform, results: Results, log) -> dict[str, tuple[int, in
         [(ingested,)] = conn.execute("SELECT count(*) FROM omnichannel_ingestevent WHERE event_id LIKE 'soak-%%'").fetchall()
         checks["ingest events"] = (len(results.ingested), ingested)
         [(campaigns,)] = conn.execute("SELECT count(*) FROM campaigns_campaign WHERE name LIKE 'soak-%%'").fetchall()
-        checks["campaigns (creates have no idempotency key; >= acknowledged)"] = (results.campaigns, campaigns)
+        checks["campaigns (creates with an Idempotency-Key)"] = (len(results.campaigns), campaigns)
     from clickhouse_driver import Client as CH
 
     ch = CH(host="127.0.0.1", port=platform.stores["clickhouse"].port, database="campaign_express")
-    expected = len(results.earns)
-    found = -1
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:  # the analytics pipeline runs every second; let it drain
-        try:
-            found = ch.execute("SELECT count() FROM analytics_events FINAL WHERE event_type = 'loyalty_earn'")[0][0]
-        except Exception as exc:  # noqa: BLE001
-            log(f"clickhouse: {exc}")
-        if found >= expected:
-            break
-        time.sleep(2)
-    checks["analytics loyalty_earn events in ClickHouse"] = (expected, found)
+    for event_type, expected in (("loyalty_earn", len(results.earns)), ("loyalty_redeem", len(results.redeems))):
+        found = -1
+        while time.monotonic() < deadline:  # the analytics pipeline runs every second; let it drain
+            try:
+                found = ch.execute("SELECT count() FROM analytics_events FINAL WHERE event_type = %(t)s",
+                                   {"t": event_type})[0][0]
+            except Exception as exc:  # noqa: BLE001
+                log(f"clickhouse: {exc}")
+            if found >= expected:
+                break
+            time.sleep(2)
+        checks[f"analytics {event_type} events in ClickHouse (FINAL)"] = (expected, found)
     return checks
 
 
@@ -631,7 +636,7 @@ def main() -> int:
             checks = verify(platform, results, log)
             print("\ntotals (acknowledged vs in the stores):")
             for what, (expected, found) in checks.items():
-                good = found >= expected if what.startswith("campaigns") else found == expected
+                good = found == expected
                 ok = ok and good
                 print(f"  {'ok ' if good else 'BAD'} {what}: acknowledged {expected}, found {found}")
         print(f"\nresult: {'PASS' if ok else 'FAIL'}")

@@ -42,6 +42,7 @@ import collections
 import os
 import threading
 import time
+import uuid
 import weakref
 from typing import Any
 
@@ -117,6 +118,8 @@ new_event_id = _RandomIds()
 os.register_at_fork(after_in_child=new_event_id.reset)
 
 _check = events.check
+# Namespace of stable_event_id (fixed: changing it would change every derived id).
+_STABLE_NAMESPACE = uuid.UUID("5d0a1c44-3f4e-4d59-9b0e-6a8f2f0c7e11")
 
 DEFAULT_STREAM = "analytics:events"
 
@@ -176,6 +179,19 @@ class Emitter:
             _DROPPED_OVERFLOW.inc()
             return
         buf.append((event_type, new_event_id(), _time_ns() // 1000, fields))
+        if not self._started and self.autostart:
+            self.start()
+
+    def emit_with_id(self, event_type: str, *, event_id: str, timestamp_us: int, **fields: Any) -> None:
+        """Queue an event whose identity the caller fixes (see :func:`emit_with_id`)."""
+        _check(event_type, fields)
+        if not isinstance(event_id, str) or len(event_id) != 32 or not isinstance(timestamp_us, int):
+            raise TypeError("event_id must be 32 hex characters and timestamp_us an int (µs since the epoch)")
+        buf = self._buf
+        if len(buf) + self._held >= self.capacity:
+            _DROPPED_OVERFLOW.inc()
+            return
+        buf.append((event_type, event_id, timestamp_us, fields))
         if not self._started and self.autostart:
             self.start()
 
@@ -490,3 +506,21 @@ def emit(event_type: str, **fields: Any) -> None:
     every keyword one of :data:`apps.analytics.events.FIELDS` (else TypeError).
     """
     _default.emit(event_type, **fields)
+
+
+def stable_event_id(*parts: Any) -> str:
+    """A 32-hex event id derived from ``parts`` (uuid5): the same fact always gets the same id."""
+    return uuid.uuid5(_STABLE_NAMESPACE, "/".join(str(part) for part in parts)).hex
+
+
+def emit_with_id(event_type: str, *, event_id: str, timestamp_us: int, **fields: Any) -> None:
+    """Queue an event with a fixed ``event_id`` and ``timestamp_us`` (e.g. :func:`stable_event_id` of the row
+    that records the fact, and that row's time).
+
+    For events a retry may emit again: ``analytics_events`` is a ``ReplacingMergeTree`` ordered by
+    ``(campaign_id, event_type, timestamp, event_id)``, so every emission of the same fact collapses into
+    one row (reports read ``FINAL``). A write whose commit reached the database but whose answer was lost
+    emits nothing (Django runs no ``on_commit`` callback when COMMIT raises); the client's retry, answered
+    from the stored result, emits the event then, with the same identity.
+    """
+    _default.emit_with_id(event_type, event_id=event_id, timestamp_us=timestamp_us, **fields)

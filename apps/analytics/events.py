@@ -1,7 +1,9 @@
 """The one event schema for everything the platform emits into analytics (docs/RULES.md §10).
 
 An event is ``event_type`` plus any of the optional fields in :data:`FIELDS`. ``event_id`` (uuid4 hex)
-and ``timestamp`` (UTC, microseconds) are added by :func:`apps.analytics.emitter.emit` at emit time.
+and ``timestamp`` (UTC, microseconds) are added by :func:`apps.analytics.emitter.emit` at emit time, or
+fixed by the caller with :func:`apps.analytics.emitter.emit_with_id` for an event a retry may emit again
+(derived from the row that records the fact, so ClickHouse keeps one).
 
 Field types (what ``emit`` accepts and what comes back out of ClickHouse):
 

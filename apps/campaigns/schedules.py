@@ -1,7 +1,7 @@
 """Beat entries of the campaigns slice (merged by ``config.celery``).
 
 Every 15 s: a campaign goes live / completes at most ~15 s after its time. Each run expires before
-the next one is due, so a backlog after a stalled worker does not pile up duplicate scans."""
+the next one is due, so a backlog after a stalled worker does not pile up duplicate scans. Hourly: stored answers of Idempotency-Key creates past their 7 days are deleted."""
 BEAT_SCHEDULE = {
     "campaigns-go-live-due": {
         "task": "campaigns.go_live_due",
@@ -12,5 +12,10 @@ BEAT_SCHEDULE = {
         "task": "campaigns.complete_due",
         "schedule": 15.0,
         "options": {"expires": 14},
+    },
+    "campaigns-purge-idempotency-records": {
+        "task": "campaigns.purge_idempotency_records",
+        "schedule": 3600.0,
+        "options": {"expires": 3500},
     },
 }

@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -28,6 +28,7 @@ from django_fsm import can_proceed
 from prometheus_client import Counter
 
 from apps.core.api import Conflict, NotFound, PermissionDenied, ServiceError
+from apps.core.idempotency import idempotency_purge, idempotent_call
 from apps.core.roles import Role, user_has_role
 
 from . import selectors
@@ -479,6 +480,31 @@ def campaign_create(
     _audit(campaign, action="create", from_status=S.DRAFT, to_status=S.DRAFT, actor=actor)
     log.info("campaign_created", campaign_id=campaign.pk, actor_id=actor.pk)
     return campaign
+
+
+CREATE_SCOPE = "campaigns.create"
+IDEMPOTENCY_RETENTION = timedelta(days=7)
+
+
+def campaign_create_once(*, actor, idempotency_key: str, **fields: Any) -> tuple[Campaign, bool]:
+    """:func:`campaign_create` at most once per ``(actor, idempotency_key)``: a retry after a lost answer
+    returns the campaign the first call made (``replayed=True``) instead of a second one; the same key
+    with different fields is a Conflict (409); a refusal is stored and refused again (apps.core.idempotency).
+
+    Keys belong to the actor (the scope names them), so two marketers cannot collide."""
+    outcome = idempotent_call(
+        scope=f"{CREATE_SCOPE}.{getattr(actor, 'pk', None)}",
+        key=idempotency_key,
+        payload=fields,
+        run=lambda: {"campaign_id": campaign_create(actor=actor, **fields).pk},
+        success_status=201,
+    )
+    return selectors.campaign_get(campaign_id=outcome.body["campaign_id"]), outcome.replayed
+
+
+def campaign_purge_idempotency_records() -> int:
+    """Delete the stored answers of campaign creates older than ``IDEMPOTENCY_RETENTION`` (7 days)."""
+    return idempotency_purge(scope_prefix=f"{CREATE_SCOPE}.", older_than=IDEMPOTENCY_RETENTION)
 
 
 @transaction.atomic

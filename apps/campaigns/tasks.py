@@ -25,3 +25,9 @@ def campaigns_complete_due() -> list[int]:
     if done:
         log.info("campaigns_completed", campaign_ids=done)
     return done
+
+
+@shared_task(name="campaigns.purge_idempotency_records", ignore_result=True)
+def campaigns_purge_idempotency_records() -> int:
+    """Stored answers of Idempotency-Key campaign creates older than 7 days are deleted."""
+    return services.campaign_purge_idempotency_records()

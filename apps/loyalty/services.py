@@ -19,6 +19,7 @@ import re
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +31,7 @@ from django.db.models import F
 from django.utils import timezone
 from prometheus_client import Counter
 
-from apps.analytics.emitter import emit
+from apps.analytics.emitter import emit, emit_with_id, stable_event_id
 from apps.core.api import Conflict, NotFound, PermissionDenied, ServiceError
 from apps.core.idempotency import idempotency_purge, idempotent_call, validate_key
 from apps.core.profiles import profile_write
@@ -245,10 +246,76 @@ def _after_commit(user_id: str, *events: tuple[str, dict[str, Any]]) -> None:
     transaction.on_commit(run)
 
 
-def _tier_change_event(*, before: str, after: str, reason: str) -> tuple[str, dict[str, Any]]:
+_EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def _ledger_events(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
+    """The analytics events a ledger row stands for (an earn's tier change included)."""
+    tier = str(entry.tier_after)
+    details = entry.details or {}
+    if entry.kind == LedgerKind.EARN:
+        events = [("loyalty_earn", {
+            "stars": entry.stars, "tier": tier, "amount": entry.amount_cents / 100, "channel": entry.channel,
+            "extra": {"transaction_id": entry.transaction_id, "earn_rate": format(entry.earn_rate.normalize(), "f")},
+        })]
+        if details.get("tier_changed"):
+            events.append(_tier_change_fields(before=details["tier_before"], after=tier, reason="earn"))
+        return events
+    if entry.kind == LedgerKind.ROLLOVER and details.get("tier_before", tier) != tier:
+        return [_tier_change_fields(before=details["tier_before"], after=tier, reason="period_rollover")]
+    if entry.kind == LedgerKind.REDEEM:
+        return [("loyalty_redeem", {
+            "stars": -entry.stars, "tier": tier, "amount": float(Decimal(details["value"])),
+            "reason": entry.redemption_tier, "extra": {"idempotency_key": entry.idempotency_key},
+        })]
+    if entry.kind == LedgerKind.ADJUST:
+        return [("loyalty_adjust", {"stars": entry.stars, "tier": tier, "reason": entry.reason[:200]})]
+    return []
+
+
+def _written_together(entry: LedgerEntry) -> list[LedgerEntry]:
+    """The ledger rows of the write that made ``entry``: one transaction stamps its rows with one ``now``
+    (a period rollover before an earn or a redeem, then the row itself)."""
+    return list(LedgerEntry.objects.filter(account_id=entry.account_id, created_at=entry.created_at).order_by("pk"))
+
+
+def _after_commit_ledger(user_id: str, entries: list[LedgerEntry]) -> None:
+    """After commit: refresh the bidding profile and emit the rows' events, each with an id derived from its
+    ledger row and the row's time (``emit_with_id``).
+
+    The first call of a write and every replay of it call this: when the COMMIT reached Postgres but the
+    answer was lost (Postgres restarting), Django runs no ``on_commit`` callback, so the first call
+    emitted nothing; the client's retry is answered from the ledger and emits the same events with the
+    same ids. ClickHouse (``ReplacingMergeTree`` by ``event_id``, reports ``FINAL``) keeps one of each."""
+    events = [(event_type, stable_event_id("loyalty.ledger", entry.pk, event_type),
+               (entry.created_at - _EPOCH) // timedelta(microseconds=1), fields)
+              for entry in entries for event_type, fields in _ledger_events(entry)]
+
+    def run() -> None:
+        loyalty_profile_refresh(user_id=user_id)
+        for event_type, event_id, timestamp_us, fields in events:
+            emit_with_id(event_type, event_id=event_id, timestamp_us=timestamp_us, user_id=user_id, **fields)
+
+    transaction.on_commit(run)
+
+
+def _replay_ledger_events(user_id: str, ledger_entry_id: int | None) -> None:
+    """A replayed answer: emit (again) the events of the write it answers for (see ``_after_commit_ledger``)."""
+    entry = LedgerEntry.objects.filter(pk=ledger_entry_id).first() if ledger_entry_id else None
+    if entry is not None:
+        _after_commit_ledger(user_id, _written_together(entry))
+
+
+def _tier_change_fields(*, before: str, after: str, reason: str) -> tuple[str, dict[str, Any]]:
     direction = "up" if rules.tier_rank(after) > rules.tier_rank(before) else "down"
-    TIER_CHANGES.labels(direction).inc()
     return "loyalty_tier_change", {"tier": str(after), "reason": reason, "extra": {"from": str(before), "direction": direction}}
+
+
+def _tier_change_event(*, before: str, after: str, reason: str) -> tuple[str, dict[str, Any]]:
+    """The tier-change event, counted in ``loyalty_tier_changes_total``."""
+    event = _tier_change_fields(before=before, after=after, reason=reason)
+    TIER_CHANGES.labels(event[1]["extra"]["direction"]).inc()
+    return event
 
 
 # --- accounts -----------------------------------------------------------------------------------
@@ -336,6 +403,7 @@ def _earn_replay(entry: LedgerEntry, request: dict[str, Any]) -> EarnResult:
             code="idempotency_conflict",
         )
     EARNS.labels("replayed").inc()
+    _after_commit_ledger(entry.account.user_id, _written_together(entry))
     return EarnResult(
         user_id=entry.account.user_id,
         stars_earned=entry.stars,
@@ -383,10 +451,7 @@ def loyalty_earn(
         if previous is not None:
             return _earn_replay(previous, request)
 
-        events: list[tuple[str, dict[str, Any]]] = []
-        rollover_event = _rollover_locked(account, now=now)
-        if rollover_event:
-            events.append(rollover_event)
+        _rollover_locked(account, now=now)  # its ledger row stands for its event (_after_commit_ledger)
 
         promotions = list(selectors.active_promotions(now=now).values_list("pk", "multiplier"))
         bonuses = list(selectors.active_channel_bonuses(channel=request["channel"], now=now).values_list("pk", "multiplier"))
@@ -415,7 +480,7 @@ def loyalty_earn(
             updates["preferred_channel"] = rules.CANONICAL_CHANNEL[request["channel"]]
         LoyaltyAccount.objects.filter(pk=account.pk).update(**updates)
         new_balance = account.balance + stars
-        LedgerEntry.objects.create(
+        entry = LedgerEntry.objects.create(
             account=account,
             kind=LedgerKind.EARN,
             stars=stars,
@@ -437,13 +502,9 @@ def loyalty_earn(
             },
             created_at=now,
         )
-        events.append(("loyalty_earn", {
-            "stars": stars, "tier": str(tier_after), "amount": request["amount_cents"] / 100,
-            "channel": request["channel"], "extra": {"transaction_id": transaction_id, "earn_rate": str(rate)},
-        }))
         if tier_changed:
-            events.append(_tier_change_event(before=tier_before, after=tier_after, reason="earn"))
-        _after_commit(user_id, *events)
+            _tier_change_event(before=tier_before, after=tier_after, reason="earn")  # counts it
+        _after_commit_ledger(user_id, _written_together(entry))
         transaction.on_commit(lambda: (EARNS.labels("credited").inc(), STARS_EARNED.inc(stars)))
     log.info("loyalty_earned", user_id=user_id, stars=stars, balance=new_balance, tier=str(tier_after),
              transaction_id=transaction_id)
@@ -466,10 +527,7 @@ def _redeem_locked(*, user_id: str, redemption: rules.Redemption, idempotency_ke
     if account is None:
         REDEEM_REFUSED.labels("no_account").inc()
         raise NotFound(f"No loyalty account for user {user_id!r}.", field="user_id")
-    events: list[tuple[str, dict[str, Any]]] = []
-    rollover_event = _rollover_locked(account, now=now)
-    if rollover_event:
-        events.append(rollover_event)
+    _rollover_locked(account, now=now)  # its ledger row stands for its event (_after_commit_ledger)
     if rules.tier_rank(account.tier) < rules.tier_rank(redemption.min_tier):
         REDEEM_REFUSED.labels("tier_too_low").inc()
         raise ServiceError(
@@ -501,11 +559,7 @@ def _redeem_locked(*, user_id: str, redemption: rules.Redemption, idempotency_ke
         details={"value": str(redemption.value)},
         created_at=now,
     )
-    events.append(("loyalty_redeem", {
-        "stars": redemption.stars, "tier": str(account.tier), "amount": float(redemption.value),
-        "reason": redemption.key, "extra": {"idempotency_key": idempotency_key},
-    }))
-    _after_commit(user_id, *events)
+    _after_commit_ledger(user_id, _written_together(entry))
     transaction.on_commit(lambda: (REDEMPTIONS.labels(redemption.key).inc(), STARS_REDEEMED.inc(redemption.stars)))
     log.info("loyalty_redeemed", user_id=user_id, redemption_tier=redemption.key, stars=redemption.stars,
              balance=new_balance)
@@ -539,6 +593,8 @@ def loyalty_redeem(*, user_id: str, redemption_tier: str, idempotency_key: str) 
         payload={"user_id": user_id, "redemption_tier": redemption.key},
         run=lambda: _redeem_locked(user_id=user_id, redemption=redemption, idempotency_key=key).as_json(),
     )
+    if outcome.replayed:
+        _replay_ledger_events(user_id, outcome.body.get("ledger_entry_id"))
     return RedeemResult.from_json(outcome.body, replayed=outcome.replayed)
 
 
@@ -560,7 +616,7 @@ def _adjust_locked(*, user_id: str, stars: int, reason: str, actor, idempotency_
         idempotency_key=idempotency_key, tier_after=account.tier, reason=reason,
         actor=actor if getattr(actor, "pk", None) else None, created_at=now,
     )
-    _after_commit(user_id, ("loyalty_adjust", {"stars": stars, "tier": str(account.tier), "reason": reason[:200]}))
+    _after_commit_ledger(user_id, [entry])
     log.info("loyalty_adjusted", user_id=user_id, stars=stars, balance=new_balance,
              actor=getattr(actor, "username", None), reason=reason)
     return asdict(AdjustResult(user_id=user_id, stars=stars, new_balance=new_balance, ledger_entry_id=entry.pk))
@@ -592,6 +648,8 @@ def loyalty_adjust(*, user_id: str, stars: int, reason: str, actor=None, idempot
         outcome = idempotent_call(
             scope="loyalty.adjust", key=key, payload={"user_id": user_id, "stars": stars, "reason": reason}, run=run
         )
+        if outcome.replayed:
+            _replay_ledger_events(user_id, outcome.body.get("ledger_entry_id"))
         return AdjustResult(**{**outcome.body, "replayed": outcome.replayed})
     with transaction.atomic():
         return AdjustResult(**run())

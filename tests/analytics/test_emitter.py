@@ -108,6 +108,24 @@ def test_event_ids_are_uuid4_hex():
     assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).hex == i for i in ids)
 
 
+def test_emit_with_id_keeps_the_callers_id_and_time(stream):
+    event_id = emitter_mod.stable_event_id("loyalty.ledger", 42, "loyalty_earn")
+    assert event_id == emitter_mod.stable_event_id("loyalty.ledger", 42, "loyalty_earn") != \
+        emitter_mod.stable_event_id("loyalty.ledger", 43, "loyalty_earn")
+    em = emitter_mod.Emitter(stream=stream, autostart=False)
+    for _ in range(2):  # a first emission and a retry's
+        em.emit_with_id("loyalty_earn", event_id=event_id, timestamp_us=1_700_000_000_123_456, user_id="u", stars=5)
+    assert em.flush(timeout=5)
+    rows = _rows(redis_store.client(), stream)
+    assert [tuple(r[:4]) for r in rows] == [(event_id, "loyalty_earn", 1_700_000_000, 123_456)] * 2
+    with pytest.raises(TypeError):
+        em.emit_with_id("loyalty_earn", event_id="short", timestamp_us=1)
+    with pytest.raises(TypeError):
+        em.emit_with_id("loyalty_earn", event_id=event_id, timestamp_us=1.5)
+    with pytest.raises(ValueError):
+        em.emit_with_id("nope", event_id=event_id, timestamp_us=1)
+
+
 def test_full_buffer_never_blocks_and_counts_overflow():
     # Redis unreachable and a tiny buffer: emit must still return at once
     em = emitter_mod.Emitter(redis_url=f"redis://127.0.0.1:{_free_port()}/0", capacity=1000, interval=0.01)

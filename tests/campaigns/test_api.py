@@ -169,6 +169,53 @@ def test_unknown_campaign_is_404(as_marketer):
     assert as_marketer.post("/v1/campaigns/999999/submit/", {}, format="json").status_code == 404
 
 
+# --- idempotent create ---------------------------------------------------------------------------
+
+def test_create_with_an_idempotency_key_creates_once(as_marketer, marketer):
+    body = payload(name="Retried")
+    first = as_marketer.post("/v1/campaigns/", body, format="json", HTTP_IDEMPOTENCY_KEY="create-1")
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first
+    # the client lost the answer and retries: the same campaign, not a second one
+    retry = as_marketer.post("/v1/campaigns/", body, format="json", HTTP_IDEMPOTENCY_KEY="create-1")
+    assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
+    assert retry.json()["id"] == first.json()["id"]
+    assert Campaign.objects.filter(name="Retried").count() == 1
+    assert CampaignTransition.objects.filter(campaign_id=first.json()["id"], action="create").count() == 1
+    # the same key with another body is refused, and nothing is created
+    other = as_marketer.post("/v1/campaigns/", payload(name="Other"), format="json", HTTP_IDEMPOTENCY_KEY="create-1")
+    assert other.status_code == 409
+    assert other.json()["error"] == "idempotency_conflict" and other.json()["field"] == "Idempotency-Key"
+    assert not Campaign.objects.filter(name="Other").exists()
+    # a new key is a new campaign; no key keeps the old behaviour (every call creates)
+    assert as_marketer.post("/v1/campaigns/", body, format="json", HTTP_IDEMPOTENCY_KEY="create-2").json()["id"] \
+        != first.json()["id"]
+    as_marketer.post("/v1/campaigns/", body, format="json")
+    assert Campaign.objects.filter(name="Retried").count() == 3
+
+
+def test_create_idempotency_keys_belong_to_the_user(as_marketer):
+    other = client_for(make_user("Marketer", username="marketer-2"))
+    mine = as_marketer.post("/v1/campaigns/", payload(name="Mine"), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    theirs = other.post("/v1/campaigns/", payload(name="Theirs"), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert mine.status_code == theirs.status_code == 201 and mine.json()["id"] != theirs.json()["id"]
+
+
+def test_a_refused_create_is_refused_again_on_retry(as_marketer):
+    bad = payload(max_impressions_per_hour=60, max_impressions_per_day=10)  # refused by the service
+    first = as_marketer.post("/v1/campaigns/", bad, format="json", HTTP_IDEMPOTENCY_KEY="bad-1")
+    assert first.status_code == 400 and first.json()["field"] == "max_impressions_per_day", first.json()
+    retry = as_marketer.post("/v1/campaigns/", bad, format="json", HTTP_IDEMPOTENCY_KEY="bad-1")
+    assert retry.status_code == 400 and retry.json() == first.json()
+    assert not Campaign.objects.exists()
+
+
+@pytest.mark.parametrize("key", ["", "   ", "k" * 256, "clé"])
+def test_an_unusable_idempotency_key_is_a_400(as_marketer, key):
+    response = as_marketer.post("/v1/campaigns/", payload(), format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert response.status_code == 400 and response.json()["field"] == "Idempotency-Key", response.json()
+    assert not Campaign.objects.exists()
+
+
 # --- happy paths ---------------------------------------------------------------------------------
 
 def test_create_read_update(as_marketer, marketer):

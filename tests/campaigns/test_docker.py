@@ -79,6 +79,7 @@ def test_haproxy_declares_the_rate_limits_and_health_checks():
     cfg = (DOCKER / "haproxy.cfg").read_text()
     assert "stick-table type ip size 1m expire 60s store http_req_rate(10s)" in cfg
     assert "track-sc1 req.hdr(X-Exchange-Key) table exchange_rate if is_bid has_exchange_key" in cfg
+    assert "sc-inc-gpc(0,1) if is_bid has_exchange_key" in cfg  # admitted requests only count against a key
     assert "http-server-close" not in cfg and "http-reuse safe" in cfg
     assert cfg.count("balance leastconn") == 2
     assert cfg.count("http-check send meth GET uri /ready") == 2

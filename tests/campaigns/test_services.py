@@ -566,9 +566,25 @@ def test_beat_schedule_is_declared():
 
     for name, entry in BEAT_SCHEDULE.items():
         assert entry["task"] in app.tasks, name
-        assert 10 <= entry["schedule"] <= 30
+        # the due scans every 10-30 s; the purge of stored create answers hourly
+        assert 10 <= entry["schedule"] <= 30 or name == "campaigns-purge-idempotency-records"
         assert entry["options"]["expires"] < entry["schedule"]
         assert app.conf.beat_schedule[name] == entry
+
+
+def test_purge_deletes_only_old_campaign_create_answers(marketer):
+    from apps.campaigns.tasks import campaigns_purge_idempotency_records
+    from apps.core.models import IdempotencyRecord
+
+    body = {"name": "K", "advertiser": "A", "budget": Decimal("10"), "channels": ["display"],
+            "start_at": timezone.now() + timedelta(days=1), "end_at": timezone.now() + timedelta(days=2)}
+    services.campaign_create_once(actor=marketer, idempotency_key="old", **body)
+    services.campaign_create_once(actor=marketer, idempotency_key="new", **body)
+    IdempotencyRecord.objects.create(scope="loyalty.redeem", key="old", fingerprint="f", response_status=200)
+    IdempotencyRecord.objects.filter(key="old").update(created_at=timezone.now() - timedelta(days=8))
+    assert campaigns_purge_idempotency_records() == 1
+    assert sorted(IdempotencyRecord.objects.values_list("scope", "key")) == [
+        (f"campaigns.create.{marketer.pk}", "new"), ("loyalty.redeem", "old")]
 
 
 # --- selectors, snapshot hook ----------------------------------------------------------------------

@@ -116,15 +116,21 @@ def test_profile_change_is_announced_for_l1_invalidation(redis_client, django_ca
 
 
 @pytest.mark.django_db
-def test_refused_redeem_and_replayed_earn_write_no_profile(redis_client, django_capture_on_commit_callbacks):
+def test_refused_redeem_writes_no_profile_and_a_replayed_earn_writes_it_again(redis_client,
+                                                                              django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         services.loyalty_earn(user_id="u-none", amount_cents=100, channel="web", transaction_id="t")
     redis_client.delete(profile_key("u-none"))
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        services.loyalty_earn(user_id="u-none", amount_cents=100, channel="web", transaction_id="t")
         with pytest.raises(services.ServiceError):
             services.loyalty_redeem(user_id="u-none", redemption_tier="merchandise", idempotency_key="k")
     assert callbacks == [] and profile_read(user_id="u-none") is None
+    # A replay does the first call's after-commit work again: when that call's answer was lost with its
+    # COMMIT (Postgres restarting), Django never ran it, and the retry is the only chance.
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        replay = services.loyalty_earn(user_id="u-none", amount_cents=100, channel="web", transaction_id="t")
+    assert replay.replayed and replay.new_balance == 1 and len(callbacks) == 1
+    assert profile_read(user_id="u-none")["loyalty_tier"] == "green"
 
 
 @pytest.mark.django_db

@@ -3,7 +3,8 @@
 Views only translate HTTP to service calls; the services make the same checks for the admin."""
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -11,6 +12,7 @@ from rest_framework.response import Response
 from apps.campaigns import selectors, services
 from apps.core.api import ServiceError
 from apps.core.filters import filter_params
+from apps.core.idempotency import KEY_HEADER
 from apps.core.roles import IsApprover, IsMarketer, IsStaffRole
 
 from .serializers import (
@@ -38,6 +40,14 @@ WRONG_STATE = OpenApiResponse(description="Not allowed in the campaign's current
 VOTE_REFUSED = OpenApiResponse(description="Wrong role, or a self-approval (`self_approval`)")
 VOTE_CONFLICT = OpenApiResponse(description="Not in review (`field: status`), or already voted this round (`already_voted`)")
 READ = {404: NO_CAMPAIGN}
+REPLAYED_HEADER = "Idempotent-Replayed"
+IDEMPOTENCY_KEY = OpenApiParameter(
+    KEY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="Optional, a unique key per campaign (e.g. a UUID): a retry with the same key and body returns "
+                "the campaign the first request created (header `Idempotent-Replayed: true`) instead of "
+                "creating another; the same key with a different body is a 409. Keys are per user, kept 7 days.",
+)
+IDEMPOTENCY_CONFLICT = OpenApiResponse(description="The Idempotency-Key was used with a different body (`idempotency_conflict`)")
 WRITE = {400: BAD_INPUT, 404: NO_CAMPAIGN, 409: WRONG_STATE}
 
 
@@ -66,7 +76,9 @@ def _transition_schema(summary: str, *, reason_required: bool = False, role: str
     list=extend_schema(tags=["campaigns"], summary="List campaigns", parameters=[CampaignFilters],
                        responses={200: CampaignSerializer(many=True)}),
     retrieve=extend_schema(tags=["campaigns"], summary="Read a campaign (with its offers)", responses={200: CampaignSerializer, **READ}),
-    create=extend_schema(tags=["campaigns"], summary="Create a draft campaign (Marketer)", responses={201: CampaignSerializer, 400: BAD_INPUT}),
+    create=extend_schema(tags=["campaigns"], summary="Create a draft campaign (Marketer)",
+                         parameters=[IDEMPOTENCY_KEY],
+                         responses={201: CampaignSerializer, 400: BAD_INPUT, 409: IDEMPOTENCY_CONFLICT}),
     update=extend_schema(tags=["campaigns"], summary="Replace a campaign's editable fields (Marketer)", responses={200: CampaignSerializer, **WRITE}),
     partial_update=extend_schema(tags=["campaigns"], summary="Change some fields (Marketer)",
                                  description="Which fields may change depends on the state; an edit while in review voids the votes so far.",
@@ -108,8 +120,16 @@ class CampaignViewSet(viewsets.GenericViewSet):
     def create(self, request):
         serializer = CampaignSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        campaign = _service(services.campaign_create, actor=request.user, **serializer.validated_data)
-        return self._respond(campaign, status.HTTP_201_CREATED)
+        key = request.headers.get(KEY_HEADER)
+        if key is None:
+            campaign = _service(services.campaign_create, actor=request.user, **serializer.validated_data)
+            return self._respond(campaign, status.HTTP_201_CREATED)
+        campaign, replayed = _service(services.campaign_create_once, actor=request.user, idempotency_key=key,
+                                      **serializer.validated_data)
+        response = self._respond(campaign, status.HTTP_201_CREATED)
+        if replayed:
+            response[REPLAYED_HEADER] = "true"
+        return response
 
     def update(self, request, pk=None):
         return self._update(request, partial=False)
