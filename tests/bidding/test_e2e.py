@@ -361,14 +361,6 @@ def _mismatches(expected, got: list[tuple[str, str | None]]) -> list[str]:
     return out
 
 
-def test_the_corpus_verdicts_are_what_the_cases_expect(expected):
-    """The entries are held to the decoder's verdicts; the corpus says which cases those must refuse."""
-    wrong = [f"{case.name}: {want}" for case, want in zip(CORPUS, expected)
-             if (case.expect == "bad" and want[0] == "ok") or (case.error and want[0] != case.error)]
-    assert not wrong, wrong[:20]
-    assert sum(want[0] != "ok" for want in expected) > len(CORPUS) // 2  # mostly refusals, some bids
-
-
 async def _gather(call, bodies):
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
