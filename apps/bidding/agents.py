@@ -57,15 +57,14 @@ class BidAgents:
             return
         try:
             request = openrtb.decode_request(msg.data, max_bytes=cfg.max_body_bytes)
+            outcome = await self.bidder.processor.process(request, started=started, exchange=exchange)
         except openrtb.InvalidRequest as exc:
             metrics.INVALID.labels("nats").inc()
             body, headers = _error_reply(400, exc.error, exc.detail)
             await nc.publish(msg.reply, body, headers=headers)
             return
-        try:
-            outcome = await self.bidder.processor.process(request, started=started, exchange=exchange)
         except Exception:  # noqa: BLE001 - a bug: answer so the requester does not wait for its timeout
-            log.exception("bid_agent_failed", request_id=request.id)
+            log.exception("bid_agent_failed", subject=msg.subject)
             body, headers = _error_reply(500, "internal_error", "the bidder failed on this request")
             await nc.publish(msg.reply, body, headers=headers)
             return

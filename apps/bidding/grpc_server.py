@@ -1,8 +1,8 @@
 """The gRPC sidecar: ``BiddingService`` (proto/bidding.proto) over the process's ``BidProcessor``.
 
-``ProcessBid`` answers one request (malformed input → ``INVALID_ARGUMENT``); ``StreamBids`` answers
-a stream in order, flagging malformed messages in the response's ``error`` field without ending the
-stream; ``HealthCheck`` reports SERVING once the model and the offer snapshot are loaded. With
+``ProcessBid`` answers one request (malformed input → ``INVALID_ARGUMENT``, a bug → ``INTERNAL``);
+``StreamBids`` answers a stream in order, one response per message, flagging a malformed message (or
+one the bidder failed on) in the response's ``error`` field without ending the stream; ``HealthCheck`` reports SERVING once the model and the offer snapshot are loaded. With
 ``BID_EXCHANGE_KEYS`` set, calls need the ``x-exchange-key`` metadata (else ``UNAUTHENTICATED``).
 """
 from __future__ import annotations
@@ -27,6 +27,14 @@ def _exchange_key(context) -> str | None:
         if item.key == "x-exchange-key":
             return item.value if isinstance(item.value, str) else item.value.decode("latin-1")
     return None
+
+
+INTERNAL_ERROR = "internal_error"
+
+
+def _stream_error(started: float, error: str) -> bidding_pb2.BidResponseProto:
+    """A StreamBids item that could not be answered: ``error`` set, empty ``openrtb_json`` (proto)."""
+    return bidding_pb2.BidResponseProto(processing_time_us=int((_perf() - started) * 1e6), no_bid=True, error=error)
 
 
 class BiddingServicer(bidding_pb2_grpc.BiddingServiceServicer):
@@ -54,6 +62,9 @@ class BiddingServicer(bidding_pb2_grpc.BiddingServiceServicer):
         except openrtb.InvalidRequest as exc:
             metrics.INVALID.labels("grpc").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{exc.error}: {exc.detail}")
+        except Exception:  # noqa: BLE001 - a bug, not bad input: log it and answer INTERNAL, not UNKNOWN
+            log.exception("grpc_bid_failed")
+            await context.abort(grpc.StatusCode.INTERNAL, f"{INTERNAL_ERROR}: the bidder failed on this request")
 
     async def StreamBids(self, request_iterator, context):  # noqa: N802
         exchange = await self._authenticate(context)
@@ -63,8 +74,10 @@ class BiddingServicer(bidding_pb2_grpc.BiddingServiceServicer):
                 yield await self._answer(request.openrtb_json, exchange, started)
             except openrtb.InvalidRequest as exc:
                 metrics.INVALID.labels("grpc").inc()
-                yield bidding_pb2.BidResponseProto(processing_time_us=int((_perf() - started) * 1e6), no_bid=True,
-                                                   error=f"{exc.error}: {exc.detail}")
+                yield _stream_error(started, f"{exc.error}: {exc.detail}")
+            except Exception:  # noqa: BLE001 - one request's failure must not end everyone's stream (proto)
+                log.exception("grpc_stream_bid_failed")
+                yield _stream_error(started, f"{INTERNAL_ERROR}: the bidder failed on this request")
 
     async def HealthCheck(self, request, context):  # noqa: N802
         status = self.bidder.status()

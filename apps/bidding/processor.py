@@ -419,7 +419,8 @@ def _request_segments(data) -> set[int]:
             continue
         for seg in item.segment:
             sid = seg.id
-            if sid and sid.isdigit() and len(sid) <= 18:
+            # isascii first: str.isdigit() also accepts digits int() refuses ("²", "①"); those ids are not ours
+            if sid and sid.isascii() and sid.isdigit() and len(sid) <= 18:
                 out.add(int(sid))
                 if len(out) >= MAX_REQUEST_SEGMENTS:
                     return out

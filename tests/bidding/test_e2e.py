@@ -22,11 +22,13 @@ import nats
 import pytest
 import redis
 
+from apps.bidding import openrtb
 from apps.bidding.grpc_gen import bidding_pb2, bidding_pb2_grpc
 from apps.bidding.snapshot import next_version, publish_snapshot
 from apps.core.profiles import profile_write
 from apps.inference.services import model_publish
 from config import env
+from tests.bidding import fuzz
 from tests.bidding.helpers import golden_weights
 from tests.bidding.test_http import BANNER, EXAMPLES, VALIDATOR, rows_for_examples
 
@@ -44,10 +46,11 @@ def free_port() -> int:
 class Proc:
     """A subprocess whose output is collected by a thread (so its pipe never fills)."""
 
-    def __init__(self, name: str, args: list[str], env_vars: dict[str, str]):
+    def __init__(self, name: str, args: list[str], env_vars: dict[str, str], *, module: str | None = None):
         self.name = name
         self.lines: list[str] = []
-        self.popen = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env_vars,
+        command = [sys.executable, "-m", module, *args] if module else [sys.executable, "manage.py", *args]
+        self.popen = subprocess.Popen(command, cwd=ROOT, env=env_vars,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -123,7 +126,7 @@ def stack(tmp_path_factory):
             assert time.monotonic() < deadline, "bid app not ready:\n" + "\n".join(procs["http"].lines[-40:])
             time.sleep(0.1)
         yield {"http": f"http://127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}", "subject": subject,
-               "models": models, "redis": client, "procs": procs}
+               "models": models, "redis": client, "procs": procs, "env": env_vars}
     finally:
         for proc in procs.values():
             proc.stop()
@@ -326,6 +329,156 @@ def test_win_notice_from_the_bid_app_counts_once(stack):
     assert httpx.get(nurl).json()["status"] == "duplicate"
     assert int(stack["redis"].get("spend:pending:1")) >= 900
     assert stack["redis"].zcard("freq:winner") == 1
+
+
+# --- the fuzz corpus over every entry (issue 16 defect 2): never a 5xx, a dropped stream or a missing reply ---
+
+CORPUS = fuzz.corpus()
+CONCURRENCY = 8
+
+
+def _expected(body: bytes) -> tuple[str, str]:
+    """What every entry must answer: ("ok", request id) for a request the decoder accepts, else its
+    (error code, detail) — the same decoder runs in every entry, so the same words come back."""
+    try:
+        return "ok", openrtb.decode_request(body).id
+    except openrtb.InvalidRequest as exc:
+        return exc.error, exc.detail
+
+
+@pytest.fixture(scope="module")
+def expected() -> list[tuple[str, str]]:
+    return [_expected(case.body) for case in CORPUS]
+
+
+def _mismatches(expected, got: list[tuple[str, str | None]]) -> list[str]:
+    """Cases whose answer differs from the decoder's verdict (an "ok" answer without an id, a 204,
+    matches any accepted request)."""
+    out = []
+    for case, want, have in zip(CORPUS, expected, got, strict=True):
+        if have[0] != want[0] or (have[1] is not None and have[1] != want[1]):
+            out.append(f"{case.name}: expected {want[0]} {want[1]!r:.120}, got {have[0]} {have[1]!r:.200}")
+    return out
+
+
+async def _gather(call, bodies):
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(body):
+        async with semaphore:
+            return await call(body)
+
+    return await asyncio.gather(*(one(body) for body in bodies))
+
+
+async def _http_answer(client: httpx.AsyncClient, url: str, body: bytes) -> tuple[str, str | None]:
+    r = await client.post(url, content=body)
+    if r.status_code == 400:
+        error = r.json()
+        assert set(error) == {"error", "detail"} and error["detail"], error
+        return error["error"], error["detail"]
+    if r.status_code == 204 and r.content == b"":
+        return "ok", None
+    if r.status_code == 200:
+        VALIDATOR.validate(r.json())
+        return "ok", r.json()["id"]
+    return f"HTTP {r.status_code}", r.text[:200]
+
+
+@pytest.fixture(scope="module")
+def web(stack):
+    """The web process (``uvicorn config.asgi:application``, as the Procfile runs it), which mounts /v1/bid."""
+    port = free_port()
+    proc = Proc("web", ["config.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+                stack["env"], module="uvicorn")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:  # the bid app starts on the web process's first bid request
+            try:
+                if httpx.post(f"{base}/v1/bid", content=BANNER, timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "web process not answering bids:\n" + "\n".join(proc.lines[-40:])
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("process", ["bid", "web"])
+async def test_fuzz_corpus_over_http_gets_only_200_204_or_a_400_naming_the_problem(stack, expected, web, process):
+    url = f"{stack['http'] if process == 'bid' else web}/v1/bid"
+    async with httpx.AsyncClient(timeout=10) as client:
+        got = await _gather(lambda body: _http_answer(client, url, body), [case.body for case in CORPUS])
+    wrong = _mismatches(expected, got)
+    assert not wrong, f"{len(wrong)} of {len(CORPUS)}:\n" + "\n".join(wrong[:20])
+
+
+async def test_fuzz_corpus_over_grpc_unary_gets_ok_or_invalid_argument(stack, expected):
+    async def answer(stub, body):
+        try:
+            reply = await stub.ProcessBid(bidding_pb2.BidRequestProto(openrtb_json=body), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                return f"gRPC {exc.code().name}", exc.details()
+            code, _, detail = exc.details().partition(": ")
+            return code, detail
+        return "ok", json.loads(reply.openrtb_json)["id"]
+
+    async with grpc.aio.insecure_channel(stack["grpc"]) as channel:
+        stub = bidding_pb2_grpc.BiddingServiceStub(channel)
+        got = await _gather(lambda body: answer(stub, body), [case.body for case in CORPUS])
+    wrong = _mismatches(expected, got)
+    assert not wrong, f"{len(wrong)} of {len(CORPUS)}:\n" + "\n".join(wrong[:20])
+
+
+async def test_fuzz_corpus_on_one_grpc_stream_answers_every_item_in_order(stack, expected):
+    bodies = [case.body for case in CORPUS] + [BANNER]  # the stream is still serving after all of them
+    async with grpc.aio.insecure_channel(stack["grpc"]) as channel:
+        stub = bidding_pb2_grpc.BiddingServiceStub(channel)
+        replies = [r async for r in stub.StreamBids(iter(bidding_pb2.BidRequestProto(openrtb_json=b) for b in bodies),
+                                                    timeout=60)]
+    assert len(replies) == len(bodies), f"the stream ended after {len(replies)} of {len(bodies)} requests"
+    last = replies.pop()
+    assert not last.error and not last.no_bid and json.loads(last.openrtb_json)["id"] == "r1"
+    got = []
+    for reply in replies:
+        if reply.error:
+            assert reply.no_bid and not reply.openrtb_json  # the proto's promise for a malformed message
+            code, _, detail = reply.error.partition(": ")
+            got.append((code, detail))
+        else:
+            got.append(("ok", json.loads(reply.openrtb_json)["id"]))
+    wrong = _mismatches(expected, got)
+    assert not wrong, f"{len(wrong)} of {len(CORPUS)}:\n" + "\n".join(wrong[:20])
+
+
+async def test_fuzz_corpus_over_nats_gets_a_reply_to_every_request(stack, expected):
+    nc = await nats.connect(env.env_str("NATS_URL", env.NATS_URL))
+
+    async def answer(body):
+        try:
+            msg = await nc.request(stack["subject"], body, timeout=10)
+        except nats.errors.TimeoutError:
+            return "no reply", None
+        status = (msg.headers or {}).get("Nats-Service-Error-Code")
+        parsed = json.loads(msg.data)
+        if status is not None:
+            if status != "400":
+                return f"NATS {status}", msg.data.decode()
+            assert set(parsed) == {"error", "detail"} and msg.headers["Nats-Service-Error"].startswith(parsed["error"])
+            return parsed["error"], parsed["detail"]
+        VALIDATOR.validate(parsed)
+        return "ok", parsed["id"]
+
+    try:
+        got = await _gather(answer, [case.body for case in CORPUS])
+    finally:
+        await nc.close()
+    wrong = _mismatches(expected, got)
+    assert not wrong, f"{len(wrong)} of {len(CORPUS)}:\n" + "\n".join(wrong[:20])
 
 
 def test_a_dead_worker_is_replaced_and_bids_keep_flowing(stack):

@@ -19,6 +19,7 @@ from apps.bidding.bidder import Bidder
 from apps.bidding.snapshot import next_version, publish_snapshot
 from apps.bidding.tokens import WinToken, win_token
 from apps.core.profiles import profile_write
+from tests.bidding import fuzz
 from tests.bidding.helpers import SECRET, bid_config, expected_price, golden_runtime, make_row
 
 HERE = Path(__file__).parent
@@ -288,11 +289,30 @@ async def test_known_profile_through_http(client, redis_client):
 
 # --- property-based: generated and mutated requests only ever get 200, 204 or 400 -------------------
 
+# A leaf that stands for a deeply nested value: json.dumps cannot nest 1,000 levels (it recurses too),
+# so the encoded documents get the deep JSON spliced in where this string is (``encoded``).
+DEEP_LEAF = "\u0000deep\u0000"
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20)
+    | st.just(DEEP_LEAF),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
+# deep enough for any real request, then past the decoder's limit of ~1,000 levels, up to 64 KiB of brackets
+deep_json = st.builds(lambda depth, kind, leaf: fuzz.nest(depth, kind=kind, leaf=leaf),
+                      st.integers(1, 100) | st.integers(900, 2_000) | st.integers(2_000, 10_000),
+                      st.sampled_from(["array", "object", "mixed"]), st.sampled_from([b"1", b"null", b'"x"', b"{}"]))
+
+
+@st.composite
+def encoded(draw, documents):
+    """A document from ``documents`` as JSON bytes, each ``DEEP_LEAF`` replaced by a deep value."""
+    body = json.dumps(draw(documents)).encode()
+    marker = json.dumps(DEEP_LEAF).encode()
+    while marker in body:
+        body = body.replace(marker, draw(deep_json), 1)
+    return body
+
 dims = st.one_of(st.integers(-10, 20_000), st.none(), st.text(max_size=3), st.floats(allow_nan=False))
 banners = st.fixed_dictionaries({}, optional={
     "w": dims, "h": dims, "format": st.lists(st.fixed_dictionaries({}, optional={"w": dims, "h": dims}), max_size=3),
@@ -387,13 +407,13 @@ def _check(loop, app, body: bytes) -> None:
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
-@given(body=requests_.map(lambda d: json.dumps(d).encode()) | json_values.map(lambda v: json.dumps(v).encode()))
+@given(body=encoded(requests_) | encoded(json_values))
 def test_generated_requests_get_only_200_204_or_400(sync_app, body):
     _check(*sync_app, body)
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
-@given(body=mutated_examples() | st.binary(max_size=200))
+@given(body=mutated_examples() | st.binary(max_size=200) | deep_json)
 def test_mutated_requests_get_only_200_204_or_400(sync_app, body):
     _check(*sync_app, body)

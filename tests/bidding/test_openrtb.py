@@ -75,6 +75,21 @@ def test_malformed_requests_name_the_problem(body, error, fragment):
     assert set(info.value.as_dict()) == {"error", "detail"}
 
 
+@pytest.mark.parametrize("opener, closer", [(b"[", b"]"), (b'{"a":', b"}")])
+def test_json_nested_past_the_decoders_limit_is_invalid_json_not_a_recursion_error(opener, closer):
+    # The case: 1,000 levels in a 2 KB body, in a field we do not even read.
+    body = b'{"id":"r","imp":[{"id":"1"}],"ext":' + opener * 1000 + b"1" + closer * 1000 + b"}"
+    assert len(body) < 7_000
+    with pytest.raises(InvalidRequest) as info:
+        decode_request(body)
+    assert info.value.error == "invalid_json" and "nested too deeply" in info.value.detail
+
+
+def test_json_nested_deeper_than_any_request_but_inside_the_limit_is_accepted():
+    body = b'{"id":"r","imp":[{"id":"1"}],"ext":' + b"[" * 200 + b"]" * 200 + b"}"
+    assert decode_request(body).id == "r"
+
+
 def test_body_over_the_limit_is_refused_before_parsing():
     body = b'{"id":"r","imp":[{"id":"1"}],"pad":"' + b"x" * 70_000 + b'"}'
     with pytest.raises(InvalidRequest) as info:

@@ -195,6 +195,11 @@ async def test_one_offer_wins_at_most_one_impression(make_processor):
     ({"device_types": ["mobile"]}, {"devicetype": None, "device": {"ua": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile"}}, True),
     ({"segments": [42]}, {}, False),
     ({"segments": [42]}, {"user": {"id": "user-1", "data": [{"segment": [{"id": "42"}]}]}}, True),
+    # Digits that are not ASCII are not our segment ids: "²" and "①" pass str.isdigit() but int() refuses
+    # them (it answered 500), and int("٤٢") would be 42.
+    ({"segments": [42]}, {"user": {"id": "user-1", "data": [{"segment": [{"id": "\u00b2"}, {"id": "\u2460"},
+                                                                          {"id": "42"}]}]}}, True),
+    ({"segments": [42]}, {"user": {"id": "user-1", "data": [{"segment": [{"id": "\u0664\u0662"}]}]}}, False),
 ])
 async def test_targeting(make_processor, targeting, request_kwargs, bids):
     processor = make_processor([make_row(offer_id=81, **targeting)])

@@ -62,8 +62,8 @@ class BiddingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamBids(self, request_iterator, context):
-        """Many requests on one stream, one response each, in order. A malformed message does not end the
-        stream: its response has `error` set (and an empty openrtb_json).
+        """Many requests on one stream, one response each, in order. A malformed message (or one the bidder
+        failed on) does not end the stream: its response has `error` set (and an empty openrtb_json).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
