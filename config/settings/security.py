@@ -64,7 +64,10 @@ def _lockout_parameters(raw: str) -> list:
 # `username` (where locking a known account out on purpose is the bigger worry) still locks the pair.
 AXES_LOCKOUT_PARAMETERS = _lockout_parameters(
     env.env_str("STAFF_LOGIN_LOCKOUT_BY", "username+ip_address,username,ip_address"))
-AXES_RESET_ON_SUCCESS = True
+# A success does not wipe the failures: the reset deletes every attempt from the address too, so a
+# guesser holding any working account could log in with it after each few guesses at another one and
+# never reach the limit. Failures expire a cool-off after the last one instead.
+AXES_RESET_ON_SUCCESS = False
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 # The address and the username axes counts are the ones our audit trail records (apps.core.auth).
