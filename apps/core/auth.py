@@ -22,6 +22,7 @@ from base64 import b32encode
 
 import structlog
 from asgiref.sync import iscoroutinefunction, sync_to_async
+from axes.backends import AxesStandaloneBackend
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -52,6 +53,18 @@ SETUP_PATH = "/admin/two-factor/"
 
 
 # --- what axes counts ----------------------------------------------------------------------------
+class LockoutBackend(AxesStandaloneBackend):
+    """axes' lockout check for every authenticate() that comes with a request (the admin login form;
+    DRF's authentication classes pass theirs too). A call without one is not from the network — a
+    management command, a shell, a test checking a password — and has no address to count: it is
+    let through to the password check instead of failing as axes would."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
 def client_ip(request) -> str | None:
     """The client's address: the socket peer, which behind HAProxy is the address HAProxy put in
     X-Forwarded-For (uvicorn --proxy-headers; HAProxy replaces a client's own header)."""
@@ -173,6 +186,19 @@ def code_throttled(device) -> bool:
     """True while django-otp's back-off after wrong codes (1 s, 2 s, 4 s, ...) refuses any code."""
     allowed, _ = device.verify_is_allowed()
     return not allowed
+
+
+def session_meets_two_factor(user, session) -> bool:
+    """For code outside Django's middleware (the live-stats websocket): False when the user's role
+    requires two-factor and ``session`` was not verified with one of the user's confirmed devices."""
+    if not two_factor_required(user):
+        return True
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.models import Device
+
+    persistent_id = session.get(DEVICE_ID_SESSION_KEY) if session is not None else None
+    device = Device.from_persistent_id(persistent_id) if persistent_id else None
+    return device is not None and device.user_id == user.pk and device.confirmed
 
 
 def verify_code(user, device, token: str):

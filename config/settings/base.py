@@ -55,7 +55,7 @@ MIDDLEWARE = [
 # axes refuses an authenticate() for a locked-out account or address before any password is checked;
 # it authenticates nobody itself. DRF token authentication never calls authenticate().
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "apps.core.auth.LockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 

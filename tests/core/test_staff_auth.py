@@ -294,3 +294,19 @@ def test_the_admin_lists_the_audit_trail_to_admins_only(client, admin_account, a
     assert page.status_code == 200 and "approver" in page.content.decode()
     client.force_login(approver)
     assert client.get("/admin/core/authaudit/").status_code == 403
+
+
+def test_the_live_websocket_applies_the_same_two_factor_rule(approver, settings):
+    # The websocket skips Django's middleware; apps.analytics.consumers checks the session itself.
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from apps.analytics.consumers import _allowed
+
+    settings.STAFF_2FA_REQUIRED = True
+    assert not _allowed(approver, {})
+    device = enrolled(approver)
+    assert _allowed(approver, {DEVICE_ID_SESSION_KEY: device.persistent_id})
+    other = enrolled(make_user(Role.APPROVER, username="someone-else"))
+    assert not _allowed(approver, {DEVICE_ID_SESSION_KEY: other.persistent_id})
+    settings.STAFF_2FA_REQUIRED = False
+    assert _allowed(approver, {})
