@@ -259,8 +259,12 @@ def _two_factor_refusal(request, user):
     if not two_factor_required(user) or user.is_verified():
         return None
     path = request.path
-    logout_path = reverse("admin:logout")
-    if path.startswith(SETUP_PATH) or path == logout_path or path.startswith(_EXEMPT_PREFIXES):
+    if (path.startswith(SETUP_PATH) or path in (reverse("admin:logout"), reverse("admin:login"))
+            or path.startswith(_EXEMPT_PREFIXES)):
+        return None
+    if path.startswith("/v1/") and request.META.get("HTTP_AUTHORIZATION", "").split(" ")[0].lower() == "token":
+        # DRF's TokenAuthentication comes first and answers 401 for a bad token: the session is not
+        # what authenticates this call. (Any other scheme falls through to the session: checked.)
         return None
     has_device = confirmed_device(user) is not None
     if path.startswith("/v1/"):
@@ -273,7 +277,6 @@ def _two_factor_refusal(request, user):
         # log in again with a code.
         logout(request)
         return HttpResponseRedirect(f"{reverse('admin:login')}?{urlencode({REDIRECT_FIELD_NAME: path})}")
-    messages.warning(request, "Your role requires two-factor authentication: set up your authenticator app to continue.")
     return HttpResponseRedirect(f"{SETUP_PATH}?{urlencode({REDIRECT_FIELD_NAME: request.get_full_path()})}")
 
 

@@ -191,6 +191,12 @@ def test_required_two_factor_blocks_an_approver_without_a_device_until_enrolled(
         assert blocked["Location"].startswith("/admin/two-factor/?next=")
     api = client.get("/v1/campaigns/")
     assert api.status_code == 403 and api.json()["error"] == "two_factor_required"
+    # Another authorization scheme does not let the session through; a real API token works as always.
+    assert client.get("/v1/campaigns/", HTTP_AUTHORIZATION="Bearer x").status_code == 403
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=approver)
+    assert client.get("/v1/campaigns/", HTTP_AUTHORIZATION=f"Token {token.key}").status_code == 200
 
     page = client.get("/admin/two-factor/")
     assert page.status_code == 200
