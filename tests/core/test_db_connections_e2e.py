@@ -33,9 +33,7 @@ from django.utils import timezone
 
 from tests.factories import make_user
 
-# serialized_rollback: its flush then skips post_migrate, whose re-created content types would collide with
-# the snapshot the next serialized_rollback test (browser, concurrency) loads.
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 8
