@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.core import auth as core_auth
 from apps.core import views as core_views
 
 urlpatterns = [
     path("live", core_views.live, name="live"),
     path("ready", core_views.ready, name="ready"),
     path("metrics", core_views.metrics, name="metrics"),
+    path("admin/two-factor/", admin.site.admin_view(core_auth.two_factor_setup), name="two-factor-setup"),
     path("admin/", admin.site.urls),
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

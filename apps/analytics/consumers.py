@@ -2,8 +2,9 @@
 consumer pushes bids/s, no-bids/s and p50/p99 latency for the last 60 seconds
 (``selectors.live_stats``) to the page at ``/admin/analytics/dashboard/live/``.
 
-Only signed-in active staff holding the Marketer or Approver role (or Admin) may connect; others are
-closed with code 4403. The session cookie authenticates (``AuthMiddlewareStack`` in config/asgi.py).
+Only signed-in active staff holding the Marketer or Approver role (or Admin) may connect, with a
+session verified by an authenticator code where STAFF_2FA_REQUIRED asks for one; others are closed
+with code 4403. The session cookie authenticates (``AuthMiddlewareStack`` in config/asgi.py).
 """
 from __future__ import annotations
 
@@ -19,11 +20,15 @@ from config import env
 log = structlog.get_logger(__name__)
 
 
-def _allowed(user) -> bool:
+def _allowed(user, session=None) -> bool:
+    from apps.core.auth import session_meets_two_factor
     from apps.core.roles import Role, user_has_role
 
+    # The websocket does not pass through Django's middleware: the staff two-factor rule
+    # (STAFF_2FA_REQUIRED) is checked here as apps.core.auth's middleware checks it for pages.
     return bool(user and user.is_authenticated and user.is_active and user.is_staff
-                and user_has_role(user, Role.MARKETER, Role.APPROVER))
+                and user_has_role(user, Role.MARKETER, Role.APPROVER)
+                and session_meets_two_factor(user, session))
 
 
 def _stats() -> dict:
@@ -42,7 +47,7 @@ class LiveStatsConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = None
 
     async def connect(self) -> None:
-        if not await sync_to_async(_allowed)(self.scope.get("user")):
+        if not await sync_to_async(_allowed)(self.scope.get("user"), self.scope.get("session")):
             await self.close(code=4403)
             return
         await self.accept()

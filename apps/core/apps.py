@@ -5,3 +5,13 @@ class CoreConfig(AppConfig):
     name = "apps.core"
     label = "core"
     verbose_name = "Platform"
+
+    def ready(self) -> None:
+        from django.contrib import admin
+
+        from apps.core import auth
+
+        auth.connect_signals()
+        # The admin's login asks for the authenticator code once a user has enrolled one.
+        admin.site.login_form = auth.StaffAuthenticationForm
+        admin.site.login_template = "admin/staff_login.html"

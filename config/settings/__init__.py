@@ -4,4 +4,5 @@ from .stores import *  # noqa: F401,F403
 from .api import *  # noqa: F401,F403
 from .tasks import *  # noqa: F401,F403
 from .logs import *  # noqa: F401,F403
+from .security import *  # noqa: F401,F403
 from .apps import *  # noqa: F401,F403

@@ -22,6 +22,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "django_fsm",
+    # staff two-factor: TOTP devices (config/settings/security.py)
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     # ours: one vertical slice each
     "apps.core",
     "apps.campaigns",
@@ -31,6 +34,8 @@ INSTALLED_APPS = [
     "apps.suppression",
     "apps.omnichannel",
     "apps.analytics",
+    # staff login lockout (config/settings/security.py, apps.core.auth)
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -39,8 +44,19 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "apps.core.auth.staff_two_factor_middleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last, as axes asks: turns a login refused for lockout into the 429 page
+    "axes.middleware.AxesMiddleware",
+]
+
+# axes refuses an authenticate() for a locked-out account or address before any password is checked;
+# it authenticates nobody itself. DRF token authentication never calls authenticate().
+AUTHENTICATION_BACKENDS = [
+    "apps.core.auth.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -38,7 +38,8 @@ def test_every_process_and_store_is_a_service(compose):
     assert commands["beat"].startswith("celery -A config beat")
     assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
     assert "-js" in services["nats"]["command"]
-    assert services["haproxy"]["volumes"] == ["./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"]
+    assert services["haproxy"]["volumes"] == ["./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro",
+                                              "${HAPROXY_CERTS_DIR:-./certs}:/usr/local/etc/haproxy/certs:ro"]
 
 
 def test_app_services_share_the_image_and_wait_for_migrations(compose):
@@ -91,11 +92,40 @@ if HAPROXY is None and os.environ.get("CI") == "true":
 needs_haproxy = pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed (scripts/services.sh installs it)")
 
 
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory) -> Path:
+    """A self-signed certificate and its key in one PEM, as HAProxy's `crt` takes them."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    pem = tmp_path_factory.mktemp("certs") / "site.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return pem
+
+
 @needs_haproxy
-def test_haproxy_config_is_valid():
+def test_haproxy_config_is_valid(tls_cert):
     result = subprocess.run([HAPROXY, "-c", "-f", str(DOCKER / "haproxy.cfg")], capture_output=True, text=True,
-                            timeout=30)
+                            env={**os.environ, "HAPROXY_TLS_CERT": str(tls_cert)}, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_haproxy
+def test_haproxy_refuses_to_start_without_its_certificate(tmp_path):
+    result = subprocess.run([HAPROXY, "-c", "-f", str(DOCKER / "haproxy.cfg")], capture_output=True, text=True,
+                            env={**os.environ, "HAPROXY_TLS_CERT": str(tmp_path / "missing.pem")}, timeout=30)
+    assert result.returncode != 0
 
 
 def _free_port() -> int:
@@ -114,7 +144,8 @@ class _Backend(BaseHTTPRequestHandler):
         if self.path != "/ready":
             self.connections.add(self.client_address[1])
         body = (f"{self.name} {self.path} xff={self.headers.get('X-Forwarded-For')} "
-                f"key={self.headers.get('X-Exchange-Key')}").encode()
+                f"key={self.headers.get('X-Exchange-Key')} proto={self.headers.get('X-Forwarded-Proto')} "
+                f"xff_headers={len(self.headers.get_all('X-Forwarded-For') or [])}").encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -135,12 +166,14 @@ def _serve(name: str) -> ThreadingHTTPServer:
 
 
 @pytest.fixture
-def front_door(tmp_path):
+def front_door(tmp_path, tls_cert):
     """The production docker/haproxy.cfg, unchanged: only its environment variables differ (local servers
     instead of Docker names, a local port, lowered limits: web 20 per 10 s per IP, bid 50 per s per key)."""
     backends = {name: _serve(name) for name in ("web", "bid", "static")}
     port = _free_port()
+    tls_port = _free_port()
     env = {**os.environ, "HAPROXY_BIND": f"127.0.0.1:{port}", "HAPROXY_MAXCONN": "1000",
+           "HAPROXY_TLS_BIND": f"127.0.0.1:{tls_port}", "HAPROXY_TLS_CERT": str(tls_cert),
            "WEB_IP_RATE_LIMIT": "20", "BID_EXCHANGE_QPS": "50",
            **{f"{name.upper()}_SERVER": f"127.0.0.1:{srv.server_address[1]}" for name, srv in backends.items()}}
     log = (tmp_path / "haproxy.log").open("wb")
@@ -156,6 +189,7 @@ def front_door(tmp_path):
             except httpx.TransportError:
                 time.sleep(0.05)
         time.sleep(0.3)  # first health checks
+        client.tls_url = f"https://127.0.0.1:{tls_port}"
         yield client, backends
     finally:
         client.close()
@@ -211,3 +245,16 @@ def test_backend_connections_are_reused(front_door):
         assert client.post("/v1/bid", headers={"X-Exchange-Key": "k1"}).status_code == 200
     # http-server-close would open 45; keep-alive with reuse at most one per server of the template
     assert 1 <= len(backends["bid"].RequestHandlerClass.connections) <= 8
+
+
+@needs_haproxy
+def test_haproxy_says_how_and_from_where_a_request_came_and_drops_what_a_client_claims(front_door):
+    client, _ = front_door
+    forged = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "6.6.6.6"}
+    # Plain HTTP: Django must see http (and redirect to https), whatever the client claims.
+    plain = client.get("/admin/", headers=forged).text
+    assert plain.startswith("web /admin/ xff=127.0.0.1 ") and "proto=http " in plain and "xff_headers=1" in plain
+    # The TLS bind: https, and the address HAProxy saw.
+    with httpx.Client(base_url=client.tls_url, verify=False, timeout=5) as tls:
+        secure = tls.get("/admin/", headers={"X-Forwarded-Proto": "http", "X-Forwarded-For": "6.6.6.6"}).text
+    assert secure.startswith("web /admin/ xff=127.0.0.1 ") and "proto=https " in secure and "xff_headers=1" in secure
