@@ -289,6 +289,7 @@ def test_schema_documents_the_endpoints(admin_user):
     (LIST, {"channel": ""}, "channel"),
     (LIST, {"reason": "whim"}, "reason"),
     (LIST, {"active": "maybe"}, "active"),
+    (LIST, {"active": ""}, "active"),
     (LIST, {"search": ""}, "search"),
     (LIST, {"identifier": ""}, "identifier"),
     (CHECK, {"identifier": "a@example.com", "channel": "carrier pigeon"}, "channel"),

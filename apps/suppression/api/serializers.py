@@ -132,7 +132,8 @@ class ListFiltersSerializer(serializers.Serializer):
     identifier = serializers.CharField(required=False, max_length=320, help_text="Exact match after normalisation")
     search = serializers.CharField(required=False, max_length=320,
                                    help_text="Case-insensitive substring of the identifier")
-    active = serializers.BooleanField(required=False, allow_null=True, default=None,
+    # Not allow_null: DRF reads an empty value as null there, and ``?active=`` is no yes or no.
+    active = serializers.BooleanField(required=False,
                                       help_text="true = unexpired only, false = expired (not yet purged) only")
 
 
