@@ -126,7 +126,7 @@ def test_apns_request(providers, settings):
 
 
 def test_apns_client_asks_for_http2():
-    from apps.omnichannel import providers as p
+    from apps.omnichannel.providers import base as p
 
     client = p._client("apns", http2=True)
     assert client._transport._pool._http2 is True  # needs h2; plain http:// test servers get HTTP/1.1
@@ -155,7 +155,7 @@ def test_retries_are_bounded(providers, settings):
 
 def test_a_timeout_is_retryable(providers, settings):
     settings.OMNICHANNEL_PROVIDER_TIMEOUT_SECONDS = 0.2
-    from apps.omnichannel import providers as p
+    from apps.omnichannel.providers import base as p
 
     p._clients.clear()
     reachable_by("u-1", email="ann@example.com")

@@ -29,7 +29,6 @@ from ..models import (
     Contact,
     EmailStats,
     InboxMessage,
-    Provider,
     SendLedger,
     SendStatus,
 )
@@ -123,28 +122,21 @@ def _message_for(send: SendLedger) -> providers.OutboundMessage:
 
 
 def _provider_call(send: SendLedger) -> str:
+    """Call the ledger row's provider through the registry (``providers.PROVIDERS``); returns its message id."""
     message = _message_for(send)
-    if send.provider == Provider.SENDGRID:
-        if not providers.sendgrid_configured():
-            raise providers.ProviderError("SendGrid is no longer configured", provider="sendgrid", retryable=False,
-                                          code="not_configured")
-        return providers.sendgrid_send(to_email=send.recipient, message=message)
-    if send.provider == Provider.TWILIO:
-        if not providers.twilio_configured():
-            raise providers.ProviderError("Twilio is no longer configured", provider="twilio", retryable=False,
-                                          code="not_configured")
-        return providers.twilio_send(to_phone=send.recipient, message=message)
-    if send.provider == Provider.FCM:
-        if not providers.fcm_configured():
-            raise providers.ProviderError("FCM is no longer configured", provider="fcm", retryable=False,
-                                          code="not_configured")
-        return providers.fcm_send(token=send.recipient, message=message)
-    if send.provider == Provider.APNS:
-        if not providers.apns_configured():
-            raise providers.ProviderError("APNs is no longer configured", provider="apns", retryable=False,
-                                          code="not_configured")
-        return providers.apns_send(token=send.recipient, message=message)
-    raise providers.ProviderError(f"no provider call for {send.provider}", provider=send.provider, retryable=False)
+    spec = providers.PROVIDERS.get(send.provider)
+    if spec is None or spec.send is None:
+        raise providers.ProviderError(f"no provider call for {send.provider}", provider=send.provider, retryable=False)
+    if not spec.is_configured():
+        raise providers.ProviderError(f"{spec.label} is no longer configured", provider=send.provider, retryable=False,
+                                      code="not_configured")
+    return spec.send(send.recipient, message)
+
+
+def _stored_by_us(send: SendLedger) -> bool:
+    """Our own inbox (in-app, web, in-store): the message is stored, no provider is called."""
+    spec = providers.PROVIDERS.get(send.provider)
+    return spec is not None and spec.send is None
 
 
 def _store_inbox_message(send: SendLedger) -> InboxMessage:
@@ -226,7 +218,7 @@ def send_execute(*, send_id: int, claim_token: str) -> SendOutcome:
             log.info("send_blocked", send_id=send_id, activation_id=send.activation_id, reason=blocked)
             return SendOutcome(status=status, detail=blocked)
         send.attempts += 1
-        if send.provider == Provider.INBOX:
+        if _stored_by_us(send):
             # Our own store: writing the message and marking it sent is one transaction, nothing can duplicate.
             send.save(update_fields=["attempts"])
             _store_inbox_message(send)
