@@ -2,6 +2,7 @@
 (contact details, interactions, loyalty stars, an activation trigger)."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,7 +11,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
@@ -179,6 +180,23 @@ def ingest_transaction_id(event: IngestEvent) -> str:
     return f"ingest:{event.pk}:{event.event_id}"[:TRANSACTION_ID_MAX]
 
 
+# First key of the per-user trigger locks (the two-key form of pg_advisory_xact_lock, so they cannot
+# collide with the one-key locks other slices take): "TRIG".
+TRIGGER_LOCK_NAMESPACE = 0x54524947
+
+
+def _lock_user_triggers(user_id: str) -> None:
+    """Hold the user's trigger lock until the transaction ends (docs/RULES.md §5, trigger cooldown).
+
+    An advisory lock on a 32-bit digest of the user id rather than a row lock: a user who triggers need
+    not have a contact row, and creating one only to lock it would change what the admin shows. Two
+    users sharing a digest only take turns."""
+    digest = hashlib.blake2b(user_id.encode(), digest_size=4).digest()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                       [TRIGGER_LOCK_NAMESPACE, int.from_bytes(digest, "big", signed=True)])
+
+
 def _trigger_activation(event: IngestEvent, now: datetime) -> dict[str, Any]:
     triggered, why = _trigger_decision(event.event_type, event.occurred_at, now)
     block: dict[str, Any] = {"triggered": False, "reason": why, "activation_id": None, "status": None, "channel": None}
@@ -192,14 +210,18 @@ def _trigger_activation(event: IngestEvent, now: datetime) -> dict[str, Any]:
         block["reason"] = f"no enabled trigger rule for {event.event_type}"
         return block
     since = now - timedelta(minutes=rule.cooldown_minutes)
-    if Activation.objects.filter(user_id=event.user_id, trigger=event.event_type, created_at__gte=since).exists():
-        block["reason"] = f"user already activated for {event.event_type} in the last {rule.cooldown_minutes} min"
-        return block
-    activation = activation_create(
-        user_id=event.user_id, title=rule.title, body=rule.body, url=rule.url, campaign_id=rule.campaign_id,
-        offer_id=rule.offer_id, trigger=event.event_type, ingest_event=event,
-        data={"event_id": event.event_id, "event_type": event.event_type},
-    )
+    with transaction.atomic():
+        # Check and act as one step per user: a concurrent event of the same user waits here until this
+        # transaction commits, then sees this activation and stays inside the cooldown.
+        _lock_user_triggers(event.user_id)
+        if Activation.objects.filter(user_id=event.user_id, trigger=event.event_type, created_at__gte=since).exists():
+            block["reason"] = f"user already activated for {event.event_type} in the last {rule.cooldown_minutes} min"
+            return block
+        activation = activation_create(
+            user_id=event.user_id, title=rule.title, body=rule.body, url=rule.url, campaign_id=rule.campaign_id,
+            offer_id=rule.offer_id, trigger=event.event_type, ingest_event=event,
+            data={"event_id": event.event_id, "event_type": event.event_type},
+        )
     event.activation_triggered = True
     return {"triggered": True, "reason": why, "activation_id": activation.pk, "status": activation.status,
             "channel": activation.channel or None}
