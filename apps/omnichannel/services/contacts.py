@@ -5,11 +5,10 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from apps.core.api import ServiceError
 
-from ..ingest_schema import validate_plain_id
+from ..ingest_schema import is_plain_id
 from ..models import Channel, Contact
 
 CONTACT_FIELDS = (
@@ -91,7 +90,6 @@ def _clean_user_id(user_id: Any, field: str = "user_id") -> str:
     user_id = user_id.strip()
     if len(user_id) > 128:
         raise ServiceError(f"{field} must be at most 128 characters", field=field)
-    try:
-        return validate_plain_id(user_id, what=field)
-    except ValidationError:
-        raise ServiceError(f"{field} must not contain spaces or control characters", field=field) from None
+    if not is_plain_id(user_id):
+        raise ServiceError(f"{field} must not contain spaces or control characters", field=field)
+    return user_id

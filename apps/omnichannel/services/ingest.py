@@ -88,6 +88,35 @@ DIGITAL_SOURCES = {Source.MOBILE_APP, Source.WEB}
 INGEST_IDEMPOTENCY_SCOPE = "omnichannel.ingest"
 
 
+class InvalidIngestEvent(ServiceError):
+    """The event does not match the ingest schema (400). ``errors`` holds every field's problems as the
+    schema reports them (``{field: [message, ...]}``, per item for ``items``); the message and ``field``
+    name the first one, e.g. ``event_id: This field is required.``"""
+
+    code = "invalid"
+
+    def __init__(self, errors: dict[str, Any]):
+        field, message = _first_error(errors)
+        super().__init__(f"{field}: {message}" if field else message, field=field or None)
+        self.errors = errors
+
+
+def _first_error(errors: Any, path: str = "") -> tuple[str, str]:
+    """The dotted path (``items.1.item_id``) and message of the first error in a schema error tree."""
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            name = "" if key == "non_field_errors" else str(key)
+            return _first_error(value, f"{path}.{name}".strip(".") if name else path)
+    if isinstance(errors, list):
+        for index, item in enumerate(errors):
+            if isinstance(item, (dict, list)):
+                if item:
+                    return _first_error(item, f"{path}.{index}".strip("."))
+            else:
+                return path, str(item)
+    return path, str(errors)
+
+
 @dataclass(frozen=True)
 class IngestOutcome:
     status: int  # 201 first time, 200 for a replay of the same event by the same caller
@@ -285,7 +314,7 @@ def _ingest_record(*, clean: dict, payload: dict, caller: str, transport: str, o
 def ingest_event_process(*, data: Any, transport: str, caller: str, subject_source: str | None = None) -> IngestOutcome:
     """Validate, record and act on one ingest event (HTTP and NATS share this).
 
-    Refused (400): invalid fields, a disabled source, no user_id nor device_id, a purchase without
+    Refused (400): invalid fields (:class:`InvalidIngestEvent`), a disabled source, no user_id nor device_id, a purchase without
     amount_cents. An event is keyed by ``(source, caller, event_id)`` (``caller`` from
     :func:`ingest_caller`) through :func:`apps.core.idempotency.idempotent_call`: a new event answers
     201; the same caller sending the same body again gets the first answer (200, ``"duplicate":
@@ -295,7 +324,8 @@ def ingest_event_process(*, data: Any, transport: str, caller: str, subject_sour
     (:func:`ingest_transaction_id`); triggers create an activation; items become interactions.
     """
     serializer = IngestEventInput(data=data)
-    serializer.is_valid(raise_exception=True)
+    if not serializer.is_valid():
+        raise InvalidIngestEvent(json.loads(json.dumps(serializer.errors)))
     clean = dict(serializer.validated_data)
     source, event_type, event_id = clean["source"], clean["event_type"], clean["event_id"]
     if subject_source is not None and subject_source != source:
