@@ -16,7 +16,8 @@ import structlog
 from apps.core.api import ServiceError
 
 from . import providers
-from .models import Channel, Contact, Provider
+from .models import Channel, Contact
+from .providers import PAID_MEDIA_REASON
 
 CASCADE_ORDER: tuple[str, ...] = (
     Channel.IN_STORE, Channel.PUSH, Channel.IN_APP, Channel.SMS, Channel.EMAIL, Channel.WEB, Channel.PAID_MEDIA,
@@ -34,9 +35,6 @@ SUPPRESSION_CHANNEL = {
 }
 
 log = structlog.get_logger(__name__)
-
-PAID_MEDIA_REASON = "paid media retargeting is run by the DSP integration, not sent by the activation dispatcher"
-
 
 @dataclass(frozen=True)
 class ChannelChoice:
@@ -88,40 +86,12 @@ def send_blocked_reason(*, channel: str, user_id: str, recipient: str, contact: 
     return None
 
 
-def _address(*, channel: str, user_id: str, contact: Contact | None, now: datetime) -> tuple[str, str] | str:
-    """``(provider, recipient)`` for ``channel``, or the reason it cannot be used for this user."""
-    if channel == Channel.IN_STORE:
-        if not contact or not contact.present_store_id or not contact.present_until or contact.present_until <= now:
-            return "user is not present in a store"
-        return Provider.INBOX, contact.present_store_id
-    if channel == Channel.PUSH:
-        if not contact or not (contact.fcm_token or contact.apns_token):
-            return "no push token"
-        if contact.fcm_token and providers.fcm_configured():
-            return Provider.FCM, contact.fcm_token
-        if contact.apns_token and providers.apns_configured():
-            return Provider.APNS, contact.apns_token
-        return "push provider for the user's token (FCM / APNs) is not configured"
-    if channel == Channel.SMS:
-        if not contact or not contact.phone:
-            return "no phone number"
-        if not providers.twilio_configured():
-            return "SMS provider (Twilio) is not configured"
-        return Provider.TWILIO, contact.phone
-    if channel == Channel.EMAIL:
-        if not contact or not contact.email:
-            return "no email address"
-        if not providers.sendgrid_configured():
-            return "email provider (SendGrid) is not configured"
-        return Provider.SENDGRID, contact.email
-    if channel in (Channel.IN_APP, Channel.WEB):
-        return Provider.INBOX, user_id
-    return PAID_MEDIA_REASON
-
-
 def channel_evaluate(*, channel: str, user_id: str, contact: Contact | None, now: datetime) -> ChannelChoice | str:
-    """A usable :class:`ChannelChoice`, or the reason ``channel`` cannot reach the user."""
-    address = _address(channel=channel, user_id=user_id, contact=contact, now=now)
+    """A usable :class:`ChannelChoice`, or the reason ``channel`` cannot reach the user.
+
+    How the channel addresses the user and whether its provider is configured come from the provider
+    registry (``providers.CHANNELS``), the same table the send path calls the provider through."""
+    address = providers.CHANNELS[channel].address(contact=contact, user_id=user_id, now=now)
     if isinstance(address, str):
         return address
     provider, recipient = address

@@ -1,12 +1,14 @@
 """The ingest event format, shared by ``POST /v1/channels/ingest`` and the NATS consumers.
 
-Unknown fields are ignored (kept in the stored payload). Errors are DRF ``ValidationError`` naming the
-field, rendered by ``apps.core.api.exception_handler`` for both transports.
+Unknown fields are ignored (kept in the stored payload). ``ingest_event_process`` validates with it and
+raises ``InvalidIngestEvent`` (a ServiceError carrying every field's errors); the HTTP view and the
+NATS consumer render that as the DRF validation envelope (``detail``, ``field`` and ``fields``).
 """
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -20,10 +22,15 @@ from .models import EventType, Source
 _ID_RE = re.compile(r"^[^\s\x00-\x1f]+$")
 
 
-def validate_plain_id(value: str, *, what: str = "id") -> str:
+def is_plain_id(value: str) -> bool:
     """Ids are non-empty printable strings without whitespace (they double as suppression identifiers)."""
+    return bool(_ID_RE.match(value))
+
+
+def validate_plain_id(value: str, *, what: str = "id") -> str:
+    """The serializers' form of :func:`is_plain_id` (an empty value is left to ``allow_blank``)."""
     value = value.strip()
-    if value and not _ID_RE.match(value):
+    if value and not is_plain_id(value):
         raise serializers.ValidationError(f"{what} must not contain spaces or control characters.")
     return value
 
@@ -111,3 +118,9 @@ class IngestEventInput(serializers.Serializer):
         attrs["order_id"] = attrs.get("order_id") or attrs.get("basket_id") or ""
         attrs.pop("basket_id", None)
         return attrs
+
+
+def ingest_validation_error(exc) -> serializers.ValidationError:
+    """An ``InvalidIngestEvent`` as the DRF error the API layer raises, so HTTP and NATS answer with
+    the validation envelope (``detail``, ``field`` and every field's errors under ``fields``)."""
+    return serializers.ValidationError(exc.errors)

@@ -41,7 +41,8 @@ SENDGRID_API_KEY = env.env_str("SENDGRID_API_KEY", "")
 SENDGRID_FROM_EMAIL = env.env_str("SENDGRID_FROM_EMAIL", "")
 SENDGRID_FROM_NAME = env.env_str("SENDGRID_FROM_NAME", "Campaign Express")
 # The base64 DER (SubjectPublicKeyInfo) ECDSA P-256 key from SendGrid's Mail Settings. Without it the
-# Event Webhook answers 403 not_configured (production refuses to start without it when SendGrid is on).
+# Event Webhook answers 403 not_configured (production refuses to start without it when SendGrid is on);
+# a key that is not such a key stops the process at start, naming this variable.
 SENDGRID_WEBHOOK_VERIFICATION_KEY = env.env_str("SENDGRID_WEBHOOK_VERIFICATION_KEY", "")
 # Development only: with no verification key, accept unsigned events (anyone could then plant
 # suppressions and fake opens, clicks and bounces). Production refuses to start with it on.
@@ -75,6 +76,15 @@ if env.IS_PRODUCTION and SENDGRID_API_KEY and not SENDGRID_WEBHOOK_VERIFICATION_
         "SENDGRID_WEBHOOK_VERIFICATION_KEY must be set when SendGrid is configured in production "
         "(unsigned event webhooks would let anyone forge unsubscribes and opens)"
     )
+if SENDGRID_WEBHOOK_VERIFICATION_KEY:
+    # A key that does not load would refuse every event with a 500; refuse to start instead. The
+    # parser is the one the webhook uses (Django-free, so it may be imported while settings load).
+    from apps.omnichannel.signatures import BadVerificationKey, sendgrid_public_key
+
+    try:
+        sendgrid_public_key(SENDGRID_WEBHOOK_VERIFICATION_KEY)
+    except BadVerificationKey as exc:
+        raise env.ImproperlyConfiguredEnv(str(exc)) from None
 if env.IS_PRODUCTION and SENDGRID_WEBHOOK_ALLOW_UNSIGNED:
     raise env.ImproperlyConfiguredEnv(
         "SENDGRID_WEBHOOK_ALLOW_UNSIGNED=true is refused when CAMPAIGN_EXPRESS_ENV=production: unsigned "

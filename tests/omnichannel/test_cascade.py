@@ -132,3 +132,15 @@ def test_campaign_channels_limit_the_cascade(providers):
     activation = activate(offer_id=offer.pk, title="")
     assert (activation.channel, activation.campaign_id, activation.title) == ("email", campaign.pk, offer.name)
     assert activation.url == "https://coffee.example.com/latte"
+
+
+def test_one_registry_serves_the_cascade_and_the_send_path():
+    """Every channel has a route and every provider a route can pick is one the send path can call."""
+    from apps.omnichannel import providers
+    from apps.omnichannel.models import Channel, Provider
+
+    assert set(providers.CHANNELS) == set(Channel.values)
+    assert set(providers.PROVIDERS) == set(Provider.values)
+    for route in providers.CHANNELS.values():
+        for spec in route.providers:
+            assert providers.PROVIDERS[spec.name].send is spec.send

@@ -51,6 +51,32 @@ def test_required_fields_are_named(integration_client, missing):
     assert IngestEvent.objects.count() == 0
 
 
+def test_the_service_refuses_an_invalid_event_with_a_service_error_and_http_keeps_its_envelope(integration_client):
+    """ingest_event_process raises a ServiceError (never a DRF error) naming the first invalid field and
+    carrying all of them; the HTTP answer is the validation envelope it always was."""
+    from rest_framework.exceptions import APIException
+
+    body = event(event_id="", items=[{"item_id": "latte"}, {"item_id": "flat white"}])
+    with pytest.raises(services.InvalidIngestEvent) as exc:
+        services.ingest_event_process(data=body, transport="http", caller="user:1")
+    assert not isinstance(exc.value, APIException)
+    assert (exc.value.status_code, exc.value.code, exc.value.field) == (400, "invalid", "event_id")
+    assert exc.value.message == "event_id: This field may not be blank."
+    assert exc.value.errors == {"event_id": ["This field may not be blank."],
+                                "items": {"1": {"item_id": ["item_id must not contain spaces or control characters."]}}}
+    response = integration_client.post(URL, body, format="json")
+    assert (response.status_code, response.json()) == (400, {
+        "error": "invalid", "detail": "event_id: This field may not be blank.", "field": "event_id",
+        "fields": exc.value.errors})
+    only_items = integration_client.post(URL, {**body, "event_id": "evt-9"}, format="json").json()
+    assert (only_items["field"], only_items["detail"]) == (
+        "items.1.item_id", "items.1.item_id: item_id must not contain spaces or control characters.")
+    with pytest.raises(services.InvalidIngestEvent) as exc:
+        services.ingest_event_process(data={**body, "event_id": "evt-9"}, transport="http", caller="user:1")
+    assert (exc.value.field, exc.value.message) == (only_items["field"], only_items["detail"])
+    assert IngestEvent.objects.count() == 0
+
+
 def test_unknown_source_and_event_type_are_refused(integration_client):
     response = integration_client.post(URL, event(source="fax"), format="json")
     assert response.status_code == 400 and "source" in response.json()["fields"]

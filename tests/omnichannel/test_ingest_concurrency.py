@@ -152,6 +152,50 @@ def test_a_burst_of_identical_posts_creates_one_event():
     assert loyalty_balance(user_id="member-1").balance == 13
 
 
+# --- the trigger cooldown ---------------------------------------------------------------------------------
+def cart_abandon(event_id: str) -> dict:
+    return {"event_id": event_id, "source": "web", "event_type": "cart_abandon", "user_id": "member-1"}
+
+
+def test_a_concurrent_trigger_for_the_same_user_waits_and_respects_the_cooldown():
+    """Two events of one user, each a trigger: the second decides only once the first's activation is
+    committed, so it sees it and stays inside the cooldown (without the per-user lock both activate)."""
+    first, release = _first_holds_its_transaction(cart_abandon("cart-1"))
+    second = Worker(lambda: services.ingest_event_process(data=cart_abandon("cart-2"), transport="http",
+                                                          caller=CALLER)).start()
+    time.sleep(0.5)
+    assert second.thread.is_alive()  # waiting for the user's trigger lock
+    release.set()
+    a, b = first.result(), second.result()
+    assert (a.status, b.status) == (201, 201)
+    assert a.body["activation"]["triggered"] is True
+    assert b.body["activation"] == {
+        "triggered": False, "reason": "user already activated for cart_abandon in the last 240 min",
+        "activation_id": None, "status": None, "channel": None}
+    assert list(Activation.objects.values_list("pk", flat=True)) == [a.body["activation"]["activation_id"]]
+    assert IngestEvent.objects.count() == 2
+
+
+def test_a_burst_of_triggers_for_one_user_activates_once_and_other_users_do_not_wait():
+    # Three threads: the process's connection pool (DATABASE_POOL_MAX_SIZE, 4) also serves this thread.
+    calls = [("member-1", "burst-a"), ("member-1", "burst-b"), ("member-2", "burst-c")]
+    barrier = threading.Barrier(len(calls))
+
+    def ingest(user_id: str, event_id: str):
+        barrier.wait(10)
+        return services.ingest_event_process(data={**cart_abandon(event_id), "user_id": user_id},
+                                             transport="http", caller=CALLER)
+
+    workers = [Worker(lambda user_id=user_id, event_id=event_id: ingest(user_id, event_id)).start()
+               for user_id, event_id in calls]
+    outcomes = [w.result() for w in workers]  # re-raises anything a thread raised
+    assert [o.status for o in outcomes] == [201, 201, 201]
+    assert sorted(o.body["activation"]["triggered"] for o in outcomes[:2]) == [False, True]
+    assert outcomes[2].body["activation"]["triggered"] is True
+    assert sorted(Activation.objects.values_list("user_id", flat=True)) == ["member-1", "member-2"]
+    assert IngestEvent.objects.count() == 3
+
+
 # --- the migration --------------------------------------------------------------------------------------
 BEFORE = ("omnichannel", "0002_sources_triggers_roles")
 AFTER = ("omnichannel", "0003_ingest_event_caller")

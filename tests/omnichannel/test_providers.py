@@ -12,10 +12,20 @@ import pytest
 
 from apps.omnichannel import services
 from apps.omnichannel.models import Activation, Contact, SendLedger
+from apps.omnichannel.services import sends
 from apps.omnichannel.tasks import send_activation
 from apps.suppression.selectors import is_suppressed
 
-from .conftest import APNS_JWT, APNS_TOPIC, FCM_PROJECT, FCM_TOKEN, SENDGRID_KEY, TWILIO_CALLBACK, TWILIO_SID, TWILIO_TOKEN
+from .conftest import (
+    APNS_JWT,
+    APNS_TOPIC,
+    FCM_PROJECT,
+    FCM_TOKEN,
+    SENDGRID_KEY,
+    TWILIO_CALLBACK,
+    TWILIO_SID,
+    TWILIO_TOKEN,
+)
 from .fakes import fcm_error
 from .helpers import make_offer, reachable_by
 
@@ -116,7 +126,7 @@ def test_apns_request(providers, settings):
 
 
 def test_apns_client_asks_for_http2():
-    from apps.omnichannel import providers as p
+    from apps.omnichannel.providers import base as p
 
     client = p._client("apns", http2=True)
     assert client._transport._pool._http2 is True  # needs h2; plain http:// test servers get HTTP/1.1
@@ -145,7 +155,7 @@ def test_retries_are_bounded(providers, settings):
 
 def test_a_timeout_is_retryable(providers, settings):
     settings.OMNICHANNEL_PROVIDER_TIMEOUT_SECONDS = 0.2
-    from apps.omnichannel import providers as p
+    from apps.omnichannel.providers import base as p
 
     p._clients.clear()
     reachable_by("u-1", email="ann@example.com")
@@ -240,15 +250,15 @@ def test_a_task_retried_after_a_crash_sends_once(providers, monkeypatch):
     reachable_by("u-1", email="ann@example.com")
     activation = services.activation_create(user_id="u-1", title="Hi")
     send = SendLedger.objects.get(activation=activation)
-    real = services._activation_transition
+    real = sends._activation_transition
 
     def crash(*args, **kwargs):
         raise SystemExit("worker killed")
 
-    monkeypatch.setattr(services, "_activation_transition", crash)
+    monkeypatch.setattr(sends, "_activation_transition", crash)
     with pytest.raises(SystemExit):
         services.send_execute(send_id=send.pk, claim_token="task-1")
-    monkeypatch.setattr(services, "_activation_transition", real)
+    monkeypatch.setattr(sends, "_activation_transition", real)
     # The crash rolled back the "sent" record too: the row still holds task-1's claim.
     send.refresh_from_db()
     assert (send.status, send.claim_token, len(providers.sendgrid.requests)) == ("sending", "task-1", 1)

@@ -1,6 +1,7 @@
 """POST /v1/webhooks/sendgrid (signed Event Webhook) and the email analytics it feeds."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -278,6 +279,22 @@ def test_production_refuses_to_start_with_unsigned_events_allowed():
     # Outside production the flag is allowed (for local development against SendGrid's test events).
     development = _load_settings(CAMPAIGN_EXPRESS_ENV="development", SENDGRID_WEBHOOK_ALLOW_UNSIGNED="true")
     assert development.returncode == 0, development.stderr
+
+
+def test_a_malformed_verification_key_stops_the_process_naming_the_variable():
+    """A key that does not load would answer every SendGrid post with a 500: settings refuse it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    p384 = ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    loaded = _load_settings(SENDGRID_WEBHOOK_VERIFICATION_KEY=new_signing_key().public_b64)
+    assert loaded.returncode == 0, loaded.stderr
+    for key, why in [("not-a-key", "is not a base64 DER public key"),
+                     (base64.b64encode(p384).decode(), "must be an ECDSA P-256 public key")]:
+        refused = _load_settings(SENDGRID_WEBHOOK_VERIFICATION_KEY=key)
+        assert refused.returncode != 0 and "settings loaded" not in refused.stdout
+        assert f"ImproperlyConfiguredEnv: SENDGRID_WEBHOOK_VERIFICATION_KEY {why}" in refused.stderr
 
 
 # --- analytics API -----------------------------------------------------------------------------------------
