@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 import prometheus_client
 
-from apps.core.api import NotFound, PermissionDenied, ServiceError
+from apps.core.exceptions import NotFound, PermissionDenied, ServiceError
 from apps.core.roles import Role, user_has_role
 from apps.core.fields import ISO_DATE_OR_DATETIME_RE
 
