@@ -1,54 +1,69 @@
-"""Shared DRF plumbing: errors for people (every 4xx names the field and the rule it broke)."""
+"""Shared DRF plumbing: errors for people (every 4xx names the field and the rule it broke).
+
+The service error kinds live in ``apps.core.exceptions`` (no DRF there); this module maps them to
+HTTP. The kinds are re-exported here so existing ``from apps.core.api import ServiceError`` imports
+keep working; new code imports them from ``apps.core.exceptions``.
+"""
+from __future__ import annotations
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler, set_rollback
+from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+from apps.core import outages
+from apps.core.exceptions import (
+    KINDS,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+    Unavailable,
+    Unprocessable,
+)
+
+__all__ = [
+    "Conflict", "Forbidden", "NotFound", "PermissionDenied", "ServiceError", "Unavailable", "Unprocessable",
+    "error_body", "exception_handler", "service_error_from", "service_error_response",
+]
 
 
-class ServiceError(Exception):
-    """Raised by services for a refused business action; the API turns it into a 4xx."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "invalid"
-
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None, status_code: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        if code:
-            self.code = code
-        if status_code:
-            self.status_code = status_code
+def service_error_from(status_code: int, body: dict) -> ServiceError:
+    """The service error a stored answer (status + envelope) stands for: the kind of that status, with
+    the stored code and field (``apps.core.idempotency`` replays refusals with it)."""
+    kind = next((kind for kind in KINDS if kind.status_code == status_code), ServiceError)
+    error = kind(body.get("detail", "Refused."), field=body.get("field"), code=body.get("error"))
+    error.status_code = status_code  # exactly the stored one, also for a status no kind has (a 401)
+    return error
 
 
-class Conflict(ServiceError):
-    status_code = status.HTTP_409_CONFLICT
-    code = "conflict"
+def error_body(exc: ServiceError) -> dict[str, str]:
+    """The JSON envelope of a service error: ``{"error", "detail", "field"?}``."""
+    body = {"error": exc.code, "detail": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    return body
 
 
-class PermissionDenied(ServiceError):
-    status_code = status.HTTP_403_FORBIDDEN
-    code = "permission_denied"
-
-
-class NotFound(ServiceError):
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "not_found"
+def service_error_response(exc: ServiceError) -> Response:
+    """The answer to a service error; a 503 carries ``Retry-After``."""
+    code = exc.status_code
+    headers = None
+    if code == status.HTTP_503_SERVICE_UNAVAILABLE:  # also a ServiceError(status_code=503) of old
+        retry_after = getattr(exc, "retry_after", None) or outages.RETRY_AFTER_SECONDS
+        headers = {"Retry-After": str(retry_after)}
+    return Response(error_body(exc), status=code, headers=headers)
 
 
 def exception_handler(exc, context):
-    from apps.core import outages
-
-    if store := outages.unavailable_store(exc):
+    """DRF's ``EXCEPTION_HANDLER``: service errors and store outages by kind, DRF's own errors in the envelope."""
+    if outage := outages.as_unavailable(exc):
         set_rollback()  # the request's transaction, if any, changed nothing
-        return Response(outages.body(store), status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                        headers={"Retry-After": str(outages.RETRY_AFTER_SECONDS)})
+        return service_error_response(outage)
     if isinstance(exc, ServiceError):
-        body = {"error": exc.code, "detail": exc.message}
-        if exc.field:
-            body["field"] = exc.field
-        headers = {"Retry-After": str(outages.RETRY_AFTER_SECONDS)} if exc.status_code == 503 else None
-        return Response(body, status=exc.status_code, headers=headers)
+        return service_error_response(exc)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     response = drf_exception_handler(exc, context)

@@ -25,7 +25,7 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 
 
 class FilterParams(serializers.Serializer):

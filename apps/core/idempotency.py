@@ -21,12 +21,13 @@ How it works (one database transaction):
 Rules:
 
 * Same key, same payload → the stored answer (``replayed=True``); ``run`` is not called.
-* Same key, different payload → :class:`~apps.core.api.Conflict` (409, field ``Idempotency-Key``).
-* ``run`` raising :class:`~apps.core.api.ServiceError` (a refused action, a 4xx) rolls back the
-  change but keeps the record, like Stripe: a replay raises the same error again. With
-  ``keep_refusals=False`` a refusal leaves nothing behind (like a loyalty earn): the client may fix
-  the request and send it again under the same key. Any other exception rolls everything back,
-  record included, so the client may retry.
+* Same key, different payload → :class:`~apps.core.exceptions.Conflict` (409, field ``Idempotency-Key``).
+* ``run`` raising :class:`~apps.core.exceptions.ServiceError` (a refused action, a 4xx) rolls back the
+  change but keeps the record, like Stripe: a replay raises the same error (the same kind, code,
+  field and status) again. With ``keep_refusals=False`` a refusal leaves nothing behind (like a
+  loyalty earn): the client may fix the request and send it again under the same key.
+  :class:`~apps.core.exceptions.Unavailable` and any other exception roll everything back, record
+  included, so the client may retry.
 * The body is normalised through JSON (``Decimal`` → string, dates → ISO), so the first answer and a
   replay are identical.
 * Records are kept for a retention period; :func:`idempotency_purge` deletes older ones.
@@ -43,7 +44,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.api import Conflict, ServiceError
+from apps.core.api import error_body, service_error_from
+from apps.core.exceptions import Conflict, ServiceError, Unavailable
 from apps.core.models import IdempotencyRecord
 
 KEY_HEADER = "Idempotency-Key"
@@ -79,17 +81,6 @@ def validate_key(key: str | None, *, field: str = KEY_HEADER) -> str:
     if not key.isprintable() or not key.isascii():
         raise ServiceError(f"{field} must be printable ASCII.", field=field)
     return key
-
-
-def _error_body(exc: ServiceError) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": exc.code, "detail": exc.message}
-    if exc.field:
-        body["field"] = exc.field
-    return body
-
-
-def _raise_stored_error(status: int, body: Mapping[str, Any]) -> None:
-    raise ServiceError(body.get("detail", "Refused."), field=body.get("field"), code=body.get("error"), status_code=status)
 
 
 def _claim(*, scope: str, key: str, fingerprint: str) -> tuple[IdempotencyRecord, bool]:
@@ -144,16 +135,18 @@ def idempotent_call(
                 with transaction.atomic():
                     body = json.loads(canonical_json(dict(run())))
                 status = success_status
+            except Unavailable:
+                raise  # nobody's fault and worth retrying: keep no record, so a retry runs again
             except ServiceError as exc:
                 if not keep_refusals:
                     raise  # leaves the outer transaction: the record is rolled back with the change
-                body, status = _error_body(exc), exc.status_code
+                body, status = error_body(exc), exc.status_code
             record.response_status = status
             record.response_body = body
             record.save(update_fields=["response_status", "response_body"])
             outcome = IdempotentOutcome(status=status, body=body, replayed=False)
     if outcome.status >= 400:
-        _raise_stored_error(outcome.status, outcome.body)
+        raise service_error_from(outcome.status, outcome.body)
     return outcome
 
 

@@ -8,6 +8,8 @@ failed attempt changed nothing).
 """
 from __future__ import annotations
 
+from apps.core.exceptions import Unavailable
+
 RETRY_AFTER_SECONDS = 5
 
 
@@ -39,3 +41,13 @@ def unavailable_store(exc: BaseException) -> str | None:
 
 def body(store: str) -> dict[str, str]:
     return {"error": "unavailable", "detail": f"{store} is unavailable right now; retry in a few seconds"}
+
+
+def as_unavailable(exc: BaseException) -> Unavailable | None:
+    """``exc`` as the service error kind ``Unavailable`` when it reports a store outage, else None."""
+    if isinstance(exc, Unavailable):
+        return None  # already a service error: the handler answers it as it is
+    store = unavailable_store(exc)
+    if store is None:
+        return None
+    return Unavailable(body(store)["detail"], retry_after=RETRY_AFTER_SECONDS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination as DRFPageNumberPagination
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 
 
 def _plain_positive_int(value: str) -> int | None:

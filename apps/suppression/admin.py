@@ -23,7 +23,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
 
 from . import services
@@ -311,7 +311,7 @@ class SuppressionEntryAdmin(admin.ModelAdmin):
         def enqueue():
             try:
                 run_suppression_import.delay(imp.pk)
-            except Exception as exc:  # broker down: the page offers to run it here instead
+            except Exception as exc:  # noqa: BLE001 - broker down (any error): the page offers to run it here
                 log.error("suppression_import_enqueue_failed", import_id=imp.pk, error=str(exc))
 
         transaction.on_commit(enqueue)

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 
 from .models import IdentifierKind
 

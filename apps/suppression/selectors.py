@@ -17,7 +17,7 @@ from prometheus_client import Counter, Histogram
 
 from .identifiers import normalise_identifier
 from .models import Channel, SuppressionAudit, SuppressionEntry
-from .services import validate_channel, validate_reason
+from .validation import validate_channel, validate_reason
 
 SUPPRESSION_CHECKS = Counter(
     "suppression_checks_total", "is_suppressed() calls by channel and answer", ["channel", "result"]

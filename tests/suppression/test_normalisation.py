@@ -1,7 +1,7 @@
 import pytest
 from django.test import override_settings
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 from apps.suppression.identifiers import classify_and_normalise
 from apps.suppression.services import normalise_identifier
 

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.core.api import PermissionDenied, ServiceError
+from apps.core.exceptions import PermissionDenied, ServiceError
 from apps.suppression import selectors, services
 from apps.suppression.models import AuditAction, SuppressionAudit, SuppressionEntry
 

@@ -10,7 +10,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 from apps.core.roles import IsAdminRole, IsStaffRole, Role, role_permission
 
 from .. import selectors, services

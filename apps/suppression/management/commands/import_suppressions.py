@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 from apps.suppression import services
 from apps.suppression.models import ImportStatus
 
