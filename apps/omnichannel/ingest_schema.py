@@ -16,6 +16,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.fields import StrictBooleanField, StrictCharField, StrictEmailField, StrictIntegerField
+from apps.core.identifiers import user_id_problem
 
 from .models import EventType, Source
 
@@ -104,7 +105,11 @@ class IngestEventInput(serializers.Serializer):
         return validate_plain_id(value, what="event_id")
 
     def validate_user_id(self, value):
-        return validate_plain_id(value, what="user_id")
+        # The platform's one rule (apps.core.identifiers); an empty value is left to allow_blank.
+        value = value.strip()
+        if value and (problem := user_id_problem(value)):
+            raise serializers.ValidationError(f"user_id {problem}.")
+        return value
 
     def validate_device_id(self, value):
         return validate_plain_id(value, what="device_id")

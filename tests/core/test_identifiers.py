@@ -108,7 +108,7 @@ def _rows(models):
         Account.objects.create(user_id=user_id, qualifying_period_end=now + timedelta(days=365))
     Contact.objects.create(user_id="good-1")
     Contact.objects.create(user_id="zero\u200bwidth")
-    event = IngestEvent.objects.create(event_id="e1", source="web", event_type="page_view", user_id="",
+    event = IngestEvent.objects.create(event_id="e1", source="web", caller="user:1", event_type="page_view", user_id="",
                                        device_id="d 1", occurred_at=now, transport="http", payload={})
     for index, user_id in enumerate(["device:d 1", "good-1"]):  # a device row is not a user id
         Interaction.objects.create(user_id=user_id, item_id=f"i{index}", event_type="page_view", weight=1.0,
@@ -126,9 +126,9 @@ def _snapshot():
 
 
 def _historical_apps():
-    """The models as migration core 0003 sees them."""
+    """The models as migration core 0004 sees them."""
     loader = MigrationLoader(connection)
-    return loader.project_state(("core", "0003_report_user_ids")).apps
+    return loader.project_state(("core", "0004_report_user_ids")).apps
 
 
 @pytest.mark.django_db
@@ -136,7 +136,7 @@ def test_the_migration_reports_bad_ids_and_alters_nothing(caplog):
     historical = _historical_apps()
     _rows(historical)
     before = _snapshot()
-    migration = importlib.import_module("apps.core.migrations.0003_report_user_ids")
+    migration = importlib.import_module("apps.core.migrations.0004_report_user_ids")
     with caplog.at_level(logging.WARNING, logger="apps.core.identifiers"):
         migration.report(historical, None)
     assert _snapshot() == before

@@ -12,8 +12,8 @@ from apps.core.fields import (
     StrictURLField,
 )
 from apps.core.filters import FilterParams
+from apps.core.identifiers import USER_ID_MAX_LENGTH, USER_ID_PATTERN
 
-from ..ingest_schema import _ID_RE
 from ..models import Activation, ActivationTransition, Channel, Contact, InboxMessage, SendLedger
 
 
@@ -51,7 +51,7 @@ class ContactOut(serializers.ModelSerializer):
 
 
 class ActivateIn(serializers.Serializer):
-    user_id = StrictRegexField(_ID_RE.pattern, max_length=128, help_text="No spaces or control characters",
+    user_id = StrictRegexField(USER_ID_PATTERN, max_length=USER_ID_MAX_LENGTH, help_text="No spaces or control characters",
                                error_messages={"invalid": "user_id must not contain spaces or control characters."})
     title = StrictCharField(max_length=200, required=False, allow_blank=True, default="",
                                   help_text="Subject / notification title; default: the offer's name")

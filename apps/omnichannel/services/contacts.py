@@ -7,8 +7,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.api import ServiceError
+from apps.core.identifiers import clean_user_id
 
-from ..ingest_schema import is_plain_id
 from ..models import Channel, Contact
 
 CONTACT_FIELDS = (
@@ -85,11 +85,5 @@ def contact_forget_push_token(*, user_id: str, token: str) -> None:
 
 
 def _clean_user_id(user_id: Any, field: str = "user_id") -> str:
-    if not isinstance(user_id, str) or not user_id.strip():
-        raise ServiceError(f"{field} is required", field=field, code="required")
-    user_id = user_id.strip()
-    if len(user_id) > 128:
-        raise ServiceError(f"{field} must be at most 128 characters", field=field)
-    if not is_plain_id(user_id):
-        raise ServiceError(f"{field} must not contain spaces or control characters", field=field)
-    return user_id
+    """The platform's one user-id rule (``apps.core.identifiers``), named for this slice's callers."""
+    return clean_user_id(user_id, field=field)

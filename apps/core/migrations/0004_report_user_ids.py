@@ -15,9 +15,9 @@ def report(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("core", "0002_idempotency_record"),
+        ("core", "0003_auth_audit"),
         ("loyalty", "0003_integration_role"),
-        ("omnichannel", "0002_sources_triggers_roles"),
+        ("omnichannel", "0003_ingest_event_caller"),
     ]
 
     operations = [migrations.RunPython(report, migrations.RunPython.noop, elidable=True)]
