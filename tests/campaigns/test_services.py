@@ -609,7 +609,7 @@ def test_biddable_lists_live_campaigns_in_window_with_budget(make_campaign, djan
 def snapshot_calls(monkeypatch):
     from . import snapshot_recorder
 
-    monkeypatch.setattr(services, "SNAPSHOT_REFRESH_MODULE", "tests.campaigns.snapshot_recorder")
+    monkeypatch.setattr(services.common, "SNAPSHOT_REFRESH_MODULE", "tests.campaigns.snapshot_recorder")
     snapshot_recorder.calls.clear()
     return snapshot_recorder.calls
 
@@ -649,13 +649,13 @@ def test_snapshot_refresh_is_not_queued_on_a_refused_change(make_campaign, marke
 
 
 def test_snapshot_refresh_is_skipped_while_the_bidding_module_is_missing(monkeypatch):
-    monkeypatch.setattr(services, "SNAPSHOT_REFRESH_MODULE", "apps.campaigns.no_such_module")
+    monkeypatch.setattr(services.common, "SNAPSHOT_REFRESH_MODULE", "apps.campaigns.no_such_module")
     services._offer_snapshot_refresh()  # no error
-    monkeypatch.setattr(services, "SNAPSHOT_REFRESH_MODULE", "apps.campaigns.countries")  # no such function
+    monkeypatch.setattr(services.common, "SNAPSHOT_REFRESH_MODULE", "apps.campaigns.countries")  # no such function
     services._offer_snapshot_refresh()
 
 
 def test_snapshot_refresh_does_not_hide_a_broken_bidding_module(monkeypatch):
-    monkeypatch.setattr(services, "SNAPSHOT_REFRESH_MODULE", "tests.campaigns.broken_bidding_module")
+    monkeypatch.setattr(services.common, "SNAPSHOT_REFRESH_MODULE", "tests.campaigns.broken_bidding_module")
     with pytest.raises(ModuleNotFoundError):
         services._offer_snapshot_refresh()

@@ -15,7 +15,7 @@ from apps.campaigns.models import CampaignStatus, CampaignTransition, Channel, C
 # What the API accepts as a country: an ISO 3166-1 code in upper case, alpha-3 (as OpenRTB sends it)
 # or alpha-2; the service stores alpha-3. The schema lists them (enum), so a client knows before it sends.
 COUNTRY_CODES = sorted(ALPHA2_TO_ALPHA3) + sorted(ALPHA3)
-# The service's limits (apps.campaigns.services._clean_offer), stated here so the schema shows them.
+# The service's limits (apps.campaigns.validation._clean_offer), stated here so the schema shows them.
 CREATIVE_MAX_CHARS = 100_000
 CREATIVE_MAX_PIXELS = 10_000
 # Bare domain (the service lower-cases it) and IAB category (the service upper-cases it).
