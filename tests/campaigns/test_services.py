@@ -607,11 +607,12 @@ def test_biddable_lists_live_campaigns_in_window_with_budget(make_campaign, djan
 
 @pytest.fixture
 def snapshot_calls(monkeypatch):
-    from . import snapshot_recorder
+    """The bidding slice's snapshot refresh, recorded instead of run (the bidding tests run it for real)."""
+    from apps.bidding import services as bidding_services
 
-    monkeypatch.setattr(services.common, "SNAPSHOT_REFRESH_MODULE", "tests.campaigns.snapshot_recorder")
-    snapshot_recorder.calls.clear()
-    return snapshot_recorder.calls
+    calls: list[str] = []
+    monkeypatch.setattr(bidding_services, "offer_snapshot_refresh", lambda: calls.append("refresh"))
+    return calls
 
 
 def test_snapshot_refresh_runs_after_commit_for_bidding_changes(make_campaign, marketer, snapshot_calls,
@@ -646,16 +647,3 @@ def test_snapshot_refresh_is_not_queued_on_a_refused_change(make_campaign, marke
         with pytest.raises(Conflict):
             services.campaign_update(campaign_id=campaign.pk, actor=marketer, advertiser="Other")
     assert callbacks == [] and snapshot_calls == []
-
-
-def test_snapshot_refresh_is_skipped_while_the_bidding_module_is_missing(monkeypatch):
-    monkeypatch.setattr(services.common, "SNAPSHOT_REFRESH_MODULE", "apps.campaigns.no_such_module")
-    services._offer_snapshot_refresh()  # no error
-    monkeypatch.setattr(services.common, "SNAPSHOT_REFRESH_MODULE", "apps.campaigns.countries")  # no such function
-    services._offer_snapshot_refresh()
-
-
-def test_snapshot_refresh_does_not_hide_a_broken_bidding_module(monkeypatch):
-    monkeypatch.setattr(services.common, "SNAPSHOT_REFRESH_MODULE", "tests.campaigns.broken_bidding_module")
-    with pytest.raises(ModuleNotFoundError):
-        services._offer_snapshot_refresh()

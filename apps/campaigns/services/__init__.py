@@ -35,7 +35,7 @@ from .campaigns import (
     campaign_purge_idempotency_records,
     campaign_update,
 )
-from .common import ACTION_LABELS, TRANSITIONS, VOTES, VOTES_VOIDED, _offer_snapshot_refresh
+from .common import ACTION_LABELS, TRANSITIONS, VOTES, VOTES_VOIDED
 from .lifecycle import (
     campaign_approve,
     campaign_archive,
@@ -56,7 +56,7 @@ from .offers import offer_create, offer_delete, offer_update
 __all__ = [
     "ACTION_LABELS", "CAMPAIGN_FIELDS", "CREATE_SCOPE", "IDEMPOTENCY_RETENTION", "OFFER_FIELDS",
     "OFFER_OPERATIONAL_FIELDS", "OFFER_SET_EDITABLE_STATES", "OPERATIONAL_FIELDS", "SPEND_QUANTUM", "TRANSITIONS",
-    "VOTES", "VOTES_VOIDED", "_offer_snapshot_refresh", "campaign_add_spend", "campaign_approve", "campaign_archive",
+    "VOTES", "VOTES_VOIDED", "campaign_add_spend", "campaign_approve", "campaign_archive",
     "campaign_complete", "campaign_complete_due", "campaign_create", "campaign_create_once",
     "campaign_editable_fields", "campaign_go_live", "campaign_go_live_due", "campaign_pause",
     "campaign_purge_idempotency_records", "campaign_reject", "campaign_request_changes", "campaign_resume",

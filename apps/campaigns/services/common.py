@@ -2,8 +2,6 @@
 audit row, the approval-rule choice, vote voiding and the after-commit snapshot refresh."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Iterable
 
 import structlog
@@ -23,11 +21,6 @@ TRANSITIONS = Counter("campaign_transitions_total", "Campaign lifecycle transiti
 VOTES = Counter("campaign_votes_total", "Approval votes cast", ["decision"])
 VOTES_VOIDED = Counter("campaign_votes_voided_total", "Approval votes voided by an edit in review")
 
-# Where the bidder's snapshot refresh lives (written by the bidding slice). A module attribute so a
-# test can point it at a recorder.
-SNAPSHOT_REFRESH_MODULE = "apps.bidding.services"
-SNAPSHOT_REFRESH_FUNCTION = "offer_snapshot_refresh"
-
 S = CampaignStatus
 
 ACTION_LABELS = {
@@ -40,16 +33,11 @@ ACTION_LABELS = {
 # --- helpers -------------------------------------------------------------------------------------
 
 def _offer_snapshot_refresh() -> None:
-    """Tell the bidder to rebuild its live-offer snapshot; skipped while the bidding slice has none."""
-    if importlib.util.find_spec(SNAPSHOT_REFRESH_MODULE) is None:
-        log.debug("offer_snapshot_refresh_skipped", reason="module missing", module=SNAPSHOT_REFRESH_MODULE)
-        return
-    module = importlib.import_module(SNAPSHOT_REFRESH_MODULE)
-    refresh = getattr(module, SNAPSHOT_REFRESH_FUNCTION, None)
-    if refresh is None:
-        log.debug("offer_snapshot_refresh_skipped", reason="function missing", module=SNAPSHOT_REFRESH_MODULE)
-        return
-    refresh()
+    """Tell the bidder to rebuild its live-offer snapshot (``apps.bidding.services.offer_snapshot_refresh``)."""
+    # Imported when called: apps.bidding.services imports this package at module level.
+    from apps.bidding.services import offer_snapshot_refresh
+
+    offer_snapshot_refresh()
 
 
 def _refresh_bidding_after_commit() -> None:
