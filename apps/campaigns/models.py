@@ -80,6 +80,7 @@ class Campaign(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # The database's backstop for apps.campaigns.validation.schedule_check (which says why).
             models.CheckConstraint(condition=models.Q(end_at__gt=models.F("start_at")), name="campaign_ends_after_start"),
             models.CheckConstraint(condition=models.Q(budget__gt=0), name="campaign_budget_positive"),
         ]

@@ -12,6 +12,7 @@ from apps.core.api import NotFound
 from apps.core.roles import Role, user_has_role
 
 from .models import ApprovalRule, ApprovalVote, Campaign, CampaignStatus, CampaignTransition, Offer, VoteDecision
+from .validation import schedule_ended_q, schedule_has_ended, schedule_has_started, schedule_running_q
 
 
 def campaign_get(*, campaign_id: int) -> Campaign:
@@ -43,7 +44,7 @@ def campaign_list_biddable(*, now: datetime | None = None) -> QuerySet[Campaign]
     This is what the bidder's offer snapshot is built from (docs/RULES.md §1 step 4)."""
     now = now or timezone.now()
     return (
-        Campaign.objects.filter(status=CampaignStatus.LIVE, start_at__lte=now, end_at__gt=now, spent__lt=F("budget"))
+        Campaign.objects.filter(schedule_running_q(now=now), status=CampaignStatus.LIVE, spent__lt=F("budget"))
         .prefetch_related("offers")
         .order_by("id")
     )
@@ -69,7 +70,7 @@ def campaign_ids_due_to_go_live(*, now: datetime | None = None) -> list[int]:
     """Scheduled campaigns whose start time has come (and whose end has not passed)."""
     now = now or timezone.now()
     return list(
-        Campaign.objects.filter(status=CampaignStatus.SCHEDULED, start_at__lte=now, end_at__gt=now)
+        Campaign.objects.filter(schedule_running_q(now=now), status=CampaignStatus.SCHEDULED)
         .order_by("start_at", "id")
         .values_list("id", flat=True)
     )
@@ -80,11 +81,12 @@ def campaign_ids_due_to_complete(*, now: datetime | None = None) -> list[tuple[i
     now = now or timezone.now()
     rows = (
         Campaign.objects.filter(status=CampaignStatus.LIVE)
-        .filter(Q(end_at__lte=now) | Q(spent__gte=F("budget")))
+        .filter(schedule_ended_q(now=now) | Q(spent__gte=F("budget")))
         .order_by("end_at", "id")
         .values_list("id", "end_at")
     )
-    return [(campaign_id, "end time reached" if end_at <= now else "budget spent") for campaign_id, end_at in rows]
+    return [(campaign_id, "end time reached" if schedule_has_ended(end_at=end_at, now=now) else "budget spent")
+            for campaign_id, end_at in rows]
 
 
 def approval_rule_for(*, budget: Decimal, channels: Iterable[str]) -> ApprovalRule | None:
@@ -139,9 +141,10 @@ def campaign_available_actions(*, campaign: Campaign, user) -> list[str]:
     now = timezone.now()
     if user_has_role(user, Role.MARKETER):
         for action in MARKETER_ACTIONS.get(campaign.status, []):
-            if action == "schedule" and campaign.start_at <= now:
+            started = schedule_has_started(start_at=campaign.start_at, now=now)
+            if action == "schedule" and started:
                 continue
-            if action == "go_live" and campaign.start_at > now:
+            if action == "go_live" and not started:
                 continue
             actions.append(action)
     if user_has_role(user, Role.APPROVER) and campaign.status in APPROVER_ACTIONS:

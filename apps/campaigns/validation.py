@@ -15,12 +15,13 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.api import Conflict, ServiceError
+from apps.core.countries import normalise_country
 
 from . import selectors
-from .countries import normalise_country
 from .models import Campaign, CampaignStatus, Channel, CreativeFormat, DeviceType, Offer
 
 S = CampaignStatus
@@ -70,6 +71,38 @@ def campaign_editable_fields(*, status: str) -> tuple[str, ...]:
 def offer_editable_fields(*, status: str) -> tuple[str, ...]:
     """Offer fields a marketer may change while the campaign is in ``status``."""
     return _EDITABLE_OFFER_FIELDS.get(status, ())
+
+
+# --- the time window (docs/RULES.md §1 step 4, §3) ---------------------------------------------------
+# A campaign runs inside ``[start_at, end_at)``, and ``end_at`` is after ``start_at``. These are the only
+# statements of that rule: the service, the API serializer, the selectors and the beat sweeps call them
+# (the database's check constraint ``campaign_ends_after_start`` is the backstop).
+
+END_AFTER_START = "end_at must be after start_at."
+
+
+def schedule_check(*, start_at: datetime, end_at: datetime) -> None:
+    """Refuse a window that does not end after it starts (``ServiceError`` on ``end_at``)."""
+    if end_at <= start_at:
+        raise ServiceError(END_AFTER_START, field="end_at")
+
+
+def schedule_has_started(*, start_at: datetime, now: datetime) -> bool:
+    return start_at <= now
+
+
+def schedule_has_ended(*, end_at: datetime, now: datetime) -> bool:
+    return end_at <= now
+
+
+def schedule_running_q(*, now: datetime) -> Q:
+    """ORM filter: campaigns whose window contains ``now``."""
+    return Q(start_at__lte=now, end_at__gt=now)
+
+
+def schedule_ended_q(*, now: datetime) -> Q:
+    """ORM filter: campaigns whose window has ended by ``now``."""
+    return Q(end_at__lte=now)
 
 
 # --- input cleaning ------------------------------------------------------------------------------
@@ -199,8 +232,7 @@ def _currency(value: Any) -> str:
 
 def _check_campaign_consistency(values: Mapping[str, Any], *, spent: Decimal = Decimal("0")) -> None:
     """Rules across fields, on the campaign as it would be after the change."""
-    if values["end_at"] <= values["start_at"]:
-        raise ServiceError("end_at must be after start_at.", field="end_at")
+    schedule_check(start_at=values["start_at"], end_at=values["end_at"])
     if values["budget"] < spent:
         raise ServiceError(f"budget cannot be below what is already spent ({spent:.2f}).", field="budget")
     if values["max_impressions_per_day"] < values["max_impressions_per_hour"]:
@@ -278,7 +310,8 @@ def campaign_validate_changes(*, campaign: Campaign, changes: Mapping[str, Any])
             raise Conflict(f"{name} cannot be changed while the campaign is {state}.{hint}", field=name)
     merged = {name: cleaned.get(name, getattr(campaign, name)) for name in CAMPAIGN_FIELDS}
     _check_campaign_consistency(merged, spent=campaign.spent)
-    if campaign.status == S.SCHEDULED and "start_at" in cleaned and cleaned["start_at"] <= timezone.now():
+    if (campaign.status == S.SCHEDULED and "start_at" in cleaned
+            and schedule_has_started(start_at=cleaned["start_at"], now=timezone.now())):
         raise ServiceError("start_at of a scheduled campaign must stay in the future.", field="start_at")
     if campaign.status in (S.APPROVED, S.SCHEDULED, S.LIVE, S.PAUSED) and "budget" in cleaned:
         rule = selectors.approval_rule_for(budget=cleaned["budget"], channels=campaign.channels)
@@ -301,7 +334,7 @@ def campaign_validate_new(*, values: Mapping[str, Any]) -> dict[str, Any]:
         raise TypeError(f"missing campaign fields: {sorted(missing)}")
     cleaned = _clean_campaign(values)
     _check_campaign_consistency(cleaned)
-    if cleaned["end_at"] <= timezone.now():
+    if schedule_has_ended(end_at=cleaned["end_at"], now=timezone.now()):
         raise ServiceError("end_at is in the past.", field="end_at")
     return cleaned
 

@@ -647,3 +647,28 @@ def test_snapshot_refresh_is_not_queued_on_a_refused_change(make_campaign, marke
         with pytest.raises(Conflict):
             services.campaign_update(campaign_id=campaign.pk, actor=marketer, advertiser="Other")
     assert callbacks == [] and snapshot_calls == []
+
+
+# --- the time window, stated once in apps.campaigns.validation -------------------------------------
+
+def test_the_window_is_start_inclusive_end_exclusive():
+    from apps.campaigns import validation
+
+    now = timezone.now()
+    assert validation.schedule_has_started(start_at=now, now=now)
+    assert not validation.schedule_has_started(start_at=now + timedelta(microseconds=1), now=now)
+    assert validation.schedule_has_ended(end_at=now, now=now)
+    assert not validation.schedule_has_ended(end_at=now + timedelta(microseconds=1), now=now)
+    validation.schedule_check(start_at=now, end_at=now + timedelta(microseconds=1))
+    with pytest.raises(ServiceError, match="^end_at must be after start_at.$") as refused:
+        validation.schedule_check(start_at=now, end_at=now)
+    assert refused.value.field == "end_at"
+
+
+def test_selectors_use_the_same_window(make_campaign):
+    now = timezone.now()
+    starts_now = make_campaign("live", start_at=now)
+    ends_now = make_campaign("live", start_at=now - timedelta(days=1))
+    Campaign.objects.filter(pk=ends_now.pk).update(end_at=now)
+    assert [c.pk for c in selectors.campaign_list_biddable(now=now)] == [starts_now.pk]
+    assert selectors.campaign_ids_due_to_complete(now=now) == [(ends_now.pk, "end time reached")]

@@ -6,15 +6,30 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from apps.campaigns.countries import ALPHA2_TO_ALPHA3, ALPHA3
-from apps.core import fields
-from apps.core.filters import FilterParams
+from apps.campaigns import validation
 from apps.campaigns.models import CampaignStatus, CampaignTransition, Channel, CreativeFormat, DeviceType, Offer
+from apps.core import fields
+from apps.core.api import ServiceError
+from apps.core.countries import ALPHA2_TO_ALPHA3, ALPHA3, normalise_country
+from apps.core.filters import FilterParams
 
-
-# What the API accepts as a country: an ISO 3166-1 code in upper case, alpha-3 (as OpenRTB sends it)
-# or alpha-2; the service stores alpha-3. The schema lists them (enum), so a client knows before it sends.
+# What the API accepts as a country: an ISO 3166-1 code, alpha-3 (as OpenRTB sends it) or alpha-2; stored
+# as alpha-3. The schema lists them (enum), so a client knows before it sends.
 COUNTRY_CODES = sorted(ALPHA2_TO_ALPHA3) + sorted(ALPHA3)
+
+
+class CountryCodeField(serializers.ChoiceField):
+    """An ISO 3166-1 code, normalised by ``apps.core.countries.normalise_country`` (the same rule the
+    service and the admin apply: case and surrounding spaces do not matter, alpha-2 becomes alpha-3)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=COUNTRY_CODES, **kwargs)
+
+    def to_internal_value(self, data):
+        code = normalise_country(data) if isinstance(data, str) else None
+        if code is None:
+            self.fail("invalid_choice", input=data)
+        return code
 # The service's limits (apps.campaigns.validation._clean_offer), stated here so the schema shows them.
 CREATIVE_MAX_CHARS = 100_000
 CREATIVE_MAX_PIXELS = 10_000
@@ -28,8 +43,8 @@ class TargetingSerializer(serializers.Serializer):
     """Who a campaign reaches; an empty list means "any"."""
 
     countries = serializers.ListField(
-        child=serializers.ChoiceField(choices=COUNTRY_CODES), source="target_countries", required=False,
-        help_text="ISO 3166-1 codes, upper case; alpha-2 (US) is accepted and stored as alpha-3 (USA), as OpenRTB sends it",
+        child=CountryCodeField(), source="target_countries", required=False,
+        help_text="ISO 3166-1 codes; alpha-2 (US) is accepted and stored as alpha-3 (USA), as OpenRTB sends it",
     )
     device_types = serializers.ListField(
         child=serializers.ChoiceField(choices=DeviceType.choices), source="target_device_types", required=False
@@ -101,8 +116,11 @@ class CampaignSerializer(serializers.Serializer):
     def validate(self, attrs: dict) -> dict:
         start = attrs.get("start_at", getattr(self.instance, "start_at", None))
         end = attrs.get("end_at", getattr(self.instance, "end_at", None))
-        if start is not None and end is not None and end <= start:
-            raise serializers.ValidationError({"end_at": "end_at must be after start_at."})
+        if start is not None and end is not None:
+            try:
+                validation.schedule_check(start_at=start, end_at=end)
+            except ServiceError as exc:
+                raise serializers.ValidationError({exc.field: exc.message}) from None
         return attrs
 
 

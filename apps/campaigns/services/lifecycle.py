@@ -12,6 +12,7 @@ from apps.core.roles import Role
 
 from .. import selectors
 from ..models import ApprovalVote, Campaign, VoteDecision
+from ..validation import schedule_has_ended, schedule_has_started
 from .common import (
     VOTES,
     _apply_rule,
@@ -34,7 +35,7 @@ def campaign_submit(*, campaign_id: int, actor, reason: str = "") -> Campaign:
     _require_role(actor, Role.MARKETER, "submit campaigns")
     if not campaign.offers.exists():
         raise ServiceError("Add at least one offer before submitting.", field="offers")
-    if campaign.end_at <= timezone.now():
+    if schedule_has_ended(end_at=campaign.end_at, now=timezone.now()):
         raise ServiceError("end_at has passed; move it before submitting.", field="end_at")
     _apply_rule(campaign)
     campaign.review_round += 1
@@ -124,7 +125,7 @@ def campaign_schedule(*, campaign_id: int, actor, reason: str = "") -> Campaign:
     campaign = _lock(campaign_id)
     _require_state(campaign, "schedule")
     _require_role(actor, Role.MARKETER, "schedule campaigns")
-    if campaign.start_at <= timezone.now():
+    if schedule_has_started(start_at=campaign.start_at, now=timezone.now()):
         raise ServiceError("start_at has already passed: put the campaign live instead of scheduling it.",
                            field="start_at")
     return _transition(campaign, "schedule", actor=actor,
@@ -139,9 +140,9 @@ def campaign_go_live(*, campaign_id: int, actor=None, reason: str = "") -> Campa
     _require_state(campaign, "go_live")
     _require_marketer_or_system(actor, "put campaigns live")
     now = timezone.now()
-    if campaign.start_at > now:
+    if not schedule_has_started(start_at=campaign.start_at, now=now):
         raise ServiceError("start_at is still in the future: schedule the campaign instead.", field="start_at")
-    if campaign.end_at <= now:
+    if schedule_has_ended(end_at=campaign.end_at, now=now):
         raise ServiceError("end_at has passed; move it before going live.", field="end_at")
     if campaign.spent >= campaign.budget:
         raise ServiceError("The budget is spent; raise it before going live.", field="budget")
@@ -166,7 +167,7 @@ def campaign_resume(*, campaign_id: int, actor, reason: str = "") -> Campaign:
     _require_state(campaign, "resume")
     _require_role(actor, Role.MARKETER, "resume campaigns")
     _transition(campaign, "resume", actor=actor, reason=reason.strip())
-    if campaign.end_at <= timezone.now():
+    if schedule_has_ended(end_at=campaign.end_at, now=timezone.now()):
         _transition(campaign, "complete", actor=actor, reason="end time reached")
     elif campaign.spent >= campaign.budget:
         _transition(campaign, "complete", actor=actor, reason="budget spent")
