@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from apps.core.api import ServiceError
 from apps.core.roles import Role, user_has_role
@@ -28,10 +28,12 @@ from .models import (
     ApprovalRule,
     ApprovalVote,
     Campaign,
+    CampaignEdit,
     CampaignStatus,
     CampaignTransition,
     Channel,
     DeviceType,
+    EditSource,
     Offer,
     VoteDecision,
 )
@@ -197,6 +199,37 @@ class CampaignTransitionInline(_ReadOnlyInline):
     fields = readonly_fields = ("created_at", "action", "from_status", "to_status", "actor", "reason")
 
 
+def _value(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "(none)"
+    text = str(value)
+    return text if len(text) <= 120 else f"{text[:117]}…"
+
+
+def edit_diff(edit: CampaignEdit):
+    """``field: old → new``, one line per changed field."""
+    return format_html_join(
+        "", '<div><b>{}</b>: <span style="color:#c82333">{}</span> → <span style="color:#1e7e34">{}</span></div>',
+        ((name, _value(change["old"]), _value(change["new"])) for name, change in sorted(edit.changes.items())),
+    )
+
+
+class CampaignEditInline(_ReadOnlyInline):
+    model = CampaignEdit
+    verbose_name_plural = "Edits (old → new values)"
+    fields = readonly_fields = ("created_at", "action", "offer_id", "actor", "source", "diff")
+    ordering = ("-created_at", "-id")
+
+    @admin.display(description="Changes")
+    def diff(self, edit: CampaignEdit):
+        return edit_diff(edit)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("campaigns.view_campaignedit")
+
+
 # --- list filters --------------------------------------------------------------------------------
 
 class AwaitingMyDecisionFilter(admin.SimpleListFilter):
@@ -233,7 +266,7 @@ class ChannelFilter(admin.SimpleListFilter):
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignAdminForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
-    inlines = [OfferInline, ApprovalVoteInline, CampaignTransitionInline]
+    inlines = [OfferInline, ApprovalVoteInline, CampaignTransitionInline, CampaignEditInline]
     list_display = ("name", "advertiser", "status_badge", "channel_list", "budget", "spent_display", "start_at",
                     "end_at", "approvals")
     list_filter = (AwaitingMyDecisionFilter, "status", ChannelFilter, "advertiser")
@@ -312,7 +345,7 @@ class CampaignAdmin(admin.ModelAdmin):
         if change:
             changes = {f: form.cleaned_data[f] for f in form.changed_data if f in services.CAMPAIGN_FIELDS}
             if changes:
-                services.campaign_update(campaign_id=obj.pk, actor=request.user, **changes)
+                services.campaign_update(campaign_id=obj.pk, actor=request.user, source=EditSource.ADMIN, **changes)
             return
         fields = {f: form.cleaned_data[f] for f in services.CAMPAIGN_FIELDS if f in form.cleaned_data}
         created = services.campaign_create(actor=request.user, **fields)
@@ -330,12 +363,12 @@ class CampaignAdmin(admin.ModelAdmin):
     def _save_formset(self, request, campaign: Campaign, formset) -> None:
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         if formset.model is not Offer:
-            return  # votes and history are read-only
+            return  # votes, history and edits are read-only
         for offer_form in formset.forms:
             offer = offer_form.instance
             if formset.can_delete and formset._should_delete_form(offer_form):
                 if offer.pk:
-                    services.offer_delete(offer_id=offer.pk, actor=request.user)
+                    services.offer_delete(offer_id=offer.pk, actor=request.user, source=EditSource.ADMIN)
                     formset.deleted_objects.append(offer)
                 continue
             if not offer_form.has_changed():
@@ -343,11 +376,12 @@ class CampaignAdmin(admin.ModelAdmin):
             if offer.pk is None:
                 values = {f: offer_form.cleaned_data[f] for f in services.OFFER_FIELDS if f in offer_form.cleaned_data}
                 formset.new_objects.append(
-                    services.offer_create(campaign_id=campaign.pk, actor=request.user, **values))
+                    services.offer_create(campaign_id=campaign.pk, actor=request.user, source=EditSource.ADMIN,
+                                          **values))
             else:
                 changes = {f: offer_form.cleaned_data[f] for f in offer_form.changed_data if f in services.OFFER_FIELDS}
                 if changes:
-                    services.offer_update(offer_id=offer.pk, actor=request.user, **changes)
+                    services.offer_update(offer_id=offer.pk, actor=request.user, source=EditSource.ADMIN, **changes)
                     formset.changed_objects.append((offer, list(changes)))
 
     # lifecycle buttons
@@ -468,6 +502,31 @@ class CampaignTransitionAdmin(admin.ModelAdmin):
     search_fields = ("campaign__name", "actor__username", "reason")
     list_select_related = ("campaign", "actor")
     date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CampaignEdit)
+class CampaignEditAdmin(admin.ModelAdmin):
+    """Every edit across campaigns with its old and new values (read-only; the services write them)."""
+
+    list_display = ("created_at", "campaign", "action", "offer_id", "actor", "source", "diff")
+    list_filter = ("action", "source", ("actor", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("campaign__name", "actor__username")
+    list_select_related = ("campaign", "actor")
+    date_hierarchy = "created_at"
+    fields = readonly_fields = ("created_at", "campaign", "action", "offer_id", "actor", "source", "diff")
+
+    @admin.display(description="Changes")
+    def diff(self, edit: CampaignEdit):
+        return edit_diff(edit)
 
     def has_add_permission(self, request):
         return False

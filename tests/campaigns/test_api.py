@@ -297,7 +297,7 @@ def test_lifecycle_through_the_api(as_marketer, as_approver, approver):
     history = as_marketer.get(f"/v1/campaigns/{cid}/history/").json()["results"]
     assert [(h["action"], h["actor"]) for h in history] == [
         ("schedule", "marketer"), ("approve", "approver"), ("vote_approve", "approver"),
-        ("submit", "marketer"), ("create", "marketer"),
+        ("submit", "marketer"), ("offer_create", "marketer"), ("create", "marketer"),
     ]
 
 

@@ -7,7 +7,15 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from apps.campaigns import validation
-from apps.campaigns.models import CampaignStatus, CampaignTransition, Channel, CreativeFormat, DeviceType, Offer
+from apps.campaigns.models import (
+    CampaignStatus,
+    Channel,
+    CreativeFormat,
+    DeviceType,
+    EditAction,
+    EditSource,
+    Offer,
+)
 from apps.core import fields
 from apps.core.api import ServiceError
 from apps.core.countries import ALPHA2_TO_ALPHA3, ALPHA3, normalise_country
@@ -133,18 +141,36 @@ class RequiredReasonSerializer(serializers.Serializer):
     reason = fields.StrictCharField(max_length=2000, help_text="Why (required; kept in the audit trail)")
 
 
-class TransitionSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", read_only=True, allow_null=True, default=None,
-                                  help_text="Empty for the scheduler")
-    # Plain strings (a campaign status value): one enum per status field would repeat the same choice set.
-    from_status = serializers.CharField(read_only=True)
-    to_status = serializers.CharField(read_only=True)
+class FieldChangeSerializer(serializers.Serializer):
+    """One field's change. Values as the API writes them: decimals as strings, times as ISO 8601 UTC;
+    null for the side that did not exist (an added or removed offer)."""
 
-    class Meta:
-        model = CampaignTransition
-        fields = ["id", "action", "from_status", "to_status", "actor", "reason", "created_at"]
-        read_only_fields = fields
+    old = serializers.JSONField(allow_null=True, help_text="The value before the edit")
+    new = serializers.JSONField(allow_null=True, help_text="The value after the edit")
 
+
+class HistoryEntrySerializer(serializers.Serializer):
+    """One entry of a campaign's history: a lifecycle transition or vote (``kind: transition``), or an
+    edit of the campaign or of an offer with its old and new values (``kind: edit``)."""
+
+    kind = serializers.ChoiceField(choices=["transition", "edit"], source="h_kind")
+    id = serializers.IntegerField(source="h_id", help_text="Id of the transition or of the edit (unique per kind)")
+    action = serializers.CharField(
+        source="h_action",
+        help_text="Transitions: submit, approve, vote_approve, votes_voided, ...; edits: "
+                  + ", ".join(EditAction.values),
+    )
+    created_at = serializers.DateTimeField(source="h_created_at")
+    actor = serializers.CharField(source="h_actor", allow_null=True, help_text="Username; empty for the scheduler or a task")
+    from_status = serializers.CharField(source="h_from_status", allow_null=True, help_text="Transitions only")
+    to_status = serializers.CharField(source="h_to_status", allow_null=True, help_text="Transitions only")
+    reason = serializers.CharField(source="h_reason", allow_blank=True, help_text="Transitions only (why)")
+    offer_id = serializers.IntegerField(source="h_offer_id", allow_null=True,
+                                        help_text="Edits of an offer: which (kept after the offer is removed)")
+    source = serializers.ChoiceField(choices=EditSource.choices, source="h_source", allow_null=True,
+                                     help_text="Edits only: where the edit came from")
+    changes = serializers.DictField(child=FieldChangeSerializer(), source="h_changes", allow_null=True,
+                                    help_text="Edits only: `{field: {old, new}}` for every changed field")
 
 
 class CampaignFilters(FilterParams):

@@ -13,9 +13,18 @@ from apps.core.idempotency import idempotency_purge, idempotent_call
 from apps.core.roles import Role
 
 from .. import selectors
-from ..models import Campaign, CampaignStatus
+from ..models import Campaign, CampaignStatus, EditAction, EditSource
 from ..validation import campaign_validate_changes, campaign_validate_new
-from .common import _apply_rule, _audit, _lock, _refresh_bidding_after_commit, _require_role, _void_votes, log
+from .common import (
+    _apply_rule,
+    _audit,
+    _lock,
+    _record_edit,
+    _refresh_bidding_after_commit,
+    _require_role,
+    _void_votes,
+    log,
+)
 
 S = CampaignStatus
 SPEND_QUANTUM = Decimal("0.000001")  # Campaign.spent has 6 decimal places
@@ -78,16 +87,19 @@ def campaign_purge_idempotency_records() -> int:
 
 
 @transaction.atomic
-def campaign_update(*, campaign_id: int, actor, **changes: Any) -> Campaign:
+def campaign_update(*, campaign_id: int, actor, source: str = EditSource.TASK, **changes: Any) -> Campaign:
     """Change campaign fields allowed in its state (see ``campaign_editable_fields``).
 
-    In review the approval rule is chosen again and the votes so far are voided; on a live campaign
-    the bidder's snapshot is refreshed after commit."""
+    Writes a ``CampaignEdit`` row with each changed field's old and new value (``source``: api, admin
+    or task); a change to nothing changes nothing and writes nothing. In review the approval rule is
+    chosen again and the votes so far are voided; on a live campaign the bidder's snapshot is
+    refreshed after commit."""
     campaign = _lock(campaign_id)
     _require_role(actor, Role.MARKETER, "edit campaigns")
     cleaned = campaign_validate_changes(campaign=campaign, changes=changes)
     if not cleaned:
         return campaign
+    old = {name: getattr(campaign, name) for name in cleaned}
     for name, value in cleaned.items():
         setattr(campaign, name, value)
     update_fields = [*cleaned, "updated_at"]
@@ -95,13 +107,13 @@ def campaign_update(*, campaign_id: int, actor, **changes: Any) -> Campaign:
         _apply_rule(campaign)
         update_fields += ["approval_rule", "required_approvals"]
     campaign.save(update_fields=update_fields)
+    _record_edit(campaign, action=EditAction.CAMPAIGN_UPDATE, actor=actor, source=source, old=old, new=cleaned)
     if campaign.status == S.IN_REVIEW:
         _void_votes(campaign, actor=actor, what=", ".join(sorted(cleaned)))
     if campaign.status == S.LIVE:
         _refresh_bidding_after_commit()
     log.info("campaign_updated", campaign_id=campaign.pk, fields=sorted(cleaned), actor_id=actor.pk)
     return campaign
-
 
 
 def campaign_add_spend(*, campaign_id: int, amount: Decimal) -> Campaign:

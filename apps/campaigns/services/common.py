@@ -2,7 +2,11 @@
 audit row, the approval-rule choice, vote voiding and the after-commit snapshot refresh."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from decimal import Decimal
+from typing import Any
 
 import structlog
 from django.db import transaction
@@ -13,7 +17,7 @@ from apps.core.api import Conflict, NotFound, PermissionDenied, ServiceError
 from apps.core.roles import Role, user_has_role
 
 from .. import selectors
-from ..models import ApprovalVote, Campaign, CampaignStatus, CampaignTransition
+from ..models import ApprovalVote, Campaign, CampaignEdit, CampaignStatus, CampaignTransition, EditSource
 
 log = structlog.get_logger("apps.campaigns.services")
 
@@ -71,6 +75,29 @@ def _audit(campaign: Campaign, *, action: str, from_status: str, to_status: str,
     CampaignTransition.objects.create(
         campaign=campaign, action=action, from_status=from_status, to_status=to_status, actor=actor, reason=reason
     )
+
+
+def _json_safe(value: Any) -> Any:
+    """A field value as the audit row stores it: decimals as strings (exact), times as ISO 8601 UTC."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(dt_timezone.utc).isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _record_edit(campaign: Campaign, *, action: str, actor, source: str, old: Mapping[str, Any],
+                 new: Mapping[str, Any], offer_id: int | None = None) -> CampaignEdit:
+    """Write the ``CampaignEdit`` audit row of an edit (docs/RULES.md §3 "Audit"), in the caller's
+    transaction: ``{field: {"old": ..., "new": ...}}`` for every field in ``old`` or ``new``."""
+    if source not in EditSource.values:
+        raise ValueError(f"unknown edit source {source!r}; one of {EditSource.values}")
+    changes = {name: {"old": _json_safe(old.get(name)), "new": _json_safe(new.get(name))}
+               for name in sorted({*old, *new})}
+    return CampaignEdit.objects.create(campaign=campaign, offer_id=offer_id, action=action, source=source,
+                                       actor=actor if getattr(actor, "pk", None) else None, changes=changes)
 
 
 def _transition(campaign: Campaign, action: str, *, actor, reason: str = "",
