@@ -4,7 +4,8 @@ votes and the audit trail.
 
 Every save and every button goes through ``apps.campaigns.services`` — the admin never writes a
 campaign, an offer or a vote itself — so role, state and self-approval checks hold for a crafted
-POST as much as for the buttons. The status is never a form field.
+POST as much as for the buttons. The status is never a form field. The read-only audit trail (votes,
+transitions, edits) is in ``admin_history``.
 """
 from __future__ import annotations
 
@@ -18,19 +19,18 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from apps.core.api import ServiceError
 from apps.core.roles import Role, user_has_role
 
 from . import selectors, services
+from .admin_history import ApprovalVoteInline, CampaignEditInline, CampaignTransitionInline
 from .models import (
     ApprovalRule,
     ApprovalVote,
     Campaign,
-    CampaignEdit,
     CampaignStatus,
-    CampaignTransition,
     Channel,
     DeviceType,
     EditSource,
@@ -166,68 +166,6 @@ class OfferInline(admin.StackedInline):
         if obj is not None and obj.status not in services.OFFER_SET_EDITABLE_STATES:
             return False
         return request.user.has_perm("campaigns.change_offer")
-
-
-class _ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("campaigns.view_campaign")
-
-
-class ApprovalVoteInline(_ReadOnlyInline):
-    model = ApprovalVote
-    verbose_name_plural = "Votes"
-    fields = readonly_fields = ("approver", "decision", "reason", "review_round", "voided", "created_at")
-    ordering = ("-review_round", "created_at")
-
-
-class CampaignTransitionInline(_ReadOnlyInline):
-    model = CampaignTransition
-    verbose_name_plural = "History (audit trail)"
-    fields = readonly_fields = ("created_at", "action", "from_status", "to_status", "actor", "reason")
-
-
-def _value(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value) or "(none)"
-    text = str(value)
-    return text if len(text) <= 120 else f"{text[:117]}…"
-
-
-def edit_diff(edit: CampaignEdit):
-    """``field: old → new``, one line per changed field."""
-    return format_html_join(
-        "", '<div><b>{}</b>: <span style="color:#c82333">{}</span> → <span style="color:#1e7e34">{}</span></div>',
-        ((name, _value(change["old"]), _value(change["new"])) for name, change in sorted(edit.changes.items())),
-    )
-
-
-class CampaignEditInline(_ReadOnlyInline):
-    model = CampaignEdit
-    verbose_name_plural = "Edits (old → new values)"
-    fields = readonly_fields = ("created_at", "action", "offer_id", "actor", "source", "diff")
-    ordering = ("-created_at", "-id")
-
-    @admin.display(description="Changes")
-    def diff(self, edit: CampaignEdit):
-        return edit_diff(edit)
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("campaigns.view_campaignedit")
 
 
 # --- list filters --------------------------------------------------------------------------------
@@ -491,48 +429,3 @@ class ApprovalRuleAdmin(admin.ModelAdmin):
     @admin.display(description="Channels")
     def channel_list(self, rule: ApprovalRule):
         return ", ".join(Channel(c).label for c in rule.channels) or "any"
-
-
-@admin.register(CampaignTransition)
-class CampaignTransitionAdmin(admin.ModelAdmin):
-    """The audit trail across campaigns (read-only)."""
-
-    list_display = ("created_at", "campaign", "action", "from_status", "to_status", "actor", "reason")
-    list_filter = ("action", "to_status")
-    search_fields = ("campaign__name", "actor__username", "reason")
-    list_select_related = ("campaign", "actor")
-    date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(CampaignEdit)
-class CampaignEditAdmin(admin.ModelAdmin):
-    """Every edit across campaigns with its old and new values (read-only; the services write them)."""
-
-    list_display = ("created_at", "campaign", "action", "offer_id", "actor", "source", "diff")
-    list_filter = ("action", "source", ("actor", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("campaign__name", "actor__username")
-    list_select_related = ("campaign", "actor")
-    date_hierarchy = "created_at"
-    fields = readonly_fields = ("created_at", "campaign", "action", "offer_id", "actor", "source", "diff")
-
-    @admin.display(description="Changes")
-    def diff(self, edit: CampaignEdit):
-        return edit_diff(edit)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
