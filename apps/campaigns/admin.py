@@ -4,7 +4,8 @@ votes and the audit trail.
 
 Every save and every button goes through ``apps.campaigns.services`` — the admin never writes a
 campaign, an offer or a vote itself — so role, state and self-approval checks hold for a crafted
-POST as much as for the buttons. The status is never a form field.
+POST as much as for the buttons. The status is never a form field. The read-only audit trail (votes,
+transitions, edits) is in ``admin_history``.
 """
 from __future__ import annotations
 
@@ -24,14 +25,15 @@ from apps.core.api import ServiceError
 from apps.core.roles import Role, user_has_role
 
 from . import selectors, services
+from .admin_history import ApprovalVoteInline, CampaignEditInline, CampaignTransitionInline
 from .models import (
     ApprovalRule,
     ApprovalVote,
     Campaign,
     CampaignStatus,
-    CampaignTransition,
     Channel,
     DeviceType,
+    EditSource,
     Offer,
     VoteDecision,
 )
@@ -166,37 +168,6 @@ class OfferInline(admin.StackedInline):
         return request.user.has_perm("campaigns.change_offer")
 
 
-class _ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("campaigns.view_campaign")
-
-
-class ApprovalVoteInline(_ReadOnlyInline):
-    model = ApprovalVote
-    verbose_name_plural = "Votes"
-    fields = readonly_fields = ("approver", "decision", "reason", "review_round", "voided", "created_at")
-    ordering = ("-review_round", "created_at")
-
-
-class CampaignTransitionInline(_ReadOnlyInline):
-    model = CampaignTransition
-    verbose_name_plural = "History (audit trail)"
-    fields = readonly_fields = ("created_at", "action", "from_status", "to_status", "actor", "reason")
-
-
 # --- list filters --------------------------------------------------------------------------------
 
 class AwaitingMyDecisionFilter(admin.SimpleListFilter):
@@ -233,7 +204,7 @@ class ChannelFilter(admin.SimpleListFilter):
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignAdminForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
-    inlines = [OfferInline, ApprovalVoteInline, CampaignTransitionInline]
+    inlines = [OfferInline, ApprovalVoteInline, CampaignTransitionInline, CampaignEditInline]
     list_display = ("name", "advertiser", "status_badge", "channel_list", "budget", "spent_display", "start_at",
                     "end_at", "approvals")
     list_filter = (AwaitingMyDecisionFilter, "status", ChannelFilter, "advertiser")
@@ -312,7 +283,7 @@ class CampaignAdmin(admin.ModelAdmin):
         if change:
             changes = {f: form.cleaned_data[f] for f in form.changed_data if f in services.CAMPAIGN_FIELDS}
             if changes:
-                services.campaign_update(campaign_id=obj.pk, actor=request.user, **changes)
+                services.campaign_update(campaign_id=obj.pk, actor=request.user, source=EditSource.ADMIN, **changes)
             return
         fields = {f: form.cleaned_data[f] for f in services.CAMPAIGN_FIELDS if f in form.cleaned_data}
         created = services.campaign_create(actor=request.user, **fields)
@@ -330,12 +301,12 @@ class CampaignAdmin(admin.ModelAdmin):
     def _save_formset(self, request, campaign: Campaign, formset) -> None:
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         if formset.model is not Offer:
-            return  # votes and history are read-only
+            return  # votes, history and edits are read-only
         for offer_form in formset.forms:
             offer = offer_form.instance
             if formset.can_delete and formset._should_delete_form(offer_form):
                 if offer.pk:
-                    services.offer_delete(offer_id=offer.pk, actor=request.user)
+                    services.offer_delete(offer_id=offer.pk, actor=request.user, source=EditSource.ADMIN)
                     formset.deleted_objects.append(offer)
                 continue
             if not offer_form.has_changed():
@@ -343,11 +314,12 @@ class CampaignAdmin(admin.ModelAdmin):
             if offer.pk is None:
                 values = {f: offer_form.cleaned_data[f] for f in services.OFFER_FIELDS if f in offer_form.cleaned_data}
                 formset.new_objects.append(
-                    services.offer_create(campaign_id=campaign.pk, actor=request.user, **values))
+                    services.offer_create(campaign_id=campaign.pk, actor=request.user, source=EditSource.ADMIN,
+                                          **values))
             else:
                 changes = {f: offer_form.cleaned_data[f] for f in offer_form.changed_data if f in services.OFFER_FIELDS}
                 if changes:
-                    services.offer_update(offer_id=offer.pk, actor=request.user, **changes)
+                    services.offer_update(offer_id=offer.pk, actor=request.user, source=EditSource.ADMIN, **changes)
                     formset.changed_objects.append((offer, list(changes)))
 
     # lifecycle buttons
@@ -457,23 +429,3 @@ class ApprovalRuleAdmin(admin.ModelAdmin):
     @admin.display(description="Channels")
     def channel_list(self, rule: ApprovalRule):
         return ", ".join(Channel(c).label for c in rule.channels) or "any"
-
-
-@admin.register(CampaignTransition)
-class CampaignTransitionAdmin(admin.ModelAdmin):
-    """The audit trail across campaigns (read-only)."""
-
-    list_display = ("created_at", "campaign", "action", "from_status", "to_status", "actor", "reason")
-    list_filter = ("action", "to_status")
-    search_fields = ("campaign__name", "actor__username", "reason")
-    list_select_related = ("campaign", "actor")
-    date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -80,6 +80,7 @@ class Campaign(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # The database's backstop for apps.campaigns.validation.schedule_check (which says why).
             models.CheckConstraint(condition=models.Q(end_at__gt=models.F("start_at")), name="campaign_ends_after_start"),
             models.CheckConstraint(condition=models.Q(budget__gt=0), name="campaign_budget_positive"),
         ]
@@ -229,3 +230,42 @@ class CampaignTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action}: {self.from_status} → {self.to_status}"
+
+
+class EditSource(models.TextChoices):
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    TASK = "task", "Task or script"
+
+
+class EditAction(models.TextChoices):
+    CAMPAIGN_UPDATE = "campaign_update", "Campaign changed"
+    OFFER_CREATE = "offer_create", "Offer added"
+    OFFER_UPDATE = "offer_update", "Offer changed"
+    OFFER_DELETE = "offer_delete", "Offer removed"
+
+
+class CampaignEdit(models.Model):
+    """Audit row for every edit of a campaign or one of its offers: who, when, from where, and each
+    changed field's old and new value (``{field: {"old": ..., "new": ...}}``, JSON-safe: decimals as
+    strings, times as ISO 8601 UTC). Written by ``apps.campaigns.services`` in the edit's transaction;
+    lifecycle changes are ``CampaignTransition`` rows. An added offer has only new values, a removed
+    one only old values."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="edits")
+    # No database constraint: the row outlives a removed offer and keeps its id.
+    offer = models.ForeignKey(Offer, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True,
+                              related_name="+", help_text="Empty for an edit of the campaign itself")
+    action = models.CharField(max_length=20, choices=EditAction.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="+", help_text="Empty for a task or script")
+    source = models.CharField(max_length=10, choices=EditSource.choices)
+    changes = models.JSONField(help_text='{field: {"old": value, "new": value}}')
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["campaign", "-created_at"], name="campaign_edit_by_campaign")]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()}: {', '.join(sorted(self.changes))}"

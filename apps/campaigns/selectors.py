@@ -5,13 +5,23 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import CharField, Count, Exists, F, IntegerField, JSONField, OuterRef, Q, QuerySet, Value
 from django.utils import timezone
 
 from apps.core.api import NotFound
 from apps.core.roles import Role, user_has_role
 
-from .models import ApprovalRule, ApprovalVote, Campaign, CampaignStatus, CampaignTransition, Offer, VoteDecision
+from .models import (
+    ApprovalRule,
+    ApprovalVote,
+    Campaign,
+    CampaignEdit,
+    CampaignStatus,
+    CampaignTransition,
+    Offer,
+    VoteDecision,
+)
+from .validation import schedule_ended_q, schedule_has_ended, schedule_has_started, schedule_running_q
 
 
 def campaign_get(*, campaign_id: int) -> Campaign:
@@ -43,7 +53,7 @@ def campaign_list_biddable(*, now: datetime | None = None) -> QuerySet[Campaign]
     This is what the bidder's offer snapshot is built from (docs/RULES.md §1 step 4)."""
     now = now or timezone.now()
     return (
-        Campaign.objects.filter(status=CampaignStatus.LIVE, start_at__lte=now, end_at__gt=now, spent__lt=F("budget"))
+        Campaign.objects.filter(schedule_running_q(now=now), status=CampaignStatus.LIVE, spent__lt=F("budget"))
         .prefetch_related("offers")
         .order_by("id")
     )
@@ -69,7 +79,7 @@ def campaign_ids_due_to_go_live(*, now: datetime | None = None) -> list[int]:
     """Scheduled campaigns whose start time has come (and whose end has not passed)."""
     now = now or timezone.now()
     return list(
-        Campaign.objects.filter(status=CampaignStatus.SCHEDULED, start_at__lte=now, end_at__gt=now)
+        Campaign.objects.filter(schedule_running_q(now=now), status=CampaignStatus.SCHEDULED)
         .order_by("start_at", "id")
         .values_list("id", flat=True)
     )
@@ -80,11 +90,12 @@ def campaign_ids_due_to_complete(*, now: datetime | None = None) -> list[tuple[i
     now = now or timezone.now()
     rows = (
         Campaign.objects.filter(status=CampaignStatus.LIVE)
-        .filter(Q(end_at__lte=now) | Q(spent__gte=F("budget")))
+        .filter(schedule_ended_q(now=now) | Q(spent__gte=F("budget")))
         .order_by("end_at", "id")
         .values_list("id", "end_at")
     )
-    return [(campaign_id, "end time reached" if end_at <= now else "budget spent") for campaign_id, end_at in rows]
+    return [(campaign_id, "end time reached" if schedule_has_ended(end_at=end_at, now=now) else "budget spent")
+            for campaign_id, end_at in rows]
 
 
 def approval_rule_for(*, budget: Decimal, channels: Iterable[str]) -> ApprovalRule | None:
@@ -139,9 +150,10 @@ def campaign_available_actions(*, campaign: Campaign, user) -> list[str]:
     now = timezone.now()
     if user_has_role(user, Role.MARKETER):
         for action in MARKETER_ACTIONS.get(campaign.status, []):
-            if action == "schedule" and campaign.start_at <= now:
+            started = schedule_has_started(start_at=campaign.start_at, now=now)
+            if action == "schedule" and started:
                 continue
-            if action == "go_live" and campaign.start_at > now:
+            if action == "go_live" and not started:
                 continue
             actions.append(action)
     if user_has_role(user, Role.APPROVER) and campaign.status in APPROVER_ACTIONS:
@@ -154,6 +166,39 @@ def campaign_available_actions(*, campaign: Campaign, user) -> list[str]:
 def campaign_history(*, campaign_id: int) -> QuerySet[CampaignTransition]:
     """The audit trail, newest first."""
     return CampaignTransition.objects.filter(campaign_id=campaign_id).select_related("actor")
+
+
+def campaign_edits(*, campaign_id: int) -> QuerySet[CampaignEdit]:
+    """The campaign's edits (old and new values), newest first."""
+    return CampaignEdit.objects.filter(campaign_id=campaign_id).select_related("actor")
+
+
+# The columns of one history entry, in the order both halves of the UNION select them.
+HISTORY_COLUMNS = ("kind", "id", "action", "created_at", "actor", "from_status", "to_status", "reason", "offer_id",
+                   "source", "changes")
+
+
+def _history_columns(**columns) -> dict:
+    return {f"h_{name}": columns[name] for name in HISTORY_COLUMNS}
+
+
+def campaign_history_entries(*, campaign_id: int) -> QuerySet:
+    """Every transition and every edit of the campaign as one list, newest first: dicts with the keys of
+    ``HISTORY_COLUMNS`` prefixed ``h_`` (one UNION query, so it pages in the database)."""
+    text, number, json = CharField(), IntegerField(), JSONField()
+    transitions = CampaignTransition.objects.filter(campaign_id=campaign_id).annotate(**_history_columns(
+        kind=Value("transition", output_field=text), id=F("id"), action=F("action"), created_at=F("created_at"),
+        actor=F("actor__username"), from_status=F("from_status"), to_status=F("to_status"), reason=F("reason"),
+        offer_id=Value(None, output_field=number), source=Value(None, output_field=text),
+        changes=Value(None, output_field=json),
+    )).values(*(f"h_{name}" for name in HISTORY_COLUMNS))
+    edits = CampaignEdit.objects.filter(campaign_id=campaign_id).annotate(**_history_columns(
+        kind=Value("edit", output_field=text), id=F("id"), action=F("action"), created_at=F("created_at"),
+        actor=F("actor__username"), from_status=Value(None, output_field=text),
+        to_status=Value(None, output_field=text), reason=Value("", output_field=text), offer_id=F("offer_id"),
+        source=F("source"), changes=F("changes"),
+    )).values(*(f"h_{name}" for name in HISTORY_COLUMNS))
+    return transitions.order_by().union(edits.order_by(), all=True).order_by("-h_created_at", "-h_kind", "-h_id")
 
 
 def campaign_votes(*, campaign_id: int) -> QuerySet[ApprovalVote]:

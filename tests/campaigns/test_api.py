@@ -126,6 +126,29 @@ def test_bad_input_is_400_naming_the_field(as_marketer, overrides, field):
     assert not Campaign.objects.exists()
 
 
+def test_countries_are_normalised_by_the_same_rule_as_the_service_and_the_admin(as_marketer):
+    response = as_marketer.post("/v1/campaigns/", payload(targeting={"countries": ["us", " gbr", "USA"]}), format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["targeting"]["countries"] == ["USA", "GBR"]
+
+
+@pytest.mark.parametrize("end_offset", [timedelta(0), -timedelta(seconds=1)])
+def test_a_window_that_does_not_end_after_it_starts_is_refused_with_the_one_message(as_marketer, make_campaign,
+                                                                                  end_offset):
+    start = timezone.now() + timedelta(days=1)
+    response = as_marketer.post("/v1/campaigns/", payload(start_at=start.isoformat(),
+                                                          end_at=(start + end_offset).isoformat()), format="json")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "end_at: end_at must be after start_at."
+    assert not Campaign.objects.exists()
+
+    campaign = make_campaign("draft")
+    response = as_marketer.patch(f"/v1/campaigns/{campaign.pk}/", {"end_at": campaign.start_at.isoformat()},
+                                 format="json")
+    assert (response.status_code, response.json()["field"]) == (400, "end_at")
+    assert fresh(campaign).end_at != campaign.start_at
+
+
 def test_missing_fields_are_named(as_marketer):
     response = as_marketer.post("/v1/campaigns/", {}, format="json")
     assert response.status_code == 400
@@ -274,7 +297,7 @@ def test_lifecycle_through_the_api(as_marketer, as_approver, approver):
     history = as_marketer.get(f"/v1/campaigns/{cid}/history/").json()["results"]
     assert [(h["action"], h["actor"]) for h in history] == [
         ("schedule", "marketer"), ("approve", "approver"), ("vote_approve", "approver"),
-        ("submit", "marketer"), ("create", "marketer"),
+        ("submit", "marketer"), ("offer_create", "marketer"), ("create", "marketer"),
     ]
 
 

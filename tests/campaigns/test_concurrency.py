@@ -79,3 +79,21 @@ def test_a_double_click_counts_one_vote(make_campaign):
     assert len(refused) == 1 and isinstance(refused[0], Conflict) and refused[0].code == "already_voted"
     assert ApprovalVote.objects.filter(campaign=campaign, approver=approver).count() == 1
     assert Campaign.objects.get(pk=campaign.pk).status == "in_review"
+
+
+def test_concurrent_edits_are_both_recorded(make_campaign):
+    from apps.campaigns.models import CampaignEdit
+
+    campaign = make_campaign("live", budget=Decimal("5000"))
+    marketer = campaign.created_by
+    outcomes = run_in_threads(
+        lambda: services.campaign_update(campaign_id=campaign.pk, actor=marketer, budget=Decimal("6000")),
+        lambda: services.campaign_update(campaign_id=campaign.pk, actor=marketer, budget=Decimal("7000")),
+    )
+    assert all(isinstance(outcome, Campaign) for outcome in outcomes), outcomes
+    first, second = (edit.changes["budget"] for edit in
+                     CampaignEdit.objects.filter(campaign=campaign, action="campaign_update").order_by("id"))
+    # The campaign's row lock serialised them: the second saw the first's value as its old value.
+    assert first["old"] == "5000.00" and second["old"] == first["new"]
+    assert {first["new"], second["new"]} == {"6000.00", "7000.00"}
+    assert Campaign.objects.get(pk=campaign.pk).budget == Decimal(second["new"])

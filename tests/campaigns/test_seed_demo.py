@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
 
@@ -78,22 +79,32 @@ def test_refuses_default_passwords_in_production(monkeypatch):
     assert not Campaign.objects.exists()
 
 
-def test_finds_every_app_with_a_demo_module():
+def test_names_every_app_with_a_demo_module_in_installed_apps_order():
     root = Path(__file__).resolve().parents[2]
-    on_disk = sorted(f"apps.{p.parent.name}.demo" for p in root.glob("apps/*/demo.py") if p.parent.name != "campaigns")
-    assert sorted(seed_demo.demo_modules()) == on_disk
+    on_disk = {f"apps.{p.parent.name}.demo" for p in root.glob("apps/*/demo.py") if p.parent.name != "campaigns"}
+    names = [module.__name__ for module in seed_demo.demo_modules()]
+    assert set(names) == on_disk
+    installed = [name for name in settings.INSTALLED_APPS if f"{name}.demo" in on_disk]
+    assert names == [f"{name}.demo" for name in installed]
 
 
 def test_calls_each_apps_seed_and_fails_loudly_when_one_breaks(monkeypatch):
-    from . import demo_probe
+    calls: list[str] = []
+    modules = seed_demo.demo_modules()
+    for module in modules:
+        monkeypatch.setattr(module, "seed", lambda name=module.__name__: calls.append(name))
+    broken = modules[1]
 
-    demo_probe.calls.clear()
-    monkeypatch.setattr(seed_demo, "demo_modules", lambda: ["tests.campaigns.demo_probe_failing",
-                                                            "tests.campaigns.demo_probe"])
-    with pytest.raises(CommandError, match="tests.campaigns.demo_probe_failing"):
+    def fail() -> None:
+        raise RuntimeError("demo store unavailable")
+
+    monkeypatch.setattr(broken, "seed", fail)
+    with pytest.raises(CommandError, match=f"demo seed failed for: {broken.__name__}$"):
         run()
-    assert demo_probe.calls == ["seeded"]  # the failure did not stop the next app
+    # The failure did not stop the apps after it.
+    assert calls == [m.__name__ for m in modules if m is not broken]
 
-    monkeypatch.setattr(seed_demo, "demo_modules", lambda: ["tests.campaigns.demo_probe"])
+    monkeypatch.setattr(broken, "seed", lambda: calls.append(broken.__name__))
+    calls.clear()
     assert "0 app seed failure(s)" in run()
-    assert demo_probe.calls == ["seeded", "seeded"]
+    assert calls == [m.__name__ for m in modules]

@@ -607,11 +607,12 @@ def test_biddable_lists_live_campaigns_in_window_with_budget(make_campaign, djan
 
 @pytest.fixture
 def snapshot_calls(monkeypatch):
-    from . import snapshot_recorder
+    """The bidding slice's snapshot refresh, recorded instead of run (the bidding tests run it for real)."""
+    from apps.bidding import services as bidding_services
 
-    monkeypatch.setattr(services, "SNAPSHOT_REFRESH_MODULE", "tests.campaigns.snapshot_recorder")
-    snapshot_recorder.calls.clear()
-    return snapshot_recorder.calls
+    calls: list[str] = []
+    monkeypatch.setattr(bidding_services, "offer_snapshot_refresh", lambda: calls.append("refresh"))
+    return calls
 
 
 def test_snapshot_refresh_runs_after_commit_for_bidding_changes(make_campaign, marketer, snapshot_calls,
@@ -648,14 +649,26 @@ def test_snapshot_refresh_is_not_queued_on_a_refused_change(make_campaign, marke
     assert callbacks == [] and snapshot_calls == []
 
 
-def test_snapshot_refresh_is_skipped_while_the_bidding_module_is_missing(monkeypatch):
-    monkeypatch.setattr(services, "SNAPSHOT_REFRESH_MODULE", "apps.campaigns.no_such_module")
-    services._offer_snapshot_refresh()  # no error
-    monkeypatch.setattr(services, "SNAPSHOT_REFRESH_MODULE", "apps.campaigns.countries")  # no such function
-    services._offer_snapshot_refresh()
+# --- the time window, stated once in apps.campaigns.validation -------------------------------------
+
+def test_the_window_is_start_inclusive_end_exclusive():
+    from apps.campaigns import validation
+
+    now = timezone.now()
+    assert validation.schedule_has_started(start_at=now, now=now)
+    assert not validation.schedule_has_started(start_at=now + timedelta(microseconds=1), now=now)
+    assert validation.schedule_has_ended(end_at=now, now=now)
+    assert not validation.schedule_has_ended(end_at=now + timedelta(microseconds=1), now=now)
+    validation.schedule_check(start_at=now, end_at=now + timedelta(microseconds=1))
+    with pytest.raises(ServiceError, match="^end_at must be after start_at.$") as refused:
+        validation.schedule_check(start_at=now, end_at=now)
+    assert refused.value.field == "end_at"
 
 
-def test_snapshot_refresh_does_not_hide_a_broken_bidding_module(monkeypatch):
-    monkeypatch.setattr(services, "SNAPSHOT_REFRESH_MODULE", "tests.campaigns.broken_bidding_module")
-    with pytest.raises(ModuleNotFoundError):
-        services._offer_snapshot_refresh()
+def test_selectors_use_the_same_window(make_campaign):
+    now = timezone.now()
+    starts_now = make_campaign("live", start_at=now)
+    ends_now = make_campaign("live", start_at=now - timedelta(days=1))
+    Campaign.objects.filter(pk=ends_now.pk).update(end_at=now)
+    assert [c.pk for c in selectors.campaign_list_biddable(now=now)] == [starts_now.pk]
+    assert selectors.campaign_ids_due_to_complete(now=now) == [(ends_now.pk, "end time reached")]

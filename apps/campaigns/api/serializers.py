@@ -6,16 +6,39 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from apps.campaigns.countries import ALPHA2_TO_ALPHA3, ALPHA3
+from apps.campaigns import validation
+from apps.campaigns.models import (
+    CampaignStatus,
+    Channel,
+    CreativeFormat,
+    DeviceType,
+    EditAction,
+    EditSource,
+    Offer,
+)
 from apps.core import fields
+from apps.core.api import ServiceError
+from apps.core.countries import ALPHA2_TO_ALPHA3, ALPHA3, normalise_country
 from apps.core.filters import FilterParams
-from apps.campaigns.models import CampaignStatus, CampaignTransition, Channel, CreativeFormat, DeviceType, Offer
 
-
-# What the API accepts as a country: an ISO 3166-1 code in upper case, alpha-3 (as OpenRTB sends it)
-# or alpha-2; the service stores alpha-3. The schema lists them (enum), so a client knows before it sends.
+# What the API accepts as a country: an ISO 3166-1 code, alpha-3 (as OpenRTB sends it) or alpha-2; stored
+# as alpha-3. The schema lists them (enum), so a client knows before it sends.
 COUNTRY_CODES = sorted(ALPHA2_TO_ALPHA3) + sorted(ALPHA3)
-# The service's limits (apps.campaigns.services._clean_offer), stated here so the schema shows them.
+
+
+class CountryCodeField(serializers.ChoiceField):
+    """An ISO 3166-1 code, normalised by ``apps.core.countries.normalise_country`` (the same rule the
+    service and the admin apply: case and surrounding spaces do not matter, alpha-2 becomes alpha-3)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=COUNTRY_CODES, **kwargs)
+
+    def to_internal_value(self, data):
+        code = normalise_country(data) if isinstance(data, str) else None
+        if code is None:
+            self.fail("invalid_choice", input=data)
+        return code
+# The service's limits (apps.campaigns.validation._clean_offer), stated here so the schema shows them.
 CREATIVE_MAX_CHARS = 100_000
 CREATIVE_MAX_PIXELS = 10_000
 # Bare domain (the service lower-cases it) and IAB category (the service upper-cases it).
@@ -28,8 +51,8 @@ class TargetingSerializer(serializers.Serializer):
     """Who a campaign reaches; an empty list means "any"."""
 
     countries = serializers.ListField(
-        child=serializers.ChoiceField(choices=COUNTRY_CODES), source="target_countries", required=False,
-        help_text="ISO 3166-1 codes, upper case; alpha-2 (US) is accepted and stored as alpha-3 (USA), as OpenRTB sends it",
+        child=CountryCodeField(), source="target_countries", required=False,
+        help_text="ISO 3166-1 codes; alpha-2 (US) is accepted and stored as alpha-3 (USA), as OpenRTB sends it",
     )
     device_types = serializers.ListField(
         child=serializers.ChoiceField(choices=DeviceType.choices), source="target_device_types", required=False
@@ -101,8 +124,11 @@ class CampaignSerializer(serializers.Serializer):
     def validate(self, attrs: dict) -> dict:
         start = attrs.get("start_at", getattr(self.instance, "start_at", None))
         end = attrs.get("end_at", getattr(self.instance, "end_at", None))
-        if start is not None and end is not None and end <= start:
-            raise serializers.ValidationError({"end_at": "end_at must be after start_at."})
+        if start is not None and end is not None:
+            try:
+                validation.schedule_check(start_at=start, end_at=end)
+            except ServiceError as exc:
+                raise serializers.ValidationError({exc.field: exc.message}) from None
         return attrs
 
 
@@ -115,18 +141,36 @@ class RequiredReasonSerializer(serializers.Serializer):
     reason = fields.StrictCharField(max_length=2000, help_text="Why (required; kept in the audit trail)")
 
 
-class TransitionSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", read_only=True, allow_null=True, default=None,
-                                  help_text="Empty for the scheduler")
-    # Plain strings (a campaign status value): one enum per status field would repeat the same choice set.
-    from_status = serializers.CharField(read_only=True)
-    to_status = serializers.CharField(read_only=True)
+class FieldChangeSerializer(serializers.Serializer):
+    """One field's change. Values as the API writes them: decimals as strings, times as ISO 8601 UTC;
+    null for the side that did not exist (an added or removed offer)."""
 
-    class Meta:
-        model = CampaignTransition
-        fields = ["id", "action", "from_status", "to_status", "actor", "reason", "created_at"]
-        read_only_fields = fields
+    old = serializers.JSONField(allow_null=True, help_text="The value before the edit")
+    new = serializers.JSONField(allow_null=True, help_text="The value after the edit")
 
+
+class HistoryEntrySerializer(serializers.Serializer):
+    """One entry of a campaign's history: a lifecycle transition or vote (``kind: transition``), or an
+    edit of the campaign or of an offer with its old and new values (``kind: edit``)."""
+
+    kind = serializers.ChoiceField(choices=["transition", "edit"], source="h_kind")
+    id = serializers.IntegerField(source="h_id", help_text="Id of the transition or of the edit (unique per kind)")
+    action = serializers.CharField(
+        source="h_action",
+        help_text="Transitions: submit, approve, vote_approve, votes_voided, ...; edits: "
+                  + ", ".join(EditAction.values),
+    )
+    created_at = serializers.DateTimeField(source="h_created_at")
+    actor = serializers.CharField(source="h_actor", allow_null=True, help_text="Username; empty for the scheduler or a task")
+    from_status = serializers.CharField(source="h_from_status", allow_null=True, help_text="Transitions only")
+    to_status = serializers.CharField(source="h_to_status", allow_null=True, help_text="Transitions only")
+    reason = serializers.CharField(source="h_reason", allow_blank=True, help_text="Transitions only (why)")
+    offer_id = serializers.IntegerField(source="h_offer_id", allow_null=True,
+                                        help_text="Edits of an offer: which (kept after the offer is removed)")
+    source = serializers.ChoiceField(choices=EditSource.choices, source="h_source", allow_null=True,
+                                     help_text="Edits only: where the edit came from")
+    changes = serializers.DictField(child=FieldChangeSerializer(), source="h_changes", allow_null=True,
+                                    help_text="Edits only: `{field: {old, new}}` for every changed field")
 
 
 class CampaignFilters(FilterParams):

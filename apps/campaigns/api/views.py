@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.campaigns import selectors, services
+from apps.campaigns.models import EditSource
 from apps.core.api import ServiceError
 from apps.core.filters import filter_params
 from apps.core.idempotency import KEY_HEADER
@@ -18,10 +19,10 @@ from apps.core.roles import IsApprover, IsMarketer, IsStaffRole
 from .serializers import (
     CampaignFilters,
     CampaignSerializer,
+    HistoryEntrySerializer,
     OfferSerializer,
     ReasonSerializer,
     RequiredReasonSerializer,
-    TransitionSerializer,
 )
 
 # Service field names → the names this API uses, so a 400 names the field the client sent.
@@ -142,7 +143,7 @@ class CampaignViewSet(viewsets.GenericViewSet):
         serializer = CampaignSerializer(campaign, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
         campaign = _service(services.campaign_update, campaign_id=campaign.pk, actor=request.user,
-                            **serializer.validated_data)
+                            source=EditSource.API, **serializer.validated_data)
         return self._respond(campaign)
 
     def _transition(self, request, pk, service, *, reason_required: bool = False, **extra) -> Response:
@@ -216,13 +217,16 @@ class CampaignViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(CampaignSerializer(page, many=True).data)
 
-    @extend_schema(tags=["campaigns"], summary="Audit trail: every transition and vote, newest first",
-                   responses={200: TransitionSerializer(many=True), **READ})
+    @extend_schema(tags=["campaigns"], summary="Audit trail: every transition, vote and edit, newest first",
+                   description="Transitions and votes (`kind: transition`: who, from, to, why) and edits of the "
+                               "campaign and its offers (`kind: edit`: who, from where, and `changes` with each "
+                               "field's old and new value), merged newest first and paginated.",
+                   responses={200: HistoryEntrySerializer(many=True), **READ})
     @action(detail=True, methods=["get"])
     def history(self, request, pk=None):
         campaign = self.get_object()
-        page = self.paginate_queryset(selectors.campaign_history(campaign_id=campaign.pk))
-        return self.get_paginated_response(TransitionSerializer(page, many=True).data)
+        page = self.paginate_queryset(selectors.campaign_history_entries(campaign_id=campaign.pk))
+        return self.get_paginated_response(HistoryEntrySerializer(page, many=True).data)
 
 
 @extend_schema_view(
@@ -262,7 +266,8 @@ class OfferViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         campaign = self._campaign()
         serializer = OfferSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        offer = _service(services.offer_create, campaign_id=campaign.pk, actor=request.user, **serializer.validated_data)
+        offer = _service(services.offer_create, campaign_id=campaign.pk, actor=request.user, source=EditSource.API,
+                         **serializer.validated_data)
         return Response(OfferSerializer(offer).data, status=status.HTTP_201_CREATED)
 
     def update(self, request, campaign_pk=None, pk=None):
@@ -275,10 +280,11 @@ class OfferViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         offer = self.get_object()
         serializer = OfferSerializer(offer, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        offer = _service(services.offer_update, offer_id=offer.pk, actor=request.user, **serializer.validated_data)
+        offer = _service(services.offer_update, offer_id=offer.pk, actor=request.user, source=EditSource.API,
+                         **serializer.validated_data)
         return Response(OfferSerializer(offer).data)
 
     def destroy(self, request, campaign_pk=None, pk=None):
         offer = self.get_object()
-        _service(services.offer_delete, offer_id=offer.pk, actor=request.user)
+        _service(services.offer_delete, offer_id=offer.pk, actor=request.user, source=EditSource.API)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -7,31 +7,29 @@ defaults are used (refused when CAMPAIGN_EXPRESS_ENV=production). They are print
 """
 from __future__ import annotations
 
-import importlib
 import logging
-import importlib.util
 import time
 import traceback
+from types import ModuleType
 
-from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
+from apps.analytics import demo as analytics_demo
+from apps.bidding import demo as bidding_demo
 from apps.campaigns import demo, selectors
+from apps.loyalty import demo as loyalty_demo
+from apps.omnichannel import demo as omnichannel_demo
+from apps.suppression import demo as suppression_demo
 from config import env
 
 
-def demo_modules() -> list[str]:
-    """``apps.<app>.demo`` modules of the other installed apps that have one, in INSTALLED_APPS order."""
-    found = []
-    for app_config in apps.get_app_configs():
-        if not app_config.name.startswith("apps.") or app_config.name == "apps.campaigns":
-            continue
-        module = f"{app_config.name}.demo"
-        if importlib.util.find_spec(module) is not None:
-            found.append(module)
-    return found
+def demo_modules() -> list[ModuleType]:
+    """The other apps' ``demo`` modules, in INSTALLED_APPS order; each has an idempotent ``seed()``.
+
+    A new app with demo data adds its module here (a test checks this list against ``apps/*/demo.py``)."""
+    return [bidding_demo, loyalty_demo, suppression_demo, omnichannel_demo, analytics_demo]
 
 
 class Command(BaseCommand):
@@ -80,11 +78,12 @@ class Command(BaseCommand):
         if not only_campaigns:
             modules = demo_modules()
             self.stdout.write(self.style.MIGRATE_HEADING(f"Other apps ({len(modules)})"))
-            for module_name in modules:
+            for module in modules:
+                module_name = module.__name__
                 self.stdout.write(f"  {module_name}.seed()")
                 t0 = time.monotonic()
                 try:
-                    importlib.import_module(module_name).seed()
+                    module.seed()
                 except Exception:  # noqa: BLE001 - report every app's failure, then fail the command
                     failed.append(module_name)
                     self.stdout.write(self.style.ERROR(f"    failed: {module_name}"))

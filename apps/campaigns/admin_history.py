@@ -1,0 +1,116 @@
+"""The campaigns admin's audit trail, read-only: votes, transitions and edits (old → new values), as
+inlines on a campaign's page and as lists of their own. The services write these rows; nobody edits
+them here."""
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.html import format_html_join
+
+from .models import ApprovalVote, CampaignEdit, CampaignTransition
+
+
+class _ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("campaigns.view_campaign")
+
+
+class ApprovalVoteInline(_ReadOnlyInline):
+    model = ApprovalVote
+    verbose_name_plural = "Votes"
+    fields = readonly_fields = ("approver", "decision", "reason", "review_round", "voided", "created_at")
+    ordering = ("-review_round", "created_at")
+
+
+class CampaignTransitionInline(_ReadOnlyInline):
+    model = CampaignTransition
+    verbose_name_plural = "History (audit trail)"
+    fields = readonly_fields = ("created_at", "action", "from_status", "to_status", "actor", "reason")
+
+
+def _value(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "(none)"
+    text = str(value)
+    return text if len(text) <= 120 else f"{text[:117]}…"
+
+
+def edit_diff(edit: CampaignEdit):
+    """``field: old → new``, one line per changed field."""
+    return format_html_join(
+        "", '<div><b>{}</b>: <span style="color:#c82333">{}</span> → <span style="color:#1e7e34">{}</span></div>',
+        ((name, _value(change["old"]), _value(change["new"])) for name, change in sorted(edit.changes.items())),
+    )
+
+
+class CampaignEditInline(_ReadOnlyInline):
+    model = CampaignEdit
+    verbose_name_plural = "Edits (old → new values)"
+    fields = readonly_fields = ("created_at", "action", "offer_id", "actor", "source", "diff")
+    ordering = ("-created_at", "-id")
+
+    @admin.display(description="Changes")
+    def diff(self, edit: CampaignEdit):
+        return edit_diff(edit)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("campaigns.view_campaignedit")
+
+
+@admin.register(CampaignTransition)
+class CampaignTransitionAdmin(admin.ModelAdmin):
+    """The audit trail across campaigns (read-only)."""
+
+    list_display = ("created_at", "campaign", "action", "from_status", "to_status", "actor", "reason")
+    list_filter = ("action", "to_status")
+    search_fields = ("campaign__name", "actor__username", "reason")
+    list_select_related = ("campaign", "actor")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CampaignEdit)
+class CampaignEditAdmin(admin.ModelAdmin):
+    """Every edit across campaigns with its old and new values (read-only; the services write them)."""
+
+    list_display = ("created_at", "campaign", "action", "offer_id", "actor", "source", "diff")
+    list_filter = ("action", "source", ("actor", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("campaign__name", "actor__username")
+    list_select_related = ("campaign", "actor")
+    date_hierarchy = "created_at"
+    fields = readonly_fields = ("created_at", "campaign", "action", "offer_id", "actor", "source", "diff")
+
+    @admin.display(description="Changes")
+    def diff(self, edit: CampaignEdit):
+        return edit_diff(edit)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
