@@ -41,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import redis  # noqa: E402
-
 from bid_load import N_OFFERS, UNKNOWN_MARK, free_port, make_bodies, seed, start_app, wait_ready  # noqa: E402
+
+from scripts.dev_cert import write_self_signed_pem  # noqa: E402
 
 EXCHANGE_KEY = "bench-exchange-key"
 UNLIMITED_QPS = 100_000_000
@@ -101,7 +102,9 @@ def run_wrk(wrk: str, url: str, script: Path, *, connections: int, threads: int,
 
 
 def start_haproxy(haproxy: str, config: Path, port: int, app_port: int, qps: int, log) -> subprocess.Popen:
+    cert = write_self_signed_pem(Path(log.name).with_name("site.pem"))  # the config's TLS bind needs one
     env = {**os.environ, "HAPROXY_BIND": f"127.0.0.1:{port}", "HAPROXY_MAXCONN": "4000",
+           "HAPROXY_TLS_BIND": f"127.0.0.1:{free_port()}", "HAPROXY_TLS_CERT": str(cert),
            "BID_EXCHANGE_QPS": str(qps), "BID_SERVER": f"127.0.0.1:{app_port}",
            # nothing listens there: the web and static backends stay down, the bid path does not use them
            "WEB_SERVER": f"127.0.0.1:{free_port()}", "STATIC_SERVER": f"127.0.0.1:{free_port()}"}

@@ -127,3 +127,11 @@ def fresh(campaign):
     from apps.campaigns.models import Campaign
 
     return Campaign.objects.get(pk=campaign.pk)
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory):
+    """HAProxy's TLS certificate (a throwaway self-signed one): docker/haproxy.cfg refuses to start without it."""
+    from scripts.dev_cert import write_self_signed_pem
+
+    return write_self_signed_pem(tmp_path_factory.mktemp("certs") / "site.pem")

@@ -92,28 +92,6 @@ if HAPROXY is None and os.environ.get("CI") == "true":
 needs_haproxy = pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed (scripts/services.sh installs it)")
 
 
-@pytest.fixture(scope="module")
-def tls_cert(tmp_path_factory) -> Path:
-    """A self-signed certificate and its key in one PEM, as HAProxy's `crt` takes them."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    pem = tmp_path_factory.mktemp("certs") / "site.pem"
-    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return pem
-
-
 @needs_haproxy
 def test_haproxy_config_is_valid(tls_cert):
     result = subprocess.run([HAPROXY, "-c", "-f", str(DOCKER / "haproxy.cfg")], capture_output=True, text=True,

@@ -180,10 +180,11 @@ def apps(django_db_setup, django_db_blocker, tmp_path_factory):
 
 
 @pytest.fixture
-def front_door(apps, tmp_path):
+def front_door(apps, tmp_path, tls_cert):
     """A fresh HAProxy (empty stick tables) on the production config in front of the module's apps."""
     port = free_port()
     hap_env = {**os.environ, "HAPROXY_BIND": f"127.0.0.1:{port}", "HAPROXY_MAXCONN": "1000",
+               "HAPROXY_TLS_BIND": f"127.0.0.1:{free_port()}", "HAPROXY_TLS_CERT": str(tls_cert),
                "WEB_IP_RATE_LIMIT": str(WEB_LIMIT), "BID_EXCHANGE_QPS": str(EXCHANGE_QPS),
                "BID_SERVER": f"127.0.0.1:{apps['relay'].port}", "WEB_SERVER": f"127.0.0.1:{apps['web_port']}",
                "STATIC_SERVER": f"127.0.0.1:{free_port()}"}
