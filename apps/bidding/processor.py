@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import os
 import random
 import time
 
@@ -24,7 +23,7 @@ from apps.bidding.cache import ANONYMOUS, TIER_BOOST, L1Cache, UserState, defaul
 from apps.bidding.conf import BidConfig
 from apps.bidding.snapshot import DEVICE_BITS, OfferEntry, Snapshot
 from apps.bidding.tokens import ClickToken, WinToken, click_token, win_token
-from apps.campaigns.countries import normalise_country
+from apps.core.countries import normalise_country
 from apps.inference.features import (
     DEVICE_COL,
     FREQ_COL,

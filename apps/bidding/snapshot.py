@@ -17,8 +17,8 @@ from collections.abc import Iterable
 import msgspec
 import numpy as np
 
-from apps.campaigns.countries import normalise_country
 from apps.core import redis as redis_store
+from apps.core.countries import normalise_country
 
 SNAPSHOT_KEY = "bidding:snapshot"
 SNAPSHOT_SEQ_KEY = "bidding:snapshot:seq"

@@ -8,9 +8,10 @@ from typing import Any
 from django.conf import settings
 
 from apps.core.api import ServiceError
+from apps.core.identifiers import USER_ID_MAX_LENGTH, clean_user_id
 from apps.loyalty import rules
 
-USER_ID_MAX = 128
+USER_ID_MAX = USER_ID_MAX_LENGTH
 TRANSACTION_ID_MAX = 128
 OFFER_ID_MAX = 64
 ADJUST_MAX_STARS = 1_000_000
@@ -18,12 +19,8 @@ _CHANNEL_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 def _clean_user_id(user_id: Any) -> str:
-    if not isinstance(user_id, str) or not user_id.strip():
-        raise ServiceError("user_id is required.", field="user_id", code="required")
-    user_id = user_id.strip()
-    if len(user_id) > USER_ID_MAX or not user_id.isprintable():
-        raise ServiceError(f"user_id must be at most {USER_ID_MAX} printable characters.", field="user_id")
-    return user_id
+    """The platform's one user-id rule (``apps.core.identifiers``)."""
+    return clean_user_id(user_id)
 
 
 def _clean_amount(amount_cents: Any) -> int:

@@ -4,13 +4,16 @@ from rest_framework import serializers
 
 from apps.core import fields
 from apps.core.filters import FilterParams
+from apps.core.identifiers import USER_ID_PATTERN
 from apps.loyalty import rules
 from apps.loyalty.models import LedgerEntry, LedgerKind, SignalType, Tier
 from apps.loyalty.services import TRANSACTION_ID_MAX, USER_ID_MAX
 
+USER_ID_HELP = "1-128 characters, no whitespace or control characters (docs/RULES.md, user ids)"
+
 
 class EarnRequestSerializer(serializers.Serializer):
-    user_id = fields.StrictCharField(max_length=USER_ID_MAX)
+    user_id = fields.StrictRegexField(USER_ID_PATTERN, max_length=USER_ID_MAX, help_text=USER_ID_HELP)
     amount_cents = fields.StrictIntegerField(min_value=1, help_text="Purchase amount in cents (> 0)")
     channel = fields.StrictRegexField(
         r"^[a-z][a-z0-9_]{0,31}$", max_length=32,
@@ -43,7 +46,7 @@ class EarnResponseSerializer(serializers.Serializer):
 
 
 class RedeemRequestSerializer(serializers.Serializer):
-    user_id = fields.StrictCharField(max_length=USER_ID_MAX)
+    user_id = fields.StrictRegexField(USER_ID_PATTERN, max_length=USER_ID_MAX, help_text=USER_ID_HELP)
     redemption_tier = serializers.ChoiceField(choices=[(r.key, f"{r.label}: {r.stars} stars, ${r.value}") for r in rules.REDEMPTIONS.values()])
 
 
@@ -78,7 +81,7 @@ class BalanceResponseSerializer(serializers.Serializer):
 
 
 class RewardSignalRequestSerializer(serializers.Serializer):
-    user_id = fields.StrictCharField(max_length=USER_ID_MAX)
+    user_id = fields.StrictRegexField(USER_ID_PATTERN, max_length=USER_ID_MAX, help_text=USER_ID_HELP)
     offer_id = fields.StrictCharField(max_length=64)
     signal_type = serializers.ChoiceField(choices=SignalType.choices)
     tier = serializers.ChoiceField(choices=Tier.choices, required=False, allow_null=True,
