@@ -1,12 +1,23 @@
 """The one place that reads the process environment.
 
-Every setting that can vary between machines is read here, typed, with a default that points at the
-local services on 127.0.0.1. Settings modules and the bid app import from this module, never from
-``os.environ`` directly.
+Every setting that can vary between machines is read here, once, when this module is imported: typed,
+with a default that points at the local services on 127.0.0.1, and listed in the README's Environment
+table (``tests/core/test_env.py`` checks both). A value that cannot be read as its type refuses to
+start the process with the variable's name instead of being guessed at.
+
+Who reads what: Django processes read ``django.conf.settings`` (``config/settings/*`` copies these
+constants, and reads the Django-only variables through the readers below); the processes that do not
+load Django settings on the hot path (the uvicorn bid workers and their supervisor) and the modules
+they share with Django processes (``apps.bidding.conf.BidConfig``, ``apps.inference``, the analytics
+emitter, ``apps.core.metrics``) read the typed constants of this module. Nothing in ``apps/`` reads
+``os.environ``. Tests change configuration (the ``settings`` fixture, a built ``BidConfig``, or
+``monkeypatch.setattr`` on a constant here), never the environment of the running process.
 """
 from __future__ import annotations
 
+import math
 import os
+import re
 from urllib.parse import urlparse
 
 
@@ -14,8 +25,15 @@ class ImproperlyConfiguredEnv(RuntimeError):
     pass
 
 
+def _raw(name: str) -> str | None:
+    """The one read of the process environment: every reader below goes through it."""
+    return os.environ.get(name)
+
+
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    """A string, as given (an empty value stays empty: callers choose whether empty means default)."""
+    raw = _raw(name)
+    return default if raw is None else raw
 
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -25,7 +43,7 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 def env_bool(name: str, default: bool = False) -> bool:
     """A yes/no variable. Anything but the words below refuses to start: ``STAFF_2FA_REQUIRED=ture``
     must not quietly mean false."""
-    raw = os.environ.get(name)
+    raw = _raw(name)
     if raw is None or raw.strip() == "":
         return default
     word = raw.strip().lower()
@@ -38,55 +56,92 @@ def env_bool(name: str, default: bool = False) -> bool:
     )
 
 
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ImproperlyConfiguredEnv(f"{name} must be an integer, got {raw!r}") from exc
+def _in_range(name: str, value, minimum, maximum):
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfiguredEnv(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfiguredEnv(f"{name} must be at most {maximum}, got {value}")
+    return value
 
 
-def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (``5``, ``-1``, ``100_000``); ``5.0``, ``5s`` or ``five`` refuse to start."""
+    raw = _raw(name)
+    if raw is None or raw.strip() == "":
         return default
     try:
-        return float(raw)
-    except ValueError as exc:
-        raise ImproperlyConfiguredEnv(f"{name} must be a number, got {raw!r}") from exc
+        value = int(raw.strip())
+    except ValueError:
+        raise ImproperlyConfiguredEnv(f"{name} must be an integer, got {raw!r}") from None
+    return _in_range(name, value, minimum, maximum)
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    """A finite number (``0.5``, ``30``, ``1e-3``); ``nan``, ``inf`` or ``30s`` refuse to start."""
+    raw = _raw(name)
+    if raw is None or raw.strip() == "":
+        return float(default)
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ImproperlyConfiguredEnv(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ImproperlyConfiguredEnv(f"{name} must be a finite number, got {raw!r}")
+    return _in_range(name, value, minimum, maximum)
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
+    """Comma-separated items (``a.example,b.example``); blanks around items and empty items are
+    dropped. An item with whitespace inside (``a.example b.example``: a forgotten comma) refuses."""
+    raw = _raw(name)
+    if raw is None or raw.strip() == "":
         return list(default or [])
-    return [part.strip() for part in raw.split(",") if part.strip()]
+    items = [part.strip() for part in raw.split(",") if part.strip()]
+    for item in items:
+        if any(char.isspace() for char in item):
+            raise ImproperlyConfiguredEnv(
+                f"{name} is a comma-separated list and {item!r} contains whitespace (a missing comma?), got {raw!r}")
+    return items
 
 
 RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(
+    r"(?P<num>[0-9]+)\s*/\s*(?P<unit>s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)", re.ASCII)
 
 
 def parse_rate(rate: str | None) -> tuple[int, int] | None:
-    """``"3000/m"`` → ``(3000, 60)`` requests per seconds; ``None``, ``""`` or ``"off"`` → None (no limit)."""
+    """``"3000/m"`` → ``(3000, 60)`` requests per seconds; ``None``, ``""`` or ``"off"`` → None (no limit).
+    The period is ``s``, ``m``, ``h`` or ``d`` (or the word: ``minute``, ``hours``, ...)."""
     if rate is None or rate.strip().lower() in {"", "off"}:
         return None
-    num, _, period = rate.strip().partition("/")
-    unit = period.strip().lower()[:1]
-    if not num.strip().isdigit() or int(num) < 1 or unit not in RATE_PERIODS:
+    match = _RATE.fullmatch(rate.strip().lower())
+    if match is None or int(match["num"]) < 1:
         raise ValueError(f"rate {rate!r} is not <requests>/<s|m|h|d> (e.g. 3000/m) or off")
-    return int(num), RATE_PERIODS[unit]
+    return int(match["num"]), RATE_PERIODS[match["unit"][0]]
 
 
 def env_rate(name: str, default: str) -> str:
     """A rate limit such as ``3000/m`` (or ``off``), checked at start-up."""
-    raw = os.environ.get(name) or default
+    raw = _raw(name)
+    value = default if raw is None or raw.strip() == "" else raw.strip()
     try:
-        parse_rate(raw)
+        parse_rate(value)
     except ValueError as exc:
         raise ImproperlyConfiguredEnv(f"{name}: {exc}") from None
-    return raw
+    return value
+
+
+def env_exchange_keys(name: str) -> dict[str, str]:
+    """``adx:k1,magnite:k2`` → ``{"k1": "adx", "k2": "magnite"}`` (a bare key is named "exchange")."""
+    keys: dict[str, str] = {}
+    for entry in env_list(name, []):
+        exchange, sep, key = entry.partition(":")
+        if not sep:
+            exchange, key = "exchange", exchange
+        if not key.strip():
+            raise ImproperlyConfiguredEnv(f"{name} entry {entry!r} has an empty key")
+        keys[key.strip()] = exchange.strip() or "exchange"
+    return keys
 
 
 # --- process ------------------------------------------------------------------------------------
@@ -157,3 +212,49 @@ def database_config(url: str) -> dict:
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": options,
     }
+
+
+# --- bid path (apps.bidding.conf.BidConfig; docs/RULES.md §1) -----------------------------------
+# The bid workers do not load Django settings: BidConfig.from_env() copies these.
+BID_TMAX_CAP_MS = env_int("BID_TMAX_CAP_MS", 100, minimum=1)
+BID_NETWORK_BUFFER_MS = env_int("BID_NETWORK_BUFFER_MS", 20, minimum=0)
+BID_BATCH_SIZE = env_int("BID_BATCH_SIZE", 64, minimum=1)
+BID_L1_MAX_ENTRIES = env_int("BID_L1_MAX_ENTRIES", 100_000, minimum=1)
+BID_L1_TTL_SECONDS = env_float("BID_L1_TTL_SECONDS", 1800.0, minimum=0)
+BID_MAX_BODY_BYTES = env_int("BID_MAX_BODY_BYTES", 65536, minimum=1)
+BID_FREQ_MAX_PER_HOUR = env_int("BID_FREQ_MAX_PER_HOUR", 10, minimum=0)
+BID_FREQ_MAX_PER_DAY = env_int("BID_FREQ_MAX_PER_DAY", 50, minimum=0)
+BID_SEAT = env_str("BID_SEAT", "campaign-express")
+BID_MIN_BID_FRACTION = env_float("BID_MIN_BID_FRACTION", 0.5, minimum=0, maximum=1)
+BID_REQUEST_SAMPLE_RATE = env_float("BID_REQUEST_SAMPLE_RATE", 0.01, minimum=0, maximum=1)
+BID_SNAPSHOT_POLL_SECONDS = env_float("BID_SNAPSHOT_POLL_SECONDS", 5.0, minimum=0.01)
+BID_GC_FREEZE_SECONDS = env_float("BID_GC_FREEZE_SECONDS", 10.0, minimum=0)  # 0 = never freeze
+BID_WIN_MAX_AGE_SECONDS = env_int("BID_WIN_MAX_AGE_SECONDS", 86400, minimum=1)
+# Empty: derived from DJANGO_SECRET_KEY in development; BidConfig refuses to start without it in production.
+BID_WIN_SECRET = env_str("BID_WIN_SECRET", "")
+BID_EXCHANGE_KEYS = env_exchange_keys("BID_EXCHANGE_KEYS")  # {key: exchange name}; empty = open
+BID_NATS_SUBJECT = env_str("BID_NATS_SUBJECT", "campaign-bids.bid-requests")
+BID_NATS_QUEUE = env_str("BID_NATS_QUEUE", "bid-agents")
+
+# --- inference (apps.inference: the bid workers and manage.py publish_model) --------------------
+NPU_PROVIDER = env_str("CAMPAIGN_EXPRESS__NPU__PROVIDER", "cpu").strip().lower() or "cpu"
+# A relative path is taken from the project root (apps.inference.registry.model_dir).
+NPU_MODEL_DIR = env_str("CAMPAIGN_EXPRESS__NPU__MODEL_DIR", "var/models")
+NPU_SEED = env_int("CAMPAIGN_EXPRESS__NPU__SEED", 42)
+NPU_BATCHING = env_bool("CAMPAIGN_EXPRESS__NPU__BATCHING", False)
+NPU_BATCH_MAX_ITEMS = env_int("CAMPAIGN_EXPRESS__NPU__BATCH_MAX_ITEMS", 16, minimum=1)
+NPU_BATCH_MAX_WAIT_US = env_int("CAMPAIGN_EXPRESS__NPU__BATCH_MAX_WAIT_US", 500, minimum=0)
+NPU_POLL_INTERVAL_S = env_float("CAMPAIGN_EXPRESS__NPU__POLL_INTERVAL_S", 2.0, minimum=0.01)
+
+# --- analytics emitter (apps.analytics.emitter: every process, the bid workers included) ---------
+ANALYTICS_REDIS_URL = env_str("ANALYTICS_REDIS_URL", "")  # empty = REDIS_URL
+ANALYTICS_STREAM = env_str("ANALYTICS_STREAM", "") or "analytics:events"
+ANALYTICS_BUFFER_SIZE = env_int("ANALYTICS_BUFFER_SIZE", 100_000, minimum=1)
+ANALYTICS_FLUSH_INTERVAL_MS = env_int("ANALYTICS_FLUSH_INTERVAL_MS", 100, minimum=1)
+ANALYTICS_STREAM_CHUNK = env_int("ANALYTICS_STREAM_CHUNK", 100, minimum=1)
+ANALYTICS_EXIT_FLUSH_SECONDS = env_float("ANALYTICS_EXIT_FLUSH_SECONDS", 3.0, minimum=0)
+
+# --- metrics (apps.core.metrics) ------------------------------------------------------------------
+# prometheus_client's own variable, read by it when first imported: set before the process starts
+# (the Procfile's worker line, docker/compose.yaml) or by run_bid_app for the workers it launches.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")

@@ -14,8 +14,7 @@ import contextlib
 import structlog
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-
-from config import env
+from django.conf import settings
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +63,7 @@ class LiveStatsConsumer(AsyncJsonWebsocketConsumer):
         """Clients only listen; anything they send is ignored."""
 
     async def _push(self) -> None:
-        interval = env.env_int("ANALYTICS_LIVE_INTERVAL_MS", 1000) / 1000
+        interval = settings.ANALYTICS_LIVE_INTERVAL_MS / 1000
         while True:
             # the ClickHouse driver is blocking: run it on a worker thread, never on the event loop
             data = await asyncio.to_thread(_stats)

@@ -44,7 +44,7 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import redis
@@ -53,6 +53,9 @@ from prometheus_client import Counter, Gauge
 
 from apps.analytics import events
 from config import env
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = structlog.get_logger(__name__)
 
@@ -125,7 +128,9 @@ DEFAULT_STREAM = "analytics:events"
 
 
 def stream_name() -> str:
-    return env.env_str("ANALYTICS_STREAM", DEFAULT_STREAM)
+    """``ANALYTICS_STREAM`` (from ``config.env``: the emitter also runs in the bid workers, which load
+    no Django settings); the consumer reads the same stream."""
+    return env.ANALYTICS_STREAM or DEFAULT_STREAM
 
 
 class Emitter:
@@ -142,11 +147,11 @@ class Emitter:
         chunk: int | None = None,
         autostart: bool = True,
     ) -> None:
-        self.redis_url = redis_url or env.env_str("ANALYTICS_REDIS_URL", "") or env.env_str("REDIS_URL", env.REDIS_URL)
+        self.redis_url = redis_url or env.ANALYTICS_REDIS_URL or env.REDIS_URL
         self.stream = stream or stream_name()
-        self.capacity = capacity if capacity is not None else env.env_int("ANALYTICS_BUFFER_SIZE", 100_000)
-        self.interval = interval if interval is not None else env.env_int("ANALYTICS_FLUSH_INTERVAL_MS", 100) / 1000
-        self.chunk = max(1, chunk if chunk is not None else env.env_int("ANALYTICS_STREAM_CHUNK", 100))
+        self.capacity = capacity if capacity is not None else env.ANALYTICS_BUFFER_SIZE
+        self.interval = interval if interval is not None else env.ANALYTICS_FLUSH_INTERVAL_MS / 1000
+        self.chunk = max(1, chunk if chunk is not None else env.ANALYTICS_STREAM_CHUNK)
         self.autostart = autostart
         # events drained from the buffer per flush round (bounds what a Redis outage holds outside it)
         self.round_max = max(self.chunk, 10_000)
@@ -479,7 +484,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def flush_all_at_exit() -> None:
     """Flush every emitter with a short deadline; count what could not be written."""
-    deadline = time.monotonic() + env.env_float("ANALYTICS_EXIT_FLUSH_SECONDS", 3.0)
+    deadline = time.monotonic() + env.ANALYTICS_EXIT_FLUSH_SECONDS
     for emitter in list(_EMITTERS):
         if not emitter.backlog():
             continue

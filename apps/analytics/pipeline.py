@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 import msgspec
 import redis
 import structlog
+from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram
 
 from apps.analytics import events
 from apps.analytics.emitter import stream_name
 from apps.core import clickhouse as ch
 from apps.core import redis as redis_store
-from config import env
 
 log = structlog.get_logger(__name__)
 
@@ -117,12 +117,12 @@ class Writer:
         self.stream = stream or stream_name()
         self.dead_stream = f"{self.stream}:dead"
         self.consumer = consumer or consumer_name()
-        self.redis = client or redis_store.client(env.env_str("ANALYTICS_REDIS_URL", "") or None)
-        chunk = chunk or env.env_int("ANALYTICS_STREAM_CHUNK", 100)
-        batch_events = batch_events or env.env_int("ANALYTICS_BATCH_EVENTS", 10_000)
+        self.redis = client or redis_store.client(settings.ANALYTICS_REDIS_URL or None)
+        chunk = chunk or settings.ANALYTICS_STREAM_CHUNK
+        batch_events = batch_events or settings.ANALYTICS_BATCH_EVENTS
         self.batch_entries = max(1, batch_events // max(1, chunk))
         self.claim_idle_ms = int(
-            1000 * (claim_idle_seconds if claim_idle_seconds is not None else env.env_float("ANALYTICS_CLAIM_IDLE_SECONDS", 60))
+            1000 * (claim_idle_seconds if claim_idle_seconds is not None else settings.ANALYTICS_CLAIM_IDLE_SECONDS)
         )
         self.table = table
         self._group_ready = False
@@ -293,7 +293,7 @@ class Writer:
 def consume(*, stream: str | None = None, max_seconds: float | None = None) -> ConsumeResult:
     """Run one consume loop under a short Redis lock (the beat task's body)."""
     writer = Writer(stream=stream)
-    max_seconds = max_seconds if max_seconds is not None else env.env_float("ANALYTICS_CONSUME_SECONDS", 5.0)
+    max_seconds = max_seconds if max_seconds is not None else settings.ANALYTICS_CONSUME_SECONDS
     lock_key = f"{writer.stream}:writer-lock"
     token = writer.consumer.encode()
     # the lock outlives the loop's budget; a crashed holder's lock simply expires

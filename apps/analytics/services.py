@@ -11,10 +11,10 @@ import datetime as dt
 import re
 
 import structlog
+from django.conf import settings
 from prometheus_client import Counter
 
 from apps.core import clickhouse as ch
-from config import env
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +24,7 @@ _MONTH = re.compile(r"^(\d{4})(\d{2})$")
 
 
 def retention_days() -> int:
-    return env.env_int("ANALYTICS_RETENTION_DAYS", 90)
+    return settings.ANALYTICS_RETENTION_DAYS
 
 
 def _month_end(partition: str) -> dt.datetime | None:

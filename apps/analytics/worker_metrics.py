@@ -16,10 +16,10 @@ import time
 
 import structlog
 from celery import signals
+from django.conf import settings
 from prometheus_client import Counter, Histogram, start_http_server
 
 from apps.core import metrics as core_metrics
-from config import env
 
 log = structlog.get_logger(__name__)
 
@@ -37,10 +37,10 @@ _server = None
 def start_metrics_server(sender=None, **kwargs) -> None:
     """Serve /metrics for this worker (see module docstring). A busy port is logged, not fatal."""
     global _server
-    port = env.env_int("CELERY_METRICS_PORT", 9808)
+    port = settings.CELERY_METRICS_PORT
     if port <= 0 or _server is not None:
         return
-    addr = env.env_str("CELERY_METRICS_ADDR", "127.0.0.1")
+    addr = settings.CELERY_METRICS_ADDR
     try:
         _server = start_http_server(port, addr=addr, registry=core_metrics.registry())
     except OSError as exc:

@@ -1,7 +1,9 @@
-"""Bid-path configuration, read once per process through ``config.env`` (never ``os.environ``).
+"""Bid-path configuration: a frozen copy of ``config.env``'s typed ``BID_*`` constants.
 
 The bid app, the gRPC sidecar and the agents do not load Django settings on the hot path, so their
-knobs live here as a frozen dataclass; tests build variants with ``dataclasses.replace``.
+knobs live here as a frozen dataclass. The environment is read (and checked: a malformed value
+refuses to start, naming the variable) once, in ``config/env.py``; tests build variants with
+``dataclasses.replace`` or ``BidConfig(...)``, never by setting environment variables.
 """
 from __future__ import annotations
 
@@ -12,21 +14,8 @@ import hmac
 from config import env
 
 
-def _exchange_keys(entries: list[str]) -> dict[str, str]:
-    """``BID_EXCHANGE_KEYS=adx:k1,magnite:k2`` -> ``{"k1": "adx", "k2": "magnite"}`` (a bare key is "exchange")."""
-    keys: dict[str, str] = {}
-    for entry in entries:
-        name, sep, key = entry.partition(":")
-        if not sep:
-            name, key = "exchange", name
-        if not key.strip():
-            raise env.ImproperlyConfiguredEnv(f"BID_EXCHANGE_KEYS entry {entry!r} has an empty key")
-        keys[key.strip()] = name.strip() or "exchange"
-    return keys
-
-
 def _win_secret() -> bytes:
-    secret = env.env_str("BID_WIN_SECRET", "")
+    secret = env.BID_WIN_SECRET
     if secret:
         return secret.encode()
     if env.IS_PRODUCTION:
@@ -62,28 +51,29 @@ class BidConfig:
 
     @classmethod
     def from_env(cls) -> "BidConfig":
+        """This process's configuration, from the constants ``config.env`` read at start-up."""
         return cls(
-            tmax_cap_ms=env.env_int("BID_TMAX_CAP_MS", 100),
-            network_buffer_ms=env.env_int("BID_NETWORK_BUFFER_MS", 20),
-            batch_size=env.env_int("BID_BATCH_SIZE", 64),
-            l1_max_entries=env.env_int("BID_L1_MAX_ENTRIES", 100_000),
-            l1_ttl_seconds=env.env_float("BID_L1_TTL_SECONDS", 1800.0),
-            max_body_bytes=env.env_int("BID_MAX_BODY_BYTES", 65536),
-            freq_max_per_hour=env.env_int("BID_FREQ_MAX_PER_HOUR", 10),
-            freq_max_per_day=env.env_int("BID_FREQ_MAX_PER_DAY", 50),
-            seat=env.env_str("BID_SEAT", "campaign-express"),
-            min_bid_fraction=env.env_float("BID_MIN_BID_FRACTION", 0.5),
-            request_sample_rate=env.env_float("BID_REQUEST_SAMPLE_RATE", 0.01),
-            snapshot_poll_seconds=env.env_float("BID_SNAPSHOT_POLL_SECONDS", 5.0),
-            gc_freeze_seconds=env.env_float("BID_GC_FREEZE_SECONDS", 10.0),
-            win_max_age_seconds=env.env_int("BID_WIN_MAX_AGE_SECONDS", 86400),
-            public_base_url=env.env_str("BID_PUBLIC_BASE_URL", env.BID_PUBLIC_BASE_URL).rstrip("/"),
+            tmax_cap_ms=env.BID_TMAX_CAP_MS,
+            network_buffer_ms=env.BID_NETWORK_BUFFER_MS,
+            batch_size=env.BID_BATCH_SIZE,
+            l1_max_entries=env.BID_L1_MAX_ENTRIES,
+            l1_ttl_seconds=env.BID_L1_TTL_SECONDS,
+            max_body_bytes=env.BID_MAX_BODY_BYTES,
+            freq_max_per_hour=env.BID_FREQ_MAX_PER_HOUR,
+            freq_max_per_day=env.BID_FREQ_MAX_PER_DAY,
+            seat=env.BID_SEAT,
+            min_bid_fraction=env.BID_MIN_BID_FRACTION,
+            request_sample_rate=env.BID_REQUEST_SAMPLE_RATE,
+            snapshot_poll_seconds=env.BID_SNAPSHOT_POLL_SECONDS,
+            gc_freeze_seconds=env.BID_GC_FREEZE_SECONDS,
+            win_max_age_seconds=env.BID_WIN_MAX_AGE_SECONDS,
+            public_base_url=env.BID_PUBLIC_BASE_URL.rstrip("/"),
             win_secret=_win_secret(),
-            exchange_keys=_exchange_keys(env.env_list("BID_EXCHANGE_KEYS", [])),
-            redis_url=env.env_str("REDIS_URL", env.REDIS_URL),
-            nats_url=env.env_str("NATS_URL", env.NATS_URL),
-            nats_subject=env.env_str("BID_NATS_SUBJECT", "campaign-bids.bid-requests"),
-            nats_queue=env.env_str("BID_NATS_QUEUE", "bid-agents"),
+            exchange_keys=dict(env.BID_EXCHANGE_KEYS),
+            redis_url=env.REDIS_URL,
+            nats_url=env.NATS_URL,
+            nats_subject=env.BID_NATS_SUBJECT,
+            nats_queue=env.BID_NATS_QUEUE,
             node_id=env.NODE_ID,
         )
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import structlog
 
-
 log = structlog.get_logger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -26,7 +25,8 @@ def configure_logging() -> None:
 
 def bid_process_environment() -> None:
     """Settings every bid process needs before numpy is imported in it (or in the workers it spawns)."""
-    # Two BLAS threads on two cores give erratic latency for these small GEMMs (docs/DESIGN.md "Measured limits behind the choices").
+    # A write for OpenBLAS (read by it when numpy loads), not configuration of ours: an operator's
+    # value wins. Two BLAS threads on two cores give erratic latency for these small GEMMs (docs/DESIGN.md "Measured limits behind the choices").
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
@@ -37,6 +37,8 @@ def prepare_multiprocess_metrics(path: Path) -> Path:
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
+    # A write, not a read of configuration: prometheus_client in the processes started from here (and
+    # config.env.PROMETHEUS_MULTIPROC_DIR, read when they start) pick the directory up.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return path
 

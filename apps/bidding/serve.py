@@ -62,9 +62,9 @@ def _worker(host: str, port: int, log_level: str) -> None:
 
 def _forget_metrics_of(pid: int) -> None:
     """Drop a dead worker's live gauges from the multiprocess metrics (its counters stay summed in)."""
-    import os
+    from config import env
 
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if env.PROMETHEUS_MULTIPROC_DIR:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)

@@ -14,9 +14,8 @@ from urllib.parse import urlparse
 
 from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
+from django.conf import settings
 from prometheus_client import Counter, Histogram
-
-from config import env
 
 QUERY_SECONDS = Histogram("clickhouse_query_seconds", "ClickHouse query time", ["kind"])
 QUERY_ERRORS = Counter("clickhouse_query_errors_total", "ClickHouse queries that failed", ["kind"])
@@ -40,7 +39,8 @@ def _parse(url: str) -> dict[str, Any]:
 
 
 def url() -> str:
-    return env.env_str("CLICKHOUSE_URL", env.CLICKHOUSE_URL)
+    """``settings.CLICKHOUSE_URL``, read per call: a client is cached per URL (tests point it elsewhere)."""
+    return settings.CLICKHOUSE_URL
 
 
 def database() -> str:
@@ -57,10 +57,10 @@ def _client(*, with_database: bool = True) -> Client:
             params["database"] = "default"
         client = Client(
             **params,
-            connect_timeout=env.env_float("CLICKHOUSE_CONNECT_TIMEOUT", 2.0),
-            send_receive_timeout=env.env_float("CLICKHOUSE_QUERY_TIMEOUT", 30.0),
+            connect_timeout=settings.CLICKHOUSE_CONNECT_TIMEOUT,
+            send_receive_timeout=settings.CLICKHOUSE_QUERY_TIMEOUT,
             sync_request_timeout=5,
-            settings={"max_execution_time": int(env.env_float("CLICKHOUSE_QUERY_TIMEOUT", 30.0))},
+            settings={"max_execution_time": int(settings.CLICKHOUSE_QUERY_TIMEOUT)},
         )
         cached[key] = client
         _local.clients = cached

@@ -5,11 +5,11 @@ import socket
 from typing import Callable
 from urllib.parse import urlparse
 
+from django.conf import settings
 from django.db import connection
 
 from apps.core import clickhouse
 from apps.core import redis as redis_store
-from config import env
 
 
 def check_postgres() -> None:
@@ -27,7 +27,7 @@ def check_clickhouse() -> None:
 
 def check_nats() -> None:
     """Open a TCP connection and read the server's INFO greeting — a real NATS answer."""
-    parsed = urlparse(env.env_str("NATS_URL", env.NATS_URL))
+    parsed = urlparse(settings.NATS_URL)
     with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout=1) as sock:
         sock.settimeout(1)
         if not sock.recv(4096).startswith(b"INFO "):

@@ -12,8 +12,7 @@ from __future__ import annotations
 import bisect
 import threading
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
 from config import env
 
@@ -22,8 +21,11 @@ __all__ = ["CONTENT_TYPE_LATEST", "multiprocess_dir", "registry", "render", "mar
 
 
 def multiprocess_dir() -> str:
-    """The multiprocess directory, or "" when this process keeps its metrics in memory."""
-    return env.env_str("PROMETHEUS_MULTIPROC_DIR", "")
+    """The multiprocess directory, or "" when this process keeps its metrics in memory.
+
+    ``config.env`` reads it at start-up, as prometheus_client does when first imported; it is set
+    before a process starts (the Procfile, or run_bid_app for the workers it launches)."""
+    return env.PROMETHEUS_MULTIPROC_DIR
 
 
 def registry() -> CollectorRegistry:

@@ -6,8 +6,7 @@ import functools
 
 import redis
 import redis.asyncio as aioredis
-
-from config import env
+from django.conf import settings
 
 
 @functools.lru_cache(maxsize=8)
@@ -16,14 +15,15 @@ def _sync_client(url: str) -> redis.Redis:
 
 
 def client(url: str | None = None) -> redis.Redis:
-    """The process-wide sync client for ``REDIS_URL`` (thread-safe connection pool)."""
-    return _sync_client(url or env.env_str("REDIS_URL", env.REDIS_URL))
+    """The process-wide sync client for ``settings.REDIS_URL`` (thread-safe connection pool). Code that
+    runs without Django settings (the bid workers) passes its ``url`` (``BidConfig.redis_url``)."""
+    return _sync_client(url or settings.REDIS_URL)
 
 
 def async_client(url: str | None = None, **kwargs) -> aioredis.Redis:
     """A new asyncio client; create one per event loop and keep it."""
     return aioredis.Redis.from_url(
-        url or env.env_str("REDIS_URL", env.REDIS_URL), socket_connect_timeout=1, socket_timeout=2, **kwargs
+        url or settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2, **kwargs
     )
 
 

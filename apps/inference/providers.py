@@ -231,7 +231,7 @@ class CpuProvider:
             start += count
         score, ctr = self._output(offer_part)  # new arrays: nothing returned aliases the workspace
         bounds = np.cumsum(counts)[:-1]
-        return list(zip(np.split(score, bounds), np.split(ctr, bounds)))
+        return list(zip(np.split(score, bounds), np.split(ctr, bounds), strict=True))
 
     def _workspace(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-thread buffers reused across batches. A 16 x 64-row batch needs ~0.8 MB of temporaries;
@@ -300,7 +300,7 @@ class _AcceleratorProvider:
         out = np.concatenate(outs) if outs else np.zeros((0, 2), np.float32)
         score, ctr = heads(out)
         bounds = np.cumsum(counts)[:-1]
-        return list(zip(np.split(score, bounds), np.split(ctr, bounds)))
+        return list(zip(np.split(score, bounds), np.split(ctr, bounds), strict=True))
 
 
 def _module_present(name: str) -> bool:
@@ -419,8 +419,8 @@ PROVIDERS: dict[str, type] = {
 
 
 def provider_name_from_env() -> str:
-    """``CAMPAIGN_EXPRESS__NPU__PROVIDER``, lower-cased (default ``cpu``)."""
-    return env.env_str(PROVIDER_ENV, DEFAULT_PROVIDER).strip().lower() or DEFAULT_PROVIDER
+    """``CAMPAIGN_EXPRESS__NPU__PROVIDER`` as ``config.env`` read it, lower-cased (default ``cpu``)."""
+    return env.NPU_PROVIDER or DEFAULT_PROVIDER
 
 
 def get_provider(name: str | None = None, *, weights: CoLaNetWeights | None = None) -> InferenceProvider:

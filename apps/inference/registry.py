@@ -17,7 +17,6 @@ from pathlib import Path
 
 from config import env
 
-MODEL_DIR_ENV = "CAMPAIGN_EXPRESS__NPU__MODEL_DIR"
 DEFAULT_MODEL_DIR = "var/models"
 MODEL_CHANNEL = "models:published"
 FILE_PREFIX = "colanet-"
@@ -36,7 +35,7 @@ class ModelFile:
 
 def model_dir() -> Path:
     """The configured model directory (absolute)."""
-    path = Path(env.env_str(MODEL_DIR_ENV, DEFAULT_MODEL_DIR))
+    path = Path(env.NPU_MODEL_DIR or DEFAULT_MODEL_DIR)
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 

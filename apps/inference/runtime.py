@@ -12,7 +12,8 @@ the runtime's provider reference replaced (one assignment). Requests already sco
 provider and finish on the old weights; no request can see a half-loaded model. A file that fails
 validation is logged, remembered (not retried until it changes) and ignored; the old model stays.
 
-Environment (read through ``config.env``):
+Environment (read once by ``config.env``, which refuses malformed values; ``from_env`` copies its
+``NPU_*`` constants):
 
 ==============================================  =========  ==============================================
 ``CAMPAIGN_EXPRESS__NPU__PROVIDER``             ``cpu``    cpu, groq, inferentia2, inferentia3, ampere, tenstorrent
@@ -41,7 +42,13 @@ from apps.core import redis as redis_store
 from apps.inference import registry
 from apps.inference.batcher import DEFAULT_MAX_ITEMS, DEFAULT_MAX_WAIT_US, InferenceBatcher
 from apps.inference.model import CoLaNetWeights, ModelFileError, validate_version
-from apps.inference.providers import InferenceProvider, ProviderUnavailable, ScoreResult, get_provider, provider_name_from_env
+from apps.inference.providers import (
+    InferenceProvider,
+    ProviderUnavailable,
+    ScoreResult,
+    get_provider,
+    provider_name_from_env,
+)
 from config import env
 
 log = structlog.get_logger(__name__)
@@ -113,11 +120,11 @@ class InferenceRuntime:
         return cls(
             provider_name=provider_name_from_env(),
             model_dir=registry.model_dir(),
-            seed=env.env_int("CAMPAIGN_EXPRESS__NPU__SEED", DEFAULT_SEED),
-            batching=env.env_bool("CAMPAIGN_EXPRESS__NPU__BATCHING", False),
-            batch_max_items=env.env_int("CAMPAIGN_EXPRESS__NPU__BATCH_MAX_ITEMS", DEFAULT_MAX_ITEMS),
-            batch_max_wait_us=env.env_int("CAMPAIGN_EXPRESS__NPU__BATCH_MAX_WAIT_US", DEFAULT_MAX_WAIT_US),
-            poll_interval_s=env.env_float("CAMPAIGN_EXPRESS__NPU__POLL_INTERVAL_S", DEFAULT_POLL_INTERVAL_S),
+            seed=env.NPU_SEED,
+            batching=env.NPU_BATCHING,
+            batch_max_items=env.NPU_BATCH_MAX_ITEMS,
+            batch_max_wait_us=env.NPU_BATCH_MAX_WAIT_US,
+            poll_interval_s=env.NPU_POLL_INTERVAL_S,
         )
 
     # --- state ---------------------------------------------------------------------------------

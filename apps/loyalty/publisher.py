@@ -22,8 +22,6 @@ from django.conf import settings
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
-from config import env
-
 log = structlog.get_logger(__name__)
 
 SUBJECT = "loyalty.reward-signals"
@@ -94,10 +92,10 @@ async def _ensure_stream(js) -> None:
 async def _publish(messages: list[tuple[str, bytes]], acked: list[str]) -> None:
     """Publish in order, appending each acknowledged id to ``acked`` (kept on failure part-way)."""
     timeout = _timeout()
-    # NATS_URL is read per call (not frozen in settings) so a process can be pointed elsewhere.
+    # settings.NATS_URL is read per call (no connection is kept), so a test can point it elsewhere.
     # max_reconnect_attempts must be > 0: nats-py retries a dead server forever when it is 0.
     nc = await nats.connect(
-        servers=[env.env_str("NATS_URL", env.NATS_URL)],
+        servers=[settings.NATS_URL],
         connect_timeout=max(1, int(timeout)),
         allow_reconnect=False,
         max_reconnect_attempts=1,

@@ -1,5 +1,5 @@
 """Per-app settings. Each app that needs knobs adds a section here, read through ``config.env``."""
-from config import env  # noqa: F401
+from config import env
 
 # --- suppression ---------------------------------------------------------------------------------
 # Region (ISO 3166 alpha-2, e.g. "US") assumed for phone numbers written without a country code;
@@ -111,3 +111,27 @@ DEMO_ADMIN_PASSWORD = env.env_str("DEMO_ADMIN_PASSWORD", "")
 DEMO_MARKETER_PASSWORD = env.env_str("DEMO_MARKETER_PASSWORD", "")
 DEMO_APPROVER_PASSWORD = env.env_str("DEMO_APPROVER_PASSWORD", "")
 # --- end campaigns -------------------------------------------------------------------------------
+
+# --- analytics (docs/RULES.md §10; apps/analytics/README.md) -------------------------------------
+# The emitter runs in the bid workers too (no Django settings there): it reads config.env's constants,
+# copied here so Django code sees one value. The rest is the consumer's (Celery) and the reports'.
+ANALYTICS_REDIS_URL = env.ANALYTICS_REDIS_URL  # empty = REDIS_URL
+ANALYTICS_STREAM = env.ANALYTICS_STREAM
+ANALYTICS_STREAM_CHUNK = env.ANALYTICS_STREAM_CHUNK
+# Events per ClickHouse insert (read as BATCH_EVENTS / STREAM_CHUNK stream entries).
+ANALYTICS_BATCH_EVENTS = env.env_int("ANALYTICS_BATCH_EVENTS", 10_000, minimum=1)
+# Pending stream entries idle this long are claimed from a crashed consumer.
+ANALYTICS_CLAIM_IDLE_SECONDS = env.env_float("ANALYTICS_CLAIM_IDLE_SECONDS", 60.0, minimum=0)
+# Time budget of one consume task run (it loops batch after batch).
+ANALYTICS_CONSUME_SECONDS = env.env_float("ANALYTICS_CONSUME_SECONDS", 5.0, minimum=0)
+# Monthly partitions entirely older than this are dropped (daily).
+ANALYTICS_RETENTION_DAYS = env.env_int("ANALYTICS_RETENTION_DAYS", 90, minimum=1)
+# Push period of the live dashboard's websocket.
+ANALYTICS_LIVE_INTERVAL_MS = env.env_int("ANALYTICS_LIVE_INTERVAL_MS", 1000, minimum=1)
+# --- end analytics -------------------------------------------------------------------------------
+
+# --- bidding -------------------------------------------------------------------------------------
+# The bid path's own knobs are config.env's BID_* constants (apps.bidding.conf.BidConfig); only the
+# management commands' process plumbing is read here. Empty = var/prometheus/bid-<port>.
+BID_METRICS_DIR = env.env_str("BID_METRICS_DIR", "")
+# --- end bidding ---------------------------------------------------------------------------------

@@ -16,3 +16,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
 CELERY_TASK_ALWAYS_EAGER = env.env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Our LOGGING (structlog, readable key=value lines) applies in the worker and beat too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Each worker serves its own /metrics (apps.analytics.worker_metrics); a port <= 0 turns it off.
+CELERY_METRICS_PORT = env.env_int("CELERY_METRICS_PORT", 9808)
+CELERY_METRICS_ADDR = env.env_str("CELERY_METRICS_ADDR", "127.0.0.1")

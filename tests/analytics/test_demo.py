@@ -28,7 +28,7 @@ def test_demo_history_is_written_once(campaign_tag):
 
 
 @pytest.mark.django_db
-def test_seed_covers_live_campaigns_and_survives_clickhouse_down(monkeypatch):
+def test_seed_covers_live_campaigns_and_survives_clickhouse_down(settings):
     from apps.bidding import demo as bidding_demo  # a live campaign, built through the services
     from apps.campaigns import selectors as campaign_selectors
 
@@ -39,5 +39,5 @@ def test_seed_covers_live_campaigns_and_survives_clickhouse_down(monkeypatch):
         "SELECT count() FROM analytics_events WHERE campaign_id = %(c)s AND extra = %(m)s",
         {"c": str(campaign.pk), "m": demo.DEMO_MARKER},
     )[0][0] > 0
-    monkeypatch.setenv("CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:1/nowhere")
+    settings.CLICKHOUSE_URL = "clickhouse://default@127.0.0.1:1/nowhere"
     demo.seed()  # logged, not raised: seed_demo goes on with the other apps

@@ -14,6 +14,7 @@ from apps.analytics import emitter as emitter_mod
 from apps.analytics import events, pipeline, selectors, tasks, testing
 from apps.core import clickhouse as ch
 from apps.core import redis as redis_store
+from config import env
 
 pytestmark = pytest.mark.usefixtures("clickhouse_db")
 
@@ -127,7 +128,7 @@ def test_100k_events_arrive_exactly_once(stream, campaign_tag):
     assert emitted < 10  # ~2.5 µs per emit here; generous for a loaded CI box
 
 
-def test_clickhouse_outage_loses_nothing_and_duplicates_nothing(stream, campaign_tag, monkeypatch):
+def test_clickhouse_outage_loses_nothing_and_duplicates_nothing(stream, campaign_tag, settings):
     em = emitter_mod.Emitter(stream=stream, autostart=False)
     client = redis_store.client()
     for n in range(3000):
@@ -135,7 +136,7 @@ def test_clickhouse_outage_loses_nothing_and_duplicates_nothing(stream, campaign
     assert em.flush()
     entries = client.xlen(stream)
     good_url = ch.url()
-    monkeypatch.setenv("CLICKHOUSE_URL", f"clickhouse://default@127.0.0.1:{_closed_port()}/{ch.database()}")
+    settings.CLICKHOUSE_URL = f"clickhouse://default@127.0.0.1:{_closed_port()}/{ch.database()}"
     errors_before = _metric("analytics_insert_errors_total")
 
     writer = pipeline.Writer(stream=stream, consumer="outage-consumer")
@@ -151,7 +152,7 @@ def test_clickhouse_outage_loses_nothing_and_duplicates_nothing(stream, campaign
     assert client.xlen(stream) == entries + 20
     assert client.xpending(stream, pipeline.GROUP)["pending"] == entries  # the batch it read, still unacked
 
-    monkeypatch.setenv("CLICKHOUSE_URL", good_url)
+    settings.CLICKHOUSE_URL = good_url
     result = writer.run(max_seconds=30)
     assert result.error is None and result.events == 5000
     assert _counts(campaign_tag) == (5000, 5000, 5000)
@@ -280,11 +281,12 @@ def test_events_wait_in_stream_until_a_group_exists():
         client.delete(name)
 
 
-def test_emitter_stream_name_comes_from_env(monkeypatch):
-    monkeypatch.setenv("ANALYTICS_STREAM", "analytics:elsewhere")
+def test_emitter_and_consumer_share_the_configured_stream(monkeypatch):
+    # ANALYTICS_STREAM as config.env read it (the emitter runs where no Django settings are loaded).
+    monkeypatch.setattr(env, "ANALYTICS_STREAM", "analytics:elsewhere")
     assert emitter_mod.Emitter(autostart=False).stream == "analytics:elsewhere"
     assert pipeline.Writer().stream == "analytics:elsewhere"
-    monkeypatch.delenv("ANALYTICS_STREAM")
+    monkeypatch.setattr(env, "ANALYTICS_STREAM", "")
     assert emitter_mod.Emitter(autostart=False).stream == "analytics:events"
 
 

@@ -131,7 +131,7 @@ def _independent(window, campaign_id: str, granularity: str) -> dict[str, dict]:
     result = {}
     for key, item in out.items():
         lat = sorted(item["lat"])
-        q = (lambda level: lat[min(len(lat) - 1, int(level * len(lat)))] if lat else None)
+        q = (lambda level, lat=lat: lat[min(len(lat) - 1, int(level * len(lat)))] if lat else None)
         result[key] = {
             "requests": len(item["requests_ids"]) + item["no_bids"],
             "bids": item["bids"], "wins": item["wins"], "spend": item["spend"], "clicks": item["clicks"],
@@ -216,14 +216,14 @@ def test_unknown_campaign_is_404(client_for, marketer):
     assert response.status_code == 404 and response.json()["error"] == "not_found"
 
 
-def test_clickhouse_down_is_503(client_for, marketer, campaign, monkeypatch):
+def test_clickhouse_down_is_503(client_for, marketer, campaign, settings):
     import socket
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    monkeypatch.setenv("CLICKHOUSE_URL", f"clickhouse://default@127.0.0.1:{port}/{ch.database()}")
+    settings.CLICKHOUSE_URL = f"clickhouse://default@127.0.0.1:{port}/{ch.database()}"
     response = client_for(marketer).get(f"/v1/reports/campaigns/{campaign.pk}")
     assert response.status_code == 503 and response.json()["error"] == "unavailable"
 

@@ -14,11 +14,11 @@ UTC = dt.timezone.utc
 
 
 @pytest.fixture
-def scratch_database(monkeypatch):
+def scratch_database(settings):
     """A brand-new ClickHouse database for this test (dropped afterwards)."""
     name = f"{ch.database()}_mig_{uuid.uuid4().hex[:8]}"
     base = ch.url().rsplit("/", 1)[0]
-    monkeypatch.setenv("CLICKHOUSE_URL", f"{base}/{name}")
+    settings.CLICKHOUSE_URL = f"{base}/{name}"
     yield name
     ch.execute(f"DROP DATABASE IF EXISTS {name}", with_database=False, kind="ddl")
 
@@ -77,12 +77,12 @@ def test_retention_drops_only_partitions_entirely_older_than_the_cutoff(retentio
     assert services.partitions_drop_expired(days=90, table=retention_table, now=now) == []
 
 
-def test_retention_days_come_from_env(retention_table, monkeypatch):
+def test_retention_days_come_from_settings(retention_table, settings):
     ch.insert(retention_table, events.COLUMNS, [_row(dt.datetime(2024, 1, 5, tzinfo=UTC))])
-    monkeypatch.setenv("ANALYTICS_RETENTION_DAYS", "400")
+    settings.ANALYTICS_RETENTION_DAYS = 400
     now = dt.datetime(2024, 6, 1, tzinfo=UTC)
     assert services.partitions_drop_expired(table=retention_table, now=now) == []
-    monkeypatch.setenv("ANALYTICS_RETENTION_DAYS", "30")
+    settings.ANALYTICS_RETENTION_DAYS = 30
     assert services.partitions_drop_expired(table=retention_table, now=now) == ["202401"]
     with pytest.raises(ValueError):
         services.partitions_drop_expired(days=0, table=retention_table)

@@ -6,6 +6,7 @@ import pytest
 
 from apps.bidding.snapshot import next_version, publish_snapshot
 from apps.core.routing import bid_paths
+from config import env
 from tests.bidding.helpers import golden_weights, make_row
 
 BANNER = b'{"id":"w1","imp":[{"id":"1","banner":{"w":300,"h":250}}],"device":{"geo":{"country":"USA"}}}'
@@ -26,8 +27,9 @@ async def test_web_process_serves_bids_without_a_lifespan(redis_client, tmp_path
     models = tmp_path / "models"
     models.mkdir()
     golden_weights().to_npz(models / "colanet-golden-1.npz")
-    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__MODEL_DIR", str(models))
-    monkeypatch.setenv("BID_GC_FREEZE_SECONDS", "0")  # leave the test process's garbage collector alone
+    # The bidder builds its BidConfig and runtime from config.env's constants on the first request.
+    monkeypatch.setattr(env, "NPU_MODEL_DIR", str(models))
+    monkeypatch.setattr(env, "BID_GC_FREEZE_SECONDS", 0.0)  # leave the test process's garbage collector alone
     publish_snapshot(redis_client, version=next_version(redis_client), offers=[make_row(offer_id=7)])
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://web.test") as c:

@@ -1,7 +1,5 @@
 import pytest
 
-from apps.core import health
-
 
 def test_live(client):
     response = client.get("/live")
@@ -17,9 +15,9 @@ def test_ready_when_every_store_answers(client):
 
 
 @pytest.mark.django_db
-def test_ready_names_the_store_that_does_not_answer(client, monkeypatch):
+def test_ready_names_the_store_that_does_not_answer(client, settings):
     # A port nothing listens on: NATS is "down" for this request only.
-    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:1")
+    settings.NATS_URL = "nats://127.0.0.1:1"
     response = client.get("/ready")
     assert response.status_code == 503
     body = response.json()
@@ -28,10 +26,10 @@ def test_ready_names_the_store_that_does_not_answer(client, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_ready_reports_clickhouse_down(client, monkeypatch):
+def test_ready_reports_clickhouse_down(client, settings):
     from apps.core import clickhouse
 
-    monkeypatch.setenv("CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:1/x")
+    settings.CLICKHOUSE_URL = "clickhouse://default@127.0.0.1:1/x"
     clickhouse.reset_connections()
     response = client.get("/ready")
     clickhouse.reset_connections()

@@ -12,6 +12,7 @@ from apps.inference.providers import (
     ProviderUnavailable,
     get_provider,
 )
+from config import env
 
 from .conftest import random_request, random_weights
 
@@ -47,7 +48,7 @@ def test_score_batch_equals_per_request_scores(rng):
     requests = [random_request(rng, n) for n in (64, 1, 0, 7)]
     batched = provider.score_batch(requests)
     assert len(batched) == 4
-    for request, (score, ctr) in zip(requests, batched):
+    for request, (score, ctr) in zip(requests, batched, strict=True):
         alone_score, alone_ctr = provider.score(*request)
         assert score.shape == (request[1].shape[0],)
         np.testing.assert_allclose(score, alone_score, atol=1e-5, rtol=0)
@@ -62,7 +63,7 @@ def test_batch_results_do_not_alias_the_reused_workspace(rng):
     kept = [(score.copy(), ctr.copy()) for score, ctr in first]
     provider.score_batch([random_request(rng, 64) for _ in range(6)])  # larger: the workspace grows
     provider.score_batch([random_request(rng, 64) for _ in range(4)])  # same size: the workspace is reused
-    for (score, ctr), (score_then, ctr_then) in zip(first, kept):
+    for (score, ctr), (score_then, ctr_then) in zip(first, kept, strict=True):
         np.testing.assert_array_equal(score, score_then)
         np.testing.assert_array_equal(ctr, ctr_then)
 
@@ -81,18 +82,17 @@ def test_score_validates_shapes(rng):
 
 
 def test_get_provider_defaults_to_cpu(monkeypatch):
-    monkeypatch.delenv("CAMPAIGN_EXPRESS__NPU__PROVIDER", raising=False)
+    monkeypatch.setattr(env, "NPU_PROVIDER", "")
     provider = get_provider()
     assert isinstance(provider, CpuProvider) and provider.name == "cpu"
     assert isinstance(provider, InferenceProvider)
     assert provider.weights.version == "seed-42"  # the documented seeded init when no weights are given
-    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__PROVIDER", " CPU ")
     weights = CoLaNetWeights.seeded(seed=3)
-    assert get_provider(weights=weights).weights is weights
+    assert get_provider(" CPU ", weights=weights).weights is weights
 
 
 def test_unknown_provider_lists_valid_names(monkeypatch):
-    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__PROVIDER", "tpu")
+    monkeypatch.setattr(env, "NPU_PROVIDER", "tpu")  # config.env lower-cases it (tests/core/test_env.py)
     with pytest.raises(ProviderUnavailable) as info:
         get_provider()
     message = str(info.value)

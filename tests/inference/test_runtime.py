@@ -13,6 +13,7 @@ from apps.inference import registry
 from apps.inference.features import feature_matrix
 from apps.inference.model import CoLaNetWeights
 from apps.inference.runtime import InferenceRuntime
+from config import env
 
 from .conftest import random_request, random_weights
 
@@ -58,21 +59,23 @@ def test_load_picks_newest_published_and_skips_corrupt_files(tmp_path):
     assert runtime.model_version == "new"
 
 
-def test_from_env_reads_the_knobs(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__MODEL_DIR", str(tmp_path / "m"))
-    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__BATCHING", "1")
-    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__BATCH_MAX_ITEMS", "8")
-    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__BATCH_MAX_WAIT_US", "250")
-    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__SEED", "5")
-    monkeypatch.delenv("CAMPAIGN_EXPRESS__NPU__PROVIDER", raising=False)
+def test_from_env_copies_the_configured_knobs(tmp_path, monkeypatch):
+    # config.env read CAMPAIGN_EXPRESS__NPU__* at start-up (tests/core/test_env.py); patch what it read.
+    monkeypatch.setattr(env, "NPU_MODEL_DIR", str(tmp_path / "m"))
+    monkeypatch.setattr(env, "NPU_BATCHING", True)
+    monkeypatch.setattr(env, "NPU_BATCH_MAX_ITEMS", 8)
+    monkeypatch.setattr(env, "NPU_BATCH_MAX_WAIT_US", 250)
+    monkeypatch.setattr(env, "NPU_SEED", 5)
+    monkeypatch.setattr(env, "NPU_POLL_INTERVAL_S", 0.5)
+    monkeypatch.setattr(env, "NPU_PROVIDER", "cpu")
     runtime = InferenceRuntime.from_env()
-    assert runtime.model_dir == tmp_path / "m" and runtime.provider_name == "cpu"
+    assert runtime.model_dir == tmp_path / "m" and runtime.provider_name == "cpu" and runtime.poll_interval_s == 0.5
     assert runtime.batcher is not None and runtime.batcher.max_items == 8 and runtime.batcher.max_wait_us == 250
     runtime.load()
     assert runtime.model_version == "seed-5"
-    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__BATCHING", "0")
+    monkeypatch.setattr(env, "NPU_BATCHING", False)
     assert InferenceRuntime.from_env().batcher is None
-    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__MODEL_DIR", "var/models")
+    monkeypatch.setattr(env, "NPU_MODEL_DIR", "var/models")  # relative: from the project root
     assert InferenceRuntime.from_env().model_dir == registry.PROJECT_ROOT / "var" / "models"
 
 

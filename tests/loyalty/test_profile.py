@@ -1,7 +1,8 @@
 """The loyalty feature vector (docs/RULES.md §2.7) and the Redis bidding profile it is written to."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone as dt_timezone
+from datetime import date, datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
@@ -134,8 +135,8 @@ def test_refused_redeem_writes_no_profile_and_a_replayed_earn_writes_it_again(re
 
 
 @pytest.mark.django_db
-def test_redis_down_does_not_fail_a_committed_earn(monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+def test_redis_down_does_not_fail_a_committed_earn(settings, django_capture_on_commit_callbacks):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
     with django_capture_on_commit_callbacks(execute=True):
         result = services.loyalty_earn(user_id="u-noredis", amount_cents=100, channel="web", transaction_id="t")
     assert result.new_balance == 1

@@ -96,16 +96,17 @@ def test_client_cannot_choose_the_reward(integration_client, django_capture_on_c
 
 
 @pytest.mark.django_db
-def test_nats_down_keeps_the_signal_and_the_beat_task_publishes_it(monkeypatch, django_capture_on_commit_callbacks):
+def test_nats_down_keeps_the_signal_and_the_beat_task_publishes_it(settings, django_capture_on_commit_callbacks):
     from apps.loyalty import tasks
 
-    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:1")  # nothing listens there
+    nats_url = settings.NATS_URL
+    settings.NATS_URL = "nats://127.0.0.1:1"  # nothing listens there
     with django_capture_on_commit_callbacks(execute=True):
         result = services.loyalty_reward_signal(user_id="u-down", offer_id="o-1", signal_type="redeemed")
     signal = RewardSignal.objects.get(signal_id=result.signal_id)
     assert (signal.published, signal.publish_attempts) == (False, 1)  # stored, nothing lost, request not failed
 
-    monkeypatch.delenv("NATS_URL")
+    settings.NATS_URL = nats_url
     RewardSignal.objects.filter(pk=signal.pk).update(created_at=timezone.now() - timedelta(minutes=2))
     with NatsSubscriber(publisher.SUBJECT) as sub:
         assert tasks.republish_reward_signals() == 1

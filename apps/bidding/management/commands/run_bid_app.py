@@ -5,10 +5,10 @@ import os
 import sys
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from apps.bidding import runner
-from config import env
 
 
 class Command(BaseCommand):
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         runner.bid_process_environment()
         runner.ensure_snapshot()
         directory = runner.prepare_multiprocess_metrics(
-            Path(metrics_dir or env.env_str("BID_METRICS_DIR", "") or runner.ROOT / "var" / "prometheus" / f"bid-{port}")
+            Path(metrics_dir or settings.BID_METRICS_DIR or runner.ROOT / "var" / "prometheus" / f"bid-{port}")
         )
         self.stdout.write(
             f"bid app: http://{host}:{port}/v1/bid  ({workers} uvicorn workers, one SO_REUSEPORT socket each, "
@@ -40,4 +40,6 @@ class Command(BaseCommand):
         # it spawns never load Django, and signals sent to this pid (honcho, Ctrl-C) reach it directly.
         argv = [sys.executable, "-m", "apps.bidding.serve", "--host", host, "--port", str(port),
                 "--workers", str(workers), "--log-level", log_level]
+        # Not a read of configuration: the supervisor inherits this process's environment (with the
+        # metrics directory just set) and reads it through config.env when it starts.
         os.execve(sys.executable, argv, {**os.environ, "PYTHONPATH": str(runner.ROOT)})
