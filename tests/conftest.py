@@ -16,3 +16,18 @@ def api_client():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def _celery_join_guard_reset():
+    """Every test starts outside any Celery task, as far as Celery can tell.
+
+    An eager ``delay()`` sets a process-wide flag ("a task is running: result.get() would block")
+    and restores the value it found afterwards. Two threads running eager tasks at once (the
+    concurrency tests) can restore each other's True, leaving the flag set for good, and a later
+    test's ``task.apply().get()`` then fails with "Never call result.get() within a task!".
+    """
+    from celery._state import _set_task_join_will_block
+
+    _set_task_join_will_block(False)
+    yield
