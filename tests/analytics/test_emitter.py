@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,20 +16,14 @@ from prometheus_client import REGISTRY
 from apps.analytics import emitter as emitter_mod
 from apps.analytics import events
 from apps.core import redis as redis_store
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _metric(name: str, labels: dict | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
-
-
-def _free_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def _rows(client: redis.Redis, stream: str) -> list[list]:
@@ -47,42 +39,9 @@ def _wait(predicate, timeout: float = 5.0) -> bool:
     return predicate()
 
 
-class RedisServer:
-    """A private redis-server on a free port (no persistence), started and stopped by the test."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        assert _wait(lambda: _pings(client)), "redis-server did not start"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(5)
-            self.proc = None
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return client.ping()
-    except redis.RedisError:
-        return False
-
-
 @pytest.fixture
 def private_redis():
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server binary not installed")
-    server = RedisServer(_free_port())
-    server.start()
+    server = RedisServer()
     yield server
     server.stop()
 
@@ -128,7 +87,7 @@ def test_emit_with_id_keeps_the_callers_id_and_time(stream):
 
 def test_full_buffer_never_blocks_and_counts_overflow():
     # Redis unreachable and a tiny buffer: emit must still return at once
-    em = emitter_mod.Emitter(redis_url=f"redis://127.0.0.1:{_free_port()}/0", capacity=1000, interval=0.01)
+    em = emitter_mod.Emitter(redis_url=f"redis://127.0.0.1:{free_port()}/0", capacity=1000, interval=0.01)
     dropped = _metric("analytics_events_dropped_total", {"reason": "overflow"})
     started = time.perf_counter()
     for n in range(20_000):

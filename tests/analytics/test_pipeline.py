@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import time
 import uuid
 
@@ -14,6 +13,7 @@ from apps.analytics import emitter as emitter_mod
 from apps.analytics import events, pipeline, selectors, tasks, testing
 from apps.core import clickhouse as ch
 from apps.core import redis as redis_store
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.usefixtures("clickhouse_db")
 
@@ -29,14 +29,6 @@ def _counts(campaign: str) -> tuple[int, int, int]:
         "SELECT count(), uniqExact(event_id) FROM analytics_events FINAL WHERE campaign_id = %(c)s", {"c": campaign}
     )[0]
     return raw, final, uniq
-
-
-def _closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def _full_fields(event_type: str, campaign: str, n: int) -> dict:
@@ -135,7 +127,7 @@ def test_clickhouse_outage_loses_nothing_and_duplicates_nothing(stream, campaign
     assert em.flush()
     entries = client.xlen(stream)
     good_url = ch.url()
-    monkeypatch.setenv("CLICKHOUSE_URL", f"clickhouse://default@127.0.0.1:{_closed_port()}/{ch.database()}")
+    monkeypatch.setenv("CLICKHOUSE_URL", f"clickhouse://default@127.0.0.1:{free_port()}/{ch.database()}")
     errors_before = _metric("analytics_insert_errors_total")
 
     writer = pipeline.Writer(stream=stream, consumer="outage-consumer")

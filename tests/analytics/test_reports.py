@@ -16,6 +16,7 @@ from apps.analytics import events, selectors
 from apps.campaigns import services as campaign_services
 from apps.core import clickhouse as ch
 from apps.core.roles import Role
+from tests.support.ports import free_port
 
 UTC = dt.timezone.utc
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clickhouse_db")]
@@ -131,7 +132,7 @@ def _independent(window, campaign_id: str, granularity: str) -> dict[str, dict]:
     result = {}
     for key, item in out.items():
         lat = sorted(item["lat"])
-        q = (lambda level: lat[min(len(lat) - 1, int(level * len(lat)))] if lat else None)
+        q = (lambda level, lat=lat: lat[min(len(lat) - 1, int(level * len(lat)))] if lat else None)
         result[key] = {
             "requests": len(item["requests_ids"]) + item["no_bids"],
             "bids": item["bids"], "wins": item["wins"], "spend": item["spend"], "clicks": item["clicks"],
@@ -217,12 +218,7 @@ def test_unknown_campaign_is_404(client_for, marketer):
 
 
 def test_clickhouse_down_is_503(client_for, marketer, campaign, monkeypatch):
-    import socket
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()  # nobody listens there
     monkeypatch.setenv("CLICKHOUSE_URL", f"clickhouse://default@127.0.0.1:{port}/{ch.database()}")
     response = client_for(marketer).get(f"/v1/reports/campaigns/{campaign.pk}")
     assert response.status_code == 503 and response.json()["error"] == "unavailable"

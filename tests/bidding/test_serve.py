@@ -8,6 +8,7 @@ import pytest
 import uvicorn
 
 from apps.bidding import serve
+from tests.support.ports import listening_socket
 
 
 async def _app(scope, receive, send):
@@ -43,9 +44,7 @@ async def _app(scope, receive, send):
 @pytest.fixture
 async def server(request):
     keep_alive = getattr(request, "param", 5)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
+    sock = listening_socket()
     config = uvicorn.Config(_app, http=serve._protocol_class(), lifespan="off", access_log=False,
                             log_level="critical", timeout_keep_alive=keep_alive)
     srv = uvicorn.Server(config)
