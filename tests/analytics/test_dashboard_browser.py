@@ -22,6 +22,7 @@ from apps.core import clickhouse as ch
 from apps.core.roles import Role
 from tests.support.ports import free_port
 from tests.support.processes import start_process
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
@@ -71,13 +72,7 @@ def browser():
 
 
 def _wait(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
+    return wait_until(predicate, timeout, 0.1, message="the page's state")
 
 
 def test_dashboard_charts_and_live_view_render(web_server, browser, past_window, tmp_path):

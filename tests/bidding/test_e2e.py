@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tests.bidding.helpers import golden_weights
 from tests.bidding.test_http import BANNER, EXAMPLES, VALIDATOR, rows_for_examples
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
+from tests.support.wait import async_wait_until, wait_until
 
 pytestmark = pytest.mark.e2e
 START_TIMEOUT = 60
@@ -91,14 +91,26 @@ def _no_bid_report(stack, statuses: list[int], user_prefix: str) -> str:
     from apps.analytics import events
     from apps.analytics.emitter import stream_name
 
-    time.sleep(0.5)  # the workers flush their events every 100 ms
     reason, user = events.COLUMNS.index("reason"), events.COLUMNS.index("user_id")
     latency = events.COLUMNS.index("latency_us")
-    no_bids = [(row[reason], row[user], row[latency]) for _, data in stack["redis"].xrange(stream_name())
-               for row in msgspec.msgpack.decode(data[b"d"])
-               if row[1] == "no_bid" and (row[user] or "").startswith(user_prefix)]
+
+    def no_bids():
+        return [(row[reason], row[user], row[latency]) for _, data in stack["redis"].xrange(stream_name())
+                for row in msgspec.msgpack.decode(data[b"d"])
+                if row[1] == "no_bid" and (row[user] or "").startswith(user_prefix)]
+
+    expected = len(statuses) - statuses.count(200)  # the workers flush their events every 100 ms
+
+    def enough():
+        rows = no_bids()
+        return rows if len(rows) >= expected else None
+
+    try:
+        found = wait_until(enough, timeout=5, message=f"{expected} no_bid events")
+    except AssertionError:
+        found = no_bids()
     log_tail = stack["procs"]["http"].tail(30)
-    return f"statuses { {s: statuses.count(s) for s in set(statuses)} }; no-bids (reason, user, µs): {no_bids[-20:]}\n{log_tail}"
+    return f"statuses { {s: statuses.count(s) for s in set(statuses)} }; no-bids (reason, user, µs): {found[-20:]}\n{log_tail}"
 
 
 def _summary(body: bytes | None) -> list[tuple]:
@@ -218,22 +230,22 @@ async def test_a_model_published_under_load_is_picked_up_with_no_failed_request(
                 i += 1
 
     tasks = [asyncio.create_task(load(w)) for w in range(4)]
-    await asyncio.sleep(0.5)
+    await async_wait_until(lambda: len(statuses) >= 25, timeout=30, message="the load running")
     source = tmp_path / "new-model.npz"
     golden_weights("golden-2").to_npz(source)
     model_publish(source=source, model_dir=stack["models"], redis_client=stack["redis"])
-    deadline = time.monotonic() + 10
     async with httpx.AsyncClient(timeout=5) as http, grpc.aio.insecure_channel(stack["grpc"]) as channel:
         stub = bidding_pb2_grpc.BiddingServiceStub(channel)
-        while True:
+
+        async def picked_up() -> bool:
             text = (await http.get(f"{stack['http']}/metrics")).text
             workers = set(re.findall(r'inference_model_info\{[^}]*pid="(\d+)"[^}]*version="golden-2"\} 1\.0', text))
             health = await stub.HealthCheck(bidding_pb2.HealthCheckRequest())
-            if len(workers) == 2 and health.model_version == "golden-2":
-                break
-            assert time.monotonic() < deadline, "the new model was not picked up"
-            await asyncio.sleep(0.1)
-    await asyncio.sleep(0.3)
+            return len(workers) == 2 and health.model_version == "golden-2"
+
+        await async_wait_until(picked_up, timeout=10, interval=0.1, message="the new model picked up by both workers and gRPC")
+    switched = len(statuses)  # the load goes on for a while on the new model
+    await async_wait_until(lambda: len(statuses) >= switched + 25, timeout=30, message="bids after the switch")
     stop.set()
     await asyncio.gather(*tasks)
     assert len(statuses) > 50
@@ -262,14 +274,16 @@ async def test_each_entry_writes_its_analytics_events_from_its_event_loop(stack)
     column = events.COLUMNS.index("request_id")
     wanted = {f"{entry}-{tag}" for entry in bodies}
     seen: set[str] = set()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and seen != wanted:
+
+    def all_seen() -> bool:
         for _, data in stack["redis"].xrange(stream_name()):
             for row in msgspec.msgpack.decode(data[b"d"]):
                 if row[1] == "bid_response" and row[column] in wanted:
                     seen.add(row[column])
-        await asyncio.sleep(0.1)
-    assert seen == wanted
+        return seen == wanted
+
+    await async_wait_until(all_seen, timeout=10, interval=0.1, message="a bid_response event from every entry",
+                           detail=lambda: f"seen {sorted(seen)} of {sorted(wanted)}")
 
 
 def test_win_notice_from_the_bid_app_counts_once(stack):
@@ -433,12 +447,9 @@ def test_a_dead_worker_is_replaced_and_bids_keep_flowing(stack):
     os.kill(pids[0], signal.SIGKILL)
     proc.wait_for_line(rf"worker {pids[0]} exited with code -9; restarting", timeout=10)
     # The surviving worker keeps answering while the new one starts; then both serve.
-    deadline = time.monotonic() + 30
-    answered = 0
-    while time.monotonic() < deadline and answered < 20:
+    for _ in range(20):
         with httpx.Client(timeout=5) as fresh:  # new connections are spread over the live sockets
             r = fresh.post(f"{stack['http']}/v1/bid", content=BANNER)
         assert r.status_code == 200
-        answered += 1
     text = httpx.get(f"{stack['http']}/metrics", timeout=5).text
     assert str(pids[0]) not in set(re.findall(r'inference_model_info\{[^}]*pid="(\d+)"', text))

@@ -29,6 +29,7 @@ from tests.bidding.test_http import BANNER, rows_for_examples
 from tests.campaigns.test_docker import DOCKER, HAPROXY, needs_haproxy
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess, start_process
+from tests.support.wait import pause, wait_until
 
 # django_db: the session sets up the test database the web app runs on (the module fixture commits its token
 # outside the tests' transactions, so the web process sees it).
@@ -221,8 +222,8 @@ def test_every_bid_app_path_reaches_the_bid_app_and_the_rest_the_web_app(front_d
     assert campaigns.status_code == 200 and "results" in campaigns.json(), campaigns.text
     assert client.get("/v1/bidders/", headers=auth).status_code == 404
     assert client.get("/v1/bid/extra", headers={"X-Exchange-Key": "k-adx"}).status_code == 404
-    time.sleep(0.1)
     # what the bid app received, through the relay in front of it: the bid paths, and only those
+    wait_until(lambda: len(relay.paths(start)) >= 5, timeout=5, message="the relay recorded the five bid-app requests")
     assert relay.paths(start) == ["/v1/bid", "/v1/bid", "/v1/win?t=forged&price=1.0", "/v1/click?t=forged",
                                   "/v1/dsp/bid"]
 
@@ -234,7 +235,7 @@ def test_an_exchange_key_gets_429_only_above_its_qps(front_door):
     for _ in range(30):
         started = time.monotonic()
         paced.append(_bid(client, "k-adx").status_code)
-        time.sleep(max(0.0, 1 / (EXCHANGE_QPS / 2) - (time.monotonic() - started)))
+        pause(max(0.0, 1 / (EXCHANGE_QPS / 2) - (time.monotonic() - started)), "pacing at half the key's QPS")
     assert paced == [200] * 30
     # As fast as one connection goes, for 3 s: above the QPS HAProxy answers 429 (its page, not the app's),
     # and the key still gets its QPS through (refused requests do not count against it).
@@ -275,13 +276,13 @@ def test_backend_connections_are_reused(front_door, apps):
     # Warm-up: each server slot of the template (8, all this one bid app) opens its connection.
     for _ in range(8):
         assert _bid(client, "k-pubmatic").status_code == 200
-    time.sleep(1)
+    pause(1, "the warm connections go back to HAProxy's idle pool before the count starts")
     connections_before, requests_before = relay.snapshot()
     sent = 40
     for _ in range(sent):  # half the key's QPS: never limited
         assert _bid(client, "k-pubmatic").status_code == 200
-        time.sleep(2 / EXCHANGE_QPS)
-    time.sleep(0.2)
+        pause(2 / EXCHANGE_QPS, "pacing at half the key's QPS: never limited")
+    wait_until(lambda: relay.snapshot()[1] - requests_before >= sent, timeout=5, message=f"the relay counted {sent} bids")
     connections, requests = relay.snapshot()
     new_connections, new_requests = connections - connections_before, requests - requests_before
     assert new_requests == sent

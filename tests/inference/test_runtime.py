@@ -14,7 +14,7 @@ from apps.inference.features import feature_matrix
 from apps.inference.model import CoLaNetWeights
 from apps.inference.runtime import InferenceRuntime
 from tests.support.ports import free_port
-from tests.support.wait import async_wait_until
+from tests.support.wait import async_pause, async_wait_until
 
 from .conftest import random_request, random_weights
 
@@ -119,18 +119,18 @@ async def test_hot_reload_via_publish_model_while_scoring(tmp_path, batching, rn
                 seen.append(provider.weights.version)
             except BaseException as exc:  # noqa: BLE001 - every failure counts
                 errors.append(exc)
-            await asyncio.sleep(0)
+            await async_pause(0, "one loop turn between calls, so the watcher runs")
 
     try:
         await async_wait_until(lambda: runtime.subscribed, 5, message="the watcher subscribed")
         workers = [asyncio.create_task(hammer()) for _ in range(24)]
-        await asyncio.sleep(0.05)
+        await async_wait_until(lambda: len(seen) >= 50, timeout=10, message="scoring on hot-v1 under way")
         old_provider = runtime.provider
         v2_path = tmp_path / "src-hot-v2.npz"
         v2.to_npz(v2_path)
         await asyncio.to_thread(call_command, "publish_model", str(v2_path), "--model-dir", str(models))
         await async_wait_until(lambda: runtime.model_version == "hot-v2", 5, message="hot-v2 swapped in")
-        await asyncio.sleep(0.05)
+        await async_wait_until(lambda: seen.count("hot-v2") > 10, timeout=10, message="scoring on hot-v2")
         stop.set()
         await asyncio.gather(*workers)
     finally:
@@ -155,10 +155,19 @@ async def test_polling_picks_up_a_model_when_redis_is_unreachable(tmp_path):
     runtime.load()
     assert runtime.model_version == "seed-42"
     dead = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
+    polls = []
+    poll = runtime.poll_model_dir
+
+    async def counted_poll():
+        polls.append(1)
+        return await poll()
+
+    runtime.poll_model_dir = counted_poll
     watcher = asyncio.create_task(runtime.watch(dead))
     try:
-        await asyncio.sleep(0.1)
-        assert not runtime.subscribed
+        # the watcher tries to subscribe and fails (connection refused), and keeps polling
+        await async_wait_until(lambda: watcher.done() or len(polls) >= 2, timeout=5, message="two polls")
+        assert not watcher.done() and not runtime.subscribed
         await asyncio.to_thread(call_command, "publish_model", str(export(tmp_path, "polled", 40)), "--model-dir",
                                 str(models), "--no-announce")
         await async_wait_until(lambda: runtime.model_version == "polled", 5, message="the polled model loaded")
