@@ -175,8 +175,16 @@ def test_connections_stay_bounded_and_no_5xx_under_invalid_campaigns(platform):
     lock = threading.Lock()
     stop = threading.Event()
     with Sampler(platform["conf"]) as sampler:
-        threads = [threading.Thread(target=client_loop, args=(platform["base"], token, i, stop, statuses, lock))
-                   for i in range(CLIENTS)]
+        errors: list[BaseException] = []
+
+        def client(i: int) -> None:
+            try:
+                client_loop(platform["base"], token, i, stop, statuses, lock)
+            except BaseException as exc:  # noqa: BLE001 - a client that failed is reported below
+                errors.append(exc)
+                stop.set()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
         for thread in threads:
             thread.start()
         try:
@@ -187,6 +195,7 @@ def test_connections_stay_bounded_and_no_5xx_under_invalid_campaigns(platform):
             for thread in threads:
                 thread.join(60)
         assert not [t for t in threads if t.is_alive()], "a client thread did not finish"
+        assert errors == [], errors
         rounds = sampler.rounds  # the sampler sees the connections settle too
         wait_until(lambda: sampler.rounds >= rounds + 5, timeout=10, message="five more samples after the load")
 
