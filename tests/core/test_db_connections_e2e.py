@@ -188,7 +188,7 @@ def test_connections_stay_bounded_and_no_5xx_under_invalid_campaigns(platform):
         for thread in threads:
             thread.start()
         try:
-            wait_until(lambda: _answered(statuses, lock) >= LOAD_REQUESTS, timeout=90, interval=0.2,
+            wait_until(lambda: errors or _answered(statuses, lock) >= LOAD_REQUESTS, timeout=90, interval=0.2,
                        message=f"{LOAD_REQUESTS} answers", detail=lambda: f"statuses={dict(statuses)}")
         finally:
             stop.set()
