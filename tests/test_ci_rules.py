@@ -57,3 +57,12 @@ def test_the_suite_uses_no_xfail():
     users = [p for p in (ROOT / "tests").rglob("*.py")
              if p.name != "test_ci_rules.py" and re.search(r"pytest\.(mark\.)?xfail", p.read_text())]
     assert users == []
+
+
+def test_tests_wait_on_conditions_not_sleeps():
+    """Only tests/support sleeps (wait_until's poll, pause for time-is-the-behaviour); tests wait on conditions."""
+    sleepers = [f"{p.relative_to(ROOT)}:{n}" for p in (ROOT / "tests").rglob("*.py")
+                if "support" not in p.relative_to(ROOT / "tests").parts and p.name != "test_ci_rules.py"
+                for n, line in enumerate(p.read_text().splitlines(), 1)
+                if re.search(r"\b(time|asyncio)\.sleep\(", line)]
+    assert sleepers == []
