@@ -1,6 +1,7 @@
 import pytest
 
 from apps.core import redis as redis_store
+from tests.support.ci import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks: a skip fails under CI=true
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 Every 15 s: a campaign goes live / completes at most ~15 s after its time. Each run expires before
 the next one is due, so a backlog after a stalled worker does not pile up duplicate scans. Hourly: stored answers of Idempotency-Key creates past their 7 days are deleted."""
+from celery.schedules import crontab
+
 BEAT_SCHEDULE = {
     "campaigns-go-live-due": {
         "task": "campaigns.go_live_due",
@@ -15,7 +17,7 @@ BEAT_SCHEDULE = {
     },
     "campaigns-purge-idempotency-records": {
         "task": "campaigns.purge_idempotency_records",
-        "schedule": 3600.0,
+        "schedule": crontab(minute=13),  # hourly
         "options": {"expires": 3500},
     },
 }

@@ -16,13 +16,13 @@ BEAT_SCHEDULE = {
     },
     "loyalty-republish-reward-signals": {
         "task": "loyalty.republish_reward_signals",
-        "schedule": 60.0,
+        "schedule": crontab(),  # every minute
         "options": {"expires": 55},
     },
     # Profiles expire an hour after their last write: rewrite them well before that.
     "loyalty-keep-profiles-alive": {
         "task": "loyalty.keep_profiles_alive",
-        "schedule": 20 * 60.0,
+        "schedule": crontab(minute="*/20"),
         "options": {"expires": 10 * 60},
     },
     "loyalty-purge-idempotency-records": {

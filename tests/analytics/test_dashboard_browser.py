@@ -5,15 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -23,6 +20,9 @@ from apps.analytics import events
 from apps.campaigns import services as campaign_services
 from apps.core import clickhouse as ch
 from apps.core.roles import Role
+from tests.support.ports import free_port
+from tests.support.processes import start_process
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
@@ -38,49 +38,22 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 @pytest.fixture
 def web_server(tmp_path):
     """uvicorn serving config.asgi on a free port, on the test database; stopped afterwards."""
     db = settings.DATABASES["default"]
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "ANALYTICS_LIVE_INTERVAL_MS": "300",
     }
-    log = open(tmp_path / "uvicorn.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/live", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "uvicorn.log").read_text()
-            time.sleep(0.2)
+    with start_process([sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+                        "--port", str(port)], env=env, ready=f"{base}/live", log_path=tmp_path / "uvicorn.log",
+                       timeout=30, name="uvicorn"):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture
@@ -99,13 +72,7 @@ def browser():
 
 
 def _wait(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
+    return wait_until(predicate, timeout, 0.1, message="the page's state")
 
 
 def test_dashboard_charts_and_live_view_render(web_server, browser, past_window, tmp_path):

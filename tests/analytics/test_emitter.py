@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import msgspec
@@ -18,6 +15,9 @@ from prometheus_client import REGISTRY
 from apps.analytics import emitter as emitter_mod
 from apps.analytics import events
 from apps.core import redis as redis_store
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.wait import async_pause, async_wait_until, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,63 +26,17 @@ def _metric(name: str, labels: dict | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
-def _free_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 def _rows(client: redis.Redis, stream: str) -> list[list]:
     return [row for _, data in client.xrange(stream) for row in msgspec.msgpack.decode(data[b"d"])]
 
 
 def _wait(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
-class RedisServer:
-    """A private redis-server on a free port (no persistence), started and stopped by the test."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        assert _wait(lambda: _pings(client)), "redis-server did not start"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(5)
-            self.proc = None
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return client.ping()
-    except redis.RedisError:
-        return False
+    return wait_until(predicate, timeout, 0.01, message="the emitter's state")
 
 
 @pytest.fixture
 def private_redis():
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server binary not installed")
-    server = RedisServer(_free_port())
-    server.start()
+    server = RedisServer()
     yield server
     server.stop()
 
@@ -127,30 +81,24 @@ def test_emit_with_id_keeps_the_callers_id_and_time(stream):
 
 
 def test_full_buffer_never_blocks_and_counts_overflow():
-    # Redis unreachable and a tiny buffer: emit must still return at once
-    em = emitter_mod.Emitter(redis_url=f"redis://127.0.0.1:{_free_port()}/0", capacity=1000, interval=0.01)
+    # Redis unreachable and a tiny buffer: emit must still return at once (~3 µs each: bench/timings.py)
+    em = emitter_mod.Emitter(redis_url=f"redis://127.0.0.1:{free_port()}/0", capacity=1000, interval=0.01)
     dropped = _metric("analytics_events_dropped_total", {"reason": "overflow"})
-    started = time.perf_counter()
     for n in range(20_000):
         em.emit("bid_response", request_id=str(n), latency_us=n)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 1.0  # ~3 µs each; a blocking emit would take seconds here
     assert em.backlog() == 1000
     assert _metric("analytics_events_dropped_total", {"reason": "overflow"}) - dropped == 19_000
     em.close(flush=False)
 
 
-def test_emit_cost_is_a_few_microseconds():
+def test_emit_only_buffers():
+    """What makes emit cheap (a few µs, measured by bench/timings.py): it appends to the buffer and
+    nothing else — no encoding, no I/O, no thread started."""
     em = emitter_mod.Emitter(autostart=False, capacity=10**6)
-    n = 50_000
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        for i in range(n):
-            em.emit("bid_response", request_id="r", campaign_id="1", price=1.0, latency_us=i)
-        best = min(best, (time.perf_counter() - started) / n)
-        em._buf.clear()
-    assert best < 20e-6, f"emit took {best * 1e6:.1f} µs"
+    for i in range(1000):
+        em.emit("bid_response", request_id="r", campaign_id="1", price=1.0, latency_us=i)
+    assert em.backlog() == 1000 and em._thread is None and not em._started
+    em._buf.clear()
 
 
 async def test_emit_from_asyncio_code(stream):
@@ -158,7 +106,7 @@ async def test_emit_from_asyncio_code(stream):
 
     async def handler(i: int) -> None:
         em.emit("no_bid", request_id=f"a{i}", reason="no_candidates", latency_us=i)
-        await asyncio.sleep(0)
+        await async_pause(0, "one loop turn between emits")
 
     await asyncio.gather(*(handler(i) for i in range(500)))
     client = redis_store.client()
@@ -168,12 +116,11 @@ async def test_emit_from_asyncio_code(stream):
 
 
 def test_background_thread_flushes_within_about_100ms(stream):
-    em = emitter_mod.Emitter(stream=stream)  # default interval: 100 ms
+    em = emitter_mod.Emitter(stream=stream)  # default interval: 100 ms (the time it takes: bench/timings.py)
+    assert em.interval == 0.1
     client = redis_store.client()
     em.emit("click", campaign_id="c1")
-    started = time.monotonic()
-    assert _wait(lambda: client.xlen(stream) == 1, timeout=2)
-    assert time.monotonic() - started < 0.6
+    assert _wait(lambda: client.xlen(stream) == 1, timeout=5)  # no flush() call: the thread did it
     em.close()
 
 
@@ -210,10 +157,7 @@ async def test_loop_flusher_writes_without_a_thread_and_stop_flushes_the_rest(st
     client = redis_store.client()
     for n in range(1000):  # more than one loop turn's worth of rows
         em.emit("bid_response", request_id=f"l{n}", campaign_id=7, price=1.5, latency_us=n)
-    deadline = time.monotonic() + 5
-    while em.backlog() and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    assert em.backlog() == 0
+    await async_wait_until(lambda: em.backlog() == 0, timeout=5, message="the loop flushed the buffer")
     assert em._thread is None  # emit did not start the thread: the loop flushes
     for n in range(10):  # written by stop_in_loop, not by a later round
         em.emit("no_bid", request_id=f"late{n}", reason="deadline")
@@ -232,16 +176,11 @@ async def test_loop_flusher_keeps_events_while_redis_is_down(private_redis):
     errors = _metric("analytics_flush_errors_total")
     for n in range(500):
         em.emit("win", request_id=f"down{n}")
-    deadline = time.monotonic() + 5
-    while _metric("analytics_flush_errors_total") < errors + 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    assert _metric("analytics_flush_errors_total") >= errors + 2
+    await async_wait_until(lambda: _metric("analytics_flush_errors_total") >= errors + 2, timeout=5,
+                           message="two failed flushes")
     assert em.backlog() == 500  # kept, not lost
     await asyncio.to_thread(private_redis.start)
-    deadline = time.monotonic() + 10
-    while em.backlog() and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert em.backlog() == 0
+    await async_wait_until(lambda: em.backlog() == 0, timeout=10, interval=0.02, message="the backlog flushed")
     rows = _rows(redis.Redis(port=private_redis.port), stream)
     assert sorted(row[events.COLUMNS.index("request_id")] for row in rows) == sorted(f"down{n}" for n in range(500))
     assert await em.stop_in_loop()

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -15,16 +13,11 @@ import pytest
 
 from apps.analytics import emitter as emitter_mod
 from apps.core import redis as redis_store
+from tests.support.ports import free_port
+from tests.support.processes import start_process
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def _sample(text: str, name: str, labels: str = "") -> float | None:
@@ -80,48 +73,29 @@ def test_multiprocess_mode_aggregates_forked_children(tmp_path):
 def test_celery_worker_serves_metrics_of_its_tasks(tmp_path, clickhouse_db):
     """A real prefork worker (multiprocess mode, as in the Procfile) runs the consume task; its
     /metrics on CELERY_METRICS_PORT shows the task and the pipeline gauges."""
-    port = _free_port()
+    port = free_port()
     broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/12")
     queue = f"analytics-test-{uuid.uuid4().hex[:8]}"
     metrics_dir = tmp_path / "prom"
     metrics_dir.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "CELERY_METRICS_PORT": str(port),
            "CELERY_BROKER_URL": broker}
-    log = open(tmp_path / "worker.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=prefork", "--concurrency=1",
-         "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "--loglevel=WARNING"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=prefork", "--concurrency=1",
+               "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+               "--loglevel=WARNING"]
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    with start_process(command, env=env, ready=metrics_url, log_path=tmp_path / "worker.log", name="celery worker") as proc:
         from config.celery import app
 
-        deadline = time.monotonic() + 60
-        text = ""
-        sent = False
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "worker.log").read_text()
-            try:
-                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
-            except httpx.HTTPError:
-                time.sleep(0.3)
-                continue
-            if not sent:
-                redis_store.client().delete(f"{emitter_mod.stream_name()}:writer-lock")
-                app.send_task("analytics.consume_events", queue=queue)
-                sent = True
-            if (_sample(text, "celery_tasks_total", 'state="success",task="analytics.consume_events"') or 0) >= 1:
-                break
-            time.sleep(0.3)
-        assert (_sample(text, "celery_tasks_total", 'state="success",task="analytics.consume_events"') or 0) >= 1, (
-            text[-2000:] + (tmp_path / "worker.log").read_text()[-3000:]
-        )
+        redis_store.client().delete(f"{emitter_mod.stream_name()}:writer-lock")
+        app.send_task("analytics.consume_events", queue=queue)
+
+        def consumed() -> str | None:
+            proc.assert_alive()
+            text = httpx.get(metrics_url, timeout=2).text
+            done = _sample(text, "celery_tasks_total", 'state="success",task="analytics.consume_events"') or 0
+            return text if done >= 1 else None
+
+        text = wait_until(consumed, timeout=60, interval=0.3, message="the worker's /metrics counts a successful consume_events",
+                          detail=proc.tail, ignore=(httpx.HTTPError,))
         assert "analytics_stream_length" in text and "celery_task_seconds_bucket" in text
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()

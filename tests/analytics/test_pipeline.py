@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
-import time
 import uuid
 
 import pytest
@@ -15,6 +13,8 @@ from apps.analytics import events, pipeline, selectors, tasks, testing
 from apps.core import clickhouse as ch
 from apps.core import redis as redis_store
 from config import env
+from tests.support.ports import free_port
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.usefixtures("clickhouse_db")
 
@@ -30,14 +30,6 @@ def _counts(campaign: str) -> tuple[int, int, int]:
         "SELECT count(), uniqExact(event_id) FROM analytics_events FINAL WHERE campaign_id = %(c)s", {"c": campaign}
     )[0]
     return raw, final, uniq
-
-
-def _closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def _full_fields(event_type: str, campaign: str, n: int) -> dict:
@@ -112,10 +104,8 @@ def test_default_emit_and_the_celery_task_deliver(campaign_tag):
 
 def test_100k_events_arrive_exactly_once(stream, campaign_tag):
     em = emitter_mod.Emitter(stream=stream, autostart=False, capacity=200_000)
-    started = time.perf_counter()
-    for n in range(100_000):
+    for n in range(100_000):  # ~2.5 µs per emit: bench/timings.py
         em.emit("bid_response", campaign_id=campaign_tag, request_id=f"r{n}", price=1.5, latency_us=n % 5000)
-    emitted = time.perf_counter() - started
     assert em.flush(timeout=30)
     result = pipeline.consume(stream=stream, max_seconds=60)
     assert result.error is None and result.events == 100_000
@@ -125,7 +115,6 @@ def test_100k_events_arrive_exactly_once(stream, campaign_tag):
     client = redis_store.client()
     assert client.xlen(stream) == 0
     assert client.xpending(stream, pipeline.GROUP)["pending"] == 0
-    assert emitted < 10  # ~2.5 µs per emit here; generous for a loaded CI box
 
 
 def test_clickhouse_outage_loses_nothing_and_duplicates_nothing(stream, campaign_tag, settings):
@@ -136,7 +125,7 @@ def test_clickhouse_outage_loses_nothing_and_duplicates_nothing(stream, campaign
     assert em.flush()
     entries = client.xlen(stream)
     good_url = ch.url()
-    settings.CLICKHOUSE_URL = f"clickhouse://default@127.0.0.1:{_closed_port()}/{ch.database()}"
+    settings.CLICKHOUSE_URL = f"clickhouse://default@127.0.0.1:{free_port()}/{ch.database()}"
     errors_before = _metric("analytics_insert_errors_total")
 
     writer = pipeline.Writer(stream=stream, consumer="outage-consumer")
@@ -172,7 +161,9 @@ def test_crashed_consumer_pending_events_are_claimed_by_another(stream, campaign
     survivor = pipeline.Writer(stream=stream, consumer="survivor", claim_idle_seconds=0.2)
     survivor.run()  # the rest of the stream; the dead worker's entries are not idle long enough yet
     assert _counts(campaign_tag)[2] == 500
-    time.sleep(0.3)
+    wait_until(lambda: len(client.xpending_range(stream, pipeline.GROUP, min="-", max="+", count=len(taken) + 1,
+                                                 consumername="worker-that-dies", idle=200)) == len(taken),
+               timeout=10, message="the dead worker's entries idle for the 0.2 s claim_idle_seconds")
     claimed_before = _metric("analytics_entries_claimed_total")
     result = survivor.run()
     assert result.claimed == len(taken) and result.events == 1000
@@ -248,11 +239,11 @@ def test_gauges_report_queue_length_and_lag(stream):
     em = emitter_mod.Emitter(stream=stream, autostart=False)
     em.emit("click", campaign_id="x")
     em.flush()
-    time.sleep(0.05)
     writer = pipeline.Writer(stream=stream)
     writer.ensure_group()
-    observed = writer.observe()
-    assert observed["length"] == 1 and observed["lag_seconds"] >= 0.04
+    observed = wait_until(lambda: (seen := writer.observe())["lag_seconds"] >= 0.04 and seen, timeout=10,
+                          message="the lag of the waiting event growing past 40 ms")
+    assert observed["length"] == 1
     assert _metric("analytics_stream_length") == 1
 
 
@@ -261,7 +252,12 @@ def test_idle_consumers_are_forgotten(stream):
     writer.ensure_group()
     client = redis_store.client()
     client.xgroup_createconsumer(stream, pipeline.GROUP, "old-worker-123")
-    time.sleep(0.02)
+
+    def idle_ms() -> int:
+        return next(c["idle"] for c in client.xinfo_consumers(stream, pipeline.GROUP)
+                    if c["name"] in (b"old-worker-123", "old-worker-123"))
+
+    wait_until(lambda: idle_ms() >= 20, timeout=10, message="old-worker-123 idle for 20 ms")
     assert writer.forget_idle_consumers(idle_seconds=0.01) == ["old-worker-123"]
 
 

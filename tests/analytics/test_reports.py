@@ -16,6 +16,7 @@ from apps.analytics import events, selectors
 from apps.campaigns import services as campaign_services
 from apps.core import clickhouse as ch
 from apps.core.roles import Role
+from tests.support.ports import free_port
 
 UTC = dt.timezone.utc
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clickhouse_db")]
@@ -217,12 +218,7 @@ def test_unknown_campaign_is_404(client_for, marketer):
 
 
 def test_clickhouse_down_is_503(client_for, marketer, campaign, settings):
-    import socket
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()  # nobody listens there
     settings.CLICKHOUSE_URL = f"clickhouse://default@127.0.0.1:{port}/{ch.database()}"
     response = client_for(marketer).get(f"/v1/reports/campaigns/{campaign.pk}")
     assert response.status_code == 503 and response.json()["error"] == "unavailable"

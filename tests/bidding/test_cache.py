@@ -15,20 +15,11 @@ from apps.bidding.snapshot import BUDGET_CHANNEL, WINS_CHANNEL, next_version, pu
 from apps.core import redis as redis_store
 from apps.core.profiles import PROFILE_CHANNEL, profile_write
 from tests.bidding.helpers import bid_config, bid_request, expected_price, make_row
+from tests.support.wait import async_wait_until
 
 
 def counter(c) -> float:
     return c._value.get()
-
-
-async def wait_for(predicate, timeout: float = 1.0) -> float:
-    """Poll ``predicate`` until true; return the seconds it took (fail after ``timeout``)."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
-    return time.monotonic() - start
 
 
 @pytest.fixture
@@ -115,22 +106,37 @@ async def bidder(redis_client, runtime):
     publish_snapshot(redis_client, version=next_version(redis_client),
                      offers=[make_row(offer_id=5, campaign_id=50, observed_ctr=0.02, max_bid_cpm=3.7)])
     b = Bidder(bid_config(snapshot_poll_seconds=0.5), inference=runtime)
+    handled: list[tuple[str, str]] = []  # the announcements the listener handled, in order
+    handle = b.handle_message
+
+    def recording(channel, data):
+        handle(channel, data)
+        handled.append((channel, data.decode() if isinstance(data, bytes) else data))
+
+    b.handle_message = recording
+    b.handled = handled
     await b.start()
-    await asyncio.sleep(0.05)  # let the listener subscribe
+    await async_wait_until(b._subscribed.is_set, timeout=5, message="the bidder's listener subscribed")
     yield b
     await b.stop()
 
 
+async def _handled(bidder, channel: str, data: str) -> None:
+    await async_wait_until(lambda: (channel, data) in bidder.handled, timeout=5,
+                           message=f"the bidder handled {data!r} on {channel}", detail=lambda: str(bidder.handled))
+
+
 async def test_profile_change_announcement_drops_l1_within_a_second(bidder, redis_client):
     profile_write(user_id="ben", fields={"loyalty_tier": "gold"})
-    await asyncio.sleep(0.05)  # the write's own announcement passes first (during a load it would keep L1 empty)
+    # the write's own announcement passes first (during a load it would keep L1 empty)
+    await _handled(bidder, PROFILE_CHANNEL, "ben")
     first = await bidder.processor.process(bid_request(user_id="ben"))
     assert first.bids[0].price == expected_price(3.7, 0.02, "gold")
     assert "ben" in bidder.processor.cache
 
     profile_write(user_id="ben", fields={"loyalty_tier": "reserve"})
-    took = await wait_for(lambda: "ben" not in bidder.processor.cache)
-    assert took < 1.0
+    # only the announcement can drop it (L1 is never refreshed by reading; its TTL is 30 min)
+    await async_wait_until(lambda: "ben" not in bidder.processor.cache, timeout=5, message="ben dropped from L1")
     again = await bidder.processor.process(bid_request(user_id="ben"))
     assert again.bids[0].price == expected_price(3.7, 0.02, "reserve")
 
@@ -144,20 +150,23 @@ async def test_announcements_of_another_database_on_the_same_server_are_not_ours
     other = redis.Redis(host=kwargs["host"], port=kwargs["port"], db=(kwargs.get("db", 0) + 1) % 16)
     try:
         profile_write(user_id="ben", fields={"loyalty_tier": "gold"})
-        await asyncio.sleep(0.05)
+        await _handled(bidder, PROFILE_CHANNEL, "ben")
         assert (await bidder.processor.process(bid_request(user_id="ben"))).is_bid
         for name in (BUDGET_CHANNEL, WINS_CHANNEL, PROFILE_CHANNEL):
             assert redis_store.channel(name, other) != redis_store.channel(name, redis_client)
         other.publish(redis_store.channel(BUDGET_CHANNEL, other), "50")
         other.publish(redis_store.channel(WINS_CHANNEL, other), orjson.dumps(["ben", time.time(), 50]))
         other.publish(redis_store.channel(PROFILE_CHANNEL, other), "ben")
-        await asyncio.sleep(0.3)
+        # a marker on our channel, published after them, arrives after anything of theirs would have
+        redis_client.publish(redis_store.channel(PROFILE_CHANNEL, redis_client), "marker")
+        await _handled(bidder, PROFILE_CHANNEL, "marker")
+        assert [data for _, data in bidder.handled].count("ben") == 1  # ours, from the write above
         assert bidder.processor.exhausted == set()
         assert "ben" in bidder.processor.cache and not bidder.processor.cache.get("ben", time.time()).wins
         assert (await bidder.processor.process(bid_request(user_id="ben"))).is_bid
 
         redis_client.publish(redis_store.channel(BUDGET_CHANNEL, redis_client), "50")  # ours
-        assert await wait_for(lambda: bidder.processor.exhausted == {50}) < 1.0
+        await async_wait_until(lambda: bidder.processor.exhausted == {50}, timeout=5, message="campaign 50 exhausted")
         assert (await bidder.processor.process(bid_request(user_id="ben"))).reason == "no_candidates"
     finally:
         other.close()
@@ -180,10 +189,10 @@ async def test_redis_unreachable_mid_test_bids_still_answer_on_the_default_profi
 
         server.stop()
         errors = counter(metrics.L2_ERRORS)
-        started = time.perf_counter()
-        # dan's profile is in the stopped Redis: he gets the default profile, quickly, and a bid.
+        # dan's profile is in the stopped Redis: he gets the default profile and a bid (a refused
+        # connection, not a timeout: with tmax 100 a timeout would be a "deadline" no-bid; the time
+        # it takes is measured by bench/timings.py)
         outcome = await b.processor.process(bid_request(user_id="dan", tmax=100))
-        assert time.perf_counter() - started < 0.5  # a refused connection, not a timeout
         assert outcome.is_bid and outcome.bids[0].price == expected_price(3.7, 0.02, "green")
         assert counter(metrics.L2_ERRORS) == errors + 1
         assert "dan" not in b.processor.cache  # a fallback is never cached as if it were the profile
@@ -205,10 +214,9 @@ async def test_slow_redis_cannot_make_a_bid_late(make_processor, client_kind):
     client = L2Client(url) if client_kind == "l2" else bid_redis(url)
     processor = make_processor([make_row()], redis=client, network_buffer_ms=10)
     try:
-        started = time.perf_counter()
-        outcome = await processor.process(bid_request(user_id="slow", tmax=50))
-        elapsed = time.perf_counter() - started
-        assert elapsed < 0.3  # cut at the 40 ms budget, not the 2 s socket timeout (slack for a busy CI box)
+        # cut at the 40 ms budget, not the 2 s socket timeout (the time is measured by bench/timings.py);
+        # the 2 s socket timeout would answer with the default profile, not "deadline"
+        outcome = await asyncio.wait_for(processor.process(bid_request(user_id="slow", tmax=50)), timeout=1.9)
         assert outcome.reason == "deadline"  # the L2 wait used the whole budget: no late bid
     finally:
         server.close()

@@ -8,11 +8,7 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -31,56 +27,17 @@ from config import env
 from tests.bidding import fuzz
 from tests.bidding.helpers import golden_weights
 from tests.bidding.test_http import BANNER, EXAMPLES, VALIDATOR, rows_for_examples
+from tests.support.ports import free_port
+from tests.support.processes import ManagedProcess
+from tests.support.wait import async_wait_until, wait_until
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proc:
-    """A subprocess whose output is collected by a thread (so its pipe never fills)."""
-
-    def __init__(self, name: str, args: list[str], env_vars: dict[str, str], *, module: str | None = None):
-        self.name = name
-        self.lines: list[str] = []
-        command = [sys.executable, "-m", module, *args] if module else [sys.executable, "manage.py", *args]
-        self.popen = subprocess.Popen(command, cwd=ROOT, env=env_vars,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      start_new_session=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.popen.stdout:
-            self.lines.append(line.rstrip())
-
-    def wait_for_line(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match:
-        deadline = time.monotonic() + timeout
-        regex = re.compile(pattern)
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                found = regex.search(line)
-                if found:
-                    return found
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"{self.name}: no line matching {pattern!r}; output:\n" + "\n".join(self.lines[-40:]))
-
-    def stop(self):
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)  # the process group we started (uvicorn + its workers)
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=5)
+def _proc(name: str, args: list[str], env_vars: dict[str, str], log_dir: Path, *, module: str | None = None):
+    command = [sys.executable, "-m", module, *args] if module else [sys.executable, "manage.py", *args]
+    return ManagedProcess(command, env=env_vars, log_path=log_dir / f"{name}.log", name=name).start()
 
 
 @pytest.fixture(scope="module")
@@ -108,23 +65,16 @@ def stack(tmp_path_factory):
     }
     env_vars.pop("PROMETHEUS_MULTIPROC_DIR", None)
     procs = {
-        "http": Proc("run_bid_app", ["run_bid_app", "--port", str(http_port), "--workers", "2",
-                                     "--metrics-dir", str(tmp / "prom")], env_vars),
-        "grpc": Proc("run_grpc", ["run_grpc", "--port", "0"], env_vars),
-        "agents": Proc("run_agents", ["run_agents", "--count", "4"], env_vars),
+        "http": _proc("run_bid_app", ["run_bid_app", "--port", str(http_port), "--workers", "2",
+                                      "--metrics-dir", str(tmp / "prom")], env_vars, tmp),
+        "grpc": _proc("run_grpc", ["run_grpc", "--port", "0"], env_vars, tmp),
+        "agents": _proc("run_agents", ["run_agents", "--count", "4"], env_vars, tmp),
     }
     try:
-        grpc_port = int(procs["grpc"].wait_for_line(r"BiddingService listening on 127\.0\.0\.1:(\d+)").group(1))
-        procs["agents"].wait_for_line(r"bid agents: 4 consumers on " + re.escape(subject))
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "bid app not ready:\n" + "\n".join(procs["http"].lines[-40:])
-            time.sleep(0.1)
+        grpc_port = int(procs["grpc"].wait_for_line(r"BiddingService listening on 127\.0\.0\.1:(\d+)",
+                                                    START_TIMEOUT).group(1))
+        procs["agents"].wait_for_line(r"bid agents: 4 consumers on " + re.escape(subject), START_TIMEOUT)
+        procs["http"].wait_ready(f"http://127.0.0.1:{http_port}/ready", START_TIMEOUT)
         yield {"http": f"http://127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}", "subject": subject,
                "models": models, "redis": client, "procs": procs, "env": env_vars}
     finally:
@@ -141,14 +91,26 @@ def _no_bid_report(stack, statuses: list[int], user_prefix: str) -> str:
     from apps.analytics import events
     from apps.analytics.emitter import stream_name
 
-    time.sleep(0.5)  # the workers flush their events every 100 ms
     reason, user = events.COLUMNS.index("reason"), events.COLUMNS.index("user_id")
     latency = events.COLUMNS.index("latency_us")
-    no_bids = [(row[reason], row[user], row[latency]) for _, data in stack["redis"].xrange(stream_name())
-               for row in msgspec.msgpack.decode(data[b"d"])
-               if row[1] == "no_bid" and (row[user] or "").startswith(user_prefix)]
-    log_tail = "\n".join(stack["procs"]["http"].lines[-30:])
-    return f"statuses { {s: statuses.count(s) for s in set(statuses)} }; no-bids (reason, user, µs): {no_bids[-20:]}\n{log_tail}"
+
+    def no_bids():
+        return [(row[reason], row[user], row[latency]) for _, data in stack["redis"].xrange(stream_name())
+                for row in msgspec.msgpack.decode(data[b"d"])
+                if row[1] == "no_bid" and (row[user] or "").startswith(user_prefix)]
+
+    expected = len(statuses) - statuses.count(200)  # the workers flush their events every 100 ms
+
+    def enough():
+        rows = no_bids()
+        return rows if len(rows) >= expected else None
+
+    try:
+        found = wait_until(enough, timeout=5, message=f"{expected} no_bid events")
+    except AssertionError:
+        found = no_bids()
+    log_tail = stack["procs"]["http"].tail(30)
+    return f"statuses { {s: statuses.count(s) for s in set(statuses)} }; no-bids (reason, user, µs): {found[-20:]}\n{log_tail}"
 
 
 def _summary(body: bytes | None) -> list[tuple]:
@@ -268,22 +230,22 @@ async def test_a_model_published_under_load_is_picked_up_with_no_failed_request(
                 i += 1
 
     tasks = [asyncio.create_task(load(w)) for w in range(4)]
-    await asyncio.sleep(0.5)
+    await async_wait_until(lambda: len(statuses) >= 25, timeout=30, message="the load running")
     source = tmp_path / "new-model.npz"
     golden_weights("golden-2").to_npz(source)
     model_publish(source=source, model_dir=stack["models"], redis_client=stack["redis"])
-    deadline = time.monotonic() + 10
     async with httpx.AsyncClient(timeout=5) as http, grpc.aio.insecure_channel(stack["grpc"]) as channel:
         stub = bidding_pb2_grpc.BiddingServiceStub(channel)
-        while True:
+
+        async def picked_up() -> bool:
             text = (await http.get(f"{stack['http']}/metrics")).text
             workers = set(re.findall(r'inference_model_info\{[^}]*pid="(\d+)"[^}]*version="golden-2"\} 1\.0', text))
             health = await stub.HealthCheck(bidding_pb2.HealthCheckRequest())
-            if len(workers) == 2 and health.model_version == "golden-2":
-                break
-            assert time.monotonic() < deadline, "the new model was not picked up"
-            await asyncio.sleep(0.1)
-    await asyncio.sleep(0.3)
+            return len(workers) == 2 and health.model_version == "golden-2"
+
+        await async_wait_until(picked_up, timeout=10, interval=0.1, message="the new model picked up by both workers and gRPC")
+    switched = len(statuses)  # the load goes on for a while on the new model
+    await async_wait_until(lambda: len(statuses) >= switched + 25, timeout=30, message="bids after the switch")
     stop.set()
     await asyncio.gather(*tasks)
     assert len(statuses) > 50
@@ -312,14 +274,16 @@ async def test_each_entry_writes_its_analytics_events_from_its_event_loop(stack)
     column = events.COLUMNS.index("request_id")
     wanted = {f"{entry}-{tag}" for entry in bodies}
     seen: set[str] = set()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and seen != wanted:
+
+    def all_seen() -> bool:
         for _, data in stack["redis"].xrange(stream_name()):
             for row in msgspec.msgpack.decode(data[b"d"]):
                 if row[1] == "bid_response" and row[column] in wanted:
                     seen.add(row[column])
-        await asyncio.sleep(0.1)
-    assert seen == wanted
+        return seen == wanted
+
+    await async_wait_until(all_seen, timeout=10, interval=0.1, message="a bid_response event from every entry",
+                           detail=lambda: f"seen {sorted(seen)} of {sorted(wanted)}")
 
 
 def test_win_notice_from_the_bid_app_counts_once(stack):
@@ -386,22 +350,16 @@ async def _http_answer(client: httpx.AsyncClient, url: str, body: bytes) -> tupl
 
 
 @pytest.fixture(scope="module")
-def web(stack):
+def web(stack, tmp_path_factory):
     """The web process (``uvicorn config.asgi:application``, as the Procfile runs it), which mounts /v1/bid."""
     port = free_port()
-    proc = Proc("web", ["config.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-                stack["env"], module="uvicorn")
+    proc = _proc("web", ["config.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+                 stack["env"], tmp_path_factory.mktemp("web"), module="uvicorn")
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:  # the bid app starts on the web process's first bid request
-            try:
-                if httpx.post(f"{base}/v1/bid", content=BANNER, timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "web process not answering bids:\n" + "\n".join(proc.lines[-40:])
-            time.sleep(0.2)
+        # the bid app starts on the web process's first bid request
+        proc.wait_ready(lambda: httpx.post(f"{base}/v1/bid", content=BANNER, timeout=5).status_code == 200,
+                        START_TIMEOUT, interval=0.2)
         yield base
     finally:
         proc.stop()
@@ -489,12 +447,9 @@ def test_a_dead_worker_is_replaced_and_bids_keep_flowing(stack):
     os.kill(pids[0], signal.SIGKILL)
     proc.wait_for_line(rf"worker {pids[0]} exited with code -9; restarting", timeout=10)
     # The surviving worker keeps answering while the new one starts; then both serve.
-    deadline = time.monotonic() + 30
-    answered = 0
-    while time.monotonic() < deadline and answered < 20:
+    for _ in range(20):
         with httpx.Client(timeout=5) as fresh:  # new connections are spread over the live sockets
             r = fresh.post(f"{stack['http']}/v1/bid", content=BANNER)
         assert r.status_code == 200
-        answered += 1
     text = httpx.get(f"{stack['http']}/metrics", timeout=5).text
     assert str(pids[0]) not in set(re.findall(r'inference_model_info\{[^}]*pid="(\d+)"', text))

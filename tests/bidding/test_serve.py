@@ -8,6 +8,8 @@ import pytest
 import uvicorn
 
 from apps.bidding import serve
+from tests.support.ports import listening_socket
+from tests.support.wait import async_pause, async_wait_until
 
 
 async def _app(scope, receive, send):
@@ -43,15 +45,12 @@ async def _app(scope, receive, send):
 @pytest.fixture
 async def server(request):
     keep_alive = getattr(request, "param", 5)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
+    sock = listening_socket()
     config = uvicorn.Config(_app, http=serve._protocol_class(), lifespan="off", access_log=False,
                             log_level="critical", timeout_keep_alive=keep_alive)
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve(sockets=[sock]))
-    while not srv.started:
-        await asyncio.sleep(0.01)
+    await async_wait_until(lambda: srv.started, timeout=10, message="uvicorn started")
     yield sock.getsockname()[1]
     srv.should_exit = True
     await task
@@ -98,21 +97,14 @@ class _Counting(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-async def _until(predicate, timeout=2.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 async def test_head_and_body_leave_in_one_write(server):
     transport, client = await asyncio.get_running_loop().create_connection(_Counting, "127.0.0.1", server)
     sock = transport.get_extra_info("socket")
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for n in range(5):
+    for _ in range(5):
         client.chunks.clear()
         transport.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nping")
-        await _until(lambda: b"".join(client.chunks).endswith(b"ping"))
+        await async_wait_until(lambda: b"".join(client.chunks).endswith(b"ping"), timeout=2, message="the echo")
         response = b"".join(client.chunks)
         assert response.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 4\r\n" in response
         assert len(client.chunks) == 1  # one send(): status line, headers and body together
@@ -168,7 +160,7 @@ async def test_idle_keep_alive_connections_are_closed_by_the_sweep(server):
     # the busy connection sends a request every 0.3 s: each one resets its idle time
     while loop.time() - started < 2.6:
         busy_t.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n.")
-        await asyncio.sleep(0.3)
+        await async_pause(0.3, "the busy client's pace: time passing is what the sweep acts on")
     await asyncio.wait_for(idle.closed, 1)  # idle for >= 1 s: closed by a sweep (within about 2 s)
     assert b"".join(idle.chunks).startswith(b"HTTP/1.1 200")
     assert not busy.closed.done()

@@ -2,16 +2,15 @@
 has its own database connection (real transactions, real row locks)."""
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from apps.campaigns import services
 from apps.campaigns.models import ApprovalVote, Campaign, CampaignTransition
-from apps.core.api import Conflict
+from apps.core.api import Conflict, ServiceError
 from apps.core.roles import Role
+from tests.support.threads import run_together
 
 from .conftest import make_user
 
@@ -21,24 +20,9 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def run_in_threads(*targets):
-    barrier = threading.Barrier(len(targets))
-    outcomes: list = [None] * len(targets)
-
-    def runner(i, fn):
-        try:
-            barrier.wait(timeout=10)
-            outcomes[i] = fn()
-        except Exception as exc:  # noqa: BLE001 - the test inspects what each thread got
-            outcomes[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=runner, args=(i, fn)) for i, fn in enumerate(targets)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return outcomes
+    """Each target at once in its own thread; its result or refusal (a ``ServiceError``), in order.
+    Any other exception, or a thread that does not finish, fails the test."""
+    return run_together(list(targets), expected=(ServiceError,))
 
 
 def test_concurrent_spend_loses_nothing(make_campaign):

@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+
+from tests.support.ports import free_port
+from tests.support.processes import start_process
+from tests.support.wait import wait_until
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 APP_SERVICES = {"migrate", "web", "bid", "grpc", "agents", "worker", "beat"}
@@ -106,20 +108,17 @@ def test_haproxy_refuses_to_start_without_its_certificate(tmp_path):
     assert result.returncode != 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class _Backend(BaseHTTPRequestHandler):
     """One handler instance per accepted connection; keep-alive (HTTP/1.1)."""
     protocol_version = "HTTP/1.1"
     name = "?"
     connections: set  # client ports of connections that carried a non-health-check request
+    health_checks: list  # one entry per health check (GET /ready, or /healthz for static) received
 
     def do_GET(self):
-        if self.path != "/ready":
+        if self.path in ("/ready", "/healthz"):
+            self.health_checks.append(self.client_address[1])
+        else:
             self.connections.add(self.client_address[1])
         body = (f"{self.name} {self.path} xff={self.headers.get('X-Forwarded-For')} "
                 f"key={self.headers.get('X-Exchange-Key')} proto={self.headers.get('X-Forwarded-Proto')} "
@@ -136,7 +135,7 @@ class _Backend(BaseHTTPRequestHandler):
 
 
 def _serve(name: str) -> ThreadingHTTPServer:
-    handler = type(f"{name}Handler", (_Backend,), {"name": name, "connections": set()})
+    handler = type(f"{name}Handler", (_Backend,), {"name": name, "connections": set(), "health_checks": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -148,32 +147,27 @@ def front_door(tmp_path, tls_cert):
     """The production docker/haproxy.cfg, unchanged: only its environment variables differ (local servers
     instead of Docker names, a local port, lowered limits: web 20 per 10 s per IP, bid 50 per s per key)."""
     backends = {name: _serve(name) for name in ("web", "bid", "static")}
-    port = _free_port()
-    tls_port = _free_port()
+    port = free_port()
+    tls_port = free_port()
     env = {**os.environ, "HAPROXY_BIND": f"127.0.0.1:{port}", "HAPROXY_MAXCONN": "1000",
            "HAPROXY_TLS_BIND": f"127.0.0.1:{tls_port}", "HAPROXY_TLS_CERT": str(tls_cert),
            "WEB_IP_RATE_LIMIT": "20", "BID_EXCHANGE_QPS": "50",
            **{f"{name.upper()}_SERVER": f"127.0.0.1:{srv.server_address[1]}" for name, srv in backends.items()}}
-    log = (tmp_path / "haproxy.log").open("wb")
-    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(DOCKER / "haproxy.cfg")], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+
+    def answers() -> bool:
+        client.get("/static/up")  # one request that gets through (it spends 1 of the web per-IP budget)
+        return True
+
     try:
-        for _ in range(100):
-            assert proc.poll() is None, (tmp_path / "haproxy.log").read_text()
-            try:
-                client.get("/static/up")
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        time.sleep(0.3)  # first health checks
-        client.tls_url = f"https://127.0.0.1:{tls_port}"
-        yield client, backends
+        with start_process([HAPROXY, "-db", "-f", str(DOCKER / "haproxy.cfg")], env=env, ready=answers,
+                           log_path=tmp_path / "haproxy.log", timeout=10, name="haproxy") as proc:
+            wait_until(lambda: all(srv.RequestHandlerClass.health_checks for srv in backends.values()), timeout=10,
+                       message="haproxy's first health check of every backend", detail=proc.tail)
+            client.tls_url = f"https://127.0.0.1:{tls_port}"
+            yield client, backends
     finally:
         client.close()
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
         for server in backends.values():
             server.shutdown()
             server.server_close()

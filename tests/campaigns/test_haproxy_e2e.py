@@ -14,12 +14,10 @@ from __future__ import annotations
 import os
 import re
 import socket
-import subprocess
 import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,13 +27,14 @@ from apps.bidding.snapshot import next_version, publish_snapshot
 from config import env
 from tests.bidding.test_http import BANNER, rows_for_examples
 from tests.campaigns.test_docker import DOCKER, HAPROXY, needs_haproxy
-from tests.core.test_db_connections_e2e import Proc, free_port
+from tests.support.ports import free_port
+from tests.support.processes import ManagedProcess, start_process
+from tests.support.wait import pause, wait_until
 
 # django_db: the session sets up the test database the web app runs on (the module fixture commits its token
 # outside the tests' transactions, so the web process sees it).
 pytestmark = [pytest.mark.e2e, needs_haproxy, pytest.mark.django_db, pytest.mark.timeout(240)]
 
-ROOT = Path(__file__).resolve().parents[2]
 EXCHANGE_QPS = 20
 WEB_LIMIT = 20
 KEYS = ("k-adx", "k-magnite", "k-pubmatic", "k-index")
@@ -121,18 +120,6 @@ class CountingRelay:
         self.sock.close()
 
 
-def _wait_ready(url: str, proc: Proc, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{url} not ready:\n" + proc.tail()
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def apps(django_db_setup, django_db_blocker, tmp_path_factory):
     """The real bid app (one uvicorn worker, exchange keys required) and web app, each ready; a marketer's
@@ -156,19 +143,21 @@ def apps(django_db_setup, django_db_blocker, tmp_path_factory):
                "BID_WIN_SECRET": "front-door-secret", "BID_TMAX_CAP_MS": "2000",
                "DATABASE_APPLICATION_NAME": "front-door-bid"}
     procs = {
-        "bid": Proc("bid", [sys.executable, "manage.py", "run_bid_app", "--port", str(bid_port), "--workers", "1",
-                            "--metrics-dir", str(tmp / "prom")], bid_env),
-        "web": Proc("web", [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                            "--port", str(web_port), "--no-access-log"],
-                    {**base_env, "DATABASE_APPLICATION_NAME": "front-door-web"}),
+        "bid": ManagedProcess([sys.executable, "manage.py", "run_bid_app", "--port", str(bid_port), "--workers", "1",
+                               "--metrics-dir", str(tmp / "prom")], env=bid_env, log_path=tmp / "bid.log",
+                              name="bid").start(),
+        "web": ManagedProcess([sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+                               "--port", str(web_port), "--no-access-log"],
+                              env={**base_env, "DATABASE_APPLICATION_NAME": "front-door-web"}, log_path=tmp / "web.log",
+                              name="web").start(),
     }
     relay = CountingRelay(bid_port)
     with django_db_blocker.unblock():
         user = make_user("Marketer", username=f"front-door-{uuid.uuid4().hex[:8]}")
         token = Token.objects.create(user=user).key
     try:
-        _wait_ready(f"http://127.0.0.1:{bid_port}/ready", procs["bid"])
-        _wait_ready(f"http://127.0.0.1:{web_port}/ready", procs["web"])
+        procs["bid"].wait_ready(f"http://127.0.0.1:{bid_port}/ready", timeout=90, interval=0.2)
+        procs["web"].wait_ready(f"http://127.0.0.1:{web_port}/ready", timeout=90, interval=0.2)
         yield {"bid_port": bid_port, "web_port": web_port, "relay": relay, "token": token, "procs": procs}
     finally:
         relay.close()
@@ -188,34 +177,24 @@ def front_door(apps, tmp_path, tls_cert):
                "WEB_IP_RATE_LIMIT": str(WEB_LIMIT), "BID_EXCHANGE_QPS": str(EXCHANGE_QPS),
                "BID_SERVER": f"127.0.0.1:{apps['relay'].port}", "WEB_SERVER": f"127.0.0.1:{apps['web_port']}",
                "STATIC_SERVER": f"127.0.0.1:{free_port()}"}
-    log_path = tmp_path / "haproxy.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([HAPROXY, "-db", "-f", str(DOCKER / "haproxy.cfg")], env=hap_env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            with httpx.Client(base_url=base, timeout=10) as client:
-                # Up once each app passed HAProxy's health check (GET /ready). The bid side is probed with
-                # a key (counted per key); each web probe counts against the address's WEB_LIMIT.
-                web_probes = 0
-                deadline = time.monotonic() + 30
-                for path, key, expected in (("/v1/win", "probe", 403), ("/ready", None, 200)):
-                    while True:
-                        assert proc.poll() is None, log_path.read_text()
-                        web_probes += key is None
-                        try:
-                            status = client.get(path, headers={"X-Exchange-Key": key} if key else {}).status_code
-                            if status == expected:
-                                break
-                        except httpx.TransportError:
-                            pass
-                        assert time.monotonic() < deadline, log_path.read_text()
-                        time.sleep(0.2)
-                client.web_probes = web_probes
-                yield client
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        # Up once each app passed HAProxy's health check (GET /ready). The bid side is probed with
+        # a key (counted per key); each web probe counts against the address's WEB_LIMIT.
+        web_probes = 0
+
+        def answers(path: str, key: str | None, expected: int):
+            def probe() -> bool:
+                nonlocal web_probes
+                web_probes += key is None
+                return client.get(path, headers={"X-Exchange-Key": key} if key else {}).status_code == expected
+            return probe
+
+        with start_process([HAPROXY, "-db", "-f", str(DOCKER / "haproxy.cfg")], env=hap_env,
+                           log_path=tmp_path / "haproxy.log", name="haproxy") as proc:
+            for path, key, expected in (("/v1/win", "probe", 403), ("/ready", None, 200)):
+                proc.wait_ready(answers(path, key, expected), timeout=30, interval=0.2)
+            client.web_probes = web_probes
+            yield client
 
 
 def _bid(client: httpx.Client, key: str | None) -> httpx.Response:
@@ -244,8 +223,8 @@ def test_every_bid_app_path_reaches_the_bid_app_and_the_rest_the_web_app(front_d
     assert campaigns.status_code == 200 and "results" in campaigns.json(), campaigns.text
     assert client.get("/v1/bidders/", headers=auth).status_code == 404
     assert client.get("/v1/bid/extra", headers={"X-Exchange-Key": "k-adx"}).status_code == 404
-    time.sleep(0.1)
     # what the bid app received, through the relay in front of it: the bid paths, and only those
+    wait_until(lambda: len(relay.paths(start)) >= 5, timeout=5, message="the relay recorded the five bid-app requests")
     assert relay.paths(start) == ["/v1/bid", "/v1/bid", "/v1/win?t=forged&price=1.0", "/v1/click?t=forged",
                                   "/v1/dsp/bid"]
 
@@ -257,7 +236,7 @@ def test_an_exchange_key_gets_429_only_above_its_qps(front_door):
     for _ in range(30):
         started = time.monotonic()
         paced.append(_bid(client, "k-adx").status_code)
-        time.sleep(max(0.0, 1 / (EXCHANGE_QPS / 2) - (time.monotonic() - started)))
+        pause(max(0.0, 1 / (EXCHANGE_QPS / 2) - (time.monotonic() - started)), "pacing at half the key's QPS")
     assert paced == [200] * 30
     # As fast as one connection goes, for 3 s: above the QPS HAProxy answers 429 (its page, not the app's),
     # and the key still gets its QPS through (refused requests do not count against it).
@@ -298,13 +277,13 @@ def test_backend_connections_are_reused(front_door, apps):
     # Warm-up: each server slot of the template (8, all this one bid app) opens its connection.
     for _ in range(8):
         assert _bid(client, "k-pubmatic").status_code == 200
-    time.sleep(1)
+    pause(1, "the warm connections go back to HAProxy's idle pool before the count starts")
     connections_before, requests_before = relay.snapshot()
     sent = 40
     for _ in range(sent):  # half the key's QPS: never limited
         assert _bid(client, "k-pubmatic").status_code == 200
-        time.sleep(2 / EXCHANGE_QPS)
-    time.sleep(0.2)
+        pause(2 / EXCHANGE_QPS, "pacing at half the key's QPS: never limited")
+    wait_until(lambda: relay.snapshot()[1] - requests_before >= sent, timeout=5, message=f"the relay counted {sent} bids")
     connections, requests = relay.snapshot()
     new_connections, new_requests = connections - connections_before, requests - requests_before
     assert new_requests == sent

@@ -3,8 +3,6 @@
 Each failure is real: a connection to a port where nothing listens."""
 from __future__ import annotations
 
-import socket
-
 import psycopg
 import pytest
 import redis
@@ -12,12 +10,7 @@ from clickhouse_driver import Client as ClickHouse
 from django.db import connection
 
 from apps.core.api import exception_handler
-
-
-def dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
+from tests.support.ports import free_port  # nothing listens there
 
 
 def raised(call) -> BaseException:
@@ -27,7 +20,7 @@ def raised(call) -> BaseException:
 
 
 def test_postgres_down_is_a_503_through_djangos_wrapper():
-    port = dead_port()
+    port = free_port()
 
     def connect():
         with connection.wrap_database_errors:  # Django's translation: django.db.OperationalError
@@ -40,14 +33,14 @@ def test_postgres_down_is_a_503_through_djangos_wrapper():
 
 
 def test_redis_down_is_a_503():
-    client = redis.Redis(host="127.0.0.1", port=dead_port(), socket_connect_timeout=1)
+    client = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
     response = exception_handler(raised(client.ping), {})
     assert (response.status_code, response.data["error"]) == (503, "unavailable")
     assert "redis" in response.data["detail"]
 
 
 def test_clickhouse_down_is_a_503_also_when_wrapped():
-    client = ClickHouse(host="127.0.0.1", port=dead_port(), connect_timeout=1)
+    client = ClickHouse(host="127.0.0.1", port=free_port(), connect_timeout=1)
 
     def query():
         try:

@@ -24,19 +24,19 @@ from __future__ import annotations
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from django.conf import settings
 from rest_framework.authtoken.models import Token
 
 from apps.core.roles import Role
 from tests.factories import make_user
+from tests.support.ports import free_port
+from tests.support.processes import start_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = ",".join([
@@ -49,16 +49,10 @@ MIN_LINKS_COVERED = 6  # the explicit links reach 8-68 depending on the draw; be
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def web_server(tmp_path):
     db = settings.DATABASES["default"]
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
@@ -69,31 +63,11 @@ def web_server(tmp_path):
         "LOG_LEVEL": "WARNING",
     }
     log_path = tmp_path / "uvicorn.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/live", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+    with start_process([sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+                        "--port", str(port), "--no-access-log"], env=env, ready=f"{base}/live", log_path=log_path,
+                       name="uvicorn"):
         yield base, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _seed() -> str:

@@ -1,5 +1,4 @@
 import asyncio
-import time
 
 import numpy as np
 import pytest
@@ -34,7 +33,7 @@ async def test_sixteen_concurrent_requests_make_one_provider_call(provider, rng)
     results = await asyncio.gather(*(batcher.score(*request) for request in requests))
     assert provider.batch_sizes == [16]
     assert batcher.batches == 1 and batcher.items == 16
-    for request, (score, ctr) in zip(requests, results):
+    for request, (score, ctr) in zip(requests, results, strict=True):
         alone_score, alone_ctr = provider.score(*request)
         np.testing.assert_allclose(score, alone_score, atol=1e-5, rtol=0)
         np.testing.assert_allclose(ctr, alone_ctr, atol=1e-5, rtol=0)
@@ -43,19 +42,19 @@ async def test_sixteen_concurrent_requests_make_one_provider_call(provider, rng)
 async def test_single_request_is_flushed_by_the_timer(provider, rng):
     batcher = InferenceBatcher(lambda: provider, max_items=16, max_wait_us=20_000)
     request = random_request(rng, 64)
-    started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     score, ctr = await batcher.score(*request)
-    waited = time.perf_counter() - started
+    waited = loop.time() - started
     assert provider.batch_sizes == [1]
-    assert 0.015 <= waited < 1.0  # held for the configured 20 ms, then flushed alone
+    assert waited >= 0.015  # held for the configured 20 ms (a lower bound only: bench/timings.py times it), then flushed alone
     np.testing.assert_allclose(score, provider.score(*request)[0], atol=1e-5, rtol=0)
 
 
 async def test_default_sub_millisecond_wait_flushes_promptly(provider, rng):
     batcher = InferenceBatcher(lambda: provider)  # 16 items / 500 µs
-    started = time.perf_counter()
-    await batcher.score(*random_request(rng, 8))
-    assert time.perf_counter() - started < 0.5
+    # flushed by the 500 µs timer, not by a sixteenth request (how fast: bench/timings.py); a hang guard only
+    await asyncio.wait_for(batcher.score(*random_request(rng, 8)), timeout=10)
     assert provider.batch_sizes == [1]
 
 
@@ -64,7 +63,7 @@ async def test_more_than_max_items_split_into_full_batch_then_timer_batch(provid
     requests = [random_request(rng, 4) for _ in range(20)]
     results = await asyncio.gather(*(batcher.score(*request) for request in requests))
     assert provider.batch_sizes == [16, 4]
-    for request, (score, _) in zip(requests, results):
+    for request, (score, _) in zip(requests, results, strict=True):
         np.testing.assert_allclose(score, provider.score(*request)[0], atol=1e-5, rtol=0)
 
 

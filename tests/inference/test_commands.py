@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from apps.core import redis as redis_store
 from apps.inference import registry
 from apps.inference.model import CoLaNetWeights
+from tests.support.wait import wait_until
 
 from .conftest import random_weights
 
@@ -40,13 +41,11 @@ def test_publish_model_copies_atomically_and_announces(tmp_path):
     pubsub.subscribe(redis_store.channel(registry.MODEL_CHANNEL, redis_store.client()))
     try:
         out = run("publish_model", str(source), "--model-dir", str(models))
-        deadline = time.monotonic() + 5
-        message = None
-        while message is None and time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=0.5)
+        message = wait_until(lambda: pubsub.get_message(timeout=0.5), timeout=5, interval=0,
+                             message="the announcement on the model channel")
     finally:
         pubsub.close()
-    assert message is not None and message["data"] == b"pub-1"
+    assert message["data"] == b"pub-1"
     target = models / "colanet-pub-1.npz"
     assert f"Published model pub-1 -> {target}" in out and "announced to" in out
     assert target.read_bytes() == source.read_bytes()

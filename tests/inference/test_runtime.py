@@ -14,6 +14,8 @@ from apps.inference.features import feature_matrix
 from apps.inference.model import CoLaNetWeights
 from apps.inference.runtime import InferenceRuntime
 from config import env
+from tests.support.ports import free_port
+from tests.support.wait import async_pause, async_wait_until
 
 from .conftest import random_request, random_weights
 
@@ -22,14 +24,6 @@ def export(tmp_path, version, seed):
     path = tmp_path / f"src-{version}.npz"
     random_weights(seed, version=version).to_npz(path)
     return path
-
-
-async def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def test_load_uses_seeded_init_when_nothing_is_published(tmp_path):
@@ -128,18 +122,18 @@ async def test_hot_reload_via_publish_model_while_scoring(tmp_path, batching, rn
                 seen.append(provider.weights.version)
             except BaseException as exc:  # noqa: BLE001 - every failure counts
                 errors.append(exc)
-            await asyncio.sleep(0)
+            await async_pause(0, "one loop turn between calls, so the watcher runs")
 
     try:
-        await wait_for(lambda: runtime.subscribed)
+        await async_wait_until(lambda: runtime.subscribed, 5, message="the watcher subscribed")
         workers = [asyncio.create_task(hammer()) for _ in range(24)]
-        await asyncio.sleep(0.05)
+        await async_wait_until(lambda: len(seen) >= 50, timeout=10, message="scoring on hot-v1 under way")
         old_provider = runtime.provider
         v2_path = tmp_path / "src-hot-v2.npz"
         v2.to_npz(v2_path)
         await asyncio.to_thread(call_command, "publish_model", str(v2_path), "--model-dir", str(models))
-        await wait_for(lambda: runtime.model_version == "hot-v2")
-        await asyncio.sleep(0.05)
+        await async_wait_until(lambda: runtime.model_version == "hot-v2", 5, message="hot-v2 swapped in")
+        await async_wait_until(lambda: seen.count("hot-v2") > 10, timeout=10, message="scoring on hot-v2")
         stop.set()
         await asyncio.gather(*workers)
     finally:
@@ -163,26 +157,27 @@ async def test_polling_picks_up_a_model_when_redis_is_unreachable(tmp_path):
     runtime = InferenceRuntime(model_dir=models, poll_interval_s=0.05)
     runtime.load()
     assert runtime.model_version == "seed-42"
-    dead = aioredis.Redis(host="127.0.0.1", port=_closed_port(), socket_connect_timeout=0.2)
+    dead = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
+    polls = []
+    poll = runtime.poll_model_dir
+
+    async def counted_poll():
+        polls.append(1)
+        return await poll()
+
+    runtime.poll_model_dir = counted_poll
     watcher = asyncio.create_task(runtime.watch(dead))
     try:
-        await asyncio.sleep(0.1)
-        assert not runtime.subscribed
+        # the watcher tries to subscribe and fails (connection refused), and keeps polling
+        await async_wait_until(lambda: watcher.done() or len(polls) >= 2, timeout=5, message="two polls")
+        assert not watcher.done() and not runtime.subscribed
         await asyncio.to_thread(call_command, "publish_model", str(export(tmp_path, "polled", 40)), "--model-dir",
                                 str(models), "--no-announce")
-        await wait_for(lambda: runtime.model_version == "polled")
+        await async_wait_until(lambda: runtime.model_version == "polled", 5, message="the polled model loaded")
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
         await dead.aclose()
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # closed again when the socket goes: nobody listens there
 
 
 async def test_corrupt_or_bogus_models_are_ignored_and_the_old_one_kept(tmp_path, rng):

@@ -10,6 +10,7 @@ from django.contrib.auth.models import Group
 from apps.core.api import PermissionDenied, ServiceError
 from apps.loyalty import selectors, services
 from apps.loyalty.models import LedgerEntry, LoyaltyAccount
+from tests.support.admin import changelist
 
 CHANGELIST = "/admin/loyalty/loyaltyaccount/"
 
@@ -39,8 +40,9 @@ def members(db):
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["loyaltyaccount", "ledgerentry", "promotion", "channelbonus", "rewardsignal"])
 def test_changelists_render(admin_client_, members, path):
-    response = admin_client_.get(f"/admin/loyalty/{path}/")
-    assert response.status_code == 200
+    cl = changelist(admin_client_.get(f"/admin/loyalty/{path}/"))
+    assert cl.result_count == cl.model._default_manager.count()  # every row, none hidden
+    assert cl.model._meta.model_name == path
 
 
 @pytest.mark.django_db
@@ -58,7 +60,9 @@ def test_account_page_shows_recent_ledger_read_only(admin_client_, members):
     assert "Recent ledger" in page and "discount" in page and "-60" in page
     assert 'name="ledger-0-stars"' not in page  # rows are shown, not editable
     assert f'href="/admin/loyalty/ledgerentry/?account__id__exact={account.pk}"' in page  # link to the full history
-    assert admin_client_.get(f"/admin/loyalty/ledgerentry/?account__id__exact={account.pk}").status_code == 200
+    history = changelist(admin_client_.get(f"/admin/loyalty/ledgerentry/?account__id__exact={account.pk}"), expect_rows=True)
+    assert {entry.account_id for entry in history.result_list} == {account.pk}
+    assert history.result_count == LedgerEntry.objects.filter(account=account).count()
     # Saving member details keeps the totals (read-only in the form) and the ledger untouched.
     response = admin_client_.post(f"{CHANGELIST}{account.pk}/change/", {
         "birthday": "1990-05-01", "preferred_channel": "web",
@@ -77,7 +81,9 @@ def test_ledger_admin_is_read_only(admin_client_, members):
     assert admin_client_.get("/admin/loyalty/ledgerentry/add/").status_code == 403
     page = admin_client_.get(f"/admin/loyalty/ledgerentry/{entry.pk}/change/").content.decode()
     assert 'name="stars"' not in page
-    assert admin_client_.get("/admin/loyalty/ledgerentry/?kind__exact=redeem").status_code == 200
+    redeems = changelist(admin_client_.get("/admin/loyalty/ledgerentry/?kind__exact=redeem"), expect_rows=True)
+    assert {entry.kind for entry in redeems.result_list} == {"redeem"}
+    assert redeems.result_count == LedgerEntry.objects.filter(kind="redeem").count()
 
 
 @pytest.mark.django_db

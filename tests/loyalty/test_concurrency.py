@@ -1,35 +1,20 @@
 """Concurrency against the real Postgres: threads with their own connections hit one account at once."""
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
-from django.db import connection
 
 from apps.core.api import ServiceError
 from apps.loyalty import selectors, services
 from apps.loyalty.models import LedgerEntry, LoyaltyAccount
+from tests.support.threads import run_together
 
 THREADS = 12
 
 
 def run_at_once(fn, args_list):
     """Call ``fn(*args)`` for every args tuple from its own thread, released together by a barrier.
-    Returns each call's result or exception, in order."""
-    barrier = threading.Barrier(len(args_list))
-
-    def call(args):
-        try:
-            barrier.wait(timeout=10)
-            return fn(*args)
-        except Exception as exc:  # noqa: BLE001 - the test inspects what each thread got
-            return exc
-        finally:
-            connection.close()  # each thread opened its own connection
-
-    with ThreadPoolExecutor(max_workers=len(args_list)) as pool:
-        return list(pool.map(call, args_list))
+    Returns each call's result or refusal (a ``ServiceError``), in order; anything else fails the test."""
+    return run_together([lambda args=args: fn(*args) for args in args_list], expected=(ServiceError,))
 
 
 def assert_ledger_matches(user_id: str) -> int:

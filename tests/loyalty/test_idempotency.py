@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection
@@ -10,6 +9,7 @@ from django.db import connection
 from apps.core.api import Conflict, ServiceError
 from apps.core.idempotency import idempotency_purge, idempotent_call, request_fingerprint
 from apps.core.models import IdempotencyRecord
+from tests.support.db import wait_for_blocked_backends
 
 
 def test_fingerprint_ignores_key_order_but_not_values():
@@ -91,7 +91,8 @@ def test_concurrent_duplicate_waits_for_the_first_and_replays_it():
     def slow():
         calls.append(1)
         started.set()
-        time.sleep(0.5)  # the second request arrives while this transaction is open
+        if len(calls) == 1:  # the second request arrives, and waits, while this transaction is open
+            wait_for_blocked_backends(1)
         return {"done": True}
 
     def first():
@@ -107,6 +108,7 @@ def test_concurrent_duplicate_waits_for_the_first_and_replays_it():
         results["second"] = idempotent_call(scope="test.op", key="k", payload={}, run=slow)
     finally:
         thread.join(5)
+    assert not thread.is_alive(), "the first request did not finish"
     assert calls == [1]
     assert results["first"].replayed is False and results["second"].replayed is True
     assert results["second"].body == {"done": True}

@@ -52,6 +52,7 @@ class NatsSubscriber:
     def __exit__(self, *exc) -> None:
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(5)
+        assert not self._thread.is_alive(), "the subscriber thread did not stop"
 
     def wait_for(self, signal_id: str, timeout: float = 5.0) -> tuple[dict, dict]:
         """The message carrying ``signal_id`` (other processes may publish on the subject too)."""

@@ -14,11 +14,12 @@ import base64
 import json
 import secrets
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
+
+from tests.support.wait import wait_until
 
 
 @dataclass
@@ -124,12 +125,9 @@ class ProviderServer(abc.ABC):
         self._hold.set()
 
     def wait_for_requests(self, count: int, timeout: float = 15.0) -> list[Recorded]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.requests) >= count:
-                return list(self.requests)
-            time.sleep(0.02)
-        raise AssertionError(f"{self.name}: expected {count} request(s), got {len(self.requests)}")
+        wait_until(lambda: len(self.requests) >= count, timeout, 0.02, message=f"{self.name}: {count} request(s)",
+                   detail=lambda: f"got {len(self.requests)}")
+        return list(self.requests)
 
     @abc.abstractmethod
     def answer(self, recorded: Recorded):

@@ -5,7 +5,6 @@ Each worker thread has its own database connection, so the transactions really o
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -18,6 +17,7 @@ from apps.loyalty.selectors import loyalty_balance
 from apps.omnichannel import services
 from apps.omnichannel.models import Activation, IngestEvent, Interaction
 from tests.factories import make_user, token_client
+from tests.support.db import wait_for_blocked_backends
 
 from .helpers import seed_trigger_rules
 
@@ -83,8 +83,8 @@ def test_a_concurrent_duplicate_waits_for_the_first_and_replays_its_answer():
     first, release = _first_holds_its_transaction(purchase("race-1"))
     second = Worker(lambda: services.ingest_event_process(data=purchase("race-1"), transport="http",
                                                           caller=CALLER)).start()
-    time.sleep(0.5)
-    assert second.thread.is_alive()  # waiting on the idempotency record's unique index
+    wait_for_blocked_backends(1)  # waiting on the idempotency record's unique index
+    assert second.thread.is_alive()
     release.set()
     a, b = first.result(), second.result()
     assert (a.status, b.status) == (201, 200)
@@ -98,7 +98,7 @@ def test_a_concurrent_other_body_under_the_same_id_is_a_conflict_once_the_first_
     first, release = _first_holds_its_transaction(purchase("race-2"))
     second = Worker(lambda: services.ingest_event_process(data=purchase("race-2", amount_cents=99_00),
                                                           transport="http", caller=CALLER)).start()
-    time.sleep(0.5)
+    wait_for_blocked_backends(1)
     assert second.thread.is_alive()
     release.set()
     assert first.result().status == 201
@@ -123,7 +123,7 @@ def test_when_the_first_rolls_back_the_waiting_duplicate_records_the_event():
     assert recorded.wait(30)
     second = Worker(lambda: services.ingest_event_process(data=purchase("race-3"), transport="http",
                                                           caller=CALLER)).start()
-    time.sleep(0.3)
+    wait_for_blocked_backends(1)
     release.set()
     a.result()
     assert second.result().status == 201

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
-import time
 import uuid
 
 import nats
@@ -21,6 +19,8 @@ from django.conf import settings as django_settings
 from apps.omnichannel import services
 from apps.omnichannel.agents import QUEUE_GROUP, STATUS_HEADER, start_ingest_consumers
 from apps.omnichannel.models import Activation, IngestEvent, Interaction
+from tests.support.processes import ManagedProcess
+from tests.support.wait import async_wait_until
 
 from .helpers import seed_trigger_rules
 
@@ -145,28 +145,19 @@ async def test_the_source_comes_from_the_subject_and_no_reply_is_needed(nc, pref
     await nc.publish(f"{prefix}.kiosk.page_view", orjson.dumps({"event_id": "k-1", "event_type": "page_view",
                                                                 "device_id": "kiosk-3"}))
     await nc.flush()
-    deadline = time.monotonic() + 10
-    row = None
-    while time.monotonic() < deadline and row is None:
-        row = await sync_to_async(lambda: IngestEvent.objects.filter(event_id="k-1").values("source", "transport").first())()
-        if row is None:
-            await asyncio.sleep(0.05)
+    row = await async_wait_until(
+        sync_to_async(lambda: IngestEvent.objects.filter(event_id="k-1").values("source", "transport").first()),
+        timeout=10, interval=0.05, message="the published event k-1 stored")
     assert row == {"source": "kiosk", "transport": "nats"}
 
 
-def test_run_ingest_agents_command_serves_nats(prefix, live_env):
+def test_run_ingest_agents_command_serves_nats(prefix, live_env, tmp_path):
     """The standalone process: ``manage.py run_ingest_agents`` answers a real nats-py request."""
-    proc = subprocess.Popen([sys.executable, "manage.py", "run_ingest_agents", "--consumers", "2"],
-                            env={**live_env, "INGEST_NATS_SUBJECT_PREFIX": prefix},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = ManagedProcess([sys.executable, "manage.py", "run_ingest_agents", "--consumers", "2"],
+                          env={**live_env, "INGEST_NATS_SUBJECT_PREFIX": prefix}, log_path=tmp_path / "agents.log",
+                          name="run_ingest_agents", process_group=False).start()
     try:
-        seen = []
-        for _ in range(200):  # start-up logs come first (stderr is merged)
-            line = proc.stdout.readline()
-            seen.append(line)
-            if not line or "ingest agents ready" in line:
-                break
-        assert "ingest agents ready: 2 consumers" in seen[-1], "".join(seen)
+        proc.wait_for_line(r"ingest agents ready: 2 consumers", timeout=60)
 
         async def call():
             connection = await nats.connect(django_settings.NATS_URL)
@@ -180,10 +171,9 @@ def test_run_ingest_agents_command_serves_nats(prefix, live_env):
         assert status == 201 and body["loyalty"]["stars_earned"] == 16  # app purchases are digital
         assert IngestEvent.objects.get(event_id="cmd-1").transport == "nats"
     finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=15)
-    assert proc.returncode == 0, out
-    assert "ingest agents stopped" in out
+        code = proc.stop()
+    assert code == 0, proc.tail()
+    assert "ingest agents stopped" in proc.output()
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -20,56 +18,42 @@ import pytest
 from django.conf import settings as django_settings
 
 from apps.omnichannel.models import Activation, EmailStats, SendLedger
+from tests.support.processes import ManagedProcess
+from tests.support.wait import pause, wait_until
 
 from .conftest import new_signing_key, start_providers
 from .helpers import reachable_by
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 class Worker:
-    def __init__(self, env: dict[str, str]):
-        self.proc = subprocess.Popen(
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.process = ManagedProcess(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=prefork", "--concurrency=1",
              "-Q", env["OMNICHANNEL_TASK_QUEUE"], "-n", f"omni-e2e-{uuid.uuid4().hex[:8]}@%h",
              "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(60):
-            self.stop()
-            raise RuntimeError("celery worker did not start:\n" + "".join(self.lines[-40:]))
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if " ready." in line:
-                self._ready.set()
+            env=env, log_path=log_path, name="celery worker",
+        ).start()
+        try:
+            self.process.wait_for_line(r" ready\.", timeout=60)
+        except BaseException:
+            self.process.stop()
+            raise
 
     def children(self) -> list[int]:
         """PIDs of the prefork pool processes."""
         pids = []
-        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
             pids += [int(p) for p in (task / "children").read_text().split()]
         return pids
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        self.process.stop(timeout=20)
 
 
 @pytest.fixture(scope="module")
-def e2e(django_db_setup):
+def e2e(django_db_setup, tmp_path_factory):
     """Provider servers + one worker for the module; each test resets the servers' scripts."""
     servers = start_providers()
     signing_key = new_signing_key()
@@ -83,7 +67,7 @@ def e2e(django_db_setup):
         "SENDGRID_WEBHOOK_VERIFICATION_KEY": signing_key.public_b64,
         "CELERY_TASK_ALWAYS_EAGER": "false", "PYTHONUNBUFFERED": "1",
     }
-    worker = Worker(env)
+    worker = Worker(env, tmp_path_factory.mktemp("omni-worker") / "worker.log")
     yield {"servers": servers, "worker": worker, "queue": queue, "env": env, "key": signing_key}
     worker.stop()
     for server in servers.all():
@@ -101,16 +85,6 @@ def configured(e2e, settings):
     return e2e
 
 
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def send_of(activation_id: int) -> SendLedger:
     return SendLedger.objects.get(activation_id=activation_id)
 
@@ -122,7 +96,7 @@ def test_email_activation_and_webhook_through_the_worker(configured, integration
                                                                  "body": "Today only"}, format="json")
     assert response.status_code == 201, response.content
     activation_id = response.json()["activation_id"]
-    wait_for(lambda: send_of(activation_id).status == "sent", what="the worker to send")
+    wait_until(lambda: send_of(activation_id).status == "sent", 30, message="the worker to send")
     [request] = servers.sendgrid.requests
     assert (request.method, request.path) == ("POST", "/v3/mail/send")
     assert request.header("Authorization") == f"Bearer {configured['env']['SENDGRID_API_KEY']}"
@@ -140,8 +114,8 @@ def test_email_activation_and_webhook_through_the_worker(configured, integration
                            HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_SIGNATURE=configured["key"].sign(ts, body),
                            HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_TIMESTAMP=ts)
     assert response.status_code == 202
-    wait_for(lambda: Activation.objects.get(pk=activation_id).status == "delivered", what="delivery")
-    stats = wait_for(lambda: EmailStats.objects.filter(activation_id=activation_id, unique_opens=1).first(), what="open")
+    wait_until(lambda: Activation.objects.get(pk=activation_id).status == "delivered", 30, message="delivery")
+    stats = wait_until(lambda: EmailStats.objects.filter(activation_id=activation_id, unique_opens=1).first(), 30, message="open")
     assert (stats.total_sent, stats.delivered, stats.opens) == (1, 1, 1)
 
 
@@ -150,7 +124,7 @@ def test_the_worker_retries_a_5xx_and_not_a_4xx(configured, integration_client):
     servers.twilio.fail_next(503, {"code": 20503, "message": "Service Unavailable", "status": 503}, times=2)
     reachable_by("u-1", phone="+14155550100")
     first = integration_client.post("/v1/channels/activate", {"user_id": "u-1", "title": "Hi"}, format="json").json()
-    wait_for(lambda: send_of(first["activation_id"]).status == "sent", what="the retried send")
+    wait_until(lambda: send_of(first["activation_id"]).status == "sent", 30, message="the retried send")
     assert len(servers.twilio.requests) == 3
     assert send_of(first["activation_id"]).attempts == 3
 
@@ -158,8 +132,8 @@ def test_the_worker_retries_a_5xx_and_not_a_4xx(configured, integration_client):
     servers.twilio.fail_next(400, {"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400})
     reachable_by("u-2", phone="+14155550101")
     second = integration_client.post("/v1/channels/activate", {"user_id": "u-2", "title": "Hi"}, format="json").json()
-    wait_for(lambda: send_of(second["activation_id"]).status == "failed", what="the permanent failure")
-    time.sleep(1.0)  # longer than every back-off: a retry would have shown up by now
+    wait_until(lambda: send_of(second["activation_id"]).status == "failed", 30, message="the permanent failure")
+    pause(1.0, "longer than every back-off (0.2-0.5 s): a retry would have shown up by now")
     assert len(servers.twilio.requests) == 1
     assert send_of(second["activation_id"]).error_code == "21211"
 
@@ -176,15 +150,15 @@ def test_a_worker_killed_during_the_provider_call_does_not_send_twice(configured
     servers.fcm.release()
     # Celery requeues the task (acks_late + reject_on_worker_lost); the redelivered run finds its own
     # claim on the ledger row and does not call FCM again.
-    send = wait_for(lambda: SendLedger.objects.filter(activation_id=activation_id, status="failed").first(),
-                    what="the redelivered task to close the send")
+    send = wait_until(lambda: SendLedger.objects.filter(activation_id=activation_id, status="failed").first(),
+                      30, message="the redelivered task to close the send")
     assert send.error_code == "outcome_unknown"
     assert len(servers.fcm.requests) == 1
-    assert any("WorkerLostError" in line for line in worker.lines), "".join(worker.lines[-30:])
-    wait_for(lambda: worker.children() and worker.children() != [child], what="a new pool process")
+    assert "WorkerLostError" in worker.process.output(), worker.process.tail(30)
+    wait_until(lambda: worker.children() and worker.children() != [child], 30, message="a new pool process")
     # The worker goes on serving: the next activation is sent normally.
     reachable_by("u-2", fcm_token="fcm-token-2")
     next_id = integration_client.post("/v1/channels/activate", {"user_id": "u-2", "title": "Hi"},
                                       format="json").json()["activation_id"]
-    wait_for(lambda: send_of(next_id).status == "sent", what="the next send")
+    wait_until(lambda: send_of(next_id).status == "sent", 30, message="the next send")
     assert len(servers.fcm.requests) == 2

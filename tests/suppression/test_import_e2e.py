@@ -6,12 +6,8 @@ messages other tests left on the broker; it is started and stopped by the fixtur
 """
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -19,8 +15,9 @@ from django.db import connection
 from django.test import Client
 
 from apps.suppression.models import SuppressionEntry, SuppressionImport
+from tests.support.processes import ManagedProcess
+from tests.support.wait import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 IMPORT = "/admin/suppression/suppressionentry/import/"
 ROWS = 600
 
@@ -56,37 +53,18 @@ def start_worker(import_queue, transactional_db, tmp_path):
             "SUPPRESSION_IMPORT_CHUNK_SIZE": "50",
             "DJANGO_SETTINGS_MODULE": "config.settings",
         }
-        log = open(log_path, "wb")
-        proc = subprocess.Popen(
+        proc = ManagedProcess(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", import_queue, "--pool=solo",
              "-n", f"{import_queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
              "--loglevel=INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            env=env, log_path=log_path, name="celery worker",
         )
-        procs.append((proc, log))
-        return proc
+        procs.append(proc)
+        return proc.start()
 
     yield start
-    for proc, log in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        log.close()
-
-
-def _wait_for(predicate, timeout: float, what: str, log_path: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    extra = f"\nworker log:\n{log_path.read_text(errors='replace')[-3000:]}" if log_path and log_path.exists() else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
+    for proc in procs:
+        proc.stop()
 
 
 def _csv() -> bytes:
@@ -109,7 +87,6 @@ def test_large_import_runs_on_a_worker_while_the_page_polls(marketer, settings, 
     progress_url = f"{IMPORT}{imp.pk}/progress"
     assert client.get(progress_url).json()["status"] == "queued"  # no worker yet: the message waits
 
-    start_worker()
     seen = []
 
     def finished():
@@ -117,7 +94,8 @@ def test_large_import_runs_on_a_worker_while_the_page_polls(marketer, settings, 
         seen.append(progress["processed_rows"])
         return progress if progress["finished"] else None
 
-    final = _wait_for(finished, 60, "the worker to finish the import", tmp_path / "worker.log")
+    worker = start_worker()
+    final = wait_until(finished, 60, 0.1, message="the worker to finish the import", detail=worker.tail)
     assert (final["status"], final["total_rows"], final["processed_rows"], final["percent"]) == (
         "done", ROWS + 2, ROWS + 2, 100)
     assert (final["added"], final["updated"], final["skipped"]) == (ROWS, 0, 2)
