@@ -15,6 +15,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from apps.core.models import AuthAudit, AuthEvent
 from apps.core.roles import Role
 from tests.factories import make_user
+from tests.support.wait import pause
 
 pytestmark = pytest.mark.django_db
 
@@ -113,7 +114,7 @@ def test_the_lock_lifts_after_the_cool_off(client, admin_account, settings):
     assert refused.status_code == 429 and refused["Retry-After"] == "2"
     assert "Try again in 2 seconds" in refused.content.decode()
 
-    time.sleep(2.2)
+    pause(2.2, "the 2 s cool-off must pass before the lock lifts")
     ok = login(client, "admin", PASSWORD)
     assert ok.status_code == 302 and logged_in(client)
     assert len(events(AuthEvent.LOGIN_SUCCEEDED)) == 1
@@ -205,7 +206,7 @@ def test_required_two_factor_blocks_an_approver_without_a_device_until_enrolled(
     wrong = client.post("/admin/two-factor/", {"otp_token": "000000", "next": "/admin/"})
     assert wrong.status_code == 200 and "not the current one" in wrong.content.decode()
     assert client.get("/admin/").status_code == 302
-    time.sleep(1.1)  # django-otp's back-off after a wrong code (1 s, then 2 s, 4 s, ...)
+    pause(1.1, "django-otp's back-off after a wrong code (1 s, then 2 s, 4 s, ...)")
 
     done = client.post("/admin/two-factor/", {"otp_token": code_for(device), "next": "/admin/"})
     assert done.status_code == 302 and done["Location"] == "/admin/"
@@ -227,7 +228,7 @@ def test_an_enrolled_approver_logs_in_only_with_a_valid_code(client, approver, s
     # Right after a wrong code django-otp's back-off (1 s, then 2 s, 4 s, ...) refuses even the right one.
     throttled = login(client, "approver", PASSWORD, otp_token=code_for(device))
     assert throttled.status_code == 200 and "wait a few seconds" in throttled.content.decode()
-    time.sleep(1.1)
+    pause(1.1, "django-otp's 1 s back-off after the wrong code")
 
     ok = login(client, "approver", PASSWORD, otp_token=code_for(device))
     assert ok.status_code == 302 and ok["Location"] == "/admin/"

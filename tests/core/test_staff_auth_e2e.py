@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +20,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from apps.core.models import AuthAudit
 from apps.core.roles import Role
 from tests.factories import make_user
+from tests.support.wait import pause, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True),
               pytest.mark.timeout(120)]
@@ -58,15 +58,9 @@ def web(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/live", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "uvicorn.log").read_text()
-            time.sleep(0.2)
+        wait_until(lambda: proc.poll() is None and httpx.get(f"{base}/live", timeout=1).status_code == 200,
+                   timeout=30, ignore=(httpx.HTTPError,), message="uvicorn answering /live",
+                   detail=lambda: (tmp_path / "uvicorn.log").read_text())
         yield base
     finally:
         proc.terminate()
@@ -130,7 +124,7 @@ def test_lockout_audit_and_two_factor_through_the_asgi_web_process(web):
     # an earlier transactional test's flush may have removed: this test does not restore them)
 
     # After the cool-off the locked account logs in again (it has no device and is an Admin: enrolment next).
-    time.sleep(COOL_OFF + 0.5)
+    pause(COOL_OFF + 0.5, "the lockout's cool-off must pass")
     again = post_login(attacker, "admin-e2e", PASSWORD)
     assert again.status_code == 302
 

@@ -163,8 +163,8 @@ def test_a_concurrent_trigger_for_the_same_user_waits_and_respects_the_cooldown(
     first, release = _first_holds_its_transaction(cart_abandon("cart-1"))
     second = Worker(lambda: services.ingest_event_process(data=cart_abandon("cart-2"), transport="http",
                                                           caller=CALLER)).start()
-    time.sleep(0.5)
-    assert second.thread.is_alive()  # waiting for the user's trigger lock
+    wait_for_blocked_backends(1)  # the second waits for the user's trigger lock
+    assert second.thread.is_alive()
     release.set()
     a, b = first.result(), second.result()
     assert (a.status, b.status) == (201, 201)
