@@ -395,7 +395,7 @@ class Client(threading.Thread):
         super().__init__(daemon=True)
         self.index, self.results, self.stop_event, self.users = index, results, stop, users
         self.rng = random.Random(seed)
-        self.ops, self.weights = zip(*mix.items())
+        self.ops, self.weights = zip(*mix.items(), strict=True)
         self.marketer = {"Authorization": f"Token {tokens['Marketer'][index % len(tokens['Marketer'])]}"}
         self.integration = {"Authorization": f"Token {tokens['Integration'][index % len(tokens['Integration'])]}"}
         self.http = httpx.Client(base_url=base, timeout=30)

@@ -36,9 +36,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-import redis  # noqa: E402
-
 import bid_load  # noqa: E402
+import redis  # noqa: E402
 
 
 async def run(args) -> None:

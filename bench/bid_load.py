@@ -445,7 +445,7 @@ def quantile(before: dict, after: dict, q: float) -> float | None:
         return None
     target = q * total
     prev_bound, prev_count = 0.0, 0.0
-    for bound, count in zip(bounds, counts):
+    for bound, count in zip(bounds, counts, strict=True):
         if count >= target:
             if bound == float("inf"):
                 return prev_bound
@@ -651,7 +651,7 @@ def write_trace(directory: str, number: int, client: "Client") -> None:
     with open(os.path.join(directory, f"phase{number}.tsv"), "w") as out:
         epoch = start if client.clock is time.time else time.time() - (client.clock() - start)
         out.write(f"# first request at unix time {epoch:.3f}\n")
-        for sent, latency in zip(client.sent_at, client.latencies):
+        for sent, latency in zip(client.sent_at, client.latencies, strict=False):  # requests still in flight have no latency
             out.write(f"{sent - start:.6f}\t{latency * 1000:.3f}\n")
 
 

@@ -34,7 +34,7 @@ def _rows_for(campaign_id: str, now: dt.datetime, rng: random.Random) -> list[tu
     for hour in range(HOURS):
         base = start + dt.timedelta(hours=hour)
         daily = 0.6 + 0.4 * abs(12 - (base.hour + 6) % 24) / 12  # quieter at night (UTC-6-ish)
-        for n in range(int(rng.randrange(150, 300) * daily)):
+        for _ in range(int(rng.randrange(150, 300) * daily)):
             ts = base + dt.timedelta(seconds=rng.randrange(3600), microseconds=rng.randrange(10**6))
             request_id = uuid.uuid4().hex
             latency = int(rng.lognormvariate(6.9, 0.45))

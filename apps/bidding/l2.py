@@ -143,7 +143,9 @@ class L2Client:
         for reply in (profile, freq):
             if isinstance(reply, hiredis.ReplyError):
                 raise L2Unavailable(f"Redis error: {reply}")
-        return dict(zip(profile[::2], profile[1::2])), [(m, float(s)) for m, s in zip(freq[::2], freq[1::2])]
+        # HGETALL and WITHSCORES replies alternate name and value: the halves are equal by construction.
+        return (dict(zip(profile[::2], profile[1::2], strict=False)),
+                [(m, float(s)) for m, s in zip(freq[::2], freq[1::2], strict=False)])
 
     async def aclose(self) -> None:
         protocol = self._protocol

@@ -177,7 +177,7 @@ def ensure_campaign(c: DemoCampaign, *, marketer, approver, approver2) -> tuple[
             max_impressions_per_hour=10, max_impressions_per_day=50,
         )
         landing = f"https://www.{c.domain}/?utm_source=campaign-express&utm_campaign=demo"
-        for (width, height), max_bid, ctr in zip(BANNER_SIZES, c.max_bids, c.ctr):
+        for (width, height), max_bid, ctr in zip(BANNER_SIZES, c.max_bids, c.ctr, strict=True):
             services.offer_create(
                 campaign_id=campaign.pk, actor=marketer, name=f"{c.headline} — {SIZE_NAMES[(width, height)]}",
                 creative_markup=banner(width, height, c, landing), width=width, height=height,

@@ -19,6 +19,7 @@ import time
 
 import structlog
 from django.conf import settings
+from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
 from config.env import parse_rate
@@ -55,7 +56,7 @@ class FixedWindowRateThrottle(BaseThrottle):
         key = f"{self.key_prefix}:{scope}:{ident}:{duration}:{window}"
         try:
             count = _incr_with_expiry(key, duration)
-        except Exception as exc:  # the limiter's store is down: let the request through
+        except (RedisError, OSError) as exc:  # the limiter's store is down: let the request through
             log.warning("rate_limit_unavailable", scope=scope, error=f"{type(exc).__name__}: {exc}")
             return True
         if count <= num_requests:

@@ -3,7 +3,8 @@ from django.shortcuts import redirect
 from django.views import defaults
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from apps.core import health, metrics as metrics_registry
+from apps.core import health
+from apps.core import metrics as metrics_registry
 
 
 def live(request):

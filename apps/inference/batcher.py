@@ -100,5 +100,5 @@ class InferenceBatcher:
             for _, future in live:
                 future.set_exception(exc)
             return
-        for (_, future), result in zip(live, results):
+        for (_, future), result in zip(live, results, strict=False):  # one result per row: equal by construction
             future.set_result(result)

@@ -90,7 +90,7 @@ def campaign_with_events(db, past_window):
         ts = start + dt.timedelta(hours=hour, minutes=5)
         for n in range(10 + hour):
             rows.append(_row("bid_response", ts, campaign_id=str(campaign.pk), request_id=f"{hour}-{n}", latency_us=500 + 10 * n))
-        for n in range(hour + 1):
+        for _ in range(hour + 1):
             rows.append(_row("win", ts, campaign_id=str(campaign.pk), win_price=1500.0))
         rows.append(_row("click", ts, campaign_id=str(campaign.pk)))
     ch.insert("analytics_events", events.COLUMNS, rows)

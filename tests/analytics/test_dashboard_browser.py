@@ -6,7 +6,6 @@ import datetime as dt
 import os
 import shutil
 import sys
-import time
 import uuid
 from decimal import Decimal
 from pathlib import Path

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from apps.bidding.openrtb import MAX_DIMENSION, Bid, BidResponse, InvalidRequest, SeatBid, decode_request, encode_response
+from apps.bidding.openrtb import (
+    MAX_DIMENSION,
+    Bid,
+    BidResponse,
+    InvalidRequest,
+    SeatBid,
+    decode_request,
+    encode_response,
+)
 
 EXAMPLE_FILES = sorted(Path(__file__).parent.joinpath("openrtb_examples").glob("*.json"))
 

@@ -36,7 +36,7 @@ def page_form_data(response) -> dict:
             key, value, widget = form.add_prefix(name), form[name].value(), field.widget
             if isinstance(widget, forms.MultiWidget):
                 parts = value if isinstance(value, (list, tuple)) else widget.decompress(value)
-                for i, (sub, part) in enumerate(zip(widget.widgets, parts)):
+                for i, (sub, part) in enumerate(zip(widget.widgets, parts, strict=True)):
                     if part is not None:
                         data[f"{key}_{i}"] = sub.format_value(part)
             elif isinstance(widget, forms.CheckboxInput):

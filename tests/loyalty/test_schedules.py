@@ -1,7 +1,8 @@
 """Beat work: qualifying-period rollover (the only downgrade) and Green-tier expiry, with ledger rows."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.utils import timezone

@@ -6,7 +6,6 @@ from rest_framework.test import APIClient
 
 from apps.suppression import selectors, services
 from apps.suppression.models import SuppressionAudit, SuppressionEntry
-
 from tests.factories import token_client
 
 pytestmark = pytest.mark.django_db

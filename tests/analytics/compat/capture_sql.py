@@ -7,12 +7,10 @@ os.environ["CLICKHOUSE_URL"] = os.environ.get("CLICKHOUSE_URL", "clickhouse://de
 import sys; sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[3]))
 import django; django.setup()
 from clickhouse_driver import Client
-from clickhouse_driver.util.escape import escape_params
 recorded = []
 orig = Client.execute
 def rec(self, query, params=None, **kw):
     if isinstance(params, list):  # insert
-        ctx = self.connection.context
         vals = []
         for row in params:
             items = []
