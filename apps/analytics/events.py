@@ -32,6 +32,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from apps.analytics import bid_inputs
+
 EVENT_TYPES: frozenset[str] = frozenset(
     {
         "bid_request", "bid_response", "no_bid", "win", "click",
@@ -40,8 +42,25 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "email_delivered", "email_open", "email_click", "email_bounce", "email_spamreport",
         "email_unsubscribe",
         "dsp_bid", "dsp_win",
+        "reward_signal",
     }
 )
+
+#: Records with a table of their own (``emit_record``): kind → (table, insert columns). One record
+#: becomes one or more wire rows (:func:`record_rows`) that start like an event's (``event_id, kind,
+#: seconds, microseconds``); the consumer routes them by kind and inserts them without the kind.
+RECORDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    bid_inputs.KIND: (bid_inputs.TABLE, bid_inputs.COLUMNS),
+}
+_RECORD_ROWS = {bid_inputs.KIND: bid_inputs.to_rows}
+
+
+def record_rows(kind: str, ts_us: int, values: tuple) -> list[tuple]:
+    """The wire rows of one record (flusher side). Raises InvalidEvent."""
+    try:
+        return _RECORD_ROWS[kind](ts_us, values)
+    except ValueError as exc:
+        raise InvalidEvent(str(exc)) from exc
 
 ID_FIELDS = ("request_id", "user_id", "campaign_id", "offer_id", "bid_id", "imp_id", "activation_id")
 LABEL_FIELDS = ("reason", "channel", "platform", "country", "device_type", "tier")
