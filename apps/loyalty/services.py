@@ -691,6 +691,17 @@ def loyalty_publish_signals(*, signal_ids: list[int]) -> int:
     return len(acked)
 
 
+def _emit_reward_signal(signal: RewardSignal) -> None:
+    """The signal as an analytics event: the bid model's trainer joins it to impressions by
+    (user, offer) within its window (apps.training). Its id and time come from the stored row."""
+    emit_with_id(
+        "reward_signal", event_id=stable_event_id("loyalty.reward_signal", signal.signal_id),
+        timestamp_us=(signal.created_at - _EPOCH) // timedelta(microseconds=1),
+        user_id=signal.user_id, offer_id=signal.offer_id, reason=str(signal.signal_type),
+        amount=float(signal.reward), tier=str(signal.tier),
+    )
+
+
 def loyalty_reward_signal(
     *,
     user_id: str,
@@ -725,6 +736,7 @@ def loyalty_reward_signal(
         )
         REWARD_SIGNALS.labels(signal_type).inc()
         transaction.on_commit(lambda: loyalty_publish_signals(signal_ids=[signal.pk]))
+        transaction.on_commit(lambda: _emit_reward_signal(signal))
         return RewardSignalResult(
             signal_id=str(signal.signal_id), user_id=user_id, offer_id=offer_id, signal_type=signal_type,
             tier=str(signal.tier), reward=signal.reward,
