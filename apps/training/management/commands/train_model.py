@@ -38,6 +38,10 @@ class Command(BaseCommand):
                             help="label window after each bid (default TRAINING_LABEL_WINDOW_SECONDS, 86400)")
         parser.add_argument("--min-impressions", type=int,
                             help="fewest won impressions to train on (default TRAINING_MIN_IMPRESSIONS, 1000)")
+        parser.add_argument("--publish", action="store_true",
+                            help="publish the challenger (hot reload in every bidder) when it beats the model in "
+                                 "service on the time holdout")
+        parser.add_argument("--model-dir", help="the registry's model directory (default CAMPAIGN_EXPRESS__NPU__MODEL_DIR)")
 
     def handle(self, *args, **options):
         until = _moment(options["until"], "--until") if options["until"] else None
@@ -53,13 +57,21 @@ class Command(BaseCommand):
         try:
             outcome = model_train(since=since, until=until, out_dir=options["out_dir"], version=options["model_version"],
                                   config=config, window_seconds=options["window_seconds"],
-                                  needed=options["min_impressions"], progress=progress)
+                                  needed=options["min_impressions"], publish=options["publish"],
+                                  model_dir=options["model_dir"], progress=progress)
         except NotEnoughData as exc:
             raise CommandError(str(exc)) from exc
         except (ValueError, ModelFileError) as exc:
             raise CommandError(str(exc)) from exc
         except ch.ClickHouseError as exc:
             raise CommandError(f"ClickHouse at {ch.url()} is not reachable: {exc}") from exc
+        sel = outcome.selection
+        for role, e in (("challenger", sel.challenger), ("champion", sel.champion)):
+            self.stdout.write(f"{role:<10} {e.version:<32} log loss {e.log_loss:.5f} ± {e.log_loss_half_width:.5f}  "
+                              f"AUC {e.auc:.4f}  ({e.rows} holdout impressions, {e.clicks} clicks)")
+        verdict = ("published" if sel.published else "better, not published (no --publish)" if sel.better
+                   else "not published")
+        self.stdout.write(f"{verdict}: {sel.reason}")
         self.stdout.write(self.style.SUCCESS(
             f"Trained {outcome.result.weights.version} on {outcome.impressions} won impressions "
             f"({outcome.clicks} clicks, {outcome.bids} bids, {outcome.since:%Y-%m-%d %H:%M} – "
