@@ -295,9 +295,14 @@ class BidProcessor:
         issued = int(now)
         secret = cfg.win_secret
         boosted = boost > 1.0
+        per_bid = []  # serve-time inputs of each bid (below)
         for imp, pos, price, dealid in winners:
             entry = entries[candidates[pos]]
-            bids.append(self._bid(request, imp, entry, price, dealid, user_id, issued, secret))
+            bid = self._bid(request, imp, entry, price, dealid, user_id, issued, secret)
+            bids.append(bid)
+            banner = imp.banner
+            per_bid.append((bid.id, imp.id, imp.tagid, banner.pos if banner is not None else None, entry.serve_inputs,
+                            price, pos, ctrs[pos], score[pos]))
             if boosted:
                 hot.loyalty_boosted.inc()
         response = openrtb.BidResponse(
@@ -321,11 +326,6 @@ class BidProcessor:
                site.id if site is not None else None, site.domain if site is not None else None,
                app.id if app is not None else None, app.bundle if app is not None else None,
                publisher.id if publisher is not None else None)
-        per_bid = []
-        for b, (imp, pos, price, _) in zip(bids, winners, strict=True):
-            banner = imp.banner
-            per_bid.append((b.id, imp.id, imp.tagid, banner.pos if banner is not None else None,
-                            entries[candidates[pos]].serve_inputs, price, pos, ctrs[pos], score[pos]))
         self.emit_inputs(BID_INPUTS, (ctx, per_bid))  # one record per request, one row per bid
         return BidOutcome(response, bids, None, None, latency_us)
 
