@@ -11,7 +11,7 @@ app = Celery("campaign_express")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-BEAT_APPS = ["campaigns", "loyalty", "suppression", "omnichannel", "analytics", "bidding"]
+BEAT_APPS = ["campaigns", "loyalty", "suppression", "omnichannel", "analytics", "bidding", "training"]
 
 
 def _beat_schedule() -> dict:

@@ -30,6 +30,8 @@ from apps.inference.features import FEATURE_LAYOUT_VERSION, N_FEATURES, feature_
 from config import env
 
 DEFAULT_WINDOW_SECONDS = 86_400
+# a win or click notice stamped by another host's clock may read a little before the bid it answers
+CLOCK_SKEW_US = 5_000_000
 
 
 def label_window_seconds() -> int:
@@ -100,9 +102,9 @@ def training_set_build(*, since: dt.datetime, until: dt.datetime, window_seconds
         served_at[i] = at_us / 1e6
         bid_id = record["bid_id"]
         win_us = wins.get(bid_id)
-        won[i] = win_us is not None and 0 <= win_us - at_us <= window_us
+        won[i] = win_us is not None and -CLOCK_SKEW_US <= win_us - at_us <= window_us
         click_us = clicks.get(bid_id)
-        y_click[i] = 1.0 if click_us is not None and 0 <= click_us - at_us <= window_us else 0.0
+        y_click[i] = 1.0 if click_us is not None and -CLOCK_SKEW_US <= click_us - at_us <= window_us else 0.0
         versions[record["model_version"]] = versions.get(record["model_version"], 0) + 1
         if won[i] and record["user_id"] and record["user_id"] != ANONYMOUS:
             times, rows = touches.setdefault((record["user_id"], record["offer_id"]), ([], []))

@@ -126,3 +126,17 @@ def test_train_model_trains_on_the_logged_window_and_refuses_too_little_data(cli
         call_command("train_model", *empty)
     with pytest.raises(CommandError, match="--since must be an ISO date"):
         call_command("train_model", "--since", "last week")
+
+
+def test_the_daily_round_is_scheduled_and_skips_a_window_without_data(clickhouse_db, monkeypatch, tmp_path):
+    from apps.training import tasks
+    from config.celery import app
+
+    entry = app.conf.beat_schedule["training-train-and-publish"]
+    assert entry["task"] == "training.train_and_publish" and entry["options"]["expires"] == 3600
+    monkeypatch.setenv("TRAINING_MIN_IMPRESSIONS", "100000000")
+    monkeypatch.setenv("CAMPAIGN_EXPRESS__NPU__MODEL_DIR", str(tmp_path / "models"))
+    result = tasks.train_and_publish()
+    assert result["trained"] is False and result["reason"].startswith("not enough training data: ")
+    assert result["reason"].endswith("impressions, need 100000000")
+    assert not (tmp_path / "models").exists()
