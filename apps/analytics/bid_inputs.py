@@ -29,9 +29,8 @@ re-sent record collapses into the same rows.
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
-
-import numpy as np
 
 KIND = "bid_inputs"
 TABLE = "bid_inputs"
@@ -61,54 +60,82 @@ class InvalidRecord(ValueError):
     """A record the flusher cannot turn into a row (counted and logged as an invalid event)."""
 
 
-def _s(value: Any) -> str:
-    return "" if value is None else str(value)
+def _f32(values: Any) -> bytes:
+    """A float32 vector as its bytes (native order; every host here is little-endian): one copy, no
+    per-element work in the bid worker's flusher. The consumer (:func:`insert_row`) expands it."""
+    if values is None:
+        return b""
+    if getattr(values, "dtype", None) == "float32":  # the bid path's read-only numpy arrays
+        return values.tobytes()
+    return array("f", [float(v) for v in values]).tobytes()
 
 
-def _f(name: str, value: Any) -> float:
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidRecord(f"{name} must be finite, got {value!r}")
-    return number
+def _finite(*numbers: float) -> None:
+    for number in numbers:
+        if not math.isfinite(number):
+            raise InvalidRecord(f"{KIND}: non-finite number {number!r}")
 
 
 def to_rows(ts_us: int, values: tuple) -> list[tuple]:
-    """The wire rows of one record, one per bid (see the module docstring). Raises InvalidRecord."""
+    """The wire rows of one record, one per bid (see the module docstring). Raises InvalidRecord.
+
+    Runs in the bid worker's flusher, so it does as little as it can: strings pass as they are
+    (``None`` becomes ``""``), float32 vectors travel as bytes."""
     try:
         ctx, per_bid = values
         (request_id, exchange, user_id, tier, interests, segments, loyalty, recency, impressions_1h, device_type,
          country, snapshot_version, model_version, served_at, layout, site_id, site_domain, app_id, app_bundle,
          publisher_id) = ctx
         layout_version, max_per_hour, batch_size = layout
+        served_at, recency = float(served_at), float(recency)
+        _finite(served_at, recency)
         shared_user = (
-            int(layout_version), int(snapshot_version), _s(model_version), _f("served_at", served_at), _s(tier),
-            np.asarray(interests, dtype=np.float32).tolist(),
-            [int(s) for s in segments] if segments is not None else [],
-            np.asarray(loyalty, dtype=np.float32).tolist(),
-            _f("recency", recency), int(impressions_1h), int(max_per_hour), _s(device_type), _s(country),
+            int(layout_version), int(snapshot_version), model_version or "", served_at, tier or "",
+            _f32(interests), [int(s) for s in segments] if segments is not None else [], _f32(loyalty),
+            recency, int(impressions_1h), int(max_per_hour), device_type or "", country or "",
         )
-        shared_context = (_s(exchange), _s(site_id), _s(site_domain), _s(app_id), _s(app_bundle), _s(publisher_id))
+        shared_context = (exchange or "", site_id or "", site_domain or "", app_id or "", app_bundle or "",
+                          publisher_id or "")
         seconds, micros = ts_us // 1_000_000, ts_us % 1_000_000
+        request_id, user_id = str(request_id), user_id or ""
         rows = []
         for bid_id, imp_id, imp_tagid, imp_banner_pos, offer, price, position, predicted_ctr, score in per_bid:
             campaign_id, offer_id, category, max_bid_cpm, observed_ctr, creative_format = offer
-            bid_id = str(bid_id)
+            price, predicted_ctr, score = float(price), float(predicted_ctr), float(score)
+            max_bid_cpm, observed_ctr = float(max_bid_cpm), float(observed_ctr)
+            _finite(price, predicted_ctr, score, max_bid_cpm, observed_ctr)
             rows.append((
                 bid_id.replace("-", ""), KIND, seconds, micros,
-                bid_id, str(request_id), str(imp_id), _s(user_id), str(campaign_id), str(offer_id),
-                _f("price", price), _f("predicted_ctr", predicted_ctr), _f("score", score),
+                bid_id, request_id, str(imp_id), user_id, str(campaign_id), str(offer_id),
+                price, predicted_ctr, score,
                 *shared_user,
                 int(position), int(batch_size),
-                _s(category), _f("offer_max_bid_cpm", max_bid_cpm), _f("offer_observed_ctr", observed_ctr),
-                _s(creative_format),
+                category or "", max_bid_cpm, observed_ctr, creative_format or "",
                 *shared_context,
-                _s(imp_tagid), int(imp_banner_pos) if imp_banner_pos is not None else -1,
+                imp_tagid or "", int(imp_banner_pos) if imp_banner_pos is not None else -1,
             ))
         return rows
     except InvalidRecord:
         raise
     except (TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise InvalidRecord(f"bad {KIND} record: {type(exc).__name__}: {exc}") from exc
+
+
+_INTERESTS = COLUMNS.index("interests")
+_LOYALTY = COLUMNS.index("loyalty")
+
+
+def insert_row(row: tuple) -> tuple:
+    """A decoded wire row (kind already dropped, timestamp a datetime) → the tuple ClickHouse inserts:
+    the float32 vectors back as lists (consumer side, in the analytics worker)."""
+    values = list(row)
+    for index in (_INTERESTS, _LOYALTY):
+        raw = values[index]
+        if isinstance(raw, (bytes, bytearray)):
+            vector = array("f")
+            vector.frombytes(raw)
+            values[index] = vector.tolist()
+    return tuple(values)
 
 
 def row_inputs(record: dict[str, Any]) -> dict[str, Any]:

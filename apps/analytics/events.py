@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -46,11 +47,12 @@ EVENT_TYPES: frozenset[str] = frozenset(
     }
 )
 
-#: Records with a table of their own (``emit_record``): kind → (table, insert columns). One record
+#: Records with a table of their own (``emit_record``): kind → (table, insert columns, the consumer's
+#: last conversion of a row without its kind). One record
 #: becomes one or more wire rows (:func:`record_rows`) that start like an event's (``event_id, kind,
 #: seconds, microseconds``); the consumer routes them by kind and inserts them without the kind.
-RECORDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    bid_inputs.KIND: (bid_inputs.TABLE, bid_inputs.COLUMNS),
+RECORDS: dict[str, tuple[str, tuple[str, ...], Callable[[tuple], tuple]]] = {
+    bid_inputs.KIND: (bid_inputs.TABLE, bid_inputs.COLUMNS, bid_inputs.insert_row),
 }
 _RECORD_ROWS = {bid_inputs.KIND: bid_inputs.to_rows}
 

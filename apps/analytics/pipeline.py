@@ -194,8 +194,8 @@ class Writer:
         if plain:
             ch.insert(self.table, events.COLUMNS, plain)
         for kind, kind_rows in records.items():
-            table, columns = events.RECORDS[kind]
-            ch.insert(table, columns, kind_rows)
+            table, columns, to_insert = events.RECORDS[kind]
+            ch.insert(table, columns, [to_insert(row) for row in kind_rows])
 
     def write_batch(self) -> BatchResult:
         """Read, insert and acknowledge one batch. Raises ``ch.ClickHouseError`` (nothing acked)."""
