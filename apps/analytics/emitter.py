@@ -121,6 +121,7 @@ new_event_id = _RandomIds()
 os.register_at_fork(after_in_child=new_event_id.reset)
 
 _check = events.check
+_RECORDS = events.RECORDS
 # Namespace of stable_event_id (fixed: changing it would change every derived id).
 _STABLE_NAMESPACE = uuid.UUID("5d0a1c44-3f4e-4d59-9b0e-6a8f2f0c7e11")
 
@@ -200,6 +201,18 @@ class Emitter:
         if not self._started and self.autostart:
             self.start()
 
+    def emit_record(self, kind: str, values: tuple) -> None:
+        """Queue one record for a table of its own (``events.RECORDS``; see :func:`emit_record`)."""
+        if kind not in _RECORDS:
+            raise ValueError(f"unknown analytics record kind {kind!r}")
+        buf = self._buf
+        if len(buf) + self._held >= self.capacity:
+            _DROPPED_OVERFLOW.inc()
+            return
+        buf.append((kind, None, _time_ns() // 1000, values))  # its rows carry their own ids
+        if not self._started and self.autostart:
+            self.start()
+
     # --- background ----------------------------------------------------------------------------
     def start(self) -> None:
         """Start the flusher thread (idempotent; called by the first emit)."""
@@ -271,7 +284,10 @@ class Emitter:
         for _ in range(count):
             event_type, event_id, ts_us, fields = popleft()
             try:
-                append(to_row(event_type, event_id, ts_us, fields))
+                if event_id is None:  # a record (emit_record): one or more rows of its own table
+                    rows.extend(events.record_rows(event_type, ts_us, fields))
+                else:
+                    append(to_row(event_type, event_id, ts_us, fields))
             except events.InvalidEvent as exc:
                 self._held -= 1
                 EVENTS_DROPPED.labels("invalid").inc()
@@ -529,3 +545,11 @@ def emit_with_id(event_type: str, *, event_id: str, timestamp_us: int, **fields:
     from the stored result, emits the event then, with the same identity.
     """
     _default.emit_with_id(event_type, event_id=event_id, timestamp_us=timestamp_us, **fields)
+
+
+def emit_record(kind: str, values: tuple) -> None:
+    """Queue one record of a kind with a table of its own (``apps.analytics.events.RECORDS``, e.g.
+    ``bid_inputs``) without blocking: the same buffer, stream and consumer as :func:`emit`. ``values``
+    is the kind's tuple of references (see its module); the flusher converts it into a row, so the
+    caller pays only for the append. An unknown kind raises ValueError."""
+    _default.emit_record(kind, values)

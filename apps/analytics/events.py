@@ -27,10 +27,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import orjson
+
+from apps.analytics import bid_inputs
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {
@@ -40,8 +43,26 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "email_delivered", "email_open", "email_click", "email_bounce", "email_spamreport",
         "email_unsubscribe",
         "dsp_bid", "dsp_win",
+        "reward_signal",
     }
 )
+
+#: Records with a table of their own (``emit_record``): kind → (table, insert columns, the consumer's
+#: last conversion of a row without its kind). One record
+#: becomes one or more wire rows (:func:`record_rows`) that start like an event's (``event_id, kind,
+#: seconds, microseconds``); the consumer routes them by kind and inserts them without the kind.
+RECORDS: dict[str, tuple[str, tuple[str, ...], Callable[[tuple], tuple]]] = {
+    bid_inputs.KIND: (bid_inputs.TABLE, bid_inputs.COLUMNS, bid_inputs.insert_row),
+}
+_RECORD_ROWS = {bid_inputs.KIND: bid_inputs.to_rows}
+
+
+def record_rows(kind: str, ts_us: int, values: tuple) -> list[tuple]:
+    """The wire rows of one record (flusher side). Raises InvalidEvent."""
+    try:
+        return _RECORD_ROWS[kind](ts_us, values)
+    except ValueError as exc:
+        raise InvalidEvent(str(exc)) from exc
 
 ID_FIELDS = ("request_id", "user_id", "campaign_id", "offer_id", "bid_id", "imp_id", "activation_id")
 LABEL_FIELDS = ("reason", "channel", "platform", "country", "device_type", "tier")

@@ -180,7 +180,22 @@ class Writer:
         pipe.execute()
 
     def _insert(self, rows: list[tuple]) -> None:
-        ch.insert(self.table, events.COLUMNS, rows)
+        """Events into ``self.table``; records (``events.RECORDS``) into their own tables, without the
+        kind column. Every table deduplicates by ``event_id``, so a batch re-inserted after a partial
+        failure is harmless."""
+        plain: list[tuple] = []
+        records: dict[str, list[tuple]] = {}
+        for row in rows:
+            kind = row[1]
+            if kind in events.RECORDS:
+                records.setdefault(kind, []).append(row[:1] + row[2:])
+            else:
+                plain.append(row)
+        if plain:
+            ch.insert(self.table, events.COLUMNS, plain)
+        for kind, kind_rows in records.items():
+            table, columns, to_insert = events.RECORDS[kind]
+            ch.insert(table, columns, [to_insert(row) for row in kind_rows])
 
     def write_batch(self) -> BatchResult:
         """Read, insert and acknowledge one batch. Raises ``ch.ClickHouseError`` (nothing acked)."""

@@ -125,7 +125,7 @@ def campaign_report(*, campaign_id: int | str, start: dt.datetime, end: dt.datet
             "ctr": _ratio(clicks, wins),
             "win_rate": _ratio(wins, bids),
         }
-        for level, value in zip(QUANTILES, latency if latency_n else (None,) * len(QUANTILES)):
+        for level, value in zip(QUANTILES, latency if latency_n else (None,) * len(QUANTILES), strict=True):
             item[f"latency_p{int(level * 100)}_us"] = int(value) if value is not None else None
         series.append(item)
         for key in totals:
@@ -221,7 +221,7 @@ def event_list(*, event_ids: list[str] | None = None, campaign_id: str | None = 
         params,
         kind="events",
     )
-    return [events.from_db(dict(zip(events.COLUMNS, row))) for row in rows]
+    return [events.from_db(dict(zip(events.COLUMNS, row, strict=True))) for row in rows]
 
 
 def _parse_moment(raw: str, *, field: str, end_of_day: bool = False) -> dt.datetime:
@@ -268,3 +268,68 @@ def report_range(*, start: str | None, end: str | None, granularity: str | None,
             field="to",
         )
     return start_at, end_at, granularity
+
+
+# --- training reads: serve-time inputs and their outcomes (apps.training) ---------------------------
+
+BID_INPUTS_TABLE = "bid_inputs"
+
+
+def bid_inputs_list(*, start: dt.datetime | None = None, end: dt.datetime | None = None,
+                    bid_ids: list[str] | None = None, limit: int = 5_000_000) -> list[dict[str, Any]]:
+    """Rows of ``bid_inputs`` (each bid once: ``FINAL``) served in ``[start, end)`` and/or with the
+    given bid ids, oldest first, as column → value dicts (``apps.analytics.bid_inputs.COLUMNS``)."""
+    from apps.analytics import bid_inputs
+
+    where, params = ["1"], {}
+    if start is not None:
+        where.append("timestamp >= toDateTime(%(start)s)")
+        params["start"] = _ts(start)
+    if end is not None:
+        where.append("timestamp < toDateTime(%(end)s)")
+        params["end"] = _ts(end)
+    if bid_ids is not None:
+        where.append("bid_id IN %(bid_ids)s")
+        params["bid_ids"] = tuple(bid_ids) or ("",)
+    columns = bid_inputs.COLUMNS
+    rows = ch.execute(
+        f"SELECT {', '.join(columns)} FROM {BID_INPUTS_TABLE} FINAL WHERE {' AND '.join(where)} "
+        f"ORDER BY timestamp, timestamp_us, event_id LIMIT {int(limit)}",
+        params,
+    )
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def bid_outcome_times(*, start: dt.datetime, end: dt.datetime) -> dict[str, dict[str, int]]:
+    """``{"win": {bid_id: µs}, "click": {bid_id: µs}}``: the first win and the first click of each bid
+    that has one in ``[start, end)`` (time in µs since the epoch)."""
+    rows = ch.execute(
+        f"""
+        SELECT event_type, bid_id, min(toUInt64(timestamp) * 1000000 + timestamp_us)
+        FROM {TABLE} FINAL
+        WHERE event_type IN ('win', 'click') AND bid_id != ''
+          AND timestamp >= toDateTime(%(start)s) AND timestamp < toDateTime(%(end)s)
+        GROUP BY event_type, bid_id
+        """,
+        {"start": _ts(start), "end": _ts(end)},
+    )
+    out: dict[str, dict[str, int]] = {"win": {}, "click": {}}
+    for event_type, bid_id, at_us in rows:
+        out[event_type][bid_id] = int(at_us)
+    return out
+
+
+def reward_signal_list(*, start: dt.datetime, end: dt.datetime) -> list[tuple[str, str, int, float, str]]:
+    """Loyalty reward signals (docs/RULES.md §2.6) in ``[start, end)``:
+    ``[(user_id, offer_id, µs since the epoch, reward, signal_type)]``, oldest first."""
+    rows = ch.execute(
+        f"""
+        SELECT user_id, offer_id, toUInt64(timestamp) * 1000000 + timestamp_us AS at_us, amount, reason
+        FROM {TABLE} FINAL
+        WHERE event_type = 'reward_signal' AND user_id != '' AND offer_id != ''
+          AND timestamp >= toDateTime(%(start)s) AND timestamp < toDateTime(%(end)s)
+        ORDER BY at_us
+        """,
+        {"start": _ts(start), "end": _ts(end)},
+    )
+    return [(u, o, int(at), float(amount or 0.0), reason) for u, o, at, amount, reason in rows]

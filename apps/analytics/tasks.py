@@ -18,5 +18,6 @@ def drop_expired_partitions() -> list[str]:
     """Retention (beat, daily): drop monthly partitions older than ANALYTICS_RETENTION_DAYS, and forget
     stream consumers of worker processes that are long gone."""
     dropped = services.partitions_drop_expired()
+    dropped += services.partitions_drop_expired(table="bid_inputs")
     pipeline.Writer().forget_idle_consumers()
     return dropped

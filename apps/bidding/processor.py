@@ -16,7 +16,8 @@ import numpy as np
 import redis.exceptions
 import structlog
 
-from apps.analytics.emitter import emit
+from apps.analytics.bid_inputs import KIND as BID_INPUTS
+from apps.analytics.emitter import emit, emit_record
 from apps.analytics.emitter import new_event_id as _new_hex_id
 from apps.bidding import metrics, openrtb
 from apps.bidding.cache import ANONYMOUS, TIER_BOOST, L1Cache, UserState, default_state, load_from_redis
@@ -26,9 +27,11 @@ from apps.bidding.tokens import ClickToken, WinToken, click_token, win_token
 from apps.core.countries import normalise_country
 from apps.inference.features import (
     DEVICE_COL,
+    FEATURE_LAYOUT_VERSION,
     FREQ_COL,
     device_code,
     device_type_from_openrtb,
+    frequency_utilisation,
     position_column,
     user_row,
 )
@@ -101,11 +104,12 @@ def micros_from_cpm(price: float) -> int:
 class BidProcessor:
     """One per process, shared by every entry in it (docs/DESIGN.md "Shared BidProcessor")."""
 
-    def __init__(self, *, config: BidConfig, inference, redis=None, emit_event=emit):
+    def __init__(self, *, config: BidConfig, inference, redis=None, emit_event=emit, emit_inputs=emit_record):
         self.config = config
         self.inference = inference
         self.redis = redis
         self.emit = emit_event
+        self.emit_inputs = emit_inputs  # the serve-time inputs of each bid (apps.analytics.bid_inputs)
         self.cache = L1Cache(max_entries=config.l1_max_entries, ttl_seconds=config.l1_ttl_seconds)
         self.snapshot: Snapshot | None = None
         self.exhausted: set[int] = set()
@@ -121,6 +125,8 @@ class BidProcessor:
         positions.setflags(write=False)
         # one read-only view per candidate count: the provider caches each one's layer-1 term by identity
         self._positions = tuple(positions[:n] for n in range(positions.shape[0] + 1))
+        # what every logged row shares: layout version, and the divisors of columns 137 and 139
+        self._layout = (FEATURE_LAYOUT_VERSION, config.freq_max_per_hour, positions.shape[0])
 
     # --- state fed by the runtime (snapshot loads, announcements) --------------------------------
     @property
@@ -230,13 +236,14 @@ class BidProcessor:
                                                  recency=state.recency, impressions_1h=0, max_per_hour=1,
                                                  device_type=None)
             row = base.copy()
-            row[FREQ_COL] = impressions_1h / cfg.freq_max_per_hour if cfg.freq_max_per_hour > 0 else 1.0
+            row[FREQ_COL] = frequency_utilisation(impressions_1h, cfg.freq_max_per_hour)
             row[DEVICE_COL] = device_code(device_type)
         else:
             row = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty, recency=state.recency,
                            impressions_1h=impressions_1h, max_per_hour=cfg.freq_max_per_hour, device_type=device_type)
         # the provider keeps each offer's share of layer 1 per (snapshot, model): only rows are gathered
         score, predicted_ctr = await self.inference.score_indexed_async(row, snap.features, index, self._positions[n])
+        model_version = self.inference.model_version  # no await since scoring: the weights that scored
         if _perf() >= deadline:
             return self._no_bid(request, t0, "deadline", openrtb.NBR_TECHNICAL_ERROR, user_id=user_id)
 
@@ -288,9 +295,14 @@ class BidProcessor:
         issued = int(now)
         secret = cfg.win_secret
         boosted = boost > 1.0
+        per_bid = []  # serve-time inputs of each bid (below)
         for imp, pos, price, dealid in winners:
             entry = entries[candidates[pos]]
-            bids.append(self._bid(request, imp, entry, price, dealid, user_id, issued, secret))
+            bid = self._bid(request, imp, entry, price, dealid, user_id, issued, secret)
+            bids.append(bid)
+            banner = imp.banner
+            per_bid.append((bid.id, imp.id, imp.tagid, banner.pos if banner is not None else None, entry.serve_inputs,
+                            price, pos, ctrs[pos], score[pos]))
             if boosted:
                 hot.loyalty_boosted.inc()
         response = openrtb.BidResponse(
@@ -304,6 +316,17 @@ class BidProcessor:
             emit_event("bid_response", request_id=request.id, user_id=user_id, campaign_id=b.cid, offer_id=b.adid,
                        bid_id=b.id, imp_id=b.impid, price=b.price, latency_us=latency_us, device_type=device_type,
                        country=country, tier=state.tier)
+        # Serve-time inputs (apps.analytics.bid_inputs): immutable atomic values only (nothing the garbage
+        # collector has to walk while they wait in the buffer), converted into rows by the flusher
+        site, app = request.site, request.app
+        source = site if site is not None else app
+        publisher = source.publisher if source is not None else None
+        ctx = (request.id, exchange, user_id, state.tier, state.interests, segments, state.loyalty, state.recency,
+               impressions_1h, device_type, country, snap.version, model_version, now, self._layout,
+               site.id if site is not None else None, site.domain if site is not None else None,
+               app.id if app is not None else None, app.bundle if app is not None else None,
+               publisher.id if publisher is not None else None)
+        self.emit_inputs(BID_INPUTS, (ctx, per_bid))  # one record per request, one row per bid
         return BidOutcome(response, bids, None, None, latency_us)
 
     # --- helpers ---------------------------------------------------------------------------------

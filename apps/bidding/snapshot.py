@@ -98,7 +98,7 @@ class OfferEntry:
         "index", "row", "offer_id", "adid", "campaign_id", "cid", "crid", "format", "size", "mtype",
         "max_bid", "device_mask", "countries", "segments", "category", "category_parent", "adomain",
         "adomain_list", "cat_list", "start_at", "end_at", "budget_micros", "max_per_hour", "max_per_day",
-        "cat_keys", "domain_keys",
+        "cat_keys", "domain_keys", "serve_inputs",
     )
 
     def __init__(self, index: int, row: OfferRow):
@@ -136,6 +136,9 @@ class OfferEntry:
         self.budget_micros = row.budget_micros
         self.max_per_hour = row.max_per_hour
         self.max_per_day = row.max_per_day
+        # what a bid on this offer logs about it (apps.analytics.bid_inputs): made once, atomic values only
+        self.serve_inputs = (self.cid, self.adid, row.category, float(row.max_bid_cpm), float(row.observed_ctr),
+                             row.format)
 
 
 class Snapshot:

@@ -20,6 +20,12 @@ Columns ``[0, 139)`` depend only on the user and the request, so the bid path bu
 request (``user_row``) and the model's first layer is factorised over them
 (``apps.inference.providers``). Offer features depend only on the offer and are built once per
 snapshot, not per request.
+
+The bid path logs the compact inputs of every row it bids with (``bid_inputs`` in ClickHouse,
+docs/DESIGN.md "Serve-time inputs"); :func:`feature_row` rebuilds the row from them offline with
+these same functions, so serving and training share one copy of the layout.
+:data:`FEATURE_LAYOUT_VERSION` travels with every logged row and every trained model: change it
+whenever a column's meaning changes.
 """
 from __future__ import annotations
 
@@ -28,6 +34,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+#: Version of the layout below. Bump it when any column's meaning changes: logged rows and model
+#: files carry it, and a model of another layout refuses to load (apps.inference.model).
+FEATURE_LAYOUT_VERSION = 1
 N_FEATURES = 256
 USER_COLS = slice(0, 139)
 INTEREST_COLS = slice(0, 64)
@@ -118,9 +127,14 @@ def user_row(
         values = np.asarray(loyalty, dtype=np.float32)[:N_LOYALTY]
         row[LOYALTY_COLS.start : LOYALTY_COLS.start + values.shape[0]] = values
     row[RECENCY_COL] = recency
-    row[FREQ_COL] = impressions_1h / max_per_hour if max_per_hour > 0 else 1.0
+    row[FREQ_COL] = frequency_utilisation(impressions_1h, max_per_hour)
     row[DEVICE_COL] = DEVICE_CODES.get(device_type or "", UNKNOWN_DEVICE_CODE)
     return row
+
+
+def frequency_utilisation(impressions_1h: int, max_per_hour: int) -> float:
+    """Column 137: ``impressions_1h / max_per_hour``; 1.0 (fully used) when ``max_per_hour <= 0``."""
+    return impressions_1h / max_per_hour if max_per_hour > 0 else 1.0
 
 
 def _bucket(text: str, buckets: int) -> int:
@@ -178,3 +192,30 @@ def feature_matrix(user: np.ndarray, offers: np.ndarray, positions: np.ndarray) 
     X[:, POSITION_COL] = positions
     X[:, OFFER_COLS] = offers
     return X
+
+
+def feature_row(
+    *,
+    interests: Sequence[float] | np.ndarray | None,
+    segments: Sequence[int] | np.ndarray | None,
+    loyalty: Sequence[float] | np.ndarray | None,
+    recency: float,
+    impressions_1h: int,
+    max_per_hour: int,
+    device_type: str | None,
+    position: int,
+    batch_size: int,
+    category: str,
+    max_bid_cpm: float,
+    observed_ctr: float,
+    creative_format: str,
+) -> np.ndarray:
+    """One complete float32[256] row from its compact inputs: what the bid path scored for the
+    candidate ranked ``position`` (0-based) of a request, rebuilt with the serving functions
+    (:func:`user_row`, :func:`offer_features`, :func:`position_column`, :func:`feature_matrix`)."""
+    user = user_row(interests=interests, segments=segments, loyalty=loyalty, recency=recency,
+                    impressions_1h=impressions_1h, max_per_hour=max_per_hour, device_type=device_type)
+    offer = offer_features(category=category, max_bid_cpm=max_bid_cpm, observed_ctr=observed_ctr,
+                           creative_format=creative_format)
+    positions = position_column(position + 1, batch_size)[position:]
+    return feature_matrix(user, offer[None, :], positions)[0]

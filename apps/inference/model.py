@@ -18,6 +18,7 @@ model.
 """
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from dataclasses import dataclass
@@ -25,7 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.inference.features import CTR_SCALE, N_FEATURES, OFFER_COLS, OFFER_CTR_SCALED, OFFER_MAX_BID
+from apps.inference.features import (
+    CTR_SCALE,
+    FEATURE_LAYOUT_VERSION,
+    N_FEATURES,
+    OFFER_COLS,
+    OFFER_CTR_SCALED,
+    OFFER_MAX_BID,
+)
 
 DEFAULT_HIDDEN = 128
 N_OUTPUTS = 2
@@ -67,6 +75,9 @@ class CoLaNetWeights:
 
     ``W1`` float32[256, H], ``b1`` float32[H], ``theta`` float32[H] (per-unit firing threshold; a
     scalar in a file is broadcast), ``W2`` float32[H, 2], ``b2`` float32[2], ``version`` str.
+    ``layout_version`` is the feature layout the weights read (``features.FEATURE_LAYOUT_VERSION``;
+    a file without one is layout 1); ``metadata`` what the trainer recorded (metrics, data window…),
+    stored in the file as JSON text.
     """
 
     W1: np.ndarray
@@ -75,6 +86,8 @@ class CoLaNetWeights:
     W2: np.ndarray
     b2: np.ndarray
     version: str
+    layout_version: int = FEATURE_LAYOUT_VERSION
+    metadata: dict | None = None
 
     def __post_init__(self) -> None:
         arrays = _checked_arrays({"W1": self.W1, "b1": self.b1, "theta": self.theta, "W2": self.W2, "b2": self.b2})
@@ -109,23 +122,39 @@ class CoLaNetWeights:
                         f"{path}: missing arrays {missing} (a CoLaNet file holds {list(REQUIRED_ARRAYS)})"
                     )
                 raw = {name: data[name] for name in REQUIRED_ARRAYS}
+                layout = int(data["layout_version"]) if "layout_version" in present else 1
+                meta_text = str(data["metadata"][()]) if "metadata" in present else ""
         except ModelFileError:
             raise
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, TypeError) as exc:
             raise ModelFileError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+        if layout != FEATURE_LAYOUT_VERSION:
+            raise ModelFileError(
+                f"{path}: trained on feature layout {layout}, but this code builds layout {FEATURE_LAYOUT_VERSION} "
+                f"rows; retrain it on layout-{FEATURE_LAYOUT_VERSION} data or run the code it was trained for"
+            )
+        try:
+            metadata = json.loads(meta_text) if meta_text else None
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: 'metadata' is not JSON ({exc})") from exc
         version = raw.pop("version")
         if version.shape != () or version.dtype.kind != "U":
             raise ModelFileError(f"{path}: 'version' must be a 0-d string array, got dtype {version.dtype} shape {version.shape}")
         try:
-            return cls(version=str(version[()]), **raw)
+            return cls(version=str(version[()]), layout_version=layout, metadata=metadata, **raw)
         except ModelFileError as exc:
             raise ModelFileError(f"{path}: {exc}") from exc
 
     def to_npz(self, path: str | Path) -> None:
-        """Write the weights as an uncompressed ``.npz`` (exactly the arrays ``from_npz`` reads)."""
+        """Write the weights as an uncompressed ``.npz`` (the arrays ``from_npz`` reads, with the layout
+        version and the metadata as JSON text)."""
+        extra = {"layout_version": np.array(self.layout_version, dtype=np.int64)}
+        if self.metadata is not None:
+            extra["metadata"] = np.array(json.dumps(self.metadata, sort_keys=True))
         with open(path, "wb") as fh:
             np.savez(
-                fh, W1=self.W1, b1=self.b1, theta=self.theta, W2=self.W2, b2=self.b2, version=np.array(self.version)
+                fh, W1=self.W1, b1=self.b1, theta=self.theta, W2=self.W2, b2=self.b2, version=np.array(self.version),
+                **extra,
             )
 
     # --- seeded initialisation ----------------------------------------------------------------

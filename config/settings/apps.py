@@ -135,3 +135,10 @@ ANALYTICS_LIVE_INTERVAL_MS = env.env_int("ANALYTICS_LIVE_INTERVAL_MS", 1000, min
 # management commands' process plumbing is read here. Empty = var/prometheus/bid-<port>.
 BID_METRICS_DIR = env.env_str("BID_METRICS_DIR", "")
 # --- end bidding ---------------------------------------------------------------------------------
+
+# --- training ------------------------------------------------------------------------------------
+# The bid model's trainer (apps.training, `manage.py train_model`): how long after a bid its win,
+# click and reward signals count as its labels, and the fewest won impressions worth training on.
+TRAINING_LABEL_WINDOW_SECONDS = env.env_int("TRAINING_LABEL_WINDOW_SECONDS", 86_400, minimum=1)
+TRAINING_MIN_IMPRESSIONS = env.env_int("TRAINING_MIN_IMPRESSIONS", 1000, minimum=1)
+# --- end training --------------------------------------------------------------------------------

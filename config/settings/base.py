@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "apps.suppression",
     "apps.omnichannel",
     "apps.analytics",
+    "apps.training",
     # staff login lockout (config/settings/security.py, apps.core.auth)
     "axes",
 ]

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from django.core.management import call_command
 
-from apps.analytics import clickhouse_schema, events, services
+from apps.analytics import bid_inputs, clickhouse_schema, events, services
 from apps.core import clickhouse as ch
 
 UTC = dt.timezone.utc
@@ -24,24 +24,26 @@ def scratch_database(settings):
 
 
 def test_migrations_create_the_database_and_are_idempotent(scratch_database, capsys):
-    assert clickhouse_schema.migrate() == ["0001_analytics_events"]
+    assert clickhouse_schema.migrate() == ["0001_analytics_events", "0002_bid_inputs"]
     assert clickhouse_schema.migrate() == []
     call_command("migrate_clickhouse", "--list")
     out = capsys.readouterr().out
-    assert "[X] 0001_analytics_events" in out and "no migrations to apply" in out
-    recorded = ch.execute("SELECT name, count() FROM schema_migrations GROUP BY name")
-    assert recorded == [("0001_analytics_events", 1)]
+    assert "[X] 0001_analytics_events" in out and "[X] 0002_bid_inputs" in out and "no migrations to apply" in out
+    recorded = ch.execute("SELECT name, count() FROM schema_migrations GROUP BY name ORDER BY name")
+    assert recorded == [("0001_analytics_events", 1), ("0002_bid_inputs", 1)]
     tables = {row[0] for row in ch.execute("SHOW TABLES")}
-    assert {"analytics_events", "schema_migrations"} <= tables
+    assert {"analytics_events", "bid_inputs", "schema_migrations"} <= tables
     columns = [row[0] for row in ch.execute("DESCRIBE TABLE analytics_events")]
     assert columns[: len(events.COLUMNS)] == list(events.COLUMNS)
+    columns = [row[0] for row in ch.execute("DESCRIBE TABLE bid_inputs")]
+    assert columns[: len(bid_inputs.COLUMNS)] == list(bid_inputs.COLUMNS)
 
 
 def test_a_half_applied_migration_is_completed(scratch_database):
     clickhouse_schema.migrate()
     ch.execute("DROP TABLE schema_migrations", kind="ddl")  # forget it ever ran; the table stays
-    assert clickhouse_schema.migrate() == ["0001_analytics_events"]  # IF NOT EXISTS: no error
-    assert clickhouse_schema.applied() == {"0001_analytics_events"}
+    assert clickhouse_schema.migrate() == ["0001_analytics_events", "0002_bid_inputs"]  # IF NOT EXISTS: no error
+    assert clickhouse_schema.applied() == {"0001_analytics_events", "0002_bid_inputs"}
 
 
 @pytest.fixture

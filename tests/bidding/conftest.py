@@ -22,7 +22,7 @@ def events() -> EventRecorder:
 @pytest.fixture
 def make_processor(runtime, events):
     def build(rows, *, redis=None, **config) -> BidProcessor:
-        processor = BidProcessor(config=bid_config(**config), inference=runtime, redis=redis, emit_event=events)
+        processor = BidProcessor(config=bid_config(**config), inference=runtime, redis=redis, emit_event=events, emit_inputs=events.record)
         processor.set_snapshot(make_snapshot(rows))
         return processor
 

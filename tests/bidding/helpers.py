@@ -100,9 +100,14 @@ class EventRecorder:
 
     def __init__(self):
         self.events: list[tuple[str, dict]] = []
+        self.records: list[tuple[str, tuple]] = []
 
     def __call__(self, event_type: str, **fields):
         self.events.append((event_type, fields))
+
+    def record(self, kind: str, values: tuple):
+        """The processor's ``emit_inputs`` (serve-time inputs of each bid)."""
+        self.records.append((kind, values))
 
     def of(self, event_type: str) -> list[dict]:
         return [fields for kind, fields in self.events if kind == event_type]

@@ -360,7 +360,7 @@ async def test_not_ready_without_snapshot_is_a_no_bid(runtime, events):
     from apps.bidding.processor import BidProcessor
     from tests.bidding.helpers import bid_config
 
-    processor = BidProcessor(config=bid_config(), inference=runtime, emit_event=events)
+    processor = BidProcessor(config=bid_config(), inference=runtime, emit_event=events, emit_inputs=events.record)
     outcome = await processor.process(bid_request())
     assert not processor.ready and outcome.reason == "not_ready"
 
@@ -385,7 +385,7 @@ async def test_cached_profile_row_equals_the_feature_builders_row(make_processor
     for devicetype in (4, 2):  # the second request reuses the cached profile part
         await processor.process(bid_request(user_id="u", devicetype=devicetype))
     assert len(rows) == 2
-    for row, device in zip(rows, ("mobile", "desktop")):
+    for row, device in zip(rows, ("mobile", "desktop"), strict=True):
         expected = user_row(interests=interests, segments=(3, 70), loyalty=loyalty, recency=0.25, impressions_1h=1,
                             max_per_hour=4, device_type=device)
         np.testing.assert_array_equal(row, expected)

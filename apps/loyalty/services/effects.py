@@ -145,3 +145,14 @@ def _tier_change_event(*, before: str, after: str, reason: str) -> tuple[str, di
     TIER_CHANGES.labels(event[1]["extra"]["direction"]).inc()
     return event
 
+
+
+def emit_reward_signal(signal) -> None:
+    """The signal as an analytics event: the bid model's trainer joins it to impressions by
+    (user, offer) within its window (apps.training). Its id and time come from the stored row."""
+    emit_with_id(
+        "reward_signal", event_id=stable_event_id("loyalty.reward_signal", signal.signal_id),
+        timestamp_us=(signal.created_at - _EPOCH) // timedelta(microseconds=1),
+        user_id=signal.user_id, offer_id=signal.offer_id, reason=str(signal.signal_type),
+        amount=float(signal.reward), tier=str(signal.tier),
+    )

@@ -23,6 +23,7 @@ from apps.loyalty.models import (
 )
 from apps.loyalty.validation import OFFER_ID_MAX, _clean_user_id
 
+from .effects import emit_reward_signal
 from .results import RewardSignalResult
 
 log = structlog.get_logger("apps.loyalty.services")
@@ -101,6 +102,7 @@ def loyalty_reward_signal(
         )
         REWARD_SIGNALS.labels(signal_type).inc()
         transaction.on_commit(lambda: loyalty_publish_signals(signal_ids=[signal.pk]))
+        transaction.on_commit(lambda: emit_reward_signal(signal))
         return RewardSignalResult(
             signal_id=str(signal.signal_id), user_id=user_id, offer_id=offer_id, signal_type=signal_type,
             tier=str(signal.tier), reward=signal.reward,

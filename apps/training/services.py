@@ -1,0 +1,213 @@
+"""Writes of the training slice: train a bid model from what the bidders logged, and publish it
+through the inference registry only when it beats the model in service (no ORM).
+
+Champion / challenger (docs/DESIGN.md "Training the bid model"): the won impressions of the window,
+oldest first, are split by time — the first ``1 − HOLDOUT_FRACTION`` train the challenger, the
+newest ``HOLDOUT_FRACTION`` are the holdout. The champion is the model the bidders would load now
+(``InferenceRuntime.load``: the newest valid published file, else the seeded initialisation). On
+the holdout, the CTR head's log loss and AUC against the clicks, with a bootstrap (200 resamples,
+seeded) 95 % interval of the challenger's log loss. The challenger is published only when its log
+loss is lower than the champion's by more than that interval's half-width **and** its AUC is not
+lower. Either way its file keeps the metrics, the data window, the decision and the feature-layout
+version (``CoLaNetWeights.metadata`` / ``layout_version``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import structlog
+from django.conf import settings
+
+from apps.inference.features import FEATURE_LAYOUT_VERSION
+from apps.inference.model import CoLaNetWeights, validate_version
+from apps.training import dataset
+from apps.training.trainer import TrainConfig, TrainResult, auc, log_loss, predict_ctr, train
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_MIN_IMPRESSIONS = 1000
+DEFAULT_DAYS = 7
+HOLDOUT_FRACTION = 0.2
+BOOTSTRAP_SAMPLES = 200
+
+
+class NotEnoughData(ValueError):
+    """Fewer won impressions in the window than the trainer needs."""
+
+    def __init__(self, found: int, needed: int):
+        super().__init__(f"not enough training data: {found} impressions, need {needed}")
+        self.found, self.needed = found, needed
+
+
+def min_impressions() -> int:
+    """``TRAINING_MIN_IMPRESSIONS`` (default 1000): fewer won impressions than this and nothing is trained."""
+    return settings.TRAINING_MIN_IMPRESSIONS
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The CTR head on a holdout: log loss (with its bootstrap 95 % interval's half-width) and AUC."""
+
+    version: str
+    log_loss: float
+    log_loss_half_width: float
+    auc: float
+    rows: int
+    clicks: int
+
+
+@dataclass
+class Selection:
+    better: bool  # it beat the champion (published only with publish=True)
+    published: bool
+    reason: str
+    challenger: Evaluation
+    champion: Evaluation
+    path: Path  # the challenger's file (in the output directory)
+    published_path: Path | None = None
+
+
+@dataclass
+class TrainOutcome:
+    result: TrainResult
+    selection: Selection
+    path: Path
+    impressions: int  # won impressions in the window (train + holdout)
+    bids: int  # bids served in the window
+    clicks: int
+    since: dt.datetime
+    until: dt.datetime
+    history: list = field(default_factory=list)
+
+
+def model_evaluate(weights: CoLaNetWeights, X: np.ndarray, y: np.ndarray, *, seed: int = 0,
+                   samples: int = BOOTSTRAP_SAMPLES) -> Evaluation:
+    """Log loss and AUC of ``weights``' CTR head on ``(X, y)``; the log loss's bootstrap interval
+    (``samples`` resamples of the rows, ``numpy.random.default_rng(seed)``, percentiles 2.5–97.5)."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(predict_ctr(weights, X).astype(np.float64), 1e-6, 1 - 1e-6)
+    per_row = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    means = np.array([per_row[rng.integers(0, n, n)].mean() for _ in range(samples)]) if n else np.array([np.nan])
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return Evaluation(version=weights.version, log_loss=log_loss(y, p), log_loss_half_width=float((hi - lo) / 2),
+                      auc=auc(y, p), rows=n, clicks=int(y.sum()))
+
+
+def challenger_decide(*, challenger: Evaluation, champion: Evaluation) -> tuple[bool, str]:
+    """Publish only when the challenger's log loss is lower by more than its bootstrap half-width and
+    its AUC is not lower; returns (publish, why)."""
+    if math.isnan(challenger.auc) or math.isnan(champion.auc):
+        return False, f"the holdout ({challenger.rows} impressions, {challenger.clicks} clicks) needs clicks and non-clicks"
+    gain = champion.log_loss - challenger.log_loss
+    if gain <= challenger.log_loss_half_width:
+        return False, (f"log loss {challenger.log_loss:.5f} vs the champion's {champion.log_loss:.5f}: lower by "
+                       f"{gain:.5f}, not more than the bootstrap half-width {challenger.log_loss_half_width:.5f}")
+    if challenger.auc < champion.auc:
+        return False, f"AUC {challenger.auc:.4f} is lower than the champion's {champion.auc:.4f}"
+    return True, (f"log loss {challenger.log_loss:.5f} < {champion.log_loss:.5f} by {gain:.5f} "
+                  f"(> half-width {challenger.log_loss_half_width:.5f}), AUC {challenger.auc:.4f} >= {champion.auc:.4f}")
+
+
+def serving_weights(model_dir: str | Path | None = None) -> CoLaNetWeights:
+    """The model the bidders would score with now (``InferenceRuntime.load``'s choice)."""
+    from apps.inference.runtime import InferenceRuntime
+
+    runtime = InferenceRuntime.from_env()
+    if model_dir is not None:
+        runtime.model_dir = Path(model_dir)
+    runtime.load()
+    return runtime.provider.weights
+
+
+def challenger_publish_if_better(*, challenger: CoLaNetWeights, X_holdout: np.ndarray, y_holdout: np.ndarray,
+                                 out_dir: str | Path, model_dir: str | Path | None = None, publish: bool = True,
+                                 metadata: dict | None = None, seed: int = 0, redis_client=None) -> Selection:
+    """Compare ``challenger`` with the model in service on the holdout, write the challenger's file
+    (with metrics, decision and ``metadata``) to ``out_dir`` and, when it wins and ``publish``,
+    publish it through the inference registry (hot reload in every bidder)."""
+    from apps.inference.services import model_publish
+
+    champion = serving_weights(model_dir)
+    ours = model_evaluate(challenger, X_holdout, y_holdout, seed=seed)
+    theirs = model_evaluate(champion, X_holdout, y_holdout, seed=seed)
+    better, reason = challenger_decide(challenger=ours, champion=theirs)
+    meta = dict(metadata or {})
+    meta.update({
+        "feature_layout_version": FEATURE_LAYOUT_VERSION,
+        "holdout": {"challenger": asdict(ours), "champion": asdict(theirs)},
+        "decision": {"published": bool(better and publish), "better": better, "reason": reason},
+    })
+    weights = CoLaNetWeights(W1=challenger.W1, b1=challenger.b1, theta=challenger.theta, W2=challenger.W2,
+                             b2=challenger.b2, version=challenger.version, metadata=_jsonable(meta))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"colanet-{weights.version}.npz"
+    weights.to_npz(path)
+    selection = Selection(better=better, published=False, reason=reason, challenger=ours, champion=theirs, path=path)
+    if better and publish:
+        published = model_publish(source=path, model_dir=model_dir, redis_client=redis_client)
+        selection.published, selection.published_path = True, published.path
+    log.info("training_challenger_decided", challenger=ours.version, champion=theirs.version, better=better,
+             published=selection.published, reason=reason, challenger_log_loss=ours.log_loss,
+             champion_log_loss=theirs.log_loss, half_width=ours.log_loss_half_width, challenger_auc=ours.auc,
+             champion_auc=theirs.auc)
+    return selection
+
+
+def _jsonable(value):
+    """NaN is not JSON: stored as null."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def model_train(*, since: dt.datetime | None = None, until: dt.datetime | None = None, out_dir: str | Path,
+                version: str | None = None, config: TrainConfig | None = None, window_seconds: int | None = None,
+                needed: int | None = None, publish: bool = False, model_dir: str | Path | None = None,
+                progress: Callable[[dict], None] | None = None, redis_client=None) -> TrainOutcome:
+    """Build the training set of ``[since, until)`` (default: the last 7 days), train a challenger on
+    the older won impressions, judge it against the model in service on the newest ones (module
+    docstring) and, with ``publish``, publish it when it wins. Raises NotEnoughData."""
+    config = config or TrainConfig()
+    until = until or dt.datetime.now(dt.timezone.utc)
+    since = since or until - dt.timedelta(days=DEFAULT_DAYS)
+    needed = max(2, min_impressions() if needed is None else needed)
+    version = validate_version(version or f"trained-{until:%Y%m%dT%H%M%S}-s{config.seed}")
+    full = dataset.training_set_build(since=since, until=until, window_seconds=window_seconds)
+    won = full.won_only()
+    if len(won) < needed:
+        raise NotEnoughData(len(won), needed)
+    order = np.argsort(won.served_at, kind="stable")
+    cut = min(len(order) - 1, max(1, int(round(len(order) * (1 - HOLDOUT_FRACTION)))))
+    fit, hold = order[:cut], order[cut:]
+    result = train(won.X[fit], won.y_click[fit], won.reward[fit], version=version, config=config, progress=progress)
+    metadata = {
+        "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "data_window": {"since": since.isoformat(), "until": until.isoformat(),
+                        "label_window_seconds": full.window_seconds,
+                        "holdout_from": dt.datetime.fromtimestamp(float(won.served_at[hold[0]]), dt.timezone.utc).isoformat()},
+        "impressions": {"train": int(len(fit)), "holdout": int(len(hold)), "bids_in_window": len(full),
+                        "clicks_train": int(won.y_click[fit].sum()), "skipped_other_layout": full.skipped_layout},
+        "train": {"seed": config.seed, "epochs": config.epochs, "batch_size": config.batch_size,
+                  "learning_rate": config.learning_rate, "surrogate_beta": config.surrogate_beta,
+                  "score_weight": config.score_weight, "final_loss": result.history[-1]["loss"]},
+    }
+    selection = challenger_publish_if_better(challenger=result.weights, X_holdout=won.X[hold], y_holdout=won.y_click[hold],
+                                             out_dir=out_dir, model_dir=model_dir, publish=publish, metadata=metadata,
+                                             seed=config.seed, redis_client=redis_client)
+    log.info("training_model_trained", version=version, path=str(selection.path), impressions=len(won), bids=len(full),
+             clicks=int(won.y_click.sum()), since=since.isoformat(), until=until.isoformat(),
+             final_loss=result.history[-1]["loss"], skipped_layout=full.skipped_layout, published=selection.published)
+    return TrainOutcome(result=result, selection=selection, path=selection.path, impressions=len(won), bids=len(full),
+                        clicks=int(won.y_click.sum()), since=since, until=until, history=result.history)
