@@ -20,9 +20,13 @@ run: demo         ## set up, migrate, load demo data, start every process (Ctrl-
 	$(PY) manage.py collectstatic --noinput -v0
 	OPENBLAS_NUM_THREADS=1 $(VENV)/bin/honcho -f Procfile start
 
-test:             ## set up, then the whole test suite
+test:             ## set up, lint, then the whole test suite
 	WITH_BROWSER=1 bash scripts/setup.sh
+	bash scripts/lint.sh
 	bash scripts/test.sh
+
+lint:             ## ruff and mypy (pyproject.toml); `make test` runs it first
+	bash scripts/lint.sh
 
 services:
 	bash scripts/services.sh
