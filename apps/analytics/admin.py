@@ -20,6 +20,7 @@ from django.urls import path
 from apps.analytics import selectors
 from apps.analytics.models import Dashboard
 from apps.core import clickhouse as ch
+from apps.core.admin_mixins import ReadOnlyAdminMixin, ViewerAdminMixin
 from apps.core.api import NotFound, ServiceError
 from apps.core.roles import Role, user_has_role
 
@@ -44,21 +45,9 @@ def _campaign_choices() -> list[tuple[str, str]]:
 
 
 @admin.register(Dashboard)
-class DashboardAdmin(admin.ModelAdmin):
-    def has_module_permission(self, request) -> bool:
+class DashboardAdmin(ViewerAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    def can_view(self, request) -> bool:
         return _can_view(request)
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return _can_view(request)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def get_urls(self):
         live = path("live/", self.admin_site.admin_view(self.live_view), name="analytics_dashboard_live")

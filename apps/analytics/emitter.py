@@ -42,7 +42,6 @@ import collections
 import os
 import threading
 import time
-import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +51,7 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from apps.analytics import events
+from apps.analytics.event_ids import new_event_id, stable_event_id  # noqa: F401 - stable_event_id re-exported
 from config import env
 
 if TYPE_CHECKING:
@@ -79,51 +79,9 @@ _sleep = time.sleep
 _YIELD_EVERY = 64
 # The loop flusher (Emitter.run_in_loop) converts this many events between two turns of the event loop.
 _ROWS_PER_TURN = 128
-_urandom = os.urandom
-_ID_BATCH = 256
-_VERSION_4 = bytes(b & 0x0F | 0x40 for b in range(256))
-_VARIANT_10 = bytes(b & 0x3F | 0x80 for b in range(256))
-
-
-class _RandomIds:
-    """uuid4s as 32 hex digits, made ``_ID_BATCH`` at a time: one ``os.urandom`` call (a getrandom
-    syscall, ~1-6 µs under load) per batch instead of one per id. Thread-safe without a lock: ids are
-    handed out by a list iterator, whose ``next`` is atomic under the GIL; two threads refilling at
-    once each make their own batch (no id is handed out twice). A forked child starts a fresh batch."""
-
-    def __init__(self) -> None:
-        self._next = iter(()).__next__
-
-    def _refill(self) -> str:
-        raw = bytearray(_urandom(16 * _ID_BATCH))
-        raw[6::16] = raw[6::16].translate(_VERSION_4)  # RFC 4122: version 4 ...
-        raw[8::16] = raw[8::16].translate(_VARIANT_10)  # ... variant 10
-        h = raw.hex()
-        ids = [h[i : i + 32] for i in range(0, len(h), 32)]
-        nxt = iter(ids).__next__
-        first = nxt()
-        self._next = nxt
-        return first
-
-    def reset(self) -> None:
-        self._next = iter(()).__next__
-
-    def __call__(self) -> str:
-        try:
-            return self._next()
-        except StopIteration:
-            return self._refill()
-
-
-#: A uuid4 as 32 hex digits: the same bits as ``uuid.uuid4().hex`` (os.urandom, version and variant
-#: bits set) at a small fraction of the cost.
-new_event_id = _RandomIds()
-os.register_at_fork(after_in_child=new_event_id.reset)
 
 _check = events.check
 _RECORDS = events.RECORDS
-# Namespace of stable_event_id (fixed: changing it would change every derived id).
-_STABLE_NAMESPACE = uuid.UUID("5d0a1c44-3f4e-4d59-9b0e-6a8f2f0c7e11")
 
 DEFAULT_STREAM = "analytics:events"
 
@@ -299,37 +257,54 @@ class Emitter:
         return [(_ENCODE(rows[start : start + chunk]), len(rows[start : start + chunk]))
                 for start in range(0, len(rows), chunk)]
 
+    def _round(self, per_pause: int):
+        """One flush round as a sequence of steps, for :meth:`flush_once` (thread) and
+        :meth:`_flush_once_async` (event loop), which differ only in how they send and pause: retry
+        the held entries, then drain the buffer. It yields entries to write (the driver sends back
+        whether they were written) or ``None`` after each ``per_pause`` conversions (the driver lets
+        other work run); it returns True when all was written. Call it holding ``_flush_lock``."""
+        if self._pending:
+            if not (yield self._pending):
+                BUFFERED.set(self.backlog())
+                return False
+            EVENTS_FLUSHED.inc(self._held)
+            self._pending, self._held = [], 0
+        buf = self._buf
+        while buf:
+            rows: list[tuple] = []
+            count = min(self.round_max, len(buf))
+            while count > 0:
+                take = min(count, per_pause)
+                # counted as held before they leave the buffer, so emit never sees room that is
+                # not there, and backlog() stays exact at the pauses
+                self._held += take
+                self._drain_rows(take, rows)
+                count -= take
+                if count:
+                    yield None
+            entries = self._entries(rows)
+            self._pending, self._held = entries, len(rows)
+            if not (yield entries):
+                BUFFERED.set(self.backlog())
+                return False
+            EVENTS_FLUSHED.inc(len(rows))
+            self._pending, self._held = [], 0
+        BUFFERED.set(len(buf))
+        return True
+
     def flush_once(self) -> bool:
         """One flush round: retry held entries, then drain the buffer. True when all was written."""
         with self._flush_lock:
-            if self._pending:
-                if not self._send(self._pending):
-                    BUFFERED.set(self.backlog())
-                    return False
-                EVENTS_FLUSHED.inc(self._held)
-                self._pending, self._held = [], 0
-            buf = self._buf
-            while buf:
-                rows: list[tuple] = []
-                count = min(self.round_max, len(buf))
-                while count > 0:
-                    take = min(count, _YIELD_EVERY)
-                    # counted as held before they leave the buffer, so emit never sees room that is
-                    # not there, and backlog() stays exact at the yields
-                    self._held += take
-                    self._drain_rows(take, rows)
-                    count -= take
-                    if count:
-                        _sleep(0)  # let the event loop thread have the GIL (see _YIELD_EVERY)
-                entries = self._entries(rows)
-                self._pending, self._held = entries, len(rows)
-                if not self._send(entries):
-                    BUFFERED.set(self.backlog())
-                    return False
-                EVENTS_FLUSHED.inc(len(rows))
-                self._pending, self._held = [], 0
-            BUFFERED.set(len(buf))
-            return True
+            steps, written = self._round(_YIELD_EVERY), None
+            try:
+                while True:
+                    entries = steps.send(written)
+                    if entries is None:
+                        written = _sleep(0)  # let the event loop thread have the GIL (see _YIELD_EVERY)
+                    else:
+                        written = self._send(entries)
+            except StopIteration as done:
+                return done.value
 
     def flush(self, *, timeout: float = 5.0) -> bool:
         """Write everything buffered now (tests, exit). Retries until ``timeout``; True when empty."""
@@ -442,32 +417,15 @@ class Emitter:
         if not self._flush_lock.acquire(blocking=False):
             return False
         try:
-            if self._pending:
-                if not await self._send_async(client, self._pending):
-                    BUFFERED.set(self.backlog())
-                    return False
-                EVENTS_FLUSHED.inc(self._held)
-                self._pending, self._held = [], 0
-            buf = self._buf
-            while buf:
-                rows: list[tuple] = []
-                count = min(self.round_max, len(buf))
-                while count > 0:
-                    take = min(count, _ROWS_PER_TURN)
-                    self._held += take
-                    self._drain_rows(take, rows)
-                    count -= take
-                    if count:
-                        await asyncio.sleep(0)  # let requests that arrived meanwhile in
-                entries = self._entries(rows)
-                self._pending, self._held = entries, len(rows)
-                if not await self._send_async(client, entries):
-                    BUFFERED.set(self.backlog())
-                    return False
-                EVENTS_FLUSHED.inc(len(rows))
-                self._pending, self._held = [], 0
-            BUFFERED.set(len(buf))
-            return True
+            steps, written = self._round(_ROWS_PER_TURN), None
+            while True:
+                entries = steps.send(written)
+                if entries is None:
+                    written = await asyncio.sleep(0)  # let requests that arrived meanwhile in
+                else:
+                    written = await self._send_async(client, entries)
+        except StopIteration as done:
+            return done.value
         finally:
             self._flush_lock.release()
 
@@ -527,11 +485,6 @@ def emit(event_type: str, **fields: Any) -> None:
     every keyword one of :data:`apps.analytics.events.FIELDS` (else TypeError).
     """
     _default.emit(event_type, **fields)
-
-
-def stable_event_id(*parts: Any) -> str:
-    """A 32-hex event id derived from ``parts`` (uuid5): the same fact always gets the same id."""
-    return uuid.uuid5(_STABLE_NAMESPACE, "/".join(str(part) for part in parts)).hex
 
 
 def emit_with_id(event_type: str, *, event_id: str, timestamp_us: int, **fields: Any) -> None:

@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from apps.core.admin_mixins import ReadOnlyAdminMixin
+
 from .models import SpendFlush
 
 
 @admin.register(SpendFlush)
-class SpendFlushAdmin(admin.ModelAdmin):
+class SpendFlushAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: rows are written by the spend flush, never by hand."""
 
     list_display = ("created_at", "campaign_id", "amount_dollars", "batch_id")
@@ -15,12 +17,3 @@ class SpendFlushAdmin(admin.ModelAdmin):
     @admin.display(description="amount (USD)")
     def amount_dollars(self, obj: SpendFlush) -> str:
         return f"{obj.amount_micros / 1_000_000:.6f}"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -23,12 +23,13 @@ from apps.bidding.models import SpendFlush
 from apps.bidding.wins import SPEND_DIRTY_KEY, spend_pending_key
 from apps.campaigns import selectors as campaign_selectors
 from apps.campaigns import services as campaign_services
+from apps.core import channels
 from apps.core import redis as redis_store
 from apps.core.api import NotFound, ServiceError
 
 log = structlog.get_logger(__name__)
 
-BIDDABLE_CHANNELS = frozenset({"display"})
+BIDDABLE_CHANNELS = channels.BIDDABLE_CHANNELS
 SPEND_INFLIGHT_KEY = "spend:inflight"  # hash batch_id -> "campaign_id:micros", claimed but not yet in Postgres
 MICROS = Decimal(1_000_000)
 

@@ -6,23 +6,12 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html_join
 
+from apps.core.admin_mixins import ReadOnlyAdminMixin, ReadOnlyTabularInline
+
 from .models import ApprovalVote, CampaignEdit, CampaignTransition
 
 
-class _ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
+class _ReadOnlyInline(ReadOnlyTabularInline):
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("campaigns.view_campaign")
 
@@ -72,7 +61,7 @@ class CampaignEditInline(_ReadOnlyInline):
 
 
 @admin.register(CampaignTransition)
-class CampaignTransitionAdmin(admin.ModelAdmin):
+class CampaignTransitionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The audit trail across campaigns (read-only)."""
 
     list_display = ("created_at", "campaign", "action", "from_status", "to_status", "actor", "reason")
@@ -81,18 +70,9 @@ class CampaignTransitionAdmin(admin.ModelAdmin):
     list_select_related = ("campaign", "actor")
     date_hierarchy = "created_at"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(CampaignEdit)
-class CampaignEditAdmin(admin.ModelAdmin):
+class CampaignEditAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every edit across campaigns with its old and new values (read-only; the services write them)."""
 
     list_display = ("created_at", "campaign", "action", "offer_id", "actor", "source", "diff")
@@ -105,12 +85,3 @@ class CampaignEditAdmin(admin.ModelAdmin):
     @admin.display(description="Changes")
     def diff(self, edit: CampaignEdit):
         return edit_diff(edit)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

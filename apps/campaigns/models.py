@@ -14,6 +14,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django_fsm import FSMField, transition
 
+from apps.core.channels import CampaignChannel
+
 
 class CampaignStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
@@ -27,16 +29,8 @@ class CampaignStatus(models.TextChoices):
     ARCHIVED = "archived", "Archived"
 
 
-class Channel(models.TextChoices):
-    DISPLAY = "display", "Display (OpenRTB)"
-    EMAIL = "email", "Email"
-    SMS = "sms", "SMS"
-    WHATSAPP = "whatsapp", "WhatsApp"
-    PUSH = "push", "Push"
-    IN_APP = "in_app", "In-app"
-    WEB = "web", "Web personalisation"
-    IN_STORE = "in_store", "In-store"
-    PAID_MEDIA = "paid_media", "Paid media"
+#: Where a campaign runs: the campaign subset of the one vocabulary (apps/core/channels.py).
+Channel = CampaignChannel
 
 
 class DeviceType(models.TextChoices):

@@ -8,7 +8,7 @@ naming the field.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -158,47 +158,51 @@ def _datetime(field: str, value: Any) -> datetime:
     return value
 
 
-def _choices(field: str, values: Any, allowed: Iterable[str], *, non_empty: bool = False) -> list[str]:
+def _distinct(field: str, values: Any, clean: Callable[[Any], Any], *, what: str = "a list") -> list:
+    """``values`` (a list, not a string) cleaned one by one with ``clean``, which raises for a bad
+    item; repeats are dropped, the first order kept."""
     if isinstance(values, str) or not isinstance(values, Iterable):
-        raise ServiceError(f"{field} must be a list.", field=field)
-    allowed = list(allowed)
-    out: list[str] = []
+        raise ServiceError(f"{field} must be {what}.", field=field)
+    out: list = []
     for value in values:
+        item = clean(value)
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _choices(field: str, values: Any, allowed: Iterable[str], *, non_empty: bool = False) -> list[str]:
+    allowed = list(allowed)
+
+    def known(value: Any) -> str:
         if value not in allowed:
             raise ServiceError(f"{field}: unknown value {value!r}; choose from {', '.join(allowed)}.", field=field)
-        if value not in out:
-            out.append(value)
+        return value
+
+    out = _distinct(field, values, known)
     if non_empty and not out:
         raise ServiceError(f"{field} needs at least one value.", field=field, code="required")
     return out
 
 
+def _country(value: Any) -> str:
+    code = normalise_country(value) if isinstance(value, str) else None
+    if code is None:
+        raise ServiceError(
+            f"target_countries: {value!r} is not an ISO 3166-1 country code "
+            "(use alpha-3 like USA or alpha-2 like US).",
+            field="target_countries",
+        )
+    return code
+
+
 def _countries(values: Any) -> list[str]:
-    if isinstance(values, str) or not isinstance(values, Iterable):
-        raise ServiceError("target_countries must be a list.", field="target_countries")
-    out: list[str] = []
-    for value in values:
-        code = normalise_country(value) if isinstance(value, str) else None
-        if code is None:
-            raise ServiceError(
-                f"target_countries: {value!r} is not an ISO 3166-1 country code "
-                "(use alpha-3 like USA or alpha-2 like US).",
-                field="target_countries",
-            )
-        if code not in out:
-            out.append(code)
-    return out
+    return _distinct("target_countries", values, _country)
 
 
 def _segments(values: Any) -> list[int]:
-    if isinstance(values, str) or not isinstance(values, Iterable):
-        raise ServiceError("target_segments must be a list of segment ids.", field="target_segments")
-    out: list[int] = []
-    for value in values:
-        segment = _int("target_segments", value, minimum=0)
-        if segment not in out:
-            out.append(segment)
-    return out
+    return _distinct("target_segments", values, lambda value: _int("target_segments", value, minimum=0),
+                     what="a list of segment ids")
 
 
 def _clean_campaign(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,25 +15,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from apps.core.admin_mixins import ReadOnlyAdminMixin
 from apps.core.api import ServiceError
 from apps.core.roles import user_has_role
 from apps.loyalty import services
 from apps.loyalty.models import ChannelBonus, LedgerEntry, LoyaltyAccount, Promotion, RewardSignal
 
 RECENT_LEDGER_ROWS = 20
-
-
-class ReadOnlyAdminMixin:
-    """The ledger and signals are written by services only."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class RecentLedgerFormSet(BaseInlineFormSet):

@@ -16,6 +16,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.channels import LoyaltyChannel
+
 
 class Tier(models.TextChoices):
     GREEN = "green", "Green"
@@ -23,11 +25,8 @@ class Tier(models.TextChoices):
     RESERVE = "reserve", "Reserve"
 
 
-class PreferredChannel(models.TextChoices):
-    IN_STORE = "in_store", "In store"
-    APP = "app", "App"
-    WEB = "web", "Web"
-    DRIVE_THROUGH = "drive_through", "Drive-through"
+#: A member's preferred purchase channel: the loyalty subset of the one vocabulary (apps/core/channels.py).
+PreferredChannel = LoyaltyChannel
 
 
 class LedgerKind(models.TextChoices):

@@ -19,6 +19,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from apps.core.channels import DeliveryChannel
+
 
 class Source(models.TextChoices):
     MOBILE_APP = "mobile_app", "Mobile app"
@@ -50,16 +52,9 @@ class Transport(models.TextChoices):
     NATS = "nats", "NATS"
 
 
-class Channel(models.TextChoices):
-    """Activation channels, in the order of the cascade (docs/RULES.md §5)."""
-
-    IN_STORE = "in_store", "In-store (kiosk / signage)"
-    PUSH = "push", "Push"
-    IN_APP = "in_app", "In-app message"
-    SMS = "sms", "SMS"
-    EMAIL = "email", "Email"
-    WEB = "web", "Web personalisation"
-    PAID_MEDIA = "paid_media", "Paid media"
+#: Activation channels, in the order of the cascade (docs/RULES.md §5): the delivery subset of the one
+#: vocabulary (apps/core/channels.py).
+Channel = DeliveryChannel
 
 
 class IngestSource(models.Model):

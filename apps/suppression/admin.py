@@ -23,6 +23,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from apps.core.admin_mixins import ReadOnlyAdminMixin, ViewerAdminMixin
 from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
 
@@ -43,6 +44,13 @@ def _can_write(request) -> bool:
 
 def _can_remove(request) -> bool:
     return user_has_role(request.user)
+
+
+class _SuppressionAdmin(ViewerAdminMixin, admin.ModelAdmin):
+    """Marketers and Approvers see the suppression admin (docs/RULES.md §4 "Who")."""
+
+    def can_view(self, request) -> bool:
+        return _can_view(request)
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -126,7 +134,7 @@ class ImportForm(forms.Form):
 
 
 @admin.register(SuppressionEntry)
-class SuppressionEntryAdmin(admin.ModelAdmin):
+class SuppressionEntryAdmin(_SuppressionAdmin):
     form = SuppressionAddForm
     list_display = ["identifier", "channel", "reason", "status_badge", "expires_at", "source", "created_by",
                     "created_at"]
@@ -141,12 +149,6 @@ class SuppressionEntryAdmin(admin.ModelAdmin):
     change_list_template = "admin/suppression/suppressionentry/change_list.html"
 
     # --- permissions by role ----------------------------------------------------------------
-    def has_module_permission(self, request):
-        return _can_view(request)
-
-    def has_view_permission(self, request, obj=None):
-        return _can_view(request)
-
     def has_add_permission(self, request):
         return _can_write(request)
 
@@ -358,31 +360,16 @@ class SuppressionEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(SuppressionAudit)
-class SuppressionAuditAdmin(admin.ModelAdmin):
+class SuppressionAuditAdmin(ReadOnlyAdminMixin, _SuppressionAdmin):
     list_display = ["at", "action", "identifier", "channel", "reason", "expires_at", "actor", "note", "source"]
     list_filter = ["action", "channel", "reason"]
     search_fields = ["identifier", "note", "source"]
     date_hierarchy = "at"
     list_select_related = ["actor"]
 
-    def has_module_permission(self, request):
-        return _can_view(request)
-
-    def has_view_permission(self, request, obj=None):
-        return _can_view(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(SuppressionImport)
-class SuppressionImportAdmin(admin.ModelAdmin):
+class SuppressionImportAdmin(ReadOnlyAdminMixin, _SuppressionAdmin):
     list_display = ["id", "filename", "status", "total_rows", "processed_rows", "added", "updated", "skipped",
                     "created_by", "created_at", "summary_link"]
     list_filter = ["status"]
@@ -395,17 +382,3 @@ class SuppressionImportAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">progress / summary</a>',
                            reverse("admin:suppression_import_status", args=[obj.pk]))
 
-    def has_module_permission(self, request):
-        return _can_view(request)
-
-    def has_view_permission(self, request, obj=None):
-        return _can_view(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -13,13 +13,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.channels import SuppressionChannel
 
-class Channel(models.TextChoices):
-    EMAIL = "email", "Email"
-    SMS = "sms", "SMS"
-    PUSH = "push", "Push"
-    IN_APP = "in_app", "In-app"
-    ALL = "all", "All channels"
+#: What an entry covers: the suppressible subset of the one vocabulary (apps/core/channels.py).
+Channel = SuppressionChannel
 
 
 class Reason(models.TextChoices):

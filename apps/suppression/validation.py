@@ -25,26 +25,21 @@ __all__ = [
 ]
 
 
-def validate_channel(channel, *, field: str = "channel") -> str:
-    value = channel.strip().lower() if isinstance(channel, str) else channel
+def _one_of(raw, allowed: list[str], *, what: str, field: str) -> str:
+    value = raw.strip().lower() if isinstance(raw, str) else raw
     if value is None or value == "":
-        raise ServiceError("channel is required", field=field)
-    if value not in Channel.values:
-        raise ServiceError(
-            f"unknown channel {channel!r} (expected one of: {', '.join(Channel.values)})", field=field
-        )
+        raise ServiceError(f"{what} is required", field=field)
+    if value not in allowed:
+        raise ServiceError(f"unknown {what} {raw!r} (expected one of: {', '.join(allowed)})", field=field)
     return value
+
+
+def validate_channel(channel, *, field: str = "channel") -> str:
+    return _one_of(channel, Channel.values, what="channel", field=field)
 
 
 def validate_reason(reason, *, field: str = "reason") -> str:
-    value = reason.strip().lower() if isinstance(reason, str) else reason
-    if value is None or value == "":
-        raise ServiceError("reason is required", field=field)
-    if value not in Reason.values:
-        raise ServiceError(
-            f"unknown reason {reason!r} (expected one of: {', '.join(Reason.values)})", field=field
-        )
-    return value
+    return _one_of(reason, Reason.values, what="reason", field=field)
 
 
 _KIND_NOT_ON = {

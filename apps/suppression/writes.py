@@ -6,7 +6,7 @@ Every change leaves a ``SuppressionAudit`` row in its transaction. Inputs and ro
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import datetime
@@ -203,6 +203,35 @@ def _describe(entry: SuppressionEntry) -> str:
     return f"already suppressed ({entry.reason}, {until})"
 
 
+def _batch_rows(entries: list, parse, *, needs: str, on_invalid: str, row_label: str, seen: dict,
+                skipped: list) -> Iterator[tuple[int, object, dict, tuple]]:
+    """The usable entries of a batch, as ``(index, row, raw, parse(raw))``; ``parse`` returns a tuple
+    that starts with the (identifier key, channel) pair and raises ServiceError for a bad entry.
+
+    ``row`` is the entry's ``row`` label (default: its index). An entry that is not an object
+    (it ``needs`` those keys) or that ``parse`` refuses is appended to ``skipped`` as ``(index, row,
+    why)``, or with ``on_invalid="raise"`` refuses the batch (field ``entries[i].<field>``). An entry
+    whose pair is already in ``seen`` (pair → row, filled here) is skipped as a duplicate."""
+    for index, raw in enumerate(entries):
+        row = raw.get("row", index) if isinstance(raw, dict) else index
+        try:
+            if not isinstance(raw, dict):
+                raise ServiceError(f"each entry must be an object with {needs}", field="")
+            parsed = parse(raw)
+        except ServiceError as exc:
+            if on_invalid == "raise":
+                name = f"entries[{index}].{exc.field}" if exc.field else f"entries[{index}]"
+                raise ServiceError(f"{row_label} {row}: {exc.message}", field=name) from None
+            skipped.append((index, row, exc.message))
+            continue
+        pair = parsed[:2]
+        if pair in seen:
+            skipped.append((index, row, f"duplicate of {row_label} {seen[pair]}"))
+            continue
+        seen[pair] = row
+        yield index, row, raw, parsed
+
+
 def suppression_bulk_add(*, entries: list[dict], created_by, source: str = "", on_invalid: str = "raise",
                          seen: dict | None = None, row_label: str = "row", quiet: bool = False) -> BulkResult:
     """Add many entries in one transaction.
@@ -227,26 +256,16 @@ def suppression_bulk_add(*, entries: list[dict], created_by, source: str = "", o
     candidates: list[tuple[int, object, str, str, str, str, str, datetime | None]] = []
     changes: Counter = Counter()
 
-    for index, raw in enumerate(entries):
-        row = raw.get("row", index) if isinstance(raw, dict) else index
-        try:
-            if not isinstance(raw, dict):
-                raise ServiceError("each entry must be an object with identifier, channel and reason", field="")
-            key, kind = classify_and_normalise(raw.get("identifier"), field="identifier")
-            channel = validate_channel(raw.get("channel"))
-            check_kind_fits_channel(kind, channel)
-            reason = validate_reason(raw.get("reason"))
-            expires_at = parse_expires_at(raw.get("expires_at"), now=now)
-        except ServiceError as exc:
-            if on_invalid == "raise":
-                name = f"entries[{index}].{exc.field}" if exc.field else f"entries[{index}]"
-                raise ServiceError(f"{row_label} {row}: {exc.message}", field=name) from None
-            skipped.append((index, row, exc.message))
-            continue
-        if (key, channel) in seen:
-            skipped.append((index, row, f"duplicate of {row_label} {seen[(key, channel)]}"))
-            continue
-        seen[(key, channel)] = row
+    def parse(raw: dict) -> tuple:
+        key, kind = classify_and_normalise(raw.get("identifier"), field="identifier")
+        channel = validate_channel(raw.get("channel"))
+        check_kind_fits_channel(kind, channel)
+        return key, channel, kind, validate_reason(raw.get("reason")), parse_expires_at(raw.get("expires_at"), now=now)
+
+    for index, row, raw, (key, channel, kind, reason, expires_at) in _batch_rows(
+        entries, parse, needs="identifier, channel and reason", on_invalid=on_invalid, row_label=row_label,
+        seen=seen, skipped=skipped,
+    ):
         row_source = (str(raw.get("source") or "").strip() or default_source)[:200]
         candidates.append((index, row, key, kind, channel, reason, row_source, expires_at))
 
@@ -342,24 +361,14 @@ def suppression_bulk_remove(*, entries: list[dict], removed_by, note: str = "", 
     note = (note or "").strip()[:500]
     result = BulkRemoveResult()
     skipped: list[tuple[int, object, str]] = []
-    wanted: dict[tuple[str, str], tuple[int, object]] = {}
-    for index, raw in enumerate(entries):
-        row = raw.get("row", index) if isinstance(raw, dict) else index
-        try:
-            if not isinstance(raw, dict):
-                raise ServiceError("each entry must be an object with identifier and channel", field="")
-            key = classify_and_normalise(raw.get("identifier"), field="identifier")[0]
-            channel = validate_channel(raw.get("channel"))
-        except ServiceError as exc:
-            if on_invalid == "raise":
-                name = f"entries[{index}].{exc.field}" if exc.field else f"entries[{index}]"
-                raise ServiceError(f"row {row}: {exc.message}", field=name) from None
-            skipped.append((index, row, exc.message))
-            continue
-        if (key, channel) in wanted:
-            skipped.append((index, row, f"duplicate of row {wanted[(key, channel)][1]}"))
-            continue
-        wanted[(key, channel)] = (index, row)
+    def parse(raw: dict) -> tuple[str, str]:
+        return classify_and_normalise(raw.get("identifier"), field="identifier")[0], validate_channel(raw.get("channel"))
+
+    wanted: dict[tuple[str, str], tuple[int, object]] = {
+        pair: (index, row)
+        for index, row, _, pair in _batch_rows(entries, parse, needs="identifier and channel", on_invalid=on_invalid,
+                                               row_label="row", seen={}, skipped=skipped)
+    }
     with transaction.atomic():
         found = {
             (e.identifier, e.channel): e

@@ -43,11 +43,11 @@ SPECTACULAR_SETTINGS = {
     # One schema name per shared choice set (fields named differently reuse the same enum).
     "ENUM_NAME_OVERRIDES": {
         "LoyaltyTierEnum": "apps.loyalty.models.Tier",
-        "CampaignChannelEnum": "apps.campaigns.models.Channel",
+        "CampaignChannelEnum": "apps.core.channels.CampaignChannel",
         "CampaignStatusEnum": "apps.campaigns.models.CampaignStatus",
-        "MessageChannelEnum": "apps.omnichannel.models.Channel",
+        "MessageChannelEnum": "apps.core.channels.DeliveryChannel",
         "ActivationStatusEnum": "apps.omnichannel.models.ActivationStatus",
-        "SuppressionChannelEnum": "apps.suppression.models.Channel",
+        "SuppressionChannelEnum": "apps.core.channels.SuppressionChannel",
         "SendStatusEnum": "apps.omnichannel.models.SendStatus",
     },
 }

@@ -27,12 +27,23 @@ from .common import (
 )
 
 
+def _lock_for(campaign_id: int, action: str, *, actor, doing: str, role: str = Role.MARKETER,
+              system_may: bool = False) -> Campaign:
+    """The campaign, locked, once its state allows ``action`` (checked first, docs/RULES.md §3) and
+    ``actor`` has ``role`` (``system_may``: or is None, i.e. beat) to do it."""
+    campaign = _lock(campaign_id)
+    _require_state(campaign, action)
+    if system_may:
+        _require_marketer_or_system(actor, doing)
+    else:
+        _require_role(actor, role, doing)
+    return campaign
+
+
 @transaction.atomic
 def campaign_submit(*, campaign_id: int, actor, reason: str = "") -> Campaign:
     """draft → in_review. Picks the strictest matching approval rule and opens a new review round."""
-    campaign = _lock(campaign_id)
-    _require_state(campaign, "submit")
-    _require_role(actor, Role.MARKETER, "submit campaigns")
+    campaign = _lock_for(campaign_id, "submit", actor=actor, doing="submit campaigns")
     if not campaign.offers.exists():
         raise ServiceError("Add at least one offer before submitting.", field="offers")
     if schedule_has_ended(end_at=campaign.end_at, now=timezone.now()):
@@ -102,9 +113,7 @@ def campaign_reject(*, campaign_id: int, actor, reason: str) -> Campaign:
 def campaign_request_changes(*, campaign_id: int, actor, reason: str) -> Campaign:
     """in_review → draft, back to the marketer with a note of what to change (required)."""
     reason = _required_reason(reason, "request changes")
-    campaign = _lock(campaign_id)
-    _require_state(campaign, "request_changes")
-    _require_role(actor, Role.APPROVER, "request changes")
+    campaign = _lock_for(campaign_id, "request_changes", actor=actor, role=Role.APPROVER, doing="request changes")
     if actor.pk in (campaign.submitted_by_id, campaign.created_by_id):
         raise PermissionDenied("You cannot review your own submission.", code="self_approval")
     return _transition(campaign, "request_changes", actor=actor, reason=reason)
@@ -113,18 +122,14 @@ def campaign_request_changes(*, campaign_id: int, actor, reason: str) -> Campaig
 @transaction.atomic
 def campaign_revise(*, campaign_id: int, actor, reason: str = "") -> Campaign:
     """rejected → draft, so the marketer can edit and submit again."""
-    campaign = _lock(campaign_id)
-    _require_state(campaign, "revise")
-    _require_role(actor, Role.MARKETER, "revise campaigns")
+    campaign = _lock_for(campaign_id, "revise", actor=actor, doing="revise campaigns")
     return _transition(campaign, "revise", actor=actor, reason=reason.strip())
 
 
 @transaction.atomic
 def campaign_schedule(*, campaign_id: int, actor, reason: str = "") -> Campaign:
     """approved → scheduled; the start time must be in the future (beat puts it live then)."""
-    campaign = _lock(campaign_id)
-    _require_state(campaign, "schedule")
-    _require_role(actor, Role.MARKETER, "schedule campaigns")
+    campaign = _lock_for(campaign_id, "schedule", actor=actor, doing="schedule campaigns")
     if schedule_has_started(start_at=campaign.start_at, now=timezone.now()):
         raise ServiceError("start_at has already passed: put the campaign live instead of scheduling it.",
                            field="start_at")
@@ -136,9 +141,7 @@ def campaign_schedule(*, campaign_id: int, actor, reason: str = "") -> Campaign:
 def campaign_go_live(*, campaign_id: int, actor=None, reason: str = "") -> Campaign:
     """scheduled → live when the start time has come (beat, ``actor=None``); approved → live when it
     already has (a marketer). Refused before the start, after the end, or with no budget left."""
-    campaign = _lock(campaign_id)
-    _require_state(campaign, "go_live")
-    _require_marketer_or_system(actor, "put campaigns live")
+    campaign = _lock_for(campaign_id, "go_live", actor=actor, doing="put campaigns live", system_may=True)
     now = timezone.now()
     if not schedule_has_started(start_at=campaign.start_at, now=now):
         raise ServiceError("start_at is still in the future: schedule the campaign instead.", field="start_at")
@@ -153,9 +156,7 @@ def campaign_go_live(*, campaign_id: int, actor=None, reason: str = "") -> Campa
 @transaction.atomic
 def campaign_pause(*, campaign_id: int, actor, reason: str = "") -> Campaign:
     """live → paused (stops bidding)."""
-    campaign = _lock(campaign_id)
-    _require_state(campaign, "pause")
-    _require_role(actor, Role.MARKETER, "pause campaigns")
+    campaign = _lock_for(campaign_id, "pause", actor=actor, doing="pause campaigns")
     return _transition(campaign, "pause", actor=actor, reason=reason.strip())
 
 
@@ -163,9 +164,7 @@ def campaign_pause(*, campaign_id: int, actor, reason: str = "") -> Campaign:
 def campaign_resume(*, campaign_id: int, actor, reason: str = "") -> Campaign:
     """paused → live. If the end time passed or the budget ran out meanwhile, the campaign is
     completed at once (a second audit row) rather than left paused for ever."""
-    campaign = _lock(campaign_id)
-    _require_state(campaign, "resume")
-    _require_role(actor, Role.MARKETER, "resume campaigns")
+    campaign = _lock_for(campaign_id, "resume", actor=actor, doing="resume campaigns")
     _transition(campaign, "resume", actor=actor, reason=reason.strip())
     if schedule_has_ended(end_at=campaign.end_at, now=timezone.now()):
         _transition(campaign, "complete", actor=actor, reason="end time reached")
@@ -179,18 +178,14 @@ def campaign_complete(*, campaign_id: int, actor=None, reason: str) -> Campaign:
     """live → completed: by beat (``actor=None``) at the end time or when the budget is spent, or by a
     marketer ending it early. A reason is required."""
     reason = _required_reason(reason, "complete a campaign")
-    campaign = _lock(campaign_id)
-    _require_state(campaign, "complete")
-    _require_marketer_or_system(actor, "complete campaigns")
+    campaign = _lock_for(campaign_id, "complete", actor=actor, doing="complete campaigns", system_may=True)
     return _transition(campaign, "complete", actor=actor, reason=reason)
 
 
 @transaction.atomic
 def campaign_archive(*, campaign_id: int, actor, reason: str = "") -> Campaign:
     """completed → archived."""
-    campaign = _lock(campaign_id)
-    _require_state(campaign, "archive")
-    _require_role(actor, Role.MARKETER, "archive campaigns")
+    campaign = _lock_for(campaign_id, "archive", actor=actor, doing="archive campaigns")
     return _transition(campaign, "archive", actor=actor, reason=reason.strip())
 
 

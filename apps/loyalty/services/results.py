@@ -2,9 +2,31 @@
 their JSON form)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_type_hints
+
+
+class _StoredAnswer:
+    """A result stored as an idempotent answer. Its JSON form has each Decimal field as a string and
+    no ``replayed`` flag (whoever reads the stored answer back knows whether it is a replay)."""
+
+    @classmethod
+    def _decimal_fields(cls) -> list[str]:
+        hints = get_type_hints(cls)
+        return [f.name for f in fields(cls) if hints[f.name] is Decimal]
+
+    def as_json(self) -> dict[str, Any]:
+        body = asdict(self)
+        body.pop("replayed")
+        for name in self._decimal_fields():
+            body[name] = str(body[name])
+        return body
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any], *, replayed: bool):
+        decimals = {name: Decimal(body[name]) for name in cls._decimal_fields()}
+        return cls(**{**body, **decimals, "replayed": replayed})
 
 
 @dataclass(frozen=True)
@@ -21,7 +43,7 @@ class EarnResult:
 
 
 @dataclass(frozen=True)
-class RedeemResult:
+class RedeemResult(_StoredAnswer):
     user_id: str
     redemption_tier: str
     stars_spent: int
@@ -31,16 +53,6 @@ class RedeemResult:
     total_redemptions: int
     ledger_entry_id: int
     replayed: bool = False
-
-    def as_json(self) -> dict[str, Any]:
-        body = asdict(self)
-        body.pop("replayed")
-        body["value"] = str(self.value)
-        return body
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any], *, replayed: bool) -> "RedeemResult":
-        return cls(**{**body, "value": Decimal(body["value"]), "replayed": replayed})
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,7 @@ class AdjustResult:
 
 
 @dataclass(frozen=True)
-class RewardSignalResult:
+class RewardSignalResult(_StoredAnswer):
     signal_id: str
     user_id: str
     offer_id: str
@@ -61,10 +73,4 @@ class RewardSignalResult:
     tier: str
     reward: Decimal
     replayed: bool = False
-
-    def as_json(self) -> dict[str, Any]:
-        body = asdict(self)
-        body.pop("replayed")
-        body["reward"] = str(self.reward)
-        return body
 

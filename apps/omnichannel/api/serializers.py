@@ -113,43 +113,40 @@ class EmailAnalyticsFilters(FilterParams):
                                            help_text="Only this campaign's activations")
 
 
-class EmailAnalyticsOut(serializers.Serializer):
+class _EmailCounters(serializers.Serializer):
+    """SendGrid counters and rates: of one activation, or summed over many."""
+
+    total_sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    opens = serializers.IntegerField()
+    unique_opens = serializers.IntegerField()
+    clicks = serializers.IntegerField()
+    unique_clicks = serializers.IntegerField()
+    bounces = serializers.IntegerField()
+    spam_reports = serializers.IntegerField()
+    unsubscribes = serializers.IntegerField()
+    dropped = serializers.IntegerField()
+    deferred = serializers.IntegerField()
+    open_rate = serializers.FloatField()
+    click_rate = serializers.FloatField()
+    bounce_rate = serializers.FloatField()
+
+
+class _EmailActivation(serializers.Serializer):
     activation_id = serializers.IntegerField()
     campaign_id = serializers.IntegerField(allow_null=True)
     offer_id = serializers.IntegerField(allow_null=True)
     user_id = serializers.CharField()
     status = serializers.CharField()
-    total_sent = serializers.IntegerField()
-    delivered = serializers.IntegerField()
-    opens = serializers.IntegerField()
-    unique_opens = serializers.IntegerField()
-    clicks = serializers.IntegerField()
-    unique_clicks = serializers.IntegerField()
-    bounces = serializers.IntegerField()
-    spam_reports = serializers.IntegerField()
-    unsubscribes = serializers.IntegerField()
-    dropped = serializers.IntegerField()
-    deferred = serializers.IntegerField()
-    open_rate = serializers.FloatField()
-    click_rate = serializers.FloatField()
-    bounce_rate = serializers.FloatField()
 
 
-class EmailAnalyticsTotalsOut(serializers.Serializer):
-    total_sent = serializers.IntegerField()
-    delivered = serializers.IntegerField()
-    opens = serializers.IntegerField()
-    unique_opens = serializers.IntegerField()
-    clicks = serializers.IntegerField()
-    unique_clicks = serializers.IntegerField()
-    bounces = serializers.IntegerField()
-    spam_reports = serializers.IntegerField()
-    unsubscribes = serializers.IntegerField()
-    dropped = serializers.IntegerField()
-    deferred = serializers.IntegerField()
-    open_rate = serializers.FloatField()
-    click_rate = serializers.FloatField()
-    bounce_rate = serializers.FloatField()
+class EmailAnalyticsOut(_EmailActivation, _EmailCounters):
+    """One email activation and its counters."""
+
+
+class EmailAnalyticsTotalsOut(_EmailCounters):
+    """The counters summed over every matching activation, and how many there are."""
+
     activations = serializers.IntegerField()
 
 
