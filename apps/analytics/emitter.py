@@ -51,11 +51,12 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from apps.analytics import events
+from apps.analytics.emitter_loop import LoopFlushing
 from apps.analytics.event_ids import new_event_id, stable_event_id  # noqa: F401 - stable_event_id re-exported
 from config import env
 
 if TYPE_CHECKING:
-    import asyncio
+    pass
 
 log = structlog.get_logger(__name__)
 
@@ -77,8 +78,6 @@ _sleep = time.sleep
 # an asyncio worker's event loop waiting 1-2 ms (and up to the 5 ms switch interval). Every
 # _YIELD_EVERY events it sleeps(0), releasing the GIL, so the loop thread waits at most ~0.3 ms.
 _YIELD_EVERY = 64
-# The loop flusher (Emitter.run_in_loop) converts this many events between two turns of the event loop.
-_ROWS_PER_TURN = 128
 
 _check = events.check
 _RECORDS = events.RECORDS
@@ -92,7 +91,7 @@ def stream_name() -> str:
     return env.ANALYTICS_STREAM or DEFAULT_STREAM
 
 
-class Emitter:
+class Emitter(LoopFlushing):
     """A bounded buffer plus its background flusher. The process-wide instance backs :func:`emit`;
     tests build their own (another Redis URL, a small capacity)."""
 
@@ -317,118 +316,6 @@ class Emitter:
             time.sleep(0.05)
 
     # --- asyncio processes ----------------------------------------------------------------------
-    def run_in_loop(self) -> "asyncio.Task":
-        """Flush from the running event loop instead of a thread; returns the flusher task.
-
-        For asyncio processes whose loop thread holds the GIL most of the time (the bid workers, the
-        gRPC sidecar, the NATS agents). There, every GIL hand-off to a flusher thread — one per
-        ``sendall``, per ``recv``, per yield — waits for the loop thread to drop the GIL and makes
-        it wait in turn: measured on this 2-core VM, a 33-entry pipeline cost 7.6 ms of CPU and
-        170 ms of wall time beside a busy thread against 0.6 ms alone, and ~34 µs of flusher CPU
-        per bid request. On the loop the same round is a few plain function calls between requests
-        (``_ROWS_PER_TURN`` events, then the loop serves what arrived) and one async pipeline.
-
-        A thread already running is stopped first; events it had not written stay buffered. Stop
-        with :meth:`stop_in_loop` (it flushes). Idempotent while the task runs."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        if self._task is not None and not self._task.done() and self._task.get_loop() is loop:
-            return self._task
-        if self._thread is not None:
-            self.stop(flush=False)
-        with self._start_lock:
-            self._stop.clear()
-            self._started = True  # emit() must not start the thread
-        self._aredis = None  # a client of another (closed) loop cannot be reused
-        self._task = loop.create_task(self._run_async(), name="analytics-flusher")
-        return self._task
-
-    async def stop_in_loop(self, *, timeout: float = 3.0) -> bool:
-        """Stop the loop flusher and write what is buffered (bounded by ``timeout``). True when empty."""
-        import asyncio
-
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            # never cancel a round half-way (a cancelled pipeline read can hang redis-py's
-            # connection): ask the task to return after its current round, wake it if it sleeps
-            self._stop.set()
-            if self._wake is not None:
-                self._wake.set()
-            await asyncio.wait({task}, timeout=timeout)  # (wait_for would cancel it at the timeout)
-        with self._start_lock:
-            self._started = False
-        deadline = time.monotonic() + timeout
-        client = self._async_client()
-        try:
-            while self.backlog():
-                if await self._flush_once_async(client) and not self._buf:
-                    break
-                if time.monotonic() >= deadline:
-                    break
-                await asyncio.sleep(0.05)
-        finally:
-            self._aredis = None
-            await client.aclose()
-        return self.backlog() == 0
-
-    def _async_client(self):
-        client = self._aredis
-        if client is None:
-            import redis.asyncio as aioredis
-
-            client = self._aredis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=1, socket_timeout=2)
-        return client
-
-    async def _run_async(self) -> None:
-        import asyncio
-
-        client = self._async_client()
-        wake = self._wake = asyncio.Event()
-        while not self._stop.is_set():
-            delay = self.interval if not self._failures else min(2.0, self.interval * 2 ** min(self._failures, 5))
-            try:
-                await asyncio.wait_for(wake.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
-            if self._stop.is_set():
-                return
-            try:
-                await self._flush_once_async(client)
-            except Exception:  # noqa: BLE001 - the flusher must survive anything and keep the events
-                log.exception("analytics_flusher_crashed")
-
-    async def _send_async(self, client, entries: list[tuple[bytes, int]]) -> bool:
-        try:
-            pipe = client.pipeline(transaction=False)
-            for payload, _ in entries:
-                pipe.xadd(self.stream, {"d": payload})
-            await pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            return self._failed(exc)
-        return self._succeeded()
-
-    async def _flush_once_async(self, client) -> bool:
-        """:meth:`flush_once` for the event loop: the same bookkeeping (events count as held from the
-        moment they leave the buffer), converting ``_ROWS_PER_TURN`` events per loop turn. The thread
-        lock is only tried: the loop never blocks on a thread (one holding it is flushing anyway)."""
-        import asyncio
-
-        if not self._flush_lock.acquire(blocking=False):
-            return False
-        try:
-            steps, written = self._round(_ROWS_PER_TURN), None
-            while True:
-                entries = steps.send(written)
-                if entries is None:
-                    written = await asyncio.sleep(0)  # let requests that arrived meanwhile in
-                else:
-                    written = await self._send_async(client, entries)
-        except StopIteration as done:
-            return done.value
-        finally:
-            self._flush_lock.release()
-
     def close(self, *, flush: bool = True, timeout: float = 3.0) -> int:
         """Stop for good: flush (optionally), forget this emitter (no exit-time flush) and return the
         number of events discarded, which are counted as ``reason="closed"``."""
