@@ -20,7 +20,7 @@ from django.urls import path
 from apps.analytics import selectors
 from apps.analytics.models import Dashboard
 from apps.core import clickhouse as ch
-from apps.core.api import NotFound, ServiceError
+from apps.core.exceptions import NotFound, ServiceError
 from apps.core.roles import Role, user_has_role
 
 UTC = dt.timezone.utc

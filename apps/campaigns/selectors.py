@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db.models import CharField, Count, Exists, F, IntegerField, JSONField, OuterRef, Q, QuerySet, Value
 from django.utils import timezone
 
-from apps.core.api import NotFound
+from apps.core.exceptions import NotFound
 from apps.core.roles import Role, user_has_role
 
 from .models import (

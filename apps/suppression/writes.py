@@ -131,7 +131,7 @@ def suppression_add(*, identifier: str, channel: str, reason: str, created_by=No
 
     Adding again keeps the single entry; it is lengthened if the new expiry is later (``None`` =
     permanent) and never shortened. An expired entry is replaced. ``created_by=None`` marks a system
-    entry (webhooks). Raises ``ServiceError`` naming the bad field, ``PermissionDenied`` for users
+    entry (webhooks). Raises ``ServiceError`` naming the bad field, ``Forbidden`` for users
     without the Marketer or Admin role.
     """
     return suppression_add_with_outcome(identifier=identifier, channel=channel, reason=reason,

@@ -131,7 +131,7 @@ def _independent(window, campaign_id: str, granularity: str) -> dict[str, dict]:
     result = {}
     for key, item in out.items():
         lat = sorted(item["lat"])
-        q = (lambda level: lat[min(len(lat) - 1, int(level * len(lat)))] if lat else None)
+        q = (lambda level, lat=lat: lat[min(len(lat) - 1, int(level * len(lat)))] if lat else None)
         result[key] = {
             "requests": len(item["requests_ids"]) + item["no_bids"],
             "bids": item["bids"], "wins": item["wins"], "spend": item["spend"], "clicks": item["clicks"],
@@ -225,7 +225,8 @@ def test_clickhouse_down_is_503(client_for, marketer, campaign, monkeypatch):
     sock.close()
     monkeypatch.setenv("CLICKHOUSE_URL", f"clickhouse://default@127.0.0.1:{port}/{ch.database()}")
     response = client_for(marketer).get(f"/v1/reports/campaigns/{campaign.pk}")
-    assert response.status_code == 503 and response.json()["error"] == "unavailable"
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert response.json() == {"error": "unavailable", "detail": "clickhouse is unavailable right now; retry in a few seconds"}
 
 
 def test_report_is_in_the_openapi_schema(client_for, marketer):

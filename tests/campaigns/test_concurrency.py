@@ -10,7 +10,7 @@ from django.db import connection
 
 from apps.campaigns import services
 from apps.campaigns.models import ApprovalVote, Campaign, CampaignTransition
-from apps.core.api import Conflict
+from apps.core.exceptions import Conflict
 from apps.core.roles import Role
 
 from .conftest import make_user

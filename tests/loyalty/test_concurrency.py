@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 from apps.loyalty import selectors, services
 from apps.loyalty.models import LedgerEntry, LoyaltyAccount
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 
-from apps.core.api import NotFound, ServiceError
+from apps.core.exceptions import NotFound, ServiceError
 from apps.core.idempotency import idempotency_purge, idempotent_call
 from apps.core.roles import Role
 

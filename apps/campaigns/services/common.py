@@ -13,7 +13,7 @@ from django.db import transaction
 from django_fsm import can_proceed
 from prometheus_client import Counter
 
-from apps.core.api import Conflict, NotFound, PermissionDenied, ServiceError
+from apps.core.exceptions import Conflict, Forbidden, NotFound, ServiceError
 from apps.core.roles import Role, user_has_role
 
 from .. import selectors
@@ -57,9 +57,9 @@ def _lock(campaign_id: int) -> Campaign:
 
 def _require_role(actor, role: str, doing: str) -> None:
     if actor is None or not getattr(actor, "is_authenticated", False):
-        raise PermissionDenied(f"Only a signed-in {role} can {doing}.")
+        raise Forbidden(f"Only a signed-in {role} can {doing}.")
     if not user_has_role(actor, role):
-        raise PermissionDenied(f"Only users with the {role} role can {doing}.")
+        raise Forbidden(f"Only users with the {role} role can {doing}.")
 
 
 def _require_marketer_or_system(actor, doing: str) -> None:

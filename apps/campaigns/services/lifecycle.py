@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.api import Conflict, PermissionDenied, ServiceError
+from apps.core.exceptions import Conflict, Forbidden, ServiceError
 from apps.core.roles import Role
 
 from .. import selectors
@@ -52,7 +52,7 @@ def _check_vote(campaign: Campaign, actor, action: str) -> None:
     _require_state(campaign, action)
     _require_role(actor, Role.APPROVER, "decide on campaigns")
     if actor.pk in (campaign.submitted_by_id, campaign.created_by_id):
-        raise PermissionDenied("You cannot approve or reject your own submission.", code="self_approval")
+        raise Forbidden("You cannot approve or reject your own submission.", code="self_approval")
     if selectors.campaign_has_vote_from(campaign=campaign, user=actor):
         raise Conflict("You have already voted on this campaign in this review round.", code="already_voted")
 
@@ -106,7 +106,7 @@ def campaign_request_changes(*, campaign_id: int, actor, reason: str) -> Campaig
     _require_state(campaign, "request_changes")
     _require_role(actor, Role.APPROVER, "request changes")
     if actor.pk in (campaign.submitted_by_id, campaign.created_by_id):
-        raise PermissionDenied("You cannot review your own submission.", code="self_approval")
+        raise Forbidden("You cannot review your own submission.", code="self_approval")
     return _transition(campaign, "request_changes", actor=actor, reason=reason)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
-from apps.core.api import Conflict, NotFound
+from apps.core.exceptions import Conflict, NotFound
 from apps.core.roles import Role
 
 from ..models import Campaign, CampaignStatus, CreativeFormat, EditAction, EditSource, Offer

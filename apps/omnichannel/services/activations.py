@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
-from apps.core.api import NotFound, ServiceError
+from apps.core.exceptions import NotFound, ServiceError
 
 from .. import cascade
 from ..models import (

@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
-from apps.core.api import Conflict, ServiceError
+from apps.core.exceptions import Conflict, ServiceError
 from apps.core.idempotency import canonical_json, idempotent_call, request_fingerprint
 
 from ..ingest_schema import IngestEventInput
