@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
+from apps.campaigns import selectors as campaign_selectors
 from apps.core.exceptions import NotFound, ServiceError
 
 from .. import cascade
@@ -40,19 +41,17 @@ def activation_create(*, user_id: str, title: str = "", body: str = "", url: str
     ``channels`` limits the cascade to those channels; a campaign limits it to its own channels.
     Title and URL default to the offer's name and landing page.
     """
-    from apps.campaigns.models import Campaign, Offer
-
     user_id = _clean_user_id(user_id)
     campaign = offer = None
     if offer_id is not None:
-        offer = Offer.objects.select_related("campaign").filter(pk=offer_id).first()
+        offer = campaign_selectors.offer_get_or_none(offer_id=offer_id)
         if offer is None:
             raise NotFound(f"offer {offer_id} does not exist", field="offer_id")
         if campaign_id is not None and offer.campaign_id != campaign_id:
             raise ServiceError(f"offer {offer_id} does not belong to campaign {campaign_id}", field="offer_id")
         campaign = offer.campaign
     elif campaign_id is not None:
-        campaign = Campaign.objects.filter(pk=campaign_id).first()
+        campaign = campaign_selectors.campaign_get_or_none(campaign_id=campaign_id)
         if campaign is None:
             raise NotFound(f"campaign {campaign_id} does not exist", field="campaign_id")
     title = (title or (offer.name if offer else "")).strip()
