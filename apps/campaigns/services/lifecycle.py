@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -28,7 +29,7 @@ from .common import (
 
 
 @transaction.atomic
-def campaign_submit(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_submit(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """draft → in_review. Picks the strictest matching approval rule and opens a new review round."""
     campaign = _lock(campaign_id)
     _require_state(campaign, "submit")
@@ -48,7 +49,7 @@ def campaign_submit(*, campaign_id: int, actor, reason: str = "") -> Campaign:
     ])
 
 
-def _check_vote(campaign: Campaign, actor, action: str) -> None:
+def _check_vote(campaign: Campaign, actor: AbstractBaseUser | None, action: str) -> None:
     _require_state(campaign, action)
     _require_role(actor, Role.APPROVER, "decide on campaigns")
     if actor.pk in (campaign.submitted_by_id, campaign.created_by_id):
@@ -57,7 +58,7 @@ def _check_vote(campaign: Campaign, actor, action: str) -> None:
         raise Conflict("You have already voted on this campaign in this review round.", code="already_voted")
 
 
-def _record_vote(campaign: Campaign, actor, decision: str, reason: str) -> ApprovalVote:
+def _record_vote(campaign: Campaign, actor: AbstractBaseUser | None, decision: str, reason: str) -> ApprovalVote:
     try:
         with transaction.atomic():
             vote = ApprovalVote.objects.create(
@@ -74,7 +75,7 @@ def _record_vote(campaign: Campaign, actor, decision: str, reason: str) -> Appro
 
 
 @transaction.atomic
-def campaign_approve(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_approve(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """Cast an approval. The campaign moves to approved once the approvals of the current review
     round reach ``required_approvals``. Approvers only; not on one's own submission; one vote each."""
     campaign = _lock(campaign_id)
@@ -89,7 +90,7 @@ def campaign_approve(*, campaign_id: int, actor, reason: str = "") -> Campaign:
 
 
 @transaction.atomic
-def campaign_reject(*, campaign_id: int, actor, reason: str) -> Campaign:
+def campaign_reject(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str) -> Campaign:
     """in_review → rejected. A reason is required; any one rejection rejects."""
     reason = _required_reason(reason, "reject a campaign")
     campaign = _lock(campaign_id)
@@ -99,7 +100,7 @@ def campaign_reject(*, campaign_id: int, actor, reason: str) -> Campaign:
 
 
 @transaction.atomic
-def campaign_request_changes(*, campaign_id: int, actor, reason: str) -> Campaign:
+def campaign_request_changes(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str) -> Campaign:
     """in_review → draft, back to the marketer with a note of what to change (required)."""
     reason = _required_reason(reason, "request changes")
     campaign = _lock(campaign_id)
@@ -111,7 +112,7 @@ def campaign_request_changes(*, campaign_id: int, actor, reason: str) -> Campaig
 
 
 @transaction.atomic
-def campaign_revise(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_revise(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """rejected → draft, so the marketer can edit and submit again."""
     campaign = _lock(campaign_id)
     _require_state(campaign, "revise")
@@ -120,7 +121,7 @@ def campaign_revise(*, campaign_id: int, actor, reason: str = "") -> Campaign:
 
 
 @transaction.atomic
-def campaign_schedule(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_schedule(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """approved → scheduled; the start time must be in the future (beat puts it live then)."""
     campaign = _lock(campaign_id)
     _require_state(campaign, "schedule")
@@ -133,7 +134,7 @@ def campaign_schedule(*, campaign_id: int, actor, reason: str = "") -> Campaign:
 
 
 @transaction.atomic
-def campaign_go_live(*, campaign_id: int, actor=None, reason: str = "") -> Campaign:
+def campaign_go_live(*, campaign_id: int, actor: AbstractBaseUser | None = None, reason: str = "") -> Campaign:
     """scheduled → live when the start time has come (beat, ``actor=None``); approved → live when it
     already has (a marketer). Refused before the start, after the end, or with no budget left."""
     campaign = _lock(campaign_id)
@@ -151,7 +152,7 @@ def campaign_go_live(*, campaign_id: int, actor=None, reason: str = "") -> Campa
 
 
 @transaction.atomic
-def campaign_pause(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_pause(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """live → paused (stops bidding)."""
     campaign = _lock(campaign_id)
     _require_state(campaign, "pause")
@@ -160,7 +161,7 @@ def campaign_pause(*, campaign_id: int, actor, reason: str = "") -> Campaign:
 
 
 @transaction.atomic
-def campaign_resume(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_resume(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """paused → live. If the end time passed or the budget ran out meanwhile, the campaign is
     completed at once (a second audit row) rather than left paused for ever."""
     campaign = _lock(campaign_id)
@@ -175,7 +176,7 @@ def campaign_resume(*, campaign_id: int, actor, reason: str = "") -> Campaign:
 
 
 @transaction.atomic
-def campaign_complete(*, campaign_id: int, actor=None, reason: str) -> Campaign:
+def campaign_complete(*, campaign_id: int, actor: AbstractBaseUser | None = None, reason: str) -> Campaign:
     """live → completed: by beat (``actor=None``) at the end time or when the budget is spent, or by a
     marketer ending it early. A reason is required."""
     reason = _required_reason(reason, "complete a campaign")
@@ -186,7 +187,7 @@ def campaign_complete(*, campaign_id: int, actor=None, reason: str) -> Campaign:
 
 
 @transaction.atomic
-def campaign_archive(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_archive(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """completed → archived."""
     campaign = _lock(campaign_id)
     _require_state(campaign, "archive")

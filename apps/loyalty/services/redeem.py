@@ -5,6 +5,7 @@ from dataclasses import asdict
 from typing import Any
 
 import structlog
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -116,7 +117,8 @@ def loyalty_redeem(*, user_id: str, redemption_tier: str, idempotency_key: str) 
 
 
 # --- adjust -------------------------------------------------------------------------------------
-def _adjust_locked(*, user_id: str, stars: int, reason: str, actor, idempotency_key: str) -> dict[str, Any]:
+def _adjust_locked(*, user_id: str, stars: int, reason: str, actor: AbstractBaseUser | None,
+                   idempotency_key: str) -> dict[str, Any]:
     now = timezone.now()
     account = _lock_account(user_id)
     if account is None:
@@ -138,7 +140,8 @@ def _adjust_locked(*, user_id: str, stars: int, reason: str, actor, idempotency_
     return asdict(AdjustResult(user_id=user_id, stars=stars, new_balance=new_balance, ledger_entry_id=entry.pk))
 
 
-def loyalty_adjust(*, user_id: str, stars: int, reason: str, actor=None, idempotency_key: str | None = None) -> AdjustResult:
+def loyalty_adjust(*, user_id: str, stars: int, reason: str, actor: AbstractBaseUser | None = None,
+                   idempotency_key: str | None = None) -> AdjustResult:
     """Correct a member's balance by ``stars`` (positive or negative) with a reason; writes an
     ``adjust`` ledger row. Only the spendable balance changes: qualifying and lifetime stars record
     purchases, so goodwill credits and corrections leave them (and the tier) alone. The balance can

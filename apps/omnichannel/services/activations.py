@@ -3,6 +3,7 @@ reach them, recorded in the send ledger and queued after commit."""
 from __future__ import annotations
 
 import structlog
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter
@@ -33,7 +34,8 @@ ACTIVATIONS = Counter("omnichannel_activations_total", "Activations created, by 
 
 def activation_create(*, user_id: str, title: str = "", body: str = "", url: str = "", data: dict | None = None,
                       campaign_id: int | None = None, offer_id: int | None = None, channels: list[str] | None = None,
-                      trigger: str = "api", ingest_event: IngestEvent | None = None, actor=None) -> Activation:
+                      trigger: str = "api", ingest_event: IngestEvent | None = None,
+                      actor: AbstractBaseUser | None = None) -> Activation:
     """Create an activation for ``user_id``: pick the channel by the cascade, record the send in the
     ledger and queue it (after commit). When no channel can reach the user the activation is stored
     as ``skipped`` with the cascade's reasons, and nothing is queued.
