@@ -21,7 +21,7 @@ from apps.analytics import selectors
 from apps.analytics.models import Dashboard
 from apps.core import clickhouse as ch
 from apps.core.admin_mixins import ReadOnlyAdminMixin, ViewerAdminMixin
-from apps.core.api import NotFound, ServiceError
+from apps.core.exceptions import NotFound, ServiceError
 from apps.core.roles import Role, user_has_role
 
 UTC = dt.timezone.utc

@@ -32,6 +32,7 @@ from typing import Any
 
 from apps.analytics import events
 from apps.core import clickhouse as ch
+from apps.core.exceptions import ServiceError
 
 TABLE = "analytics_events"
 GRANULARITIES = {"hour": ("toStartOfHour", dt.timedelta(hours=1)), "day": ("toStartOfDay", dt.timedelta(days=1))}
@@ -225,8 +226,6 @@ def event_list(*, event_ids: list[str] | None = None, campaign_id: str | None = 
 
 
 def _parse_moment(raw: str, *, field: str, end_of_day: bool = False) -> dt.datetime:
-    from apps.core.api import ServiceError
-
     value = (raw or "").strip()
     try:
         if len(value) == 10:  # a date: the whole day, in UTC
@@ -246,8 +245,6 @@ def report_range(*, start: str | None, end: str | None, granularity: str | None,
     """Validate report parameters (the API's ``from``/``to``/``granularity``); ServiceError names the
     bad one. Defaults: granularity hour; ``to`` now; ``from`` 24 hours (hour) or 30 days (day) before
     ``to``. A date as ``to`` means the end of that day."""
-    from apps.core.api import ServiceError
-
     for name, value in (("granularity", granularity), ("from", start), ("to", end)):
         if value is not None and not value.strip():
             raise ServiceError(f"'{name}' may not be empty; omit it for the default.", field=name)

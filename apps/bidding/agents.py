@@ -9,8 +9,6 @@ With ``BID_EXCHANGE_KEYS`` set the ``X-Exchange-Key`` header is required (else a
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import time
 
 import nats
@@ -18,11 +16,11 @@ import structlog
 
 from apps.bidding import metrics, openrtb
 from apps.bidding.bidder import Bidder
+from apps.omnichannel.agents import start_ingest_consumers
 
 log = structlog.get_logger(__name__)
 
 _perf = time.perf_counter
-OMNICHANNEL_AGENTS = "apps.omnichannel.agents"
 
 
 def _error_reply(status: int, error: str, detail: str) -> tuple[bytes, dict[str, str]]:
@@ -90,23 +88,10 @@ class BidAgents:
             self.subscriptions.append(await self.nc.subscribe(self.subject, queue=self.queue, cb=self.handle))
         await self.nc.flush()
         log.info("bid_agents_started", consumers=self.count, subject=self.subject, queue=self.queue, url=url)
-        self.ingest_started = await self._start_ingest()
-
-    async def _start_ingest(self) -> bool:
-        """Start the omnichannel ingest consumers on the same connection when that slice provides them."""
-        if importlib.util.find_spec(OMNICHANNEL_AGENTS) is None:
-            log.info("ingest_consumers_absent", module=OMNICHANNEL_AGENTS)
-            return False
-        module = importlib.import_module(OMNICHANNEL_AGENTS)
-        start = getattr(module, "start_ingest_consumers", None)
-        if start is None:
-            log.info("ingest_consumers_absent", module=OMNICHANNEL_AGENTS, function="start_ingest_consumers")
-            return False
-        result = start(self.nc)
-        if hasattr(result, "__await__"):
-            await result
-        log.info("ingest_consumers_started", module=OMNICHANNEL_AGENTS)
-        return True
+        # The omnichannel ingest consumers share the connection (docs/REQUEST_FLOW.md flow 5.2).
+        await start_ingest_consumers(self.nc)
+        self.ingest_started = True
+        log.info("ingest_consumers_started")
 
     async def stop(self) -> None:
         if self.nc is not None and not self.nc.is_closed:

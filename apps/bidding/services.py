@@ -25,7 +25,7 @@ from apps.campaigns import selectors as campaign_selectors
 from apps.campaigns import services as campaign_services
 from apps.core import channels
 from apps.core import redis as redis_store
-from apps.core.api import NotFound, ServiceError
+from apps.core.exceptions import NotFound, ServiceError
 
 log = structlog.get_logger(__name__)
 

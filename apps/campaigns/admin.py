@@ -21,7 +21,7 @@ from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
 
 from . import selectors, services

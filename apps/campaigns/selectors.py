@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db.models import CharField, Count, Exists, F, IntegerField, JSONField, OuterRef, Q, QuerySet, Value
 from django.utils import timezone
 
-from apps.core.api import NotFound
+from apps.core.exceptions import NotFound
 from apps.core.roles import Role, user_has_role
 
 from .models import (
@@ -30,6 +30,11 @@ def campaign_get(*, campaign_id: int) -> Campaign:
         return Campaign.objects.select_related("approval_rule", "created_by", "submitted_by").get(pk=campaign_id)
     except (Campaign.DoesNotExist, ValueError, TypeError):
         raise NotFound(f"Campaign {campaign_id} does not exist.") from None
+
+
+def campaign_get_or_none(*, campaign_id: int) -> Campaign | None:
+    """The campaign, or None when there is none with this id (for callers that word their own refusal)."""
+    return Campaign.objects.filter(pk=campaign_id).first()
 
 
 def campaign_list(*, status: str | None = None, channel: str | None = None, advertiser: str | None = None,
@@ -207,6 +212,11 @@ def campaign_votes(*, campaign_id: int) -> QuerySet[ApprovalVote]:
 
 def offer_list(*, campaign_id: int) -> QuerySet[Offer]:
     return Offer.objects.filter(campaign_id=campaign_id)
+
+
+def offer_get_or_none(*, offer_id: int) -> Offer | None:
+    """The offer with its campaign (one query), or None when there is none with this id."""
+    return Offer.objects.select_related("campaign").filter(pk=offer_id).first()
 
 
 def offer_get(*, campaign_id: int, offer_id: int) -> Offer:

@@ -18,8 +18,8 @@ from django.core.validators import URLValidator
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.core.api import Conflict, ServiceError
 from apps.core.countries import normalise_country
+from apps.core.exceptions import Conflict, ServiceError
 
 from . import selectors
 from .models import Campaign, CampaignStatus, Channel, CreativeFormat, DeviceType, Offer

@@ -1,8 +1,7 @@
 """Shared DRF plumbing: errors for people (every 4xx names the field and the rule it broke).
 
-The service error kinds live in ``apps.core.exceptions`` (no DRF there); this module maps them to
-HTTP. The kinds are re-exported here so existing ``from apps.core.api import ServiceError`` imports
-keep working; new code imports them from ``apps.core.exceptions``.
+The service error kinds live in ``apps.core.exceptions`` (no DRF there), and everyone imports them from
+there; this module maps them to HTTP.
 """
 from __future__ import annotations
 
@@ -13,21 +12,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from apps.core import outages
-from apps.core.exceptions import (
-    KINDS,
-    Conflict,
-    Forbidden,
-    NotFound,
-    PermissionDenied,
-    ServiceError,
-    Unavailable,
-    Unprocessable,
-)
+from apps.core.exceptions import KINDS, ServiceError
 
-__all__ = [
-    "Conflict", "Forbidden", "NotFound", "PermissionDenied", "ServiceError", "Unavailable", "Unprocessable",
-    "error_body", "exception_handler", "service_error_from", "service_error_response",
-]
+__all__ = ["error_body", "exception_handler", "service_error_from", "service_error_response"]
 
 
 def service_error_from(status_code: int, body: dict) -> ServiceError:

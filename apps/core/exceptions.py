@@ -32,7 +32,7 @@ one into ``Unprocessable`` turns its 400 into a 422.
 from __future__ import annotations
 
 __all__ = [
-    "KINDS", "Conflict", "Forbidden", "NotFound", "PermissionDenied", "ServiceError", "Unavailable", "Unprocessable",
+    "KINDS", "Conflict", "Forbidden", "NotFound", "ServiceError", "Unavailable", "Unprocessable",
 ]
 
 
@@ -77,10 +77,6 @@ class Forbidden(ServiceError):
 
     code = "permission_denied"
     status_code = 403
-
-
-# The name the slices import today (``from apps.core.api import PermissionDenied``).
-PermissionDenied = Forbidden
 
 
 class Unprocessable(ServiceError):

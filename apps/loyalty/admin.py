@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from apps.core.admin_mixins import ReadOnlyAdminMixin
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 from apps.core.roles import user_has_role
 from apps.loyalty import services
 from apps.loyalty.models import ChannelBonus, LedgerEntry, LoyaltyAccount, Promotion, RewardSignal

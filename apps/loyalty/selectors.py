@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
-from apps.core.api import NotFound
+from apps.core.exceptions import NotFound
 from apps.loyalty import rules
 from apps.loyalty.models import ChannelBonus, LedgerEntry, LoyaltyAccount, Promotion, Tier
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 from apps.core.identifiers import USER_ID_MAX_LENGTH, clean_user_id
 from apps.loyalty import rules
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import structlog
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 
 from . import providers
 from .models import Channel, Contact

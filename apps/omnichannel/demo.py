@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from apps.core.api import Conflict
+from apps.core.exceptions import Conflict
 from apps.omnichannel import services
 from apps.omnichannel.models import Transport
 

@@ -12,9 +12,9 @@ from datetime import datetime
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from apps.core.api import NotFound
+from apps.core.exceptions import NotFound
 
-from .models import Activation, Contact, EmailStats, Interaction, IngestSource, Source
+from .models import Activation, Contact, EmailStats, IngestSource, Interaction, Source
 
 
 # --- interactions (recommendations input) ----------------------------------------------------------

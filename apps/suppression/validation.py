@@ -13,7 +13,7 @@ from datetime import timezone as dt_timezone
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from apps.core.exceptions import PermissionDenied, ServiceError
+from apps.core.exceptions import Forbidden, ServiceError
 from apps.core.fields import ISO_DATE_OR_DATETIME_RE
 from apps.core.roles import Role, user_has_role
 
@@ -92,12 +92,12 @@ def parse_expires_at(value, *, field: str = "expires_at", now: datetime | None =
 
 def require_writer(user) -> None:
     if user is not None and not user_has_role(user, Role.MARKETER):
-        raise PermissionDenied("Adding suppression entries requires the Marketer or Admin role.")
+        raise Forbidden("Adding suppression entries requires the Marketer or Admin role.")
 
 
 def require_remover(user) -> None:
     if user is not None and not user_has_role(user):
-        raise PermissionDenied("Removing suppression entries (un-suppressing) requires the Admin role.")
+        raise Forbidden("Removing suppression entries (un-suppressing) requires the Admin role.")
 
 
 def user_or_none(user):

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import prometheus_client
 import structlog
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -73,7 +74,8 @@ def _snapshot(entry: SuppressionEntry) -> dict:
     }
 
 
-def _merge(entry: SuppressionEntry, *, reason: str, source: str, expires_at, actor, now) -> tuple[str, SuppressionAudit | None]:
+def _merge(entry: SuppressionEntry, *, reason: str, source: str, expires_at, actor: AbstractBaseUser | None,
+           now) -> tuple[str, SuppressionAudit | None]:
     """Apply an add to an existing (locked) row in memory. Returns (outcome, audit row or None).
 
     An expired row is replaced by the new entry. An active row is only ever lengthened: a later
@@ -99,8 +101,8 @@ def _merge(entry: SuppressionEntry, *, reason: str, source: str, expires_at, act
     return ("added" if action == AuditAction.ADDED else "updated"), audit
 
 
-def _add_one(*, identifier: str, kind: str, channel: str, reason: str, source: str, expires_at, actor, now
-             ) -> tuple[SuppressionEntry, str]:
+def _add_one(*, identifier: str, kind: str, channel: str, reason: str, source: str, expires_at,
+             actor: AbstractBaseUser | None, now) -> tuple[SuppressionEntry, str]:
     """Insert or merge one already-validated entry; caller holds a transaction."""
     entry = SuppressionEntry.objects.select_for_update().filter(identifier=identifier, channel=channel).first()
     if entry is None:
@@ -131,7 +133,7 @@ def suppression_add(*, identifier: str, channel: str, reason: str, created_by=No
 
     Adding again keeps the single entry; it is lengthened if the new expiry is later (``None`` =
     permanent) and never shortened. An expired entry is replaced. ``created_by=None`` marks a system
-    entry (webhooks). Raises ``ServiceError`` naming the bad field, ``PermissionDenied`` for users
+    entry (webhooks). Raises ``ServiceError`` naming the bad field, ``Forbidden`` for users
     without the Marketer or Admin role.
     """
     return suppression_add_with_outcome(identifier=identifier, channel=channel, reason=reason,
@@ -162,7 +164,8 @@ def suppression_add_with_outcome(*, identifier: str, channel: str, reason: str, 
     return entry, outcome
 
 
-def _remove_locked(entries: Iterable[SuppressionEntry], *, actor, note: str, now, action=AuditAction.REMOVED) -> int:
+def _remove_locked(entries: Iterable[SuppressionEntry], *, actor: AbstractBaseUser | None, note: str, now,
+                   action=AuditAction.REMOVED) -> int:
     entries = list(entries)
     if not entries:
         return 0
@@ -280,7 +283,8 @@ def suppression_bulk_add(*, entries: list[dict], created_by, source: str = "", o
     return result
 
 
-def _bulk_write(candidates, *, actor, now, result: BulkResult, skipped: list, changes: Counter) -> None:
+def _bulk_write(candidates, *, actor: AbstractBaseUser | None, now, result: BulkResult, skipped: list,
+                changes: Counter) -> None:
     """Lock the existing rows for these keys, then insert the new ones and merge the rest."""
     with transaction.atomic():
         # Bulk writers take turns: two of them locking existing rows and inserting new ones over
@@ -386,7 +390,7 @@ def suppression_bulk_remove(*, entries: list[dict], removed_by, note: str = "", 
     return result
 
 
-def suppression_extend(*, entry_ids: list[int], expires_at, actor) -> int:
+def suppression_extend(*, entry_ids: list[int], expires_at, actor: AbstractBaseUser | None) -> int:
     """Lengthen the given entries to ``expires_at`` (``None`` = permanent); never shortens.
     Returns how many entries changed. Marketer or Admin."""
     actor = user_or_none(actor)

@@ -221,7 +221,8 @@ def test_clickhouse_down_is_503(client_for, marketer, campaign, settings):
     port = free_port()  # nobody listens there
     settings.CLICKHOUSE_URL = f"clickhouse://default@127.0.0.1:{port}/{ch.database()}"
     response = client_for(marketer).get(f"/v1/reports/campaigns/{campaign.pk}")
-    assert response.status_code == 503 and response.json()["error"] == "unavailable"
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert response.json() == {"error": "unavailable", "detail": "clickhouse is unavailable right now; retry in a few seconds"}
 
 
 def test_report_is_in_the_openapi_schema(client_for, marketer):

@@ -8,7 +8,7 @@ import pytest
 
 from apps.campaigns import services
 from apps.campaigns.models import ApprovalVote, Campaign, CampaignTransition
-from apps.core.api import Conflict, ServiceError
+from apps.core.exceptions import Conflict, ServiceError
 from apps.core.roles import Role
 from tests.support.threads import run_together
 

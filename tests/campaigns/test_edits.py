@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.campaigns import services
 from apps.campaigns.models import Campaign, CampaignEdit, CampaignTransition
-from apps.core.api import Conflict
+from apps.core.exceptions import Conflict
 from apps.core.roles import Role
 
 from .conftest import fresh, make_user

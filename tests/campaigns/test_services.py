@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from apps.campaigns import selectors, services
 from apps.campaigns.models import ApprovalRule, ApprovalVote, Campaign, CampaignTransition
-from apps.core.api import Conflict, NotFound, PermissionDenied, ServiceError
+from apps.core.exceptions import Conflict, Forbidden, NotFound, ServiceError
 from apps.core.roles import Role
 
 from .conftest import OFFER_DEFAULTS, campaign_fields, fresh, make_user
@@ -215,7 +215,7 @@ def test_unknown_campaign_is_not_found(marketer):
 def test_marketer_actions_refuse_an_approver(make_campaign, approver, action):
     state = next(iter(LEGAL[action]))
     campaign = make_campaign(state)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(Forbidden):
         call(action, campaign, marketer=approver, approver=approver)
     assert fresh(campaign).status == state
 
@@ -290,7 +290,7 @@ def test_self_approval_is_refused(make_campaign):
         lambda: services.campaign_approve(campaign_id=campaign.pk, actor=both),
         lambda: services.campaign_reject(campaign_id=campaign.pk, actor=both, reason="x"),
     ):
-        with pytest.raises(PermissionDenied) as excinfo:
+        with pytest.raises(Forbidden) as excinfo:
             attempt()
         assert excinfo.value.code == "self_approval"
     assert fresh(campaign).status == "in_review"
@@ -313,9 +313,9 @@ def test_only_approvers_vote(make_campaign, marketer, outsider):
     campaign = make_campaign("in_review")
     other_marketer = make_user(Role.MARKETER)
     for user in (other_marketer, outsider):
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(Forbidden):
             services.campaign_approve(campaign_id=campaign.pk, actor=user)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(Forbidden):
         services.campaign_approve(campaign_id=campaign.pk, actor=None)
     assert not ApprovalVote.objects.filter(campaign=campaign).exists()
 
@@ -494,7 +494,7 @@ def test_bad_offer_input_names_the_field(make_campaign, marketer, overrides, fie
 
 
 def test_only_marketers_create(approver):
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(Forbidden):
         services.campaign_create(actor=approver, **campaign_fields())
     assert not Campaign.objects.exists()
 

@@ -1,6 +1,7 @@
 """Service error kinds (apps.core.exceptions) and the one handler that maps them to HTTP (apps.core.api)."""
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -15,7 +16,6 @@ from apps.core.exceptions import (
     Conflict,
     Forbidden,
     NotFound,
-    PermissionDenied,
     ServiceError,
     Unavailable,
     Unprocessable,
@@ -80,12 +80,31 @@ def test_a_kinds_code_and_status_can_be_given_as_before():
     assert response.status_code == 404 and json.loads(response.content)["error"] == "campaign_not_found"
 
 
-def test_kinds_are_service_errors_and_the_old_names_still_import():
+def test_kinds_are_service_errors_and_live_in_one_module():
     for kind in (NotFound, Conflict, Forbidden, Unprocessable, Unavailable):
         assert issubclass(kind, ServiceError)
-    assert PermissionDenied is Forbidden
-    for name in ("ServiceError", "NotFound", "Conflict", "PermissionDenied", "Forbidden", "Unprocessable", "Unavailable"):
-        assert getattr(api, name) is getattr(exceptions, name)
+    assert exceptions.KINDS == (NotFound, Conflict, Forbidden, Unprocessable, Unavailable)
+    assert not hasattr(exceptions, "PermissionDenied")  # one name per kind: Forbidden
+    assert set(api.__all__) == {"error_body", "exception_handler", "service_error_from", "service_error_response"}
+
+
+def test_every_module_imports_the_kinds_from_apps_core_exceptions():
+    """Nobody imports an error kind from ``apps.core.api`` (the HTTP mapping), and nobody passes ``status_code=``
+    to a service error: the kind says the status."""
+    root = Path(__file__).resolve().parents[2]
+    kinds = {"ServiceError", "NotFound", "Conflict", "Forbidden", "PermissionDenied", "Unprocessable", "Unavailable"}
+    offenders = []
+    for path in sorted([*root.joinpath("apps").rglob("*.py"), *root.joinpath("tests").rglob("*.py")]):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "apps.core.api":
+                offenders += [f"{path.relative_to(root)}:{node.lineno} imports {alias.name}"
+                              for alias in node.names if alias.name in kinds]
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in kinds
+                    and any(keyword.arg == "status_code" for keyword in node.keywords)
+                    and path != Path(__file__).resolve()):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno} passes status_code=")
+    assert offenders == []
 
 
 def test_exceptions_module_imports_neither_drf_nor_django():

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from apps.core.api import PermissionDenied, ServiceError
+from apps.core.exceptions import Forbidden, ServiceError
 from apps.loyalty import selectors, services
 from apps.loyalty.models import LedgerEntry, LoyaltyAccount
 from tests.support.admin import changelist
@@ -128,7 +128,7 @@ def test_marketer_can_view_but_not_adjust(marketer_web, members):
 def test_adjust_service_rules(members, admin_user):
     marketer = get_user_model().objects.create_user(username="m2")
     marketer.groups.add(Group.objects.get(name="Marketer"))
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(Forbidden):
         services.loyalty_adjust(user_id="m-1", stars=10, reason="nope", actor=marketer)
     for kwargs, field in (({"stars": 0}, "stars"), ({"stars": True}, "stars"), ({"stars": 10**7}, "stars"),
                           ({"reason": " "}, "reason"), ({"stars": -1000}, "stars")):

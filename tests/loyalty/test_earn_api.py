@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.core.api import Conflict, ServiceError
+from apps.core.exceptions import Conflict, ServiceError
 from apps.loyalty import selectors, services
 from apps.loyalty.models import LedgerEntry
 

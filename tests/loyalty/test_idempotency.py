@@ -6,7 +6,7 @@ import threading
 import pytest
 from django.db import connection
 
-from apps.core.api import Conflict, ServiceError
+from apps.core.exceptions import Conflict, ServiceError, Unprocessable
 from apps.core.idempotency import idempotency_purge, idempotent_call, request_fingerprint
 from apps.core.models import IdempotencyRecord
 from tests.support.db import wait_for_blocked_backends
@@ -46,10 +46,10 @@ def test_different_payload_is_a_conflict():
 def test_refusal_is_stored_its_changes_rolled_back_and_replayed():
     def refuse():
         IdempotencyRecord.objects.create(scope="side-effect", key="x", fingerprint="f", response_status=200)
-        raise ServiceError("No.", field="thing", code="nope", status_code=422)
+        raise Unprocessable("No.", field="thing", code="nope")
 
     for _ in range(2):
-        with pytest.raises(ServiceError) as exc:
+        with pytest.raises(Unprocessable) as exc:
             idempotent_call(scope="test.op", key="k", payload={}, run=refuse)
         assert (exc.value.message, exc.value.field, exc.value.code, exc.value.status_code) == ("No.", "thing", "nope", 422)
     assert not IdempotencyRecord.objects.filter(scope="side-effect").exists()
@@ -132,7 +132,7 @@ def test_purge_deletes_only_old_records_of_the_scope():
 def test_without_keep_refusals_a_refusal_leaves_no_record_so_a_corrected_request_runs():
     def refuse():
         IdempotencyRecord.objects.create(scope="side-effect", key="x", fingerprint="f", response_status=200)
-        raise ServiceError("Amount must be at least 1.", field="amount", status_code=400)
+        raise ServiceError("Amount must be at least 1.", field="amount")
 
     with pytest.raises(ServiceError, match="at least 1"):
         idempotent_call(scope="test.op", key="k", payload={"amount": 0}, run=refuse, keep_refusals=False)

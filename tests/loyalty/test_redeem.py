@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from apps.core.api import Conflict, ServiceError
+from apps.core.exceptions import Conflict, ServiceError
 from apps.loyalty import rules, selectors, services
 from apps.loyalty.models import LedgerEntry
 

@@ -51,6 +51,28 @@ def test_bad_input_names_the_field(integration_client, providers):
     assert Activation.objects.count() == 0
 
 
+def test_unknown_or_mismatched_offer_and_campaign_are_refused_naming_the_field(integration_client, providers):
+    """The offer and campaign are read through the campaigns slice's selectors (``offer_get_or_none``)."""
+    campaign, offer = make_offer()
+    other, _ = make_offer()
+    answers = [integration_client.post(URL, {"user_id": "u-1", **body}, format="json") for body in (
+        {"offer_id": 999999},
+        {"campaign_id": 999999, "title": "Hi"},
+        {"offer_id": offer.pk, "campaign_id": other.pk},
+    )]
+    assert [(answer.status_code, answer.json()) for answer in answers] == [
+        (404, {"error": "not_found", "detail": "offer 999999 does not exist", "field": "offer_id"}),
+        (404, {"error": "not_found", "detail": "campaign 999999 does not exist", "field": "campaign_id"}),
+        (400, {"error": "invalid", "detail": f"offer {offer.pk} does not belong to campaign {other.pk}",
+               "field": "offer_id"}),
+    ]
+    assert Activation.objects.count() == 0
+    reachable_by("u-1", email="ann@example.com")
+    response = integration_client.post(URL, {"user_id": "u-1", "offer_id": offer.pk, "campaign_id": campaign.pk},
+                                       format="json")
+    assert response.status_code == 201 and Activation.objects.get().campaign_id == campaign.pk
+
+
 def test_skipped_when_no_channel_reaches_the_user(integration_client, no_providers):
     reachable_by("u-1", email="ann@example.com")
     response = integration_client.post(URL, {"user_id": "u-1", "title": "Hi"}, format="json")

@@ -68,7 +68,7 @@ def test_disabling_a_source_from_the_admin_refuses_its_events(admin_client):
                                                                         "_selected_action": [row.pk]})
     assert response.status_code == 302
     assert IngestSource.objects.get(source="partner_api").enabled is False
-    from apps.core.api import ServiceError
+    from apps.core.exceptions import ServiceError
 
     with pytest.raises(ServiceError, match="disabled"):
         ingest_event_process(data={"event_id": "e", "source": "partner_api", "event_type": "app_open", "user_id": "u"},

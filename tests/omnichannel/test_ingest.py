@@ -180,7 +180,7 @@ def test_two_callers_purchases_with_one_event_id_are_each_credited(integration_c
 
 
 def test_the_caller_is_the_token_user_or_the_subject():
-    from apps.core.api import ServiceError
+    from apps.core.exceptions import ServiceError
 
     class User:
         pk = 7

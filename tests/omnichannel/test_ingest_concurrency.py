@@ -12,7 +12,7 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from apps.core.api import Conflict
+from apps.core.exceptions import Conflict
 from apps.loyalty.selectors import loyalty_balance
 from apps.omnichannel import services
 from apps.omnichannel.models import Activation, IngestEvent, Interaction

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.core.exceptions import PermissionDenied, ServiceError
+from apps.core.exceptions import Forbidden, ServiceError
 from apps.suppression import selectors, services
 from apps.suppression.models import AuditAction, SuppressionAudit, SuppressionEntry
 
@@ -190,9 +190,9 @@ def test_roles_for_writes(marketer, approver, admin_user, nobody):
     entry = services.suppression_add(identifier="a@example.com", channel="email", reason="manual", created_by=marketer)
     assert entry.created_by == marketer
     for user in (approver, nobody):
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(Forbidden):
             services.suppression_add(identifier="b@example.com", channel="email", reason="manual", created_by=user)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(Forbidden):
         services.suppression_remove(identifier="a@example.com", channel="email", removed_by=marketer)
     assert selectors.is_suppressed(identifier="a@example.com", channel="email") is True
     assert services.suppression_remove(identifier="a@example.com", channel="email", removed_by=admin_user,
@@ -305,7 +305,7 @@ def test_bulk_remove_is_all_or_nothing_for_malformed_rows(admin_user):
 
 
 def test_bulk_remove_requires_admin(marketer):
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(Forbidden):
         services.suppression_bulk_remove(removed_by=marketer, entries=[{"identifier": "a@x.com", "channel": "email"}])
 
 

@@ -9,7 +9,8 @@ from rest_framework.views import APIView
 from apps.analytics import selectors
 from apps.campaigns import selectors as campaign_selectors
 from apps.core import clickhouse as ch
-from apps.core.api import ServiceError
+from apps.core import outages
+from apps.core.exceptions import Unavailable
 from apps.core.filters import filter_params
 from apps.core.roles import IsMarketer
 
@@ -45,8 +46,10 @@ class CampaignReportView(APIView):
         campaign = campaign_selectors.campaign_get(campaign_id=campaign_id)
         try:
             report = selectors.campaign_report(campaign_id=campaign.pk, start=start, end=end, granularity=granularity)
-        except ch.ClickHouseError:
-            raise ServiceError("Analytics store unavailable, try again shortly.", code="unavailable", status_code=503) from None
+        except ch.ClickHouseError as exc:
+            # A connection that fails is named like every store outage (apps.core.outages); any other error of
+            # the store gets the analytics message.
+            raise outages.as_unavailable(exc) or Unavailable("Analytics store unavailable, try again shortly.") from None
         report["campaign_name"] = campaign.name
         return Response(report)
 

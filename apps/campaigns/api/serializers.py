@@ -17,8 +17,8 @@ from apps.campaigns.models import (
     Offer,
 )
 from apps.core import fields
-from apps.core.api import ServiceError
 from apps.core.countries import ALPHA2_TO_ALPHA3, ALPHA3, normalise_country
+from apps.core.exceptions import ServiceError
 from apps.core.filters import FilterParams
 
 # What the API accepts as a country: an ISO 3166-1 code, alpha-3 (as OpenRTB sends it) or alpha-2; stored

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from apps.campaigns import selectors, services
 from apps.campaigns.models import EditSource
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 from apps.core.filters import filter_params
 from apps.core.idempotency import KEY_HEADER
 from apps.core.roles import IsApprover, IsMarketer, IsStaffRole

@@ -4,7 +4,7 @@ Every function here is the only way its change happens — the admin buttons and
 call these, so role checks, self-approval checks and state rules cannot be skipped by a crafted
 request. Each transition runs in one transaction holding the campaign's row lock
 (``select_for_update``) and writes its ``CampaignTransition`` audit row in that transaction. A refused
-action raises ``ServiceError`` (or ``Conflict`` / ``PermissionDenied`` / ``NotFound``) and changes
+action raises ``ServiceError`` (or ``Conflict`` / ``Forbidden`` / ``NotFound``) and changes
 nothing. Anything that changes what the bidder may serve announces itself after commit through
 ``apps.bidding.services.offer_snapshot_refresh()``.
 

@@ -5,10 +5,11 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 
-from apps.core.api import NotFound, ServiceError
+from apps.core.exceptions import NotFound, ServiceError
 from apps.core.idempotency import idempotency_purge, idempotent_call
 from apps.core.roles import Role
 
@@ -33,7 +34,7 @@ SPEND_QUANTUM = Decimal("0.000001")  # Campaign.spent has 6 decimal places
 @transaction.atomic
 def campaign_create(
     *,
-    actor,
+    actor: AbstractBaseUser | None,
     name: str,
     advertiser: str,
     budget: Decimal,
@@ -65,7 +66,8 @@ CREATE_SCOPE = "campaigns.create"
 IDEMPOTENCY_RETENTION = timedelta(days=7)
 
 
-def campaign_create_once(*, actor, idempotency_key: str, **fields: Any) -> tuple[Campaign, bool]:
+def campaign_create_once(*, actor: AbstractBaseUser | None, idempotency_key: str,
+                         **fields: Any) -> tuple[Campaign, bool]:
     """:func:`campaign_create` at most once per ``(actor, idempotency_key)``: a retry after a lost answer
     returns the campaign the first call made (``replayed=True``) instead of a second one; the same key
     with different fields is a Conflict (409); a refusal is stored and refused again (apps.core.idempotency).
@@ -87,7 +89,8 @@ def campaign_purge_idempotency_records() -> int:
 
 
 @transaction.atomic
-def campaign_update(*, campaign_id: int, actor, source: str = EditSource.TASK, **changes: Any) -> Campaign:
+def campaign_update(*, campaign_id: int, actor: AbstractBaseUser | None, source: str = EditSource.TASK,
+                    **changes: Any) -> Campaign:
     """Change campaign fields allowed in its state (see ``campaign_editable_fields``).
 
     Writes a ``CampaignEdit`` row with each changed field's old and new value (``source``: api, admin

@@ -9,11 +9,12 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django_fsm import can_proceed
 from prometheus_client import Counter
 
-from apps.core.api import Conflict, NotFound, PermissionDenied, ServiceError
+from apps.core.exceptions import Conflict, Forbidden, NotFound, ServiceError
 from apps.core.roles import Role, user_has_role
 
 from .. import selectors
@@ -55,14 +56,14 @@ def _lock(campaign_id: int) -> Campaign:
         raise NotFound(f"Campaign {campaign_id} does not exist.") from None
 
 
-def _require_role(actor, role: str, doing: str) -> None:
+def _require_role(actor: AbstractBaseUser | None, role: str, doing: str) -> None:
     if actor is None or not getattr(actor, "is_authenticated", False):
-        raise PermissionDenied(f"Only a signed-in {role} can {doing}.")
+        raise Forbidden(f"Only a signed-in {role} can {doing}.")
     if not user_has_role(actor, role):
-        raise PermissionDenied(f"Only users with the {role} role can {doing}.")
+        raise Forbidden(f"Only users with the {role} role can {doing}.")
 
 
-def _require_marketer_or_system(actor, doing: str) -> None:
+def _require_marketer_or_system(actor: AbstractBaseUser | None, doing: str) -> None:
     if actor is not None:
         _require_role(actor, Role.MARKETER, doing)
 
@@ -71,7 +72,8 @@ def _allowed_sources(action: str) -> list[str]:
     return [str(state) for state in getattr(Campaign, action)._django_fsm.transitions]
 
 
-def _audit(campaign: Campaign, *, action: str, from_status: str, to_status: str, actor=None, reason: str = "") -> None:
+def _audit(campaign: Campaign, *, action: str, from_status: str, to_status: str, actor: AbstractBaseUser | None = None,
+           reason: str = "") -> None:
     CampaignTransition.objects.create(
         campaign=campaign, action=action, from_status=from_status, to_status=to_status, actor=actor, reason=reason
     )
@@ -88,8 +90,8 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _record_edit(campaign: Campaign, *, action: str, actor, source: str, old: Mapping[str, Any],
-                 new: Mapping[str, Any], offer_id: int | None = None) -> CampaignEdit:
+def _record_edit(campaign: Campaign, *, action: str, actor: AbstractBaseUser | None, source: str,
+                 old: Mapping[str, Any], new: Mapping[str, Any], offer_id: int | None = None) -> CampaignEdit:
     """Write the ``CampaignEdit`` audit row of an edit (docs/RULES.md §3 "Audit"), in the caller's
     transaction: ``{field: {"old": ..., "new": ...}}`` for every field in ``old`` or ``new``."""
     if source not in EditSource.values:
@@ -100,7 +102,7 @@ def _record_edit(campaign: Campaign, *, action: str, actor, source: str, old: Ma
                                        actor=actor if getattr(actor, "pk", None) else None, changes=changes)
 
 
-def _transition(campaign: Campaign, action: str, *, actor, reason: str = "",
+def _transition(campaign: Campaign, action: str, *, actor: AbstractBaseUser | None, reason: str = "",
                 extra_fields: Iterable[str] = ()) -> Campaign:
     """Apply the FSM transition ``action`` on a locked campaign, save it and write the audit row."""
     from_status = campaign.status
@@ -142,7 +144,7 @@ def _apply_rule(campaign: Campaign) -> None:
     campaign.required_approvals = rule.min_approvals if rule else 1
 
 
-def _void_votes(campaign: Campaign, *, actor, what: str) -> int:
+def _void_votes(campaign: Campaign, *, actor: AbstractBaseUser | None, what: str) -> int:
     """An edit while in review: votes so far no longer count (docs/RULES.md §3). Returns how many."""
     voided = ApprovalVote.objects.filter(campaign=campaign, review_round=campaign.review_round, voided=False).update(
         voided=True

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.api import Conflict, PermissionDenied, ServiceError
+from apps.core.exceptions import Conflict, Forbidden, ServiceError
 from apps.core.roles import Role
 
 from .. import selectors
@@ -41,7 +42,7 @@ def _lock_for(campaign_id: int, action: str, *, actor, doing: str, role: str = R
 
 
 @transaction.atomic
-def campaign_submit(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_submit(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """draft → in_review. Picks the strictest matching approval rule and opens a new review round."""
     campaign = _lock_for(campaign_id, "submit", actor=actor, doing="submit campaigns")
     if not campaign.offers.exists():
@@ -59,16 +60,16 @@ def campaign_submit(*, campaign_id: int, actor, reason: str = "") -> Campaign:
     ])
 
 
-def _check_vote(campaign: Campaign, actor, action: str) -> None:
+def _check_vote(campaign: Campaign, actor: AbstractBaseUser | None, action: str) -> None:
     _require_state(campaign, action)
     _require_role(actor, Role.APPROVER, "decide on campaigns")
     if actor.pk in (campaign.submitted_by_id, campaign.created_by_id):
-        raise PermissionDenied("You cannot approve or reject your own submission.", code="self_approval")
+        raise Forbidden("You cannot approve or reject your own submission.", code="self_approval")
     if selectors.campaign_has_vote_from(campaign=campaign, user=actor):
         raise Conflict("You have already voted on this campaign in this review round.", code="already_voted")
 
 
-def _record_vote(campaign: Campaign, actor, decision: str, reason: str) -> ApprovalVote:
+def _record_vote(campaign: Campaign, actor: AbstractBaseUser | None, decision: str, reason: str) -> ApprovalVote:
     try:
         with transaction.atomic():
             vote = ApprovalVote.objects.create(
@@ -85,7 +86,7 @@ def _record_vote(campaign: Campaign, actor, decision: str, reason: str) -> Appro
 
 
 @transaction.atomic
-def campaign_approve(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_approve(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """Cast an approval. The campaign moves to approved once the approvals of the current review
     round reach ``required_approvals``. Approvers only; not on one's own submission; one vote each."""
     campaign = _lock(campaign_id)
@@ -100,7 +101,7 @@ def campaign_approve(*, campaign_id: int, actor, reason: str = "") -> Campaign:
 
 
 @transaction.atomic
-def campaign_reject(*, campaign_id: int, actor, reason: str) -> Campaign:
+def campaign_reject(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str) -> Campaign:
     """in_review → rejected. A reason is required; any one rejection rejects."""
     reason = _required_reason(reason, "reject a campaign")
     campaign = _lock(campaign_id)
@@ -110,24 +111,24 @@ def campaign_reject(*, campaign_id: int, actor, reason: str) -> Campaign:
 
 
 @transaction.atomic
-def campaign_request_changes(*, campaign_id: int, actor, reason: str) -> Campaign:
+def campaign_request_changes(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str) -> Campaign:
     """in_review → draft, back to the marketer with a note of what to change (required)."""
     reason = _required_reason(reason, "request changes")
     campaign = _lock_for(campaign_id, "request_changes", actor=actor, role=Role.APPROVER, doing="request changes")
     if actor.pk in (campaign.submitted_by_id, campaign.created_by_id):
-        raise PermissionDenied("You cannot review your own submission.", code="self_approval")
+        raise Forbidden("You cannot review your own submission.", code="self_approval")
     return _transition(campaign, "request_changes", actor=actor, reason=reason)
 
 
 @transaction.atomic
-def campaign_revise(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_revise(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """rejected → draft, so the marketer can edit and submit again."""
     campaign = _lock_for(campaign_id, "revise", actor=actor, doing="revise campaigns")
     return _transition(campaign, "revise", actor=actor, reason=reason.strip())
 
 
 @transaction.atomic
-def campaign_schedule(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_schedule(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """approved → scheduled; the start time must be in the future (beat puts it live then)."""
     campaign = _lock_for(campaign_id, "schedule", actor=actor, doing="schedule campaigns")
     if schedule_has_started(start_at=campaign.start_at, now=timezone.now()):
@@ -138,7 +139,7 @@ def campaign_schedule(*, campaign_id: int, actor, reason: str = "") -> Campaign:
 
 
 @transaction.atomic
-def campaign_go_live(*, campaign_id: int, actor=None, reason: str = "") -> Campaign:
+def campaign_go_live(*, campaign_id: int, actor: AbstractBaseUser | None = None, reason: str = "") -> Campaign:
     """scheduled → live when the start time has come (beat, ``actor=None``); approved → live when it
     already has (a marketer). Refused before the start, after the end, or with no budget left."""
     campaign = _lock_for(campaign_id, "go_live", actor=actor, doing="put campaigns live", system_may=True)
@@ -154,14 +155,14 @@ def campaign_go_live(*, campaign_id: int, actor=None, reason: str = "") -> Campa
 
 
 @transaction.atomic
-def campaign_pause(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_pause(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """live → paused (stops bidding)."""
     campaign = _lock_for(campaign_id, "pause", actor=actor, doing="pause campaigns")
     return _transition(campaign, "pause", actor=actor, reason=reason.strip())
 
 
 @transaction.atomic
-def campaign_resume(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_resume(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """paused → live. If the end time passed or the budget ran out meanwhile, the campaign is
     completed at once (a second audit row) rather than left paused for ever."""
     campaign = _lock_for(campaign_id, "resume", actor=actor, doing="resume campaigns")
@@ -174,7 +175,7 @@ def campaign_resume(*, campaign_id: int, actor, reason: str = "") -> Campaign:
 
 
 @transaction.atomic
-def campaign_complete(*, campaign_id: int, actor=None, reason: str) -> Campaign:
+def campaign_complete(*, campaign_id: int, actor: AbstractBaseUser | None = None, reason: str) -> Campaign:
     """live → completed: by beat (``actor=None``) at the end time or when the budget is spent, or by a
     marketer ending it early. A reason is required."""
     reason = _required_reason(reason, "complete a campaign")
@@ -183,7 +184,7 @@ def campaign_complete(*, campaign_id: int, actor=None, reason: str) -> Campaign:
 
 
 @transaction.atomic
-def campaign_archive(*, campaign_id: int, actor, reason: str = "") -> Campaign:
+def campaign_archive(*, campaign_id: int, actor: AbstractBaseUser | None, reason: str = "") -> Campaign:
     """completed → archived."""
     campaign = _lock_for(campaign_id, "archive", actor=actor, doing="archive campaigns")
     return _transition(campaign, "archive", actor=actor, reason=reason.strip())

@@ -4,9 +4,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from apps.core.api import Conflict, NotFound
+from apps.core.exceptions import Conflict, NotFound
 from apps.core.roles import Role
 
 from ..models import Campaign, CampaignStatus, CreativeFormat, EditAction, EditSource, Offer
@@ -17,7 +18,7 @@ S = CampaignStatus
 
 # --- offers --------------------------------------------------------------------------------------
 
-def _after_offer_change(campaign: Campaign, *, actor, what: str) -> None:
+def _after_offer_change(campaign: Campaign, *, actor: AbstractBaseUser | None, what: str) -> None:
     if campaign.status == S.IN_REVIEW:
         _void_votes(campaign, actor=actor, what=what)
     if campaign.status == S.LIVE:
@@ -37,7 +38,7 @@ def _lock_offer(offer_id: int) -> tuple[Campaign, Offer]:
 def offer_create(
     *,
     campaign_id: int,
-    actor,
+    actor: AbstractBaseUser | None,
     name: str,
     creative_markup: str,
     width: int,
@@ -72,7 +73,8 @@ def offer_create(
 
 
 @transaction.atomic
-def offer_update(*, offer_id: int, actor, source: str = EditSource.TASK, **changes: Any) -> Offer:
+def offer_update(*, offer_id: int, actor: AbstractBaseUser | None, source: str = EditSource.TASK,
+                 **changes: Any) -> Offer:
     """Change an offer. Before approval anything; afterwards only name, max bid, priority and CTR.
     Writes a ``CampaignEdit`` row with each changed field's old and new value; no change, no row."""
     campaign, offer = _lock_offer(offer_id)
@@ -92,7 +94,7 @@ def offer_update(*, offer_id: int, actor, source: str = EditSource.TASK, **chang
 
 
 @transaction.atomic
-def offer_delete(*, offer_id: int, actor, source: str = EditSource.TASK) -> None:
+def offer_delete(*, offer_id: int, actor: AbstractBaseUser | None, source: str = EditSource.TASK) -> None:
     """Remove an offer from a campaign in draft or in review (a campaign in review keeps at least one).
     Writes a ``CampaignEdit`` row with the offer's values as old values."""
     campaign, offer = _lock_offer(offer_id)

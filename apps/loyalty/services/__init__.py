@@ -18,7 +18,7 @@ The package re-exports every public name, so callers import ``apps.loyalty.servi
 ``accounts`` (lock, enrol, rollover), ``effects`` (after-commit profile refresh and events) and
 ``results``. The input checks are in ``apps.loyalty.validation``.
 """
-from apps.core.api import ServiceError  # re-exported: callers catch services.ServiceError
+from apps.core.exceptions import ServiceError  # re-exported: callers catch services.ServiceError
 from apps.loyalty.validation import ADJUST_MAX_STARS, OFFER_ID_MAX, TRANSACTION_ID_MAX, USER_ID_MAX
 
 from .earn import EARNS, RATE_QUANTUM, STARS_EARNED, loyalty_earn

@@ -10,7 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 from prometheus_client import Counter
 
-from apps.core.api import Conflict
+from apps.core.exceptions import Conflict
 from apps.loyalty import rules, selectors
 from apps.loyalty.models import (
     LedgerEntry,

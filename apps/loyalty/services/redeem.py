@@ -5,12 +5,13 @@ from dataclasses import asdict
 from typing import Any
 
 import structlog
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from prometheus_client import Counter
 
-from apps.core.api import NotFound, PermissionDenied, ServiceError
+from apps.core.exceptions import Forbidden, NotFound, ServiceError, Unprocessable
 from apps.core.idempotency import idempotent_call, validate_key
 from apps.core.roles import user_has_role
 from apps.loyalty import rules
@@ -47,15 +48,15 @@ def _redeem_locked(*, user_id: str, redemption: rules.Redemption, idempotency_ke
     _rollover_locked(account, now=now)  # its ledger row stands for its event (_after_commit_ledger)
     if rules.tier_rank(account.tier) < rules.tier_rank(redemption.min_tier):
         REDEEM_REFUSED.labels("tier_too_low").inc()
-        raise ServiceError(
+        raise Forbidden(
             f"Requires {_tier_label(redemption.min_tier)} tier, you are {_tier_label(account.tier)}",
-            field="redemption_tier", code="tier_too_low", status_code=403,
+            field="redemption_tier", code="tier_too_low",
         )
     if account.balance < redemption.stars:
         REDEEM_REFUSED.labels("insufficient_stars").inc()
-        raise ServiceError(
+        raise Unprocessable(
             f"Insufficient stars: need {redemption.stars}, have {account.balance}",
-            field="redemption_tier", code="insufficient_stars", status_code=422,
+            field="redemption_tier", code="insufficient_stars",
         )
     LoyaltyAccount.objects.filter(pk=account.pk).update(
         balance=F("balance") - redemption.stars,
@@ -116,15 +117,15 @@ def loyalty_redeem(*, user_id: str, redemption_tier: str, idempotency_key: str) 
 
 
 # --- adjust -------------------------------------------------------------------------------------
-def _adjust_locked(*, user_id: str, stars: int, reason: str, actor, idempotency_key: str) -> dict[str, Any]:
+def _adjust_locked(*, user_id: str, stars: int, reason: str, actor: AbstractBaseUser | None,
+                   idempotency_key: str) -> dict[str, Any]:
     now = timezone.now()
     account = _lock_account(user_id)
     if account is None:
         raise NotFound(f"No loyalty account for user {user_id!r}.", field="user_id")
     if account.balance + stars < 0:
-        raise ServiceError(
+        raise Unprocessable(
             f"Insufficient stars: need {-stars}, have {account.balance}", field="stars", code="insufficient_stars",
-            status_code=422,
         )
     LoyaltyAccount.objects.filter(pk=account.pk).update(balance=F("balance") + stars, updated_at=now)
     new_balance = account.balance + stars
@@ -139,14 +140,15 @@ def _adjust_locked(*, user_id: str, stars: int, reason: str, actor, idempotency_
     return asdict(AdjustResult(user_id=user_id, stars=stars, new_balance=new_balance, ledger_entry_id=entry.pk))
 
 
-def loyalty_adjust(*, user_id: str, stars: int, reason: str, actor=None, idempotency_key: str | None = None) -> AdjustResult:
+def loyalty_adjust(*, user_id: str, stars: int, reason: str, actor: AbstractBaseUser | None = None,
+                   idempotency_key: str | None = None) -> AdjustResult:
     """Correct a member's balance by ``stars`` (positive or negative) with a reason; writes an
     ``adjust`` ledger row. Only the spendable balance changes: qualifying and lifetime stars record
     purchases, so goodwill credits and corrections leave them (and the tier) alone. The balance can
     not go below zero. With ``idempotency_key`` a resubmission applies once. A person (``actor``)
     must hold the Admin role; ``actor=None`` is a system correction."""
     if actor is not None and not user_has_role(actor):
-        raise PermissionDenied("Adjusting stars requires the Admin role.")
+        raise Forbidden("Adjusting stars requires the Admin role.")
     user_id = _clean_user_id(user_id)
     if isinstance(stars, bool) or not isinstance(stars, int) or stars == 0 or abs(stars) > ADJUST_MAX_STARS:
         raise ServiceError(f"stars must be a non-zero whole number between -{ADJUST_MAX_STARS} and {ADJUST_MAX_STARS}.",

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 from prometheus_client import Counter
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 from apps.core.idempotency import idempotent_call
 from apps.loyalty import publisher, rules, selectors
 from apps.loyalty.models import (

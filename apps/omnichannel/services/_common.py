@@ -8,7 +8,7 @@ import structlog
 from django.conf import settings
 from django.db import transaction
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 
 log = structlog.get_logger(__name__)
 

@@ -3,11 +3,13 @@ reach them, recorded in the send ledger and queued after commit."""
 from __future__ import annotations
 
 import structlog
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
-from apps.core.api import NotFound, ServiceError
+from apps.campaigns import selectors as campaign_selectors
+from apps.core.exceptions import NotFound, ServiceError
 
 from .. import cascade
 from ..models import (
@@ -32,7 +34,8 @@ ACTIVATIONS = Counter("omnichannel_activations_total", "Activations created, by 
 
 def activation_create(*, user_id: str, title: str = "", body: str = "", url: str = "", data: dict | None = None,
                       campaign_id: int | None = None, offer_id: int | None = None, channels: list[str] | None = None,
-                      trigger: str = "api", ingest_event: IngestEvent | None = None, actor=None) -> Activation:
+                      trigger: str = "api", ingest_event: IngestEvent | None = None,
+                      actor: AbstractBaseUser | None = None) -> Activation:
     """Create an activation for ``user_id``: pick the channel by the cascade, record the send in the
     ledger and queue it (after commit). When no channel can reach the user the activation is stored
     as ``skipped`` with the cascade's reasons, and nothing is queued.
@@ -40,19 +43,17 @@ def activation_create(*, user_id: str, title: str = "", body: str = "", url: str
     ``channels`` limits the cascade to those channels; a campaign limits it to its own channels.
     Title and URL default to the offer's name and landing page.
     """
-    from apps.campaigns.models import Campaign, Offer
-
     user_id = _clean_user_id(user_id)
     campaign = offer = None
     if offer_id is not None:
-        offer = Offer.objects.select_related("campaign").filter(pk=offer_id).first()
+        offer = campaign_selectors.offer_get_or_none(offer_id=offer_id)
         if offer is None:
             raise NotFound(f"offer {offer_id} does not exist", field="offer_id")
         if campaign_id is not None and offer.campaign_id != campaign_id:
             raise ServiceError(f"offer {offer_id} does not belong to campaign {campaign_id}", field="offer_id")
         campaign = offer.campaign
     elif campaign_id is not None:
-        campaign = Campaign.objects.filter(pk=campaign_id).first()
+        campaign = campaign_selectors.campaign_get_or_none(campaign_id=campaign_id)
         if campaign is None:
             raise NotFound(f"campaign {campaign_id} does not exist", field="campaign_id")
     title = (title or (offer.name if offer else "")).strip()

@@ -6,7 +6,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import ServiceError
 from apps.core.identifiers import clean_user_id
 
 from ..models import Channel, Contact

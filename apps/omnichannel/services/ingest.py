@@ -11,11 +11,12 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
-from apps.core.api import Conflict, ServiceError
+from apps.core.exceptions import Conflict, ServiceError
 from apps.core.idempotency import canonical_json, idempotent_call, request_fingerprint
 
 from ..ingest_schema import IngestEventInput
@@ -52,7 +53,8 @@ def ingest_source_disabled_reason(source: str) -> str | None:
     return None
 
 
-def ingest_source_set_enabled(*, source: str, enabled: bool, actor=None, note: str = "") -> IngestSource:
+def ingest_source_set_enabled(*, source: str, enabled: bool, actor: AbstractBaseUser | None = None,
+                              note: str = "") -> IngestSource:
     """Enable or disable an ingest source (admin)."""
     if source not in Source.values:
         raise ServiceError(f"unknown source {source!r}; one of {', '.join(Source.values)}", field="source")

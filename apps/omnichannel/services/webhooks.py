@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 from prometheus_client import Counter
 
-from apps.core.api import ServiceError
+from apps.core.exceptions import Forbidden, ServiceError
 
 from .. import providers, signatures
 from ..models import (
@@ -54,9 +54,9 @@ def sendgrid_webhook_receive(*, body: bytes, signature: str | None, timestamp: s
     key = settings.SENDGRID_WEBHOOK_VERIFICATION_KEY
     verified = False
     if not key and not settings.SENDGRID_WEBHOOK_ALLOW_UNSIGNED:
-        raise ServiceError(
+        raise Forbidden(
             "SendGrid events are not accepted: SENDGRID_WEBHOOK_VERIFICATION_KEY is not configured",
-            code="not_configured", status_code=403,
+            code="not_configured",
         )
     if key:
         if not signature or not timestamp:
@@ -211,7 +211,7 @@ def twilio_status_record(*, url: str, params: list[tuple[str, str]], signature: 
     """Apply one Twilio message status callback after checking ``X-Twilio-Signature``. Returns what happened."""
     token = settings.TWILIO_AUTH_TOKEN
     if not token:
-        raise ServiceError("Twilio is not configured", code="not_configured", status_code=403)
+        raise Forbidden("Twilio is not configured", code="not_configured")
     if not signatures.twilio_signature_valid(auth_token=token, url=url, params=params, signature=signature or ""):
         raise WebhookRejected("X-Twilio-Signature does not match")
     form = dict(params)

@@ -1,4 +1,4 @@
-"""Run the NATS bid agents (and the omnichannel ingest consumers when that slice provides them)."""
+"""Run the NATS bid agents and, on the same connection, the omnichannel ingest consumers."""
 from __future__ import annotations
 
 import asyncio
