@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 _urandom = os.urandom
@@ -20,7 +21,7 @@ class _RandomIds:
     once each make their own batch (no id is handed out twice). A forked child starts a fresh batch."""
 
     def __init__(self) -> None:
-        self._next = iter(()).__next__
+        self._next: Callable[[], str] = iter(()).__next__
 
     def _refill(self) -> str:
         raw = bytearray(_urandom(16 * _ID_BATCH))

@@ -11,7 +11,7 @@ validation use that subset's ``choices`` / ``values``:
 * :class:`LoyaltyChannel` — a loyalty member's preferred purchase channel (docs/RULES.md §2).
 * :data:`BIDDABLE_CHANNELS` — the campaign channels the bidder serves (OpenRTB impressions).
 
-Every subset is itself a ``TextChoices`` whose members *are* the vocabulary's values (``"email"`` in
+Every subset is itself a ``TextChoices`` whose members *are* the vocabulary's values and labels (``"email"`` in
 each), so a value moves between slices unchanged: ``DeliveryChannel.EMAIL == SuppressionChannel.EMAIL
 == "email"``. Adding a channel to a subset is one line here (and a migration for the ``choices``).
 """
@@ -35,27 +35,52 @@ class Channel(models.TextChoices):
     ALL = "all", "All channels"
 
 
-def _subset(name: str, *members: Channel) -> type[models.TextChoices]:
-    """A ``TextChoices`` of ``members`` (same names, values and labels as in :class:`Channel`), in
-    the order given."""
-    return models.TextChoices(name, [(m.name, (m.value, m.label)) for m in members], module=__name__)
+# Each subset names its members explicitly (a type checker sees them) and takes value and label from
+# Channel, so the vocabulary keeps one owner.
+class CampaignChannel(models.TextChoices):
+    """Where a campaign runs."""
+
+    DISPLAY = Channel.DISPLAY.value, Channel.DISPLAY.label
+    EMAIL = Channel.EMAIL.value, Channel.EMAIL.label
+    SMS = Channel.SMS.value, Channel.SMS.label
+    WHATSAPP = Channel.WHATSAPP.value, Channel.WHATSAPP.label
+    PUSH = Channel.PUSH.value, Channel.PUSH.label
+    IN_APP = Channel.IN_APP.value, Channel.IN_APP.label
+    WEB = Channel.WEB.value, Channel.WEB.label
+    IN_STORE = Channel.IN_STORE.value, Channel.IN_STORE.label
+    PAID_MEDIA = Channel.PAID_MEDIA.value, Channel.PAID_MEDIA.label
 
 
-CampaignChannel = _subset(
-    "CampaignChannel",
-    Channel.DISPLAY, Channel.EMAIL, Channel.SMS, Channel.WHATSAPP, Channel.PUSH, Channel.IN_APP, Channel.WEB,
-    Channel.IN_STORE, Channel.PAID_MEDIA,
-)
-DeliveryChannel = _subset(
-    "DeliveryChannel",
-    Channel.IN_STORE, Channel.PUSH, Channel.IN_APP, Channel.SMS, Channel.EMAIL, Channel.WEB, Channel.PAID_MEDIA,
-)
-SuppressionChannel = _subset(
-    "SuppressionChannel", Channel.EMAIL, Channel.SMS, Channel.PUSH, Channel.IN_APP, Channel.ALL,
-)
-LoyaltyChannel = _subset(
-    "LoyaltyChannel", Channel.IN_STORE, Channel.APP, Channel.WEB, Channel.DRIVE_THROUGH,
-)
+class DeliveryChannel(models.TextChoices):
+    """What omnichannel activates and sends, in the order of the cascade."""
+
+    IN_STORE = Channel.IN_STORE.value, Channel.IN_STORE.label
+    PUSH = Channel.PUSH.value, Channel.PUSH.label
+    IN_APP = Channel.IN_APP.value, Channel.IN_APP.label
+    SMS = Channel.SMS.value, Channel.SMS.label
+    EMAIL = Channel.EMAIL.value, Channel.EMAIL.label
+    WEB = Channel.WEB.value, Channel.WEB.label
+    PAID_MEDIA = Channel.PAID_MEDIA.value, Channel.PAID_MEDIA.label
+
+
+class SuppressionChannel(models.TextChoices):
+    """What a suppression entry covers (``all``: every channel)."""
+
+    EMAIL = Channel.EMAIL.value, Channel.EMAIL.label
+    SMS = Channel.SMS.value, Channel.SMS.label
+    PUSH = Channel.PUSH.value, Channel.PUSH.label
+    IN_APP = Channel.IN_APP.value, Channel.IN_APP.label
+    ALL = Channel.ALL.value, Channel.ALL.label
+
+
+class LoyaltyChannel(models.TextChoices):
+    """A loyalty member's preferred purchase channel."""
+
+    IN_STORE = Channel.IN_STORE.value, Channel.IN_STORE.label
+    APP = Channel.APP.value, Channel.APP.label
+    WEB = Channel.WEB.value, Channel.WEB.label
+    DRIVE_THROUGH = Channel.DRIVE_THROUGH.value, Channel.DRIVE_THROUGH.label
+
 
 #: Campaign channels the bidder answers bid requests for (a campaign needs one of them to bid).
 BIDDABLE_CHANNELS: frozenset[str] = frozenset({Channel.DISPLAY.value})
