@@ -28,7 +28,7 @@ from .common import (
 )
 
 
-def _lock_for(campaign_id: int, action: str, *, actor, doing: str, role: str = Role.MARKETER,
+def _lock_for(campaign_id: int, action: str, *, actor: AbstractBaseUser | None, doing: str, role: str = Role.MARKETER,
               system_may: bool = False) -> Campaign:
     """The campaign, locked, once its state allows ``action`` (checked first, docs/RULES.md §3) and
     ``actor`` has ``role`` (``system_may``: or is None, i.e. beat) to do it."""
