@@ -2,8 +2,8 @@
 "Roll back to this version" action.
 
 The list mirrors the model directory (``services.model_versions_sync`` runs each time it is opened):
-version, last publication, feature layout, data window, the CTR head's log loss (± the half-width of
-its bootstrap 95 % interval) and AUC on the time holdout, the champion/challenger decision, and which
+version, last publication, feature layout, data window, the CTR head's log loss and AUC (each ± the
+half-width of its bootstrap 95 % interval) on the time holdout, the champion/challenger decision, and which
 version is in service. Rows are read-only. Staff holding Marketer, Approver or Admin see it; only
 Admin rolls back (``services.model_rollback``, audited in ``ModelVersionAudit``).
 """
@@ -58,9 +58,9 @@ class ModelVersionAdmin(ViewerAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         (None, {"fields": ("version", "in_service", "present", "published_at", "layout_version", "loadable",
                            "load_error")}),
         ("Training", {"fields": ("trained_at", "data_since", "data_until", "holdout_rows", "holdout_clicks")}),
-        ("Time holdout (CTR head)", {"fields": ("log_loss", "log_loss_half_width", "auc", "champion_version",
-                                                "champion_log_loss", "champion_auc", "decision",
-                                                "decision_reason")}),
+        ("Time holdout (CTR head)", {"fields": ("log_loss", "log_loss_half_width", "auc", "auc_half_width",
+                                                "champion_version", "champion_log_loss", "champion_auc",
+                                                "decision", "decision_reason")}),
         ("File", {"fields": ("file_size", "metadata_shown", "synced_at")}),
     )
     readonly_fields = [f.name for f in ModelVersion._meta.fields] + ["metadata_shown"]
@@ -93,9 +93,13 @@ class ModelVersionAdmin(ViewerAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             return f"{obj.log_loss:.5f}"
         return f"{obj.log_loss:.5f} ± {obj.log_loss_half_width:.5f}"
 
-    @admin.display(description="AUC", ordering="auc")
+    @admin.display(description="AUC (± 95 %)", ordering="auc")
     def auc_shown(self, obj: ModelVersion) -> str:
-        return "—" if obj.auc is None else f"{obj.auc:.4f}"
+        if obj.auc is None:
+            return "—"
+        if obj.auc_half_width is None:
+            return f"{obj.auc:.4f}"
+        return f"{obj.auc:.4f} ± {obj.auc_half_width:.4f}"
 
     @admin.display(description="decision", ordering="decision")
     def decision_shown(self, obj: ModelVersion):

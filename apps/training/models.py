@@ -33,6 +33,8 @@ class ModelVersion(models.Model):
     log_loss = models.FloatField(null=True, blank=True, help_text="CTR head on the time holdout")
     log_loss_half_width = models.FloatField(null=True, blank=True, help_text="Half-width of its bootstrap 95 % interval")
     auc = models.FloatField(null=True, blank=True, help_text="CTR head on the time holdout")
+    auc_half_width = models.FloatField(null=True, blank=True,
+                                       help_text="Half-width of its bootstrap 95 % interval (files trained before: none)")
     champion_version = models.CharField(max_length=64, blank=True, default="")
     champion_log_loss = models.FloatField(null=True, blank=True)
     champion_auc = models.FloatField(null=True, blank=True)

@@ -63,7 +63,7 @@ def min_impressions() -> int:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The CTR head on a holdout: log loss (with its bootstrap 95 % interval's half-width) and AUC."""
+    """The CTR head on a holdout: log loss and AUC, each with its bootstrap 95 % interval's half-width."""
 
     version: str
     log_loss: float
@@ -71,6 +71,7 @@ class Evaluation:
     auc: float
     rows: int
     clicks: int
+    auc_half_width: float = math.nan
 
 
 @dataclass
@@ -100,16 +101,21 @@ class TrainOutcome:
 def model_evaluate(weights: CoLaNetWeights, X: np.ndarray, y: np.ndarray, *, seed: int = 0,
                    samples: int = BOOTSTRAP_SAMPLES) -> Evaluation:
     """Log loss and AUC of ``weights``' CTR head on ``(X, y)``; the log loss's bootstrap interval
-    (``samples`` resamples of the rows, ``numpy.random.default_rng(seed)``, percentiles 2.5–97.5)."""
+    (``samples`` resamples of the rows, ``numpy.random.default_rng(seed)``, percentiles 2.5–97.5), and
+    the AUC's over the same resamples."""
     y = np.asarray(y, dtype=np.float64)
     p = np.clip(predict_ctr(weights, X).astype(np.float64), 1e-6, 1 - 1e-6)
     per_row = -(y * np.log(p) + (1 - y) * np.log(1 - p))
     rng = np.random.default_rng(seed)
     n = len(y)
-    means = np.array([per_row[rng.integers(0, n, n)].mean() for _ in range(samples)]) if n else np.array([np.nan])
+    draws = [rng.integers(0, n, n) for _ in range(samples)] if n else []
+    means = np.array([per_row[i].mean() for i in draws]) if n else np.array([np.nan])
+    aucs = np.array([auc(y[i], p[i]) for i in draws]) if n else np.array([np.nan])
     lo, hi = np.percentile(means, [2.5, 97.5])
+    # a resample with one class only has no AUC; the interval is over the others (NaN if none)
+    auc_lo, auc_hi = np.nanpercentile(aucs, [2.5, 97.5]) if np.isfinite(aucs).any() else (np.nan, np.nan)
     return Evaluation(version=weights.version, log_loss=log_loss(y, p), log_loss_half_width=float((hi - lo) / 2),
-                      auc=auc(y, p), rows=n, clicks=int(y.sum()))
+                      auc=auc(y, p), rows=n, clicks=int(y.sum()), auc_half_width=float((auc_hi - auc_lo) / 2))
 
 
 def challenger_decide(*, challenger: Evaluation, champion: Evaluation) -> tuple[bool, str]:
@@ -275,7 +281,7 @@ def _file_fields(path: Path) -> dict:
         "holdout_rows": _int_or_none(ours.get("rows")), "holdout_clicks": _int_or_none(ours.get("clicks")),
         "log_loss": _float_or_none(ours.get("log_loss")),
         "log_loss_half_width": _float_or_none(ours.get("log_loss_half_width")),
-        "auc": _float_or_none(ours.get("auc")),
+        "auc": _float_or_none(ours.get("auc")), "auc_half_width": _float_or_none(ours.get("auc_half_width")),
         "champion_version": str(theirs.get("version") or "")[:64],
         "champion_log_loss": _float_or_none(theirs.get("log_loss")), "champion_auc": _float_or_none(theirs.get("auc")),
         "decision": decision, "decision_reason": str(decided.get("reason") or ""),

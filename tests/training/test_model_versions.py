@@ -32,13 +32,13 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = "/admin/training/modelversion/"
 
 
-def _metadata(log_loss: float, half: float, auc: float, *, published: bool) -> dict:
+def _metadata(log_loss: float, half: float, auc: float, *, published: bool, auc_half: float | None = None) -> dict:
     return {
         "trained_at": "2026-11-30T04:05:00+00:00",
         "data_window": {"since": "2026-11-23T00:00:00+00:00", "until": "2026-11-30T00:00:00+00:00",
                         "label_window_seconds": 86400},
         "holdout": {"challenger": {"version": "x", "log_loss": log_loss, "log_loss_half_width": half, "auc": auc,
-                                   "rows": 400, "clicks": 12},
+                                   "rows": 400, "clicks": 12, **({"auc_half_width": auc_half} if auc_half else {})},
                     "champion": {"version": "seed-42", "log_loss": 0.2, "log_loss_half_width": 0.01, "auc": 0.5,
                                  "rows": 400, "clicks": 12}},
         "decision": {"published": published, "better": published, "reason": "because"},
@@ -55,7 +55,8 @@ def models(tmp_path, monkeypatch):
         w = random_weights(40 + i, version=version)
         src = tmp_path / f"src-{version}.npz"
         CoLaNetWeights(W1=w.W1, b1=w.b1, theta=w.theta, W2=w.W2, b2=w.b2, version=version,
-                       metadata=_metadata(ll, 0.0042, auc, published=True)).to_npz(src)
+                       metadata=_metadata(ll, 0.0042, auc, published=True,
+                                          auc_half=0.0123 if version == "v2" else None)).to_npz(src)
         published = model_publish(source=src, model_dir=directory, announce=False)
         stamp = now - (2 - i) * 10**9  # v1 published a second before v2
         os.utime(published.path, ns=(stamp, stamp))
@@ -114,7 +115,7 @@ def test_the_list_shows_each_version_with_its_metrics_and_the_one_in_service(adm
     cl = changelist(admin_client.get(CHANGELIST), expect_rows=True)
     assert [row.version for row in cl.result_list] == ["v2", "v1"]
     content = html.unescape(admin_client.get(CHANGELIST).content.decode())
-    assert "0.12345 ± 0.00420" in content and "0.7123" in content and "0.7345" in content
+    assert "0.12345 ± 0.00420" in content and "0.7123" in content and "0.7345 ± 0.0123" in content
     assert "2026-11-23 00:00 – 2026-11-30 00:00 UTC" in content
     assert '<option value="roll_back">Roll back to this version</option>' in content
     v1, v2 = ModelVersion.objects.get(version="v1"), ModelVersion.objects.get(version="v2")
