@@ -10,10 +10,17 @@ seeded) 95 % interval of the challenger's log loss. The challenger is published 
 loss is lower than the champion's by more than that interval's half-width **and** its AUC is not
 lower. Either way its file keeps the metrics, the data window, the decision and the feature-layout
 version (``CoLaNetWeights.metadata`` / ``layout_version``).
+
+Model versions (the admin's list, ``models.ModelVersion``): ``model_versions_sync`` mirrors the
+registry directory into Postgres, reading what each file stores; ``model_rollback`` re-publishes an
+earlier version through the registry (``model_publish``: it becomes the newest file, every bidder
+hot-reloads it on the announcement) and audits who did it, when, from which version and why. Only the
+Admin role rolls back.
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,9 +29,14 @@ from pathlib import Path
 import numpy as np
 import structlog
 from django.conf import settings
+from django.db import transaction
+from redis.exceptions import RedisError
 
+from apps.core.exceptions import Conflict, Forbidden, NotFound, Unprocessable
+from apps.core.roles import user_has_role
+from apps.inference import registry
 from apps.inference.features import FEATURE_LAYOUT_VERSION
-from apps.inference.model import CoLaNetWeights, validate_version
+from apps.inference.model import CoLaNetWeights, ModelFileError, validate_version
 from apps.training import dataset
 from apps.training.trainer import TrainConfig, TrainResult, auc, log_loss, predict_ctr, train
 
@@ -51,7 +63,7 @@ def min_impressions() -> int:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The CTR head on a holdout: log loss (with its bootstrap 95 % interval's half-width) and AUC."""
+    """The CTR head on a holdout: log loss and AUC, each with its bootstrap 95 % interval's half-width."""
 
     version: str
     log_loss: float
@@ -59,6 +71,7 @@ class Evaluation:
     auc: float
     rows: int
     clicks: int
+    auc_half_width: float = math.nan
 
 
 @dataclass
@@ -88,16 +101,21 @@ class TrainOutcome:
 def model_evaluate(weights: CoLaNetWeights, X: np.ndarray, y: np.ndarray, *, seed: int = 0,
                    samples: int = BOOTSTRAP_SAMPLES) -> Evaluation:
     """Log loss and AUC of ``weights``' CTR head on ``(X, y)``; the log loss's bootstrap interval
-    (``samples`` resamples of the rows, ``numpy.random.default_rng(seed)``, percentiles 2.5–97.5)."""
+    (``samples`` resamples of the rows, ``numpy.random.default_rng(seed)``, percentiles 2.5–97.5), and
+    the AUC's over the same resamples."""
     y = np.asarray(y, dtype=np.float64)
     p = np.clip(predict_ctr(weights, X).astype(np.float64), 1e-6, 1 - 1e-6)
     per_row = -(y * np.log(p) + (1 - y) * np.log(1 - p))
     rng = np.random.default_rng(seed)
     n = len(y)
-    means = np.array([per_row[rng.integers(0, n, n)].mean() for _ in range(samples)]) if n else np.array([np.nan])
+    draws = [rng.integers(0, n, n) for _ in range(samples)] if n else []
+    means = np.array([per_row[i].mean() for i in draws]) if n else np.array([np.nan])
+    aucs = np.array([auc(y[i], p[i]) for i in draws]) if n else np.array([np.nan])
     lo, hi = np.percentile(means, [2.5, 97.5])
+    # a resample with one class only has no AUC; the interval is over the others (NaN if none)
+    auc_lo, auc_hi = np.nanpercentile(aucs, [2.5, 97.5]) if np.isfinite(aucs).any() else (np.nan, np.nan)
     return Evaluation(version=weights.version, log_loss=log_loss(y, p), log_loss_half_width=float((hi - lo) / 2),
-                      auc=auc(y, p), rows=n, clicks=int(y.sum()))
+                      auc=auc(y, p), rows=n, clicks=int(y.sum()), auc_half_width=float((auc_hi - auc_lo) / 2))
 
 
 def challenger_decide(*, challenger: Evaluation, champion: Evaluation) -> tuple[bool, str]:
@@ -211,3 +229,142 @@ def model_train(*, since: dt.datetime | None = None, until: dt.datetime | None =
              final_loss=result.history[-1]["loss"], skipped_layout=full.skipped_layout, published=selection.published)
     return TrainOutcome(result=result, selection=selection, path=selection.path, impressions=len(won), bids=len(full),
                         clicks=int(won.y_click.sum()), since=since, until=until, history=result.history)
+
+
+# --- model versions (admin list, roll-back) ---------------------------------------------------------
+def _moment_or_none(value) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _float_or_none(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _int_or_none(value) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _file_fields(path: Path) -> dict:
+    """What the admin shows of one version file: loadable or why not, layout, and the trainer's metadata."""
+    error = ""
+    layout: int | None = None
+    metadata: dict | None = None
+    try:
+        weights = CoLaNetWeights.from_npz(path)
+        layout, metadata = weights.layout_version, weights.metadata
+    except ModelFileError as exc:
+        error = str(exc)
+        try:  # a refused file (e.g. another layout) still says what it is, when it can be read
+            with np.load(path, allow_pickle=False) as data:
+                layout = int(data["layout_version"]) if "layout_version" in data.files else 1
+                if "metadata" in data.files:
+                    metadata = json.loads(str(data["metadata"][()]))
+        except (OSError, ValueError, EOFError, TypeError, KeyError):
+            pass
+    meta = metadata if isinstance(metadata, dict) else {}
+    window = meta.get("data_window") or {}
+    holdout = meta.get("holdout") or {}
+    ours, theirs = holdout.get("challenger") or {}, holdout.get("champion") or {}
+    decided = meta.get("decision") or {}
+    decision = ("" if not decided else "published" if decided.get("published") else
+                "better" if decided.get("better") else "not better")
+    return {
+        "loadable": not error, "load_error": error, "layout_version": layout, "metadata": metadata,
+        "trained_at": _moment_or_none(meta.get("trained_at")),
+        "data_since": _moment_or_none(window.get("since")), "data_until": _moment_or_none(window.get("until")),
+        "holdout_rows": _int_or_none(ours.get("rows")), "holdout_clicks": _int_or_none(ours.get("clicks")),
+        "log_loss": _float_or_none(ours.get("log_loss")),
+        "log_loss_half_width": _float_or_none(ours.get("log_loss_half_width")),
+        "auc": _float_or_none(ours.get("auc")), "auc_half_width": _float_or_none(ours.get("auc_half_width")),
+        "champion_version": str(theirs.get("version") or "")[:64],
+        "champion_log_loss": _float_or_none(theirs.get("log_loss")), "champion_auc": _float_or_none(theirs.get("auc")),
+        "decision": decision, "decision_reason": str(decided.get("reason") or ""),
+    }
+
+
+def model_versions_sync(*, model_dir: str | Path | None = None) -> list:
+    """Mirror the registry directory into ``ModelVersion`` rows (a file not read before, or changed,
+    is read again; a row whose file is gone stays, ``present=False``) and mark the version in service:
+    the newest published file that loads, as every bidder picks it. Returns the rows in the directory,
+    newest publication first."""
+    from apps.training.models import ModelVersion
+
+    directory = Path(model_dir) if model_dir is not None else registry.model_dir()
+    files = registry.published_models(directory)
+    known = {row.version: row for row in ModelVersion.objects.filter(version__in=[f.version for f in files])}
+    rows = []
+    with transaction.atomic():
+        for f in files:
+            row = known.get(f.version)
+            published_at = dt.datetime.fromtimestamp(f.mtime_ns / 1e9, dt.timezone.utc)
+            if row is None or (row.file_mtime_ns, row.file_size) != (f.mtime_ns, f.size) or not row.present:
+                fields = _file_fields(f.path)
+                row, _ = ModelVersion.objects.update_or_create(
+                    version=f.version, defaults={**fields, "present": True, "published_at": published_at,
+                                                 "file_mtime_ns": f.mtime_ns, "file_size": f.size})
+            rows.append(row)
+        serving = next((row.version for row in reversed(rows) if row.loadable), None)
+        ModelVersion.objects.exclude(version__in=[f.version for f in files]).filter(present=True).update(
+            present=False, in_service=False)
+        ModelVersion.objects.filter(in_service=True).exclude(version=serving).update(in_service=False)
+        if serving is not None:
+            ModelVersion.objects.filter(version=serving, in_service=False).update(in_service=True)
+    for row in rows:
+        row.in_service = row.version == serving
+    return rows[::-1]
+
+
+def _announce(version: str, redis_client=None) -> None:
+    from apps.core import redis as redis_store
+
+    publisher = redis_client or redis_store.client()
+    try:
+        receivers = publisher.publish(redis_store.channel(registry.MODEL_CHANNEL, publisher), version)
+    except (RedisError, OSError) as exc:  # the bidders still find the file by polling the directory
+        log.warning("training_model_rollback_announce_failed", version=version, error=str(exc))
+        return
+    log.info("training_model_rollback_announced", version=version, receivers=int(receivers))
+
+
+def model_rollback(*, version: str, actor, reason: str = "", model_dir: str | Path | None = None,
+                   redis_client=None):
+    """Put ``version`` (a file already in the model directory) back in service: re-publish it through
+    the registry (``model_publish``: it becomes the newest file) and announce it on ``models:published``
+    after the audit row commits, so every bidder hot-reloads it. Admin role only (``Forbidden``);
+    ``NotFound`` for a version not in the directory, ``Conflict`` when it is already in service,
+    ``Unprocessable`` when its file does not load (e.g. another feature layout)."""
+    from apps.inference.services import model_publish
+    from apps.training.models import ModelVersionAction, ModelVersionAudit
+
+    if not user_has_role(actor):
+        raise Forbidden("Only the Admin role may roll back the bid model.")
+    try:
+        validate_version(version)
+    except ModelFileError as exc:
+        raise NotFound(str(exc), field="version") from exc
+    directory = Path(model_dir) if model_dir is not None else registry.model_dir()
+    path = registry.model_path(directory, version)
+    if not path.is_file():
+        raise NotFound(f"version {version!r} is not in the model directory {directory}", field="version")
+    rows = model_versions_sync(model_dir=directory)
+    serving = next((row.version for row in rows if row.in_service), "")
+    if serving == version:
+        raise Conflict(f"version {version!r} is already in service")
+    with transaction.atomic():
+        try:
+            model_publish(source=path, model_dir=directory, announce=False)
+        except ModelFileError as exc:
+            raise Unprocessable(f"version {version!r} cannot go back in service: {exc}", field="version") from exc
+        audit = ModelVersionAudit.objects.create(action=ModelVersionAction.ROLLBACK, from_version=serving,
+                                                 to_version=version, actor=actor, reason=reason)
+        transaction.on_commit(lambda: _announce(version, redis_client), robust=True)
+    model_versions_sync(model_dir=directory)
+    log.info("training_model_rolled_back", version=version, from_version=serving, actor=getattr(actor, "pk", None),
+             reason=reason)
+    return audit

@@ -68,7 +68,7 @@ class Command(BaseCommand):
         sel = outcome.selection
         for role, e in (("challenger", sel.challenger), ("champion", sel.champion)):
             self.stdout.write(f"{role:<10} {e.version:<32} log loss {e.log_loss:.5f} ± {e.log_loss_half_width:.5f}  "
-                              f"AUC {e.auc:.4f}  ({e.rows} holdout impressions, {e.clicks} clicks)")
+                              f"AUC {e.auc:.4f} ± {e.auc_half_width:.4f}  ({e.rows} holdout impressions, {e.clicks} clicks)")
         verdict = ("published" if sel.published else "better, not published (no --publish)" if sel.better
                    else "not published")
         self.stdout.write(f"{verdict}: {sel.reason}")
