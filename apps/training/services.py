@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from redis.exceptions import RedisError
 
@@ -332,7 +333,7 @@ def _announce(version: str, redis_client=None) -> None:
     log.info("training_model_rollback_announced", version=version, receivers=int(receivers))
 
 
-def model_rollback(*, version: str, actor, reason: str = "", model_dir: str | Path | None = None,
+def model_rollback(*, version: str, actor: User | None, reason: str = "", model_dir: str | Path | None = None,
                    redis_client=None):
     """Put ``version`` (a file already in the model directory) back in service: re-publish it through
     the registry (``model_publish``: it becomes the newest file) and announce it on ``models:published``
