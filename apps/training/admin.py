@@ -46,6 +46,15 @@ class InServiceFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _with_interval(value: float | None, half_width: float | None, *, digits: int) -> str:
+    """A metric as shown in the list: ``0.73130 ± 0.00700``, the value alone without an interval, or —."""
+    if value is None:
+        return "—"
+    if half_width is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ± {half_width:.{digits}f}"
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ViewerAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("version", "published_at", "layout_version", "data_window", "log_loss_shown", "auc_shown",
@@ -87,19 +96,11 @@ class ModelVersionAdmin(ViewerAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="log loss (± 95 %)", ordering="log_loss")
     def log_loss_shown(self, obj: ModelVersion) -> str:
-        if obj.log_loss is None:
-            return "—"
-        if obj.log_loss_half_width is None:
-            return f"{obj.log_loss:.5f}"
-        return f"{obj.log_loss:.5f} ± {obj.log_loss_half_width:.5f}"
+        return _with_interval(obj.log_loss, obj.log_loss_half_width, digits=5)
 
     @admin.display(description="AUC (± 95 %)", ordering="auc")
     def auc_shown(self, obj: ModelVersion) -> str:
-        if obj.auc is None:
-            return "—"
-        if obj.auc_half_width is None:
-            return f"{obj.auc:.4f}"
-        return f"{obj.auc:.4f} ± {obj.auc_half_width:.4f}"
+        return _with_interval(obj.auc, obj.auc_half_width, digits=4)
 
     @admin.display(description="decision", ordering="decision")
     def decision_shown(self, obj: ModelVersion):
