@@ -12,7 +12,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from apps.core import outages
-from apps.core.exceptions import KINDS, ServiceError
+from apps.core.exceptions import KINDS, InvalidInput, ServiceError, first_field, first_message
 
 __all__ = ["error_body", "exception_handler", "service_error_from", "service_error_response"]
 
@@ -26,11 +26,13 @@ def service_error_from(status_code: int, body: dict) -> ServiceError:
     return error
 
 
-def error_body(exc: ServiceError) -> dict[str, str]:
-    """The JSON envelope of a service error: ``{"error", "detail", "field"?}``."""
-    body = {"error": exc.code, "detail": exc.message}
+def error_body(exc: ServiceError) -> dict:
+    """The JSON envelope of a service error: ``{"error", "detail", "field"?, "fields"?}``."""
+    body: dict = {"error": exc.code, "detail": exc.message}
     if exc.field:
         body["field"] = exc.field
+    if isinstance(exc, InvalidInput):
+        body["fields"] = exc.errors
     return body
 
 
@@ -57,39 +59,10 @@ def exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        body = {"error": "invalid", "detail": _first_message(response.data)}
-        if field := _first_field(response.data):
+        body = {"error": "invalid", "detail": first_message(response.data)}
+        if field := first_field(response.data):
             body["field"] = field
         response.data = {**body, "fields": response.data}
     elif isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"error": getattr(exc, "default_code", "error"), "detail": str(response.data["detail"])}
     return response
-
-
-def _first_message(data, prefix: str = "") -> str:
-    if isinstance(data, dict):
-        for key, value in data.items():
-            name = "" if key == "non_field_errors" else str(key)
-            return _first_message(value, f"{prefix}.{name}".strip(".") if name else prefix)
-    if isinstance(data, list) and data:
-        if any(isinstance(item, (dict, list)) for item in data):
-            # A list of per-item errors (ListSerializer): name the first item that failed.
-            for index, item in enumerate(data):
-                if item:
-                    return _first_message(item, f"{prefix}.{index}".strip("."))
-        return _first_message(data[0], prefix)
-    return f"{prefix}: {data}" if prefix else str(data)
-
-
-def _first_field(data, prefix: str = "") -> str:
-    """The dotted path of the first invalid field (``targeting.countries.0``), "" for a non-field error."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if key == "non_field_errors":
-                return prefix
-            return _first_field(value, f"{prefix}.{key}".strip("."))
-    if isinstance(data, list) and any(isinstance(item, (dict, list)) for item in data):
-        for index, item in enumerate(data):
-            if item:
-                return _first_field(item, f"{prefix}.{index}".strip("."))
-    return prefix

@@ -31,7 +31,10 @@ one into ``Unprocessable`` turns its 400 into a 422.
 """
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "InvalidInput", "first_field", "first_message",
     "KINDS", "Conflict", "Forbidden", "NotFound", "ServiceError", "Unavailable", "Unprocessable",
 ]
 
@@ -103,3 +106,46 @@ class Unavailable(ServiceError):
 
 # The named kinds, most specific first (``apps.core.api.service_error_from`` picks one by status).
 KINDS: tuple[type[ServiceError], ...] = (NotFound, Conflict, Forbidden, Unprocessable, Unavailable)
+
+
+class InvalidInput(ServiceError):
+    """Input that fails its schema (400), with every field's problems as a serializer reports them
+    (``{field: [message, ...]}``, per item for lists): the answer carries them under ``fields``, and
+    ``detail`` and ``field`` name the first, as for a DRF validation error."""
+
+    code = "invalid"
+
+    def __init__(self, errors: dict[str, Any]):
+        field = first_field(errors)
+        super().__init__(first_message(errors), field=field or None)
+        self.errors = errors
+
+
+# --- the first problem in a field-error tree (DRF's shape: dicts of fields, lists of messages/items) ---
+def first_message(data, prefix: str = "") -> str:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = "" if key == "non_field_errors" else str(key)
+            return first_message(value, f"{prefix}.{name}".strip(".") if name else prefix)
+    if isinstance(data, list) and data:
+        if any(isinstance(item, (dict, list)) for item in data):
+            # A list of per-item errors (ListSerializer): name the first item that failed.
+            for index, item in enumerate(data):
+                if item:
+                    return first_message(item, f"{prefix}.{index}".strip("."))
+        return first_message(data[0], prefix)
+    return f"{prefix}: {data}" if prefix else str(data)
+
+
+def first_field(data, prefix: str = "") -> str:
+    """The dotted path of the first invalid field (``targeting.countries.0``), "" for a non-field error."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "non_field_errors":
+                return prefix
+            return first_field(value, f"{prefix}.{key}".strip("."))
+    if isinstance(data, list) and any(isinstance(item, (dict, list)) for item in data):
+        for index, item in enumerate(data):
+            if item:
+                return first_field(item, f"{prefix}.{index}".strip("."))
+    return prefix

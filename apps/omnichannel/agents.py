@@ -40,7 +40,6 @@ def process_message(subject: str, data: bytes) -> tuple[int, dict]:
     from apps.core.api import exception_handler
 
     from . import services
-    from .ingest_schema import ingest_validation_error
 
     close_old_connections()
     try:
@@ -57,8 +56,6 @@ def process_message(subject: str, data: bytes) -> tuple[int, dict]:
                                                 caller=services.ingest_caller(subject=subject))
         return outcome.status, outcome.body
     except Exception as exc:  # noqa: BLE001 - every failure becomes the HTTP endpoint's error body
-        if isinstance(exc, services.InvalidIngestEvent):
-            exc = ingest_validation_error(exc)
         response = exception_handler(exc, {})
         if response is None:
             log.exception("ingest_agent_error", subject=subject)

@@ -123,9 +123,3 @@ class IngestEventInput(serializers.Serializer):
         attrs["order_id"] = attrs.get("order_id") or attrs.get("basket_id") or ""
         attrs.pop("basket_id", None)
         return attrs
-
-
-def ingest_validation_error(exc) -> serializers.ValidationError:
-    """An ``InvalidIngestEvent`` as the DRF error the API layer raises, so HTTP and NATS answer with
-    the validation envelope (``detail``, ``field`` and every field's errors under ``fields``)."""
-    return serializers.ValidationError(exc.errors)

@@ -18,7 +18,7 @@ from apps.core.pagination import PageNumberPagination
 from apps.core.roles import Role, role_permission
 
 from .. import selectors, services
-from ..ingest_schema import IngestEventInput, ingest_validation_error
+from ..ingest_schema import IngestEventInput
 from ..models import Channel, Transport
 from . import serializers as s
 
@@ -59,11 +59,8 @@ class IngestView(APIView):
         ),
     )
     def post(self, request):
-        try:
-            outcome = services.ingest_event_process(data=request.data, transport=Transport.HTTP,
-                                                    caller=services.ingest_caller(user=request.user))
-        except services.InvalidIngestEvent as exc:
-            raise ingest_validation_error(exc) from None
+        outcome = services.ingest_event_process(data=request.data, transport=Transport.HTTP,
+                                                caller=services.ingest_caller(user=request.user))
         return Response(outcome.body, status=outcome.status)
 
 

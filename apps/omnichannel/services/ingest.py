@@ -16,7 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
-from apps.core.exceptions import Conflict, ServiceError
+from apps.core.exceptions import Conflict, InvalidInput, ServiceError
 from apps.core.idempotency import canonical_json, idempotent_call, request_fingerprint
 
 from ..ingest_schema import IngestEventInput
@@ -90,33 +90,9 @@ DIGITAL_SOURCES = {Source.MOBILE_APP, Source.WEB}
 INGEST_IDEMPOTENCY_SCOPE = "omnichannel.ingest"
 
 
-class InvalidIngestEvent(ServiceError):
-    """The event does not match the ingest schema (400). ``errors`` holds every field's problems as the
-    schema reports them (``{field: [message, ...]}``, per item for ``items``); the message and ``field``
-    name the first one, e.g. ``event_id: This field is required.``"""
-
-    code = "invalid"
-
-    def __init__(self, errors: dict[str, Any]):
-        field, message = _first_error(errors)
-        super().__init__(f"{field}: {message}" if field else message, field=field or None)
-        self.errors = errors
-
-
-def _first_error(errors: Any, path: str = "") -> tuple[str, str]:
-    """The dotted path (``items.1.item_id``) and message of the first error in a schema error tree."""
-    if isinstance(errors, dict):
-        for key, value in errors.items():
-            name = "" if key == "non_field_errors" else str(key)
-            return _first_error(value, f"{path}.{name}".strip(".") if name else path)
-    if isinstance(errors, list):
-        for index, item in enumerate(errors):
-            if isinstance(item, (dict, list)):
-                if item:
-                    return _first_error(item, f"{path}.{index}".strip("."))
-            else:
-                return path, str(item)
-    return path, str(errors)
+class InvalidIngestEvent(InvalidInput):
+    """The event does not match the ingest schema (400): ``errors`` holds every field's problems as the
+    schema reports them; the answer names the first (``items.1.item_id: ...``) and lists them all."""
 
 
 @dataclass(frozen=True)
