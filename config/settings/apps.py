@@ -142,3 +142,9 @@ BID_METRICS_DIR = env.env_str("BID_METRICS_DIR", "")
 TRAINING_LABEL_WINDOW_SECONDS = env.env_int("TRAINING_LABEL_WINDOW_SECONDS", 86_400, minimum=1)
 TRAINING_MIN_IMPRESSIONS = env.env_int("TRAINING_MIN_IMPRESSIONS", 1000, minimum=1)
 # --- end training --------------------------------------------------------------------------------
+
+# --- outbound HTTP to vendors (apps.core.outbound) -----------------------------------------------
+# OUTBOUND_SECRET_KEYS itself is read by apps.core.outbound.crypto from config.env (the bid workers
+# decrypt without Django settings).
+OUTBOUND_CALL_LOG_RETENTION_DAYS = env.env_int("OUTBOUND_CALL_LOG_RETENTION_DAYS", 30, minimum=1)
+# --- end outbound --------------------------------------------------------------------------------
