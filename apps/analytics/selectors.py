@@ -28,6 +28,7 @@ Report figures per bucket (UTC hour or day):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 from apps.analytics import events
@@ -295,6 +296,48 @@ def bid_inputs_list(*, start: dt.datetime | None = None, end: dt.datetime | None
         params,
     )
     return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def bid_inputs_chunks(*, start: dt.datetime, end: dt.datetime, chunk_rows: int) -> Iterator[list[dict[str, Any]]]:
+    """The rows of ``bid_inputs`` served in ``[start, end)`` (each bid once: ``FINAL``), in lists of at
+    most ``chunk_rows``, ordered by the table's key ``(timestamp, event_id)``: a long window never sits
+    in memory whole. Each query reads a span of whole hours holding about ``chunk_rows`` rows (hourly
+    counts first), an hour with more in pages by key, so no query scans the rest of the window."""
+    from apps.analytics import bid_inputs
+
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    lo, hi = _ts(start), _ts(end)
+    hours = ch.execute(
+        f"SELECT intDiv(toUInt32(timestamp), 3600) AS h, count() FROM {BID_INPUTS_TABLE} "
+        "WHERE timestamp >= toDateTime(%(lo)s) AND timestamp < toDateTime(%(hi)s) GROUP BY h ORDER BY h",
+        {"lo": lo, "hi": hi},
+    )
+    spans: list[tuple[int, int]] = []  # [first hour, last hour] of about chunk_rows rows each
+    total = 0
+    for hour, count in hours:
+        if spans and total + count <= chunk_rows:
+            spans[-1] = (spans[-1][0], hour)
+            total += count
+        else:
+            spans.append((hour, hour))
+            total = count
+    columns = bid_inputs.COLUMNS
+    select = f"SELECT {', '.join(columns)} FROM {BID_INPUTS_TABLE} FINAL WHERE "
+    for first, last in spans:
+        params: dict[str, Any] = {"lo": max(lo, first * 3600), "hi": min(hi, (last + 1) * 3600)}
+        after = ""
+        while True:
+            rows = ch.execute(
+                f"{select} timestamp >= toDateTime(%(lo)s) AND timestamp < toDateTime(%(hi)s) {after} "
+                f"ORDER BY timestamp, event_id LIMIT {int(chunk_rows)}", params)
+            if rows:
+                yield [dict(zip(columns, row, strict=True)) for row in rows]
+            if len(rows) < chunk_rows:
+                break
+            last_row = rows[-1]
+            params.update(after_ts=_ts(last_row[1]), after_id=last_row[0])
+            after = "AND (timestamp, event_id) > (toDateTime(%(after_ts)s), %(after_id)s)"
 
 
 def bid_outcome_times(*, start: dt.datetime, end: dt.datetime) -> dict[str, dict[str, int]]:

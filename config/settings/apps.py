@@ -138,9 +138,11 @@ BID_METRICS_DIR = env.env_str("BID_METRICS_DIR", "")
 
 # --- training ------------------------------------------------------------------------------------
 # The bid model's trainer (apps.training, `manage.py train_model`): how long after a bid its win,
-# click and reward signals count as its labels, and the fewest won impressions worth training on.
+# click and reward signals count as its labels, the fewest won impressions worth training on, and how
+# many bid_inputs rows are read from ClickHouse at a time.
 TRAINING_LABEL_WINDOW_SECONDS = env.env_int("TRAINING_LABEL_WINDOW_SECONDS", 86_400, minimum=1)
 TRAINING_MIN_IMPRESSIONS = env.env_int("TRAINING_MIN_IMPRESSIONS", 1000, minimum=1)
+TRAINING_CHUNK_ROWS = env.env_int("TRAINING_CHUNK_ROWS", 100_000, minimum=1)
 # --- end training --------------------------------------------------------------------------------
 
 # --- outbound HTTP to vendors (apps.core.outbound) -----------------------------------------------
