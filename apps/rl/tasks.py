@@ -1,0 +1,31 @@
+"""Thin, idempotent Celery tasks over apps.rl.services (scheduled in schedules.py)."""
+from celery import shared_task
+
+
+@shared_task(name="rl.expire_decisions", ignore_result=True)
+def expire_decisions() -> int:
+    """Close as failures the decisions whose reward wait time has passed."""
+    from apps.rl import services
+
+    return services.rl_expire_due()
+
+
+@shared_task(name="rl.consume_feedback", ignore_result=True)
+def consume_feedback() -> int:
+    """Close decisions from loyalty reward signals and email clicks (no decision id: latest open one)."""
+    from apps.rl import services
+
+    return services.rl_feedback_poll()
+
+
+@shared_task(name="rl.offerfit_reward", ignore_result=True, autoretry_for=(ConnectionError,), max_retries=5,
+             retry_backoff=True)
+def offerfit_reward(decision_pk: int) -> None:
+    """Forward a closed OfferFit-served decision's reward to OfferFit."""
+    from apps.rl import offerfit
+    from apps.rl.models import Decision
+
+    decision = Decision.objects.filter(pk=decision_pk).first()
+    if decision is None or not decision.offerfit_event_id:
+        return
+    offerfit.reward(event_id=decision.offerfit_event_id, value=decision.reward_value or 0.0)

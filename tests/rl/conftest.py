@@ -1,0 +1,29 @@
+"""Fixtures for the decision tests: API clients per role, a clean Redis, the ClickHouse schema."""
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.analytics import testing
+from tests.factories import make_user, token_client
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis(redis_client):
+    """Posterior copies and the feedback watermark live in Redis: every test starts without them."""
+    yield
+
+
+@pytest.fixture(scope="session")
+def clickhouse_db():
+    return testing.clickhouse_schema()
+
+
+@pytest.fixture
+def integration_client(db) -> APIClient:
+    return token_client(make_user("Integration", username="web-surface", is_staff=False))
+
+
+@pytest.fixture
+def marketer_client(db) -> APIClient:
+    return token_client(make_user("Marketer", username="mia-marketer"))
