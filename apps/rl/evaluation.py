@@ -101,15 +101,31 @@ class Evaluation:
     estimates: list[estimators.Estimate]
 
 
-def evaluate(rounds: Sequence[Round], policy: Policy, *, batch: int = 100, seed: int = 0) -> Evaluation:
-    """IPS, SNIPS and DR of ``policy`` on ``rounds`` (time-ordered), with 95 % intervals."""
+@dataclass(frozen=True)
+class Terms:
+    """Per round: the logged reward and propensity, the target probability of the logged action, q̂ of
+    the logged action and Σ_a π(a|x) q̂(x, a); with ``keep=True`` also every candidate's π and q̂."""
+    reward: np.ndarray
+    pscore: np.ndarray
+    target: np.ndarray
+    q_logged: np.ndarray
+    q_expected: np.ndarray
+    distributions: list[np.ndarray] | None = None
+    q_values: list[np.ndarray] | None = None
+
+
+def round_terms(rounds: Sequence[Round], policy: Policy, *, batch: int = 100, seed: int = 0,
+                keep: bool = False) -> Terms:
+    """Run ``policy`` over the time-ordered ``rounds`` as it would have learnt from them."""
     rng = np.random.default_rng(seed)
     live: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     frozen: dict[tuple[str, str], tuple[float, float]] = {}
-    cache: dict[tuple[str, tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
+    cache: dict[tuple[str, tuple[str, ...]], tuple[np.ndarray, np.ndarray, dict[str, int]]] = {}
     n = len(rounds)
     reward, pscore, target = np.zeros(n), np.zeros(n), np.zeros(n)
     q_logged, q_expected = np.zeros(n), np.zeros(n)
+    dists: list[np.ndarray] = []
+    qs: list[np.ndarray] = []
     for t, r in enumerate(rounds):
         if t % batch == 0:  # batched update: the policy sees the counts as of this batch's start
             frozen = {key: (v[0], v[1]) for key, v in live.items()}
@@ -119,14 +135,25 @@ def evaluate(rounds: Sequence[Round], policy: Policy, *, batch: int = 100, seed:
             counts = [frozen.get((r.segment, c), (0.0, 0.0)) for c in r.candidates]
             s = np.array([c[0] for c in counts])
             f = np.array([c[1] for c in counts])
-            cache[key] = (policy.distribution(s, f, rng), (s + 1) / (s + f + 2))
-        probs, q = cache[key]
-        i = r.candidates.index(r.action)
+            cache[key] = (policy.distribution(s, f, rng), (s + 1) / (s + f + 2),
+                          {c: i for i, c in enumerate(r.candidates)})
+        probs, q, index = cache[key]
+        i = index[r.action]
         reward[t], pscore[t], target[t] = r.reward, r.pscore, probs[i]
         q_logged[t], q_expected[t] = q[i], float(probs @ q)
+        if keep:
+            dists.append(probs)
+            qs.append(q)
         live[(r.segment, r.action)][0 if r.reward > 0 else 1] += 1
+    return Terms(reward, pscore, target, q_logged, q_expected, dists if keep else None, qs if keep else None)
+
+
+def evaluate(rounds: Sequence[Round], policy: Policy, *, batch: int = 100, seed: int = 0) -> Evaluation:
+    """IPS, SNIPS and DR of ``policy`` on ``rounds`` (time-ordered), with 95 % intervals."""
+    t = round_terms(rounds, policy, batch=batch, seed=seed)
+    n = len(rounds)
     return Evaluation(
-        policy=policy.name, rounds=n, logged_value=float(reward.mean()) if n else float("nan"),
-        estimates=[estimators.ips(reward, pscore, target), estimators.snips(reward, pscore, target),
-                   estimators.dr(reward, pscore, target, q_logged, q_expected)],
+        policy=policy.name, rounds=n, logged_value=float(t.reward.mean()) if n else float("nan"),
+        estimates=[estimators.ips(t.reward, t.pscore, t.target), estimators.snips(t.reward, t.pscore, t.target),
+                   estimators.dr(t.reward, t.pscore, t.target, t.q_logged, t.q_expected)],
     )

@@ -58,6 +58,39 @@ def choose(successes: np.ndarray, failures: np.ndarray, *, prior_alpha: float = 
     return Choice(index, float(probabilities[index]), probabilities)
 
 
+class PropensityTable:
+    """Every arm's selection probability, cached per posterior version (the exact counts of the
+    candidates, in order, and the prior): while no candidate's posterior changes, a decision costs one
+    Beta draw per arm and a lookup instead of ``draws`` rows. Bounded; emptied when full."""
+
+    def __init__(self, max_entries: int = 4096):
+        self.max_entries = max_entries
+        self._tables: dict[bytes, np.ndarray] = {}
+        self.hits = self.misses = self.floored = 0
+
+    def choose(self, successes: np.ndarray, failures: np.ndarray, *, prior_alpha: float = 1.0,
+               prior_beta: float = 1.0, draws: int = DEFAULT_DRAWS, rng: np.random.Generator | None = None) -> Choice:
+        s = np.asarray(successes, dtype=np.float64)
+        f = np.asarray(failures, dtype=np.float64)
+        key = s.tobytes() + f.tobytes() + np.array([prior_alpha, prior_beta, draws], dtype=np.float64).tobytes()
+        table = self._tables.get(key)
+        if table is None:
+            self.misses += 1
+            fresh = choose(s, f, prior_alpha=prior_alpha, prior_beta=prior_beta, draws=draws, rng=rng)
+            if len(self._tables) >= self.max_entries:
+                self._tables.clear()
+            self._tables[key] = fresh.probabilities
+            return fresh
+        self.hits += 1
+        index = choose_one(s, f, prior_alpha=prior_alpha, prior_beta=prior_beta, rng=rng)
+        propensity = float(table[index])
+        if propensity == 0.0:
+            # the table's draws never saw this arm win: its probability is below their resolution
+            self.floored += 1
+            propensity = 0.5 / max(1, draws)
+        return Choice(index, propensity, table)
+
+
 def choose_one(successes: np.ndarray, failures: np.ndarray, *, prior_alpha: float = 1.0, prior_beta: float = 1.0,
                rng: np.random.Generator | None = None) -> int:
     """One Thompson draw per arm, no propensity (the simulations' inner loop)."""
@@ -65,6 +98,15 @@ def choose_one(successes: np.ndarray, failures: np.ndarray, *, prior_alpha: floa
     theta = rng.beta(np.asarray(successes, dtype=np.float64) + prior_alpha,
                      np.asarray(failures, dtype=np.float64) + prior_beta)
     return int(theta.argmax())
+
+
+def choose_many(successes: np.ndarray, failures: np.ndarray, n: int, *, prior_alpha: float = 1.0,
+                prior_beta: float = 1.0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """``n`` independent Thompson choices from the same posteriors (one batch between updates)."""
+    rng = rng or generator()
+    theta = rng.beta(np.asarray(successes, dtype=np.float64) + prior_alpha,
+                     np.asarray(failures, dtype=np.float64) + prior_beta, size=(n, len(successes)))
+    return theta.argmax(axis=1)
 
 
 def beta_interval(successes: float, failures: float, *, prior_alpha: float = 1.0, prior_beta: float = 1.0,

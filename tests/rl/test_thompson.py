@@ -36,3 +36,14 @@ def test_priors_must_be_positive():
 def test_beta_interval_of_the_uniform_prior():
     mean, low, high = thompson.beta_interval(0, 0)
     assert (mean, low, high) == (pytest.approx(0.5), pytest.approx(0.025), pytest.approx(0.975))
+
+
+def test_the_propensity_table_is_reused_while_the_posteriors_stay_the_same():
+    table = thompson.PropensityTable()
+    s, f = np.array([30.0, 10.0, 5.0]), np.array([70.0, 90.0, 95.0])
+    first = table.choose(s, f, draws=1000, rng=np.random.default_rng(1))
+    second = table.choose(s, f, draws=1000, rng=np.random.default_rng(2))
+    assert (table.misses, table.hits) == (1, 1)
+    assert second.propensity == first.probabilities[second.index]
+    table.choose(s + np.array([1.0, 0, 0]), f, draws=1000)  # a new posterior version: fresh draws
+    assert table.misses == 2

@@ -24,6 +24,7 @@ from apps.rl.models import Decision, DecisionSource
 from .log import log_decision
 
 log = structlog.get_logger("apps.rl.services")
+_tables = thompson.PropensityTable()
 
 TIERS = ("green", "gold", "reserve")
 MAX_CANDIDATES = 50  # Personalizer's limit on actions per rank call
@@ -133,7 +134,7 @@ def rl_decide(*, user_id: str, channel: str, context: dict[str, Any] | None = No
             FALLBACKS.labels(fallback.reason).inc()
             log.info("rl_offerfit_fallback", reason=fallback.reason, error=str(fallback))
         successes, failures = posteriors.posterior_counts(segment=segment, offer_ids=offer_ids)
-        choice = thompson.choose(successes, failures, prior_alpha=settings.RL_PRIOR_ALPHA,
+        choice = _tables.choose(successes, failures, prior_alpha=settings.RL_PRIOR_ALPHA,
                                  prior_beta=settings.RL_PRIOR_BETA, draws=settings.RL_PROPENSITY_DRAWS)
         chosen, propensity = offer_ids[choice.index], choice.propensity
         probabilities = {o: float(p) for o, p in zip(offer_ids, choice.probabilities, strict=True) if p > 0}
