@@ -44,7 +44,6 @@ import numpy as np  # noqa: E402
 from apps.rl import estimators, evaluation, thompson  # noqa: E402  (Django-free modules)
 
 
-
 def obd_dir() -> pathlib.Path:
     import obp
 

@@ -5,11 +5,12 @@ A log is a time-ordered sequence of rounds: segment, candidates, logged action, 
 0 failure, as the posteriors count it) and the logged propensity. A policy is judged as it would
 have run: its state at round t is the Beta counts of the rounds before t (refreshed every ``batch``
 rounds — batched updates, as a service would refresh its posteriors), and its probability of every
-candidate at round t gives IPS, SNIPS and DR (the reward model q̂ of DR is the posterior mean under a
-Beta(1,1) prior on the same counts).
+candidate at round t gives IPS, SNIPS and DR. The reward model q̂ of DR is each arm's rate on the same
+counts shrunk towards the candidates' pooled rate with weight ``Q_PSEUDO_TRIALS`` (a Beta(1,1) mean
+would put an untried arm at 0.5, far off click rates of a few per thousand).
 
 Policies (``policy_from_spec``): ``uniform``; ``epsilon-greedy[:ε]`` (ε/K each, the rest on the best
-posterior mean, ties shared); ``thompson[:α,β]`` (probability of being the argmax of one Beta draw
+empirical rate, ties shared); ``thompson[:α,β]`` (probability of being the argmax of one Beta draw
 per arm, estimated from ``draws`` joint draws — what the service logs).
 """
 from __future__ import annotations
@@ -21,6 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from apps.rl import estimators
+
+Q_PSEUDO_TRIALS = 10.0
+
+
+def reward_model(successes: np.ndarray, failures: np.ndarray) -> np.ndarray:
+    """q̂ per arm: its rate shrunk towards the pooled rate of all the arms."""
+    trials = successes + failures
+    pooled = (successes.sum() + 1) / (trials.sum() + 2)
+    return (successes + Q_PSEUDO_TRIALS * pooled) / (trials + Q_PSEUDO_TRIALS)
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,8 @@ class EpsilonGreedy(Policy):
 
     def distribution(self, successes, failures, rng):
         k = len(successes)
-        mean = (successes + 1) / (successes + failures + 2)
+        trials = successes + failures
+        mean = np.where(trials > 0, successes / np.maximum(trials, 1), 0.0)  # the empirical rate; untried 0
         best = mean == mean.max()
         return self.epsilon / k + (1 - self.epsilon) * best / best.sum()
 
@@ -135,7 +146,7 @@ def round_terms(rounds: Sequence[Round], policy: Policy, *, batch: int = 100, se
             counts = [frozen.get((r.segment, c), (0.0, 0.0)) for c in r.candidates]
             s = np.array([c[0] for c in counts])
             f = np.array([c[1] for c in counts])
-            cache[key] = (policy.distribution(s, f, rng), (s + 1) / (s + f + 2),
+            cache[key] = (policy.distribution(s, f, rng), reward_model(s, f),
                           {c: i for i, c in enumerate(r.candidates)})
         probs, q, index = cache[key]
         i = index[r.action]
