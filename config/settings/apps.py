@@ -166,3 +166,9 @@ OFFERFIT_TIMEOUT_MS = env.env_int("OFFERFIT_TIMEOUT_MS", 50, minimum=1)
 OFFERFIT_BREAKER_FAILURES = env.env_int("OFFERFIT_BREAKER_FAILURES", 5, minimum=1)
 OFFERFIT_BREAKER_RESET_SECONDS = env.env_int("OFFERFIT_BREAKER_RESET_SECONDS", 30, minimum=1)
 # --- end rl --------------------------------------------------------------------------------------
+
+# --- outbound HTTP to vendors (apps.core.outbound) -----------------------------------------------
+# OUTBOUND_SECRET_KEYS itself is read by apps.core.outbound.crypto from config.env (the bid workers
+# decrypt without Django settings).
+OUTBOUND_CALL_LOG_RETENTION_DAYS = env.env_int("OUTBOUND_CALL_LOG_RETENTION_DAYS", 30, minimum=1)
+# --- end outbound --------------------------------------------------------------------------------
