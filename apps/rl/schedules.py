@@ -9,6 +9,11 @@ BEAT_SCHEDULE = {
         "schedule": crontab(),  # every minute
         "options": {"expires": 55},
     },
+    "rl-sync-catalog": {
+        "task": "rl.sync_catalog",
+        "schedule": crontab(minute=15),  # hourly; a no-op while OfferFit is off
+        "options": {"expires": 50 * 60},
+    },
     "rl-consume-feedback": {
         "task": "rl.consume_feedback",
         "schedule": 10.0,

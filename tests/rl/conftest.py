@@ -27,3 +27,14 @@ def integration_client(db) -> APIClient:
 @pytest.fixture
 def marketer_client(db) -> APIClient:
     return token_client(make_user("Marketer", username="mia-marketer"))
+
+
+@pytest.fixture(autouse=True)
+def _eager_tasks():
+    """Tasks (the OfferFit reward) run in-process: nothing is left in the broker."""
+    from config.celery import app
+
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous

@@ -70,15 +70,31 @@ def _clean_candidates(candidates: Any) -> list[str]:
     return out
 
 
-def _live_offers(channel: str) -> list[tuple[str, str]]:
-    """``[(offer id, campaign id)]`` of the live campaigns running on ``channel``."""
+def _live_offers(channel: str) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """``[(offer id, campaign id, features)]`` of the live campaigns running on ``channel``."""
     from apps.campaigns import selectors as campaigns
 
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str, list[dict[str, Any]]]] = []
     for campaign in campaigns.campaign_list_biddable():
         if channel in campaign.channels or Channel.ALL in campaign.channels:
-            found.extend((str(o.pk), str(campaign.pk)) for o in campaign.offers.all())
+            found.extend((str(o.pk), str(campaign.pk), _offer_features(o)) for o in campaign.offers.all())
     return found[:MAX_CANDIDATES]
+
+
+def _offer_features(offer) -> list[dict[str, Any]]:
+    return [{"campaign_id": str(offer.campaign_id), "category": offer.category, "format": offer.format,
+             "max_bid_cpm": float(offer.max_bid_cpm), "observed_ctr": float(offer.observed_ctr)}]
+
+
+def rl_sync_catalog() -> int:
+    """Push every live offer to OfferFit as an action with its features; returns how many (0 when off)."""
+    from apps.campaigns import selectors as campaigns
+
+    if not offerfit.is_configured():
+        return 0
+    actions = [{"id": str(o.pk), "features": _offer_features(o)}
+               for campaign in campaigns.campaign_list_biddable() for o in campaign.offers.all()]
+    return offerfit.sync_catalog(actions=actions)
 
 
 def _tier_for(user_id: str, context: dict[str, Any]) -> str:
@@ -108,11 +124,12 @@ def rl_decide(*, user_id: str, channel: str, context: dict[str, Any] | None = No
         live = _live_offers(channel)
         if not live:
             raise Unprocessable(f"No live offers run on channel {channel!r}; pass candidates.", field="candidates")
-        offer_ids = [o for o, _ in live]
-        campaigns = dict(live)
+        offer_ids = [o for o, _, _ in live]
+        campaigns = {o: c for o, c, _ in live}
+        features = {o: f for o, _, f in live}
     else:
         offer_ids = _clean_candidates(candidates)
-        campaigns = {}
+        campaigns, features = {}, {}
     tier = _tier_for(user_id, context)
     segment = posteriors.segment_of(channel=channel, tier=tier)
     decision_id = uuid.uuid4()
@@ -122,7 +139,7 @@ def rl_decide(*, user_id: str, channel: str, context: dict[str, Any] | None = No
     probabilities: dict[str, float] = {}
     try:
         ranking = offerfit.rank(event_id=str(decision_id), context={**context, "channel": channel, "tier": tier},
-                                candidates=[{"id": o} for o in offer_ids])
+                                candidates=[{"id": o, "features": features.get(o)} for o in offer_ids])
         if ranking.offer_id not in offer_ids:
             raise offerfit.Fallback("bad_answer", f"offer {ranking.offer_id!r} is not a candidate")
         chosen, propensity, event_id = ranking.offer_id, ranking.propensity, ranking.event_id
