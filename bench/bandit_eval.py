@@ -19,7 +19,8 @@ reward = ``click``, pscore = ``propensity_score``.
 2. **Simulation.** 80 arms whose click rates are the per-item click rates of ``random/all``; 10⁵
    decisions with batched updates (every 100 decisions), 20 seeds; cumulative expected regret against
    the oracle arm, mean and 95 % t-interval over the seeds, for ours (``apps.rl.thompson.choose_many``),
-   ε-greedy (ε = 0.1), UCB1 and mabwiser's ``LearningPolicy.ThompsonSampling``.
+   ε-greedy (ε = 0.1), UCB1 and mabwiser's ``LearningPolicy.ThompsonSampling``; also ours with an informed prior (``RL_PRIOR_ALPHA``/``RL_PRIOR_BETA`` at the
+   pooled click rate, weight 100), and a 10⁶-decision run with 5 seeds.
 3. **Decision latency in process** (``apps.rl.thompson.choose``): 50 candidates, the choice and its
    propensity from 256 joint draws; p50 / p99 over 20,000 decisions; and how far the propensity
    estimate is from the exact one (200,000 draws) at 256 and 1,024 draws.
@@ -140,7 +141,8 @@ def click_rates() -> np.ndarray:
     return clicks / np.maximum(shown, 1)
 
 
-def simulate(policy: str, rates: np.ndarray, *, decisions: int, batch: int, seed: int) -> float:
+def simulate(policy: str, rates: np.ndarray, *, decisions: int, batch: int, seed: int,
+             prior: tuple[float, float] = (1.0, 1.0)) -> float:
     """Cumulative expected regret of one run."""
     rng = np.random.default_rng(seed)
     k = len(rates)
@@ -157,6 +159,9 @@ def simulate(policy: str, rates: np.ndarray, *, decisions: int, batch: int, seed
         size = min(batch, decisions - done)
         if policy == "ours":
             arms = thompson.choose_many(s, n - s, size, rng=rng)
+        elif policy == "ours-informed-prior":
+            alpha, beta = prior
+            arms = thompson.choose_many(s, n - s, size, prior_alpha=alpha, prior_beta=beta, rng=rng)
         elif policy == "epsilon-greedy":
             mean = np.where(n > 0, s / np.maximum(n, 1), 0.0)
             top = np.flatnonzero(mean == mean.max())
@@ -187,22 +192,27 @@ def simulate(policy: str, rates: np.ndarray, *, decisions: int, batch: int, seed
     return regret
 
 
-def regret_section(seeds: int, decisions: int, batch: int, skip_mabwiser: bool) -> dict:
+def regret_section(seeds: int, decisions: int, batch: int, skip_mabwiser: bool, long_horizon: int) -> dict:
     rates = click_rates()
+    pooled = float(rates.mean())
+    informed = (100 * pooled, 100 * (1 - pooled))
     print(f"\n## 2. Regret over {decisions:,} decisions, batched updates every {batch}, {seeds} seeds")
     print(f"arms: {len(rates)} items of OBD random/all, click rates max {rates.max():.4f}, mean {rates.mean():.4f}, "
           f"{int((rates > 0).sum())} above 0")
     results = {}
-    policies = ["ours", "epsilon-greedy", "ucb1"] + ([] if skip_mabwiser else ["mabwiser"])
+    policies = ["ours", "epsilon-greedy", "ucb1"] + ([] if skip_mabwiser else ["mabwiser"]) + ["ours-informed-prior"]
     for policy in policies:
         started = time.perf_counter()
-        runs = np.array([simulate(policy, rates, decisions=decisions, batch=batch, seed=1000 + i) for i in range(seeds)])
+        runs = np.array([simulate(policy, rates, decisions=decisions, batch=batch, seed=1000 + i, prior=informed)
+                         for i in range(seeds)])
         from scipy.stats import t as student_t
 
         half = student_t.ppf(0.975, seeds - 1) * runs.std(ddof=1) / math.sqrt(seeds) if seeds > 1 else math.inf
         results[policy] = (runs.mean(), runs.mean() - half, runs.mean() + half)
         print(f"{policy:<15} regret {runs.mean():9.1f}  95 % [{runs.mean() - half:9.1f}, {runs.mean() + half:9.1f}]  "
               f"({time.perf_counter() - started:.1f} s)")
+    print(f"(ours-informed-prior: RL_PRIOR_ALPHA/BETA = Beta({informed[0]:.2f}, {informed[1]:.2f}), the pooled click "
+          f"rate with the weight of 100 trials)")
     ours = results["ours"]
     for other in ("epsilon-greedy", "ucb1"):
         o = results[other]
@@ -211,6 +221,15 @@ def regret_section(seeds: int, decisions: int, batch: int, skip_mabwiser: bool) 
         m = results["mabwiser"]
         print(f"ours mean within mabwiser's interval: {m[1] <= ours[0] <= m[2]}; mabwiser mean within ours: "
               f"{ours[1] <= m[0] <= ours[2]}")
+    if long_horizon:
+        print(f"\nlonger horizon: {long_horizon:,} decisions, 5 seeds (ε-greedy's exploration cost grows linearly)")
+        for policy in ("ours", "epsilon-greedy", "ucb1"):
+            runs = np.array([simulate(policy, rates, decisions=long_horizon, batch=batch, seed=2000 + i)
+                             for i in range(5)])
+            from scipy.stats import t as student_t
+
+            half = student_t.ppf(0.975, 4) * runs.std(ddof=1) / math.sqrt(5)
+            print(f"{policy:<15} regret {runs.mean():9.1f}  95 % [{runs.mean() - half:9.1f}, {runs.mean() + half:9.1f}]")
     return results
 
 
@@ -255,13 +274,14 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, help="obp's bootstrap resamples for its intervals")
     parser.add_argument("--latency-calls", type=int, default=20_000)
     parser.add_argument("--skip-mabwiser", action="store_true")
+    parser.add_argument("--long-horizon", type=int, default=1_000_000, help="decisions of the 5-seed long run (0: skip)")
     parser.add_argument("--only", choices=["ope", "regret", "latency"])
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     if args.only in (None, "ope"):
         ope_section(args.bootstrap)
     if args.only in (None, "regret"):
-        regret_section(args.seeds, args.decisions, args.batch, args.skip_mabwiser)
+        regret_section(args.seeds, args.decisions, args.batch, args.skip_mabwiser, args.long_horizon)
     if args.only in (None, "latency"):
         latency_section(args.latency_calls)
 

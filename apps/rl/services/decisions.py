@@ -117,8 +117,9 @@ def rl_decide(*, user_id: str, channel: str, context: dict[str, Any] | None = No
     if not isinstance(user_id, str) or not user_id.strip() or len(user_id.strip()) > 128:
         raise ServiceError("user_id is required (at most 128 characters).", field="user_id")
     user_id = user_id.strip()
-    if channel not in Channel.values or channel == Channel.ALL:
+    if not isinstance(channel, str) or channel not in Channel.values or channel == Channel.ALL:
         raise ServiceError(f"Unknown channel {channel!r}.", field="channel")
+    channel = str(channel)  # a TextChoices member (the cascade's) as its plain value
     context = dict(context or {})
     if candidates is None:
         live = _live_offers(channel)
