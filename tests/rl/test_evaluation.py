@@ -53,11 +53,11 @@ def test_evaluate_policy_command_on_the_logged_decisions(clickhouse_db):
     services.rl_decide(user_id="u-open", channel="web", context={"tier": "green"}, candidates=["x", "y"])  # open
     testing.flush_and_consume()
     out = io.StringIO()
-    call_command("evaluate_policy", "--policy", "uniform", "--policy", "thompson",
+    call_command("evaluate_policy", "--policy", "uniform", "--policy", "thompson", "--policy", "offerfit-off",
                  "--since", start.isoformat(), "--until", (timezone.now() + timedelta(seconds=5)).isoformat(), stdout=out)
     text = out.getvalue()
     assert "uniform: 20 closed decisions" in text and "thompson:1,1: 20 closed decisions" in text
-    assert "evaluated 2 policies" in text
+    assert "evaluated 3 policies" in text and EvaluationRun.objects.filter(policy="thompson:1,1").count() == 2
     run = EvaluationRun.objects.get(policy="uniform")
     assert [e["estimator"] for e in run.estimates] == ["ips", "snips", "dr"]
     # uniform's IPS: Σ 0.5·1[x]/p over 20 rounds / 20 — every x round earns 1

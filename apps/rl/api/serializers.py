@@ -35,7 +35,7 @@ class DecisionResponseSerializer(serializers.Serializer):
 
     decision_id = serializers.UUIDField()
     offer_id = serializers.CharField()
-    campaign_id = serializers.CharField(help_text="Empty when the candidates were given")
+    campaign_id = serializers.CharField(allow_null=True, help_text="null when the candidates were given")
     propensity = serializers.FloatField(help_text="Probability the policy chose this offer (logged for evaluation)")
     segment = serializers.CharField(help_text="channel:tier, the posterior's context")
     tier = serializers.CharField()

@@ -40,7 +40,7 @@ DECIDE_SECONDS = Histogram("rl_decide_seconds", "Time to choose (posteriors read
 class DecisionResult:
     decision_id: str
     offer_id: str
-    campaign_id: str
+    campaign_id: str | None
     propensity: float
     source: str
     segment: str
@@ -176,7 +176,7 @@ def rl_decide(*, user_id: str, channel: str, context: dict[str, Any] | None = No
         transaction.on_commit(lambda: log_decision(decision))
     DECISIONS.labels(source).inc()
     return DecisionResult(
-        decision_id=str(decision_id), offer_id=chosen, campaign_id=decision.campaign_id, propensity=propensity,
+        decision_id=str(decision_id), offer_id=chosen, campaign_id=decision.campaign_id or None, propensity=propensity,
         source=str(source), segment=segment, tier=tier, candidates=offer_ids,
         expires_at=decision.expires_at.isoformat(), fallback_reason=fallback_reason, probabilities=probabilities,
     )
