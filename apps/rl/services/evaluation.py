@@ -18,9 +18,9 @@ def rl_evaluate_policy(*, policy: str, start: datetime, end: datetime, batch: in
     """Estimate ``policy`` (``uniform``, ``epsilon-greedy[:ε]``, ``thompson[:α,β]``, ``offerfit-off`` = the
     service's Thompson with the configured prior) with IPS, SNIPS and
     DR on the closed decisions made in ``[start, end)`` (ClickHouse decision log) and store the result."""
-    from apps.analytics import selectors as analytics
-
     from django.conf import settings
+
+    from apps.analytics import selectors as analytics
 
     if policy.strip() == "offerfit-off":  # the service with OfferFit off: Thompson with the configured prior
         policy = f"thompson:{settings.RL_PRIOR_ALPHA:g},{settings.RL_PRIOR_BETA:g}"
