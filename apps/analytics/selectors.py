@@ -339,18 +339,21 @@ FEEDBACK_EVENT_TYPES = ("reward_signal", "email_click")
 
 
 def decision_feedback_list(*, inserted_since: dt.datetime, inserted_until: dt.datetime,
-                           limit: int = 100_000) -> list[events.Event]:
+                           happened_since: dt.datetime | None = None, limit: int = 100_000) -> list[events.Event]:
     """Loyalty reward signals and email clicks with a user and an offer that reached ClickHouse in
-    ``[inserted_since, inserted_until)`` (by arrival, so late events are seen), oldest first."""
+    ``[inserted_since, inserted_until)`` (by arrival, so late events are seen), oldest first.
+    ``happened_since`` (event time) lets ClickHouse skip older monthly partitions."""
     columns = ", ".join(events.COLUMNS)
     rows = ch.execute(
         f"""
         SELECT {columns} FROM {TABLE} FINAL
         WHERE event_type IN %(types)s AND user_id != '' AND offer_id != ''
           AND inserted_at >= toDateTime(%(since)s) AND inserted_at < toDateTime(%(until)s)
+          AND timestamp >= toDateTime(%(happened)s)
         ORDER BY timestamp, timestamp_us, event_id LIMIT {int(limit)}
         """,
-        {"types": FEEDBACK_EVENT_TYPES, "since": _ts(inserted_since), "until": _ts(inserted_until) + 1},
+        {"types": FEEDBACK_EVENT_TYPES, "since": _ts(inserted_since), "until": _ts(inserted_until) + 1,
+         "happened": _ts(happened_since) if happened_since is not None else 0},
         kind="events",
     )
     return [events.from_db(dict(zip(events.COLUMNS, row, strict=True))) for row in rows]

@@ -157,7 +157,9 @@ def rl_feedback_poll(*, until: datetime | None = None) -> int:
     since -= timedelta(seconds=settings.RL_FEEDBACK_OVERLAP_SECONDS)
     until = until or timezone.now()
     closed = 0
-    for event in analytics.decision_feedback_list(inserted_since=since, inserted_until=until):
+    # an event can only close a decision made within the wait time before it
+    happened = since - timedelta(seconds=settings.RL_REWARD_WAIT_SECONDS)
+    for event in analytics.decision_feedback_list(inserted_since=since, inserted_until=until, happened_since=happened):
         source = RewardSource.LOYALTY if event.event_type == "reward_signal" else RewardSource.EMAIL
         value = float(event.amount) if event.event_type == "reward_signal" and event.amount is not None else 1.0
         if rl_feedback_record(user_id=event.user_id or "", offer_id=event.offer_id or "", value=value, source=source,
