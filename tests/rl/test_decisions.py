@@ -118,3 +118,25 @@ def test_bad_input_is_named():
     with pytest.raises(ServiceError, match="finite"):
         services.rl_reward(decision_id=d.decision_id, value=float("nan"))
     assert not Decision.objects.filter(status__in=["success", "failure"]).exists()
+
+
+def test_default_candidates_are_the_live_offers_running_on_the_channel():
+    from tests.omnichannel.helpers import make_offer
+
+    web, web_offer = make_offer(channels=("web",), name="Web offer")
+    _, email_offer = make_offer(channels=("email",), name="Email offer")
+    type(web).objects.filter(pk__in=[web.pk, email_offer.campaign_id]).update(status="live")
+    result = services.rl_decide(user_id="u-live", channel="web", context={"tier": "green"})
+    assert (result.candidates, result.offer_id, result.campaign_id) == ([str(web_offer.pk)], str(web_offer.pk), str(web.pk))
+
+
+def test_redis_down_falls_back_to_postgres_and_still_closes_exactly(settings):
+    from tests.support.ports import free_port
+
+    Posterior.objects.create(offer_id="good", segment="email:gold", successes=500, failures=10)
+    Posterior.objects.create(offer_id="bad", segment="email:gold", successes=10, failures=500)
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nobody listens there
+    result = decide(candidates=["bad", "good"])
+    assert result.offer_id == "good"
+    assert services.rl_reward(decision_id=result.decision_id, value=1.0).applied
+    assert posterior("good") == (501, 10)
