@@ -373,3 +373,48 @@ def reward_signal_list(*, start: dt.datetime, end: dt.datetime) -> list[tuple[st
         {"start": _ts(start), "end": _ts(end)},
     )
     return [(u, o, int(at), float(amount or 0.0), reason) for u, o, at, amount, reason in rows]
+
+
+# --- decision reads (apps.rl) ----------------------------------------------------------------------
+
+RL_DECISIONS_TABLE = "rl_decisions"
+FEEDBACK_EVENT_TYPES = ("reward_signal", "email_click")
+
+
+def decision_feedback_list(*, inserted_since: dt.datetime, inserted_until: dt.datetime,
+                           happened_since: dt.datetime | None = None, limit: int = 100_000) -> list[events.Event]:
+    """Loyalty reward signals and email clicks with a user and an offer that reached ClickHouse in
+    ``[inserted_since, inserted_until)`` (by arrival, so late events are seen), oldest first.
+    ``happened_since`` (event time) lets ClickHouse skip older monthly partitions."""
+    columns = ", ".join(events.COLUMNS)
+    rows = ch.execute(
+        f"""
+        SELECT {columns} FROM {TABLE} FINAL
+        WHERE event_type IN %(types)s AND user_id != '' AND offer_id != ''
+          AND inserted_at >= toDateTime(%(since)s) AND inserted_at < toDateTime(%(until)s)
+          AND timestamp >= toDateTime(%(happened)s)
+        ORDER BY timestamp, timestamp_us, event_id LIMIT {int(limit)}
+        """,
+        {"types": FEEDBACK_EVENT_TYPES, "since": _ts(inserted_since), "until": _ts(inserted_until) + 1,
+         "happened": _ts(happened_since) if happened_since is not None else 0},
+        kind="events",
+    )
+    return [events.from_db(dict(zip(events.COLUMNS, row, strict=True))) for row in rows]
+
+
+def rl_decision_log(*, start: dt.datetime, end: dt.datetime, closed_only: bool = True,
+                    limit: int = 5_000_000) -> list[dict[str, Any]]:
+    """The decision log (one row per decision, its latest version) for decisions made in
+    ``[start, end)``, oldest first, as column → value dicts (``apps.analytics.rl_decisions.COLUMNS``)."""
+    from apps.analytics import rl_decisions
+
+    columns = rl_decisions.COLUMNS
+    where = "timestamp >= toDateTime(%(start)s) AND timestamp < toDateTime(%(end)s)"
+    if closed_only:
+        where += " AND status != 'open'"
+    rows = ch.execute(
+        f"SELECT {', '.join(columns)} FROM {RL_DECISIONS_TABLE} FINAL WHERE {where} "
+        f"ORDER BY timestamp, timestamp_us, event_id LIMIT {int(limit)}",
+        {"start": _ts(start), "end": _ts(end)},
+    )
+    return [dict(zip(columns, row, strict=True)) for row in rows]

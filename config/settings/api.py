@@ -49,5 +49,8 @@ SPECTACULAR_SETTINGS = {
         "ActivationStatusEnum": "apps.omnichannel.models.ActivationStatus",
         "SuppressionChannelEnum": "apps.core.channels.SuppressionChannel",
         "SendStatusEnum": "apps.omnichannel.models.SendStatus",
+        "DecisionStatusEnum": "apps.rl.models.DecisionStatus",
+        "DecisionSourceEnum": "apps.rl.models.DecisionSource",
+        "RewardSourceEnum": "apps.rl.models.RewardSource",
     },
 }
