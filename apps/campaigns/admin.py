@@ -12,6 +12,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.postgres.forms import SimpleArrayField
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
@@ -24,8 +25,9 @@ from django.utils.html import format_html
 from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
 
-from . import selectors, services
-from .admin_history import ApprovalVoteInline, CampaignEditInline, CampaignTransitionInline
+from . import admin_inbox, admin_wizard, selectors, services
+from .admin_history import CampaignEditAdmin, CampaignTransitionAdmin  # noqa: F401  (registers the audit lists)
+from .admin_page import campaign_header, history_lines, plain_message
 from .models import (
     ApprovalRule,
     ApprovalVote,
@@ -108,8 +110,18 @@ class CampaignAdminForm(forms.ModelForm):
                 changes = {f: cleaned[f] for f in self.changed_data if f in services.CAMPAIGN_FIELDS and f in cleaned}
                 services.campaign_validate_changes(campaign=self.instance, changes=changes)
         except ServiceError as exc:
-            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+            self.add_error(exc.field if exc.field in self.fields else None, plain_message(exc.message))
         return cleaned
+
+    def _post_clean(self):
+        super()._post_clean()
+        # The database constraints say the same as the services' checks: keep one message, on its field.
+        if self.has_error("end_at") and NON_FIELD_ERRORS in self._errors:
+            kept = [e for e in self._errors[NON_FIELD_ERRORS] if "must end after it starts" not in e]
+            if kept:
+                self._errors[NON_FIELD_ERRORS] = self.error_class(kept)
+            else:
+                del self._errors[NON_FIELD_ERRORS]
 
 
 class ApprovalRuleForm(forms.ModelForm):
@@ -204,7 +216,8 @@ class ChannelFilter(admin.SimpleListFilter):
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignAdminForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
-    inlines = [OfferInline, ApprovalVoteInline, CampaignTransitionInline, CampaignEditInline]
+    # Votes, transitions and edits are shown once, readable, in the header and history (admin_page).
+    inlines = [OfferInline]
     list_display = ("name", "advertiser", "status_badge", "channel_list", "budget", "spent_display", "start_at",
                     "end_at", "approvals")
     list_filter = (AwaitingMyDecisionFilter, "status", ChannelFilter, "advertiser")
@@ -214,9 +227,9 @@ class CampaignAdmin(admin.ModelAdmin):
     actions = ["submit_selected", "pause_selected", "resume_selected", "archive_selected"]
     fieldsets = (
         (None, {"fields": ("name", "advertiser", "status_badge")}),
-        ("Money and time", {"fields": (("budget", "currency"), "spent", "channels", ("start_at", "end_at"))}),
-        ("Targeting", {"fields": ("target_countries", "target_device_types", "target_segments",
-                                  ("max_impressions_per_hour", "max_impressions_per_day"))}),
+        ("Budget and dates", {"fields": (("budget", "currency"), "spent", "channels", ("start_at", "end_at"))}),
+        ("Audience", {"fields": ("target_countries", "target_device_types", "target_segments",
+                                 ("max_impressions_per_hour", "max_impressions_per_day"))}),
         ("Approval", {"fields": ("approval_rule", "required_approvals", "review_round", "created_by", "submitted_by",
                                  "submitted_at")}),
     )
@@ -276,7 +289,7 @@ class CampaignAdmin(admin.ModelAdmin):
             return super().changeform_view(request, object_id, form_url, extra_context)
         except ServiceError as exc:
             # The whole save was rolled back (the admin wraps it in a transaction).
-            self.message_user(request, f"Nothing was saved: {exc.message}", messages.ERROR)
+            self.message_user(request, f"Nothing was saved: {plain_message(exc.message)}", messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
 
     def save_model(self, request, obj, form, change):
@@ -328,6 +341,16 @@ class CampaignAdmin(admin.ModelAdmin):
         custom = [
             path("<path:object_id>/action/<str:action>/", self.admin_site.admin_view(self.action_view),
                  name="campaigns_campaign_action"),
+            path("inbox/", self.admin_site.admin_view(lambda r: admin_inbox.inbox_view(self, r)),
+                 name="campaigns_campaign_inbox"),
+            path("inbox/<int:object_id>/", self.admin_site.admin_view(lambda r, object_id: admin_inbox.review_view(
+                self, r, object_id)), name="campaigns_campaign_review"),
+            path("<int:object_id>/comment/", self.admin_site.admin_view(lambda r, object_id: admin_inbox.comment_view(
+                self, r, object_id)), name="campaigns_campaign_comment"),
+            path("notifications/", self.admin_site.admin_view(lambda r: admin_inbox.notifications_view(self, r)),
+                 name="campaigns_campaign_notifications"),
+            path("new/", self.admin_site.admin_view(lambda r: admin_wizard.guided_create_view(self, r)),
+                 name="campaigns_campaign_guided"),
         ]
         return custom + urls
 
@@ -343,6 +366,10 @@ class CampaignAdmin(admin.ModelAdmin):
                 ],
                 "approvals": approvals,
                 "votes_at_stake": campaign.status == CampaignStatus.IN_REVIEW and approvals > 0,
+                "header": campaign_header(campaign=campaign),
+                "history": history_lines(campaign_id=campaign.pk),
+                "comments": list(selectors.campaign_comments(campaign_id=campaign.pk)),
+                "in_inbox": user_has_role(request.user, Role.APPROVER),
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -366,7 +393,7 @@ class CampaignAdmin(admin.ModelAdmin):
                         ACTION_SERVICES[action](campaign_id=campaign.pk, actor=request.user,
                                                 reason=form.cleaned_data["reason"])
                 except ServiceError as exc:
-                    self.message_user(request, exc.message, messages.ERROR)
+                    self.message_user(request, plain_message(exc.message), messages.ERROR)
                 else:
                     updated = selectors.campaign_get(campaign_id=campaign.pk)
                     self.message_user(request, f"{ACTION_LABELS[action].rstrip('…')}: “{updated.name}” is now "

@@ -639,7 +639,11 @@ def test_snapshot_refresh_is_not_announced_for_changes_that_do_not_bid(make_camp
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         campaign = make_campaign("scheduled")
         services.campaign_update(campaign_id=campaign.pk, actor=marketer, name="Renamed")
-    assert callbacks == [] and snapshot_calls == []
+    # Only the notification emails of the submission and the decision are queued after commit.
+    from apps.campaigns.services import collaboration
+
+    assert [getattr(c, "func", c) for c in callbacks] == [collaboration._enqueue_emails] * 2
+    assert snapshot_calls == []
 
 
 def test_snapshot_refresh_is_not_queued_on_a_refused_change(make_campaign, marketer, snapshot_calls,
