@@ -34,7 +34,7 @@ def field_label(name: str, *, offer: bool = False) -> str:
     """``max_bid_cpm`` → "Max bid (CPM)": the label a marketer sees on the form."""
     model = Offer if offer else Campaign
     try:
-        label = str(model._meta.get_field(name).verbose_name)
+        label = str(getattr(model._meta.get_field(name), "verbose_name", name.replace("_", " ")))
     except FieldDoesNotExist:
         label = name.replace("_", " ")
     return label[:1].upper() + label[1:]

@@ -43,7 +43,8 @@ def campaign_comment_add(*, campaign_id: int, actor: AbstractBaseUser | None, bo
                            field="body")
     if not Campaign.objects.filter(pk=campaign_id).exists():
         raise NotFound(f"Campaign {campaign_id} does not exist.")
-    comment = CampaignComment.objects.create(campaign_id=campaign_id, author=actor, body=body)
+    assert actor is not None  # user_has_role refused anonymous callers
+    comment = CampaignComment.objects.create(campaign_id=campaign_id, author_id=actor.pk, body=body)
     log.info("campaign_comment_added", campaign_id=campaign_id, author_id=actor.pk)
     return comment
 
@@ -98,7 +99,7 @@ def notify_decided(*, campaign_id: int, decision: str, actor: AbstractBaseUser |
 
 def notification_mark_read(*, notification_ids, actor: AbstractBaseUser) -> int:
     """Mark the actor's own notifications read; returns how many changed."""
-    return Notification.objects.filter(pk__in=list(notification_ids), recipient=actor, read_at__isnull=True).update(
+    return Notification.objects.filter(pk__in=list(notification_ids), recipient_id=actor.pk, read_at__isnull=True).update(
         read_at=timezone.now())
 
 
