@@ -110,7 +110,9 @@ class CampaignAdminForm(forms.ModelForm):
                 changes = {f: cleaned[f] for f in self.changed_data if f in services.CAMPAIGN_FIELDS and f in cleaned}
                 services.campaign_validate_changes(campaign=self.instance, changes=changes)
         except ServiceError as exc:
-            self.add_error(exc.field if exc.field in self.fields else None, plain_message(exc.message))
+            currency = (cleaned.get("currency") or getattr(self.instance, "currency", "") or "").upper()
+            self.add_error(exc.field if exc.field in self.fields else None,
+                           plain_message(exc.message, currency=currency or None))
         return cleaned
 
     def _post_clean(self):

@@ -20,7 +20,7 @@ from .models import Campaign, CampaignStatus, EditSource, Offer
 HISTORY_LIMIT = 200
 
 TRANSITION_LABELS = {
-    "submit": "Submitted for approval", "approve": "Approved", "reject": "Rejected",
+    "create": "Created", "submit": "Submitted for approval", "approve": "Approved", "reject": "Rejected",
     "request_changes": "Sent back for changes", "revise": "Back to draft", "schedule": "Scheduled",
     "go_live": "Went live", "pause": "Paused", "resume": "Resumed", "complete": "Completed", "archive": "Archived",
     "vote_approve": "Voted to approve", "vote_reject": "Voted to reject", "votes_voided": "Votes voided",
@@ -40,21 +40,30 @@ def field_label(name: str, *, offer: bool = False) -> str:
     return label[:1].upper() + label[1:]
 
 
-_FIELD_NAMES = sorted({f.name for f in Campaign._meta.get_fields() if "_" in f.name}
-                      | {f.name for f in Offer._meta.get_fields() if "_" in f.name}, key=len, reverse=True)
+_CAMPAIGN_FIELDS = {f.name for f in Campaign._meta.get_fields()}
+_OFFER_FIELDS = {f.name for f in Offer._meta.get_fields()}
+_FIELD_NAMES = sorted({n for n in _CAMPAIGN_FIELDS | _OFFER_FIELDS if "_" in n}, key=len, reverse=True)
 _FIELD_RE = re.compile(r"\b(" + "|".join(map(re.escape, _FIELD_NAMES)) + r")\b")
+_LEADING_RE = re.compile(r"^([a-z_]+)\b")
+_MONEY_RE = re.compile(r"\b(budget|max_bid_cpm)\b(.*?)\b(at least |below what is already spent \()(\d+(?:\.\d+)?)")
 
 
-def plain_message(message: str) -> str:
-    """A service's refusal in the admin's words: code names of fields become their labels
-    ("end_at is in the past." → "Ends is in the past." reads badly, so labels are quoted)."""
+def plain_message(message: str, *, currency: str | None = None) -> str:
+    """A service's refusal in the admin's words: the code names of fields become their labels
+    ("end_at must be after start_at." → "“Ends” must be after “Starts”."), and amounts of money
+    carry the currency when it is known ("“Budget” must be at least 0.01 EUR.")."""
+    if currency:
+        message = _MONEY_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{m.group(4)} {currency}", message)
+
     def label(match: re.Match) -> str:
         name = match.group(1)
-        offer = name in {f.name for f in Offer._meta.get_fields()} and name not in {
-            f.name for f in Campaign._meta.get_fields()}
-        return f"“{field_label(name, offer=offer)}”"
+        return f"“{field_label(name, offer=name in _OFFER_FIELDS and name not in _CAMPAIGN_FIELDS)}”"
 
-    return _FIELD_RE.sub(label, message)
+    message = _FIELD_RE.sub(label, message)
+    leading = _LEADING_RE.match(message)
+    if leading and leading.group(1) in (_CAMPAIGN_FIELDS | _OFFER_FIELDS):
+        message = label(leading) + message[leading.end():]
+    return message
 
 
 def _status(value: str | None) -> str:

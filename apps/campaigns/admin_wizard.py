@@ -161,7 +161,8 @@ def guided_create_view(model_admin, request):
                 if submit:
                     services.campaign_submit(campaign_id=campaign.pk, actor=request.user)
         except ServiceError as exc:
-            form.add_error(SERVICE_FIELDS.get(exc.field or "", None), plain_message(exc.message))
+            form.add_error(SERVICE_FIELDS.get(exc.field or "", None),
+                           plain_message(exc.message, currency=form.campaign_values()["currency"]))
         else:
             what = "saved and submitted for approval" if submit else "saved as a draft"
             messages.success(request, f"“{campaign.name}” was {what}.")
