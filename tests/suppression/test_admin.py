@@ -387,3 +387,41 @@ def test_a_form_over_the_field_limit_gets_a_plain_answer(admin_user):
     assert response.status_code == 400
     body = response.content.decode()
     assert "more than 1,000 fields" in body and "Select all" in body and "Campaign Express" in body
+
+
+def test_import_template_dry_run_and_skipped_rows_download(marketer):
+    client = _client(marketer)
+    template = client.get("/admin/suppression/suppressionentry/import/template.csv")
+    assert template.status_code == 200 and template["Content-Type"] == "text/csv; charset=utf-8"
+    assert template.content.decode().splitlines()[0] == "identifier,channel,reason,expires_at,source"
+    # the template itself imports cleanly (dry run): 3 rows, nothing skipped, nothing written
+    page = client.post(IMPORT, {"file": SimpleUploadedFile("t.csv", template.content), "dry_run": "on"})
+    assert page.status_code == 200
+    assert "3 rows: 3 would be added, 0 extended, 0 skipped" in page.content.decode()
+    assert SuppressionEntry.objects.count() == 0 and SuppressionAudit.objects.count() == 0
+
+    services.suppression_add(identifier="jane@example.com", channel="email", reason="manual",
+                             expires_at=timezone.now() + timedelta(days=1))
+    csv_text = ("identifier,channel,reason,expires_at\n"
+                "jane@example.com,email,unsubscribe,\n"   # extends to permanent
+                "new@example.com,email,bounce,\n"
+                "not an address,email,bounce,\n"
+                "x@example.com,fax,bounce,\n")
+    page = client.post(IMPORT, {"file": SimpleUploadedFile("list.csv", csv_text.encode()), "dry_run": "on"})
+    body = page.content.decode()
+    assert "4 rows: 1 would be added, 1 extended, 2 skipped" in body
+    assert re.search(r'<td>4</td><td>[^<]+</td>', body) and re.search(r'<td>5</td><td>[^<]*fax', body)
+    assert 'id="dry-run-errors"' in body and "data:text/csv" in body
+    assert SuppressionEntry.objects.count() == 1
+    assert SuppressionEntry.objects.get().expires_at is not None  # the dry run extended nothing
+
+    # the real import, then its skipped rows as a CSV file
+    response = client.post(IMPORT, {"file": SimpleUploadedFile("list.csv", csv_text.encode())})
+    imp = SuppressionImport.objects.get()
+    assert response.status_code == 302 and (imp.added, imp.updated, imp.skipped) == (1, 1, 2)
+    status = client.get(f"{IMPORT}{imp.pk}/").content.decode()
+    assert f'href="{IMPORT}{imp.pk}/skipped.csv"' in status
+    download = client.get(f"{IMPORT}{imp.pk}/skipped.csv")
+    assert download["Content-Disposition"] == f'attachment; filename="import-{imp.pk}-skipped-rows.csv"'
+    lines = download.content.decode().splitlines()
+    assert lines[0] == "line,problem" and [line.split(",")[0] for line in lines[1:]] == ["4", "5"]
