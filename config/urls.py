@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core import auth as core_auth
 from apps.core import views as core_views
@@ -17,7 +17,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("v1/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("v1/campaigns/", include("apps.campaigns.api.urls")),
     path("v1/loyalty/", include("apps.loyalty.api.urls")),
     path("v1/suppression/", include("apps.suppression.api.urls")),

@@ -190,6 +190,7 @@ class ApprovalRule(models.Model):
 
     class Meta:
         ordering = ["min_approvals", "name"]
+        verbose_name = "approval rule"
 
     def __str__(self) -> str:
         return f"{self.name} (min {self.min_approvals})"
@@ -233,6 +234,7 @@ class CampaignTransition(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = "status change"
 
     def __str__(self) -> str:
         return f"{self.action}: {self.from_status} → {self.to_status}"
@@ -271,6 +273,7 @@ class CampaignEdit(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = "field edit"
         indexes = [models.Index(fields=["campaign", "-created_at"], name="campaign_edit_by_campaign")]
 
     def __str__(self) -> str:
@@ -287,6 +290,7 @@ class CampaignComment(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        verbose_name = "comment"
 
     def __str__(self) -> str:
         return f"{self.author} on {self.campaign_id}: {self.body[:40]}"

@@ -245,3 +245,22 @@ def test_guided_creation_is_for_marketers(client, approver):
     assert client.get(GUIDED).status_code == 403
     assert client.post(GUIDED, _guided_data()).status_code == 403
     assert Campaign.objects.count() == 0
+
+
+def test_an_edit_in_review_starts_a_new_round_and_the_approvers_hear_of_it(make_campaign, marketer, approver,
+                                                                          approver2):
+    campaign = make_campaign("in_review", budget=Decimal("20000"))
+    services.campaign_approve(campaign_id=campaign.pk, actor=approver)
+    services.campaign_update(campaign_id=campaign.pk, actor=marketer, budget=Decimal("21000"))
+    rounds = Notification.objects.filter(campaign=campaign, kind="awaiting_decision", recipient=approver)
+    assert sorted(rounds.values_list("review_round", flat=True)) == [1, 2]
+
+
+def test_the_front_page_starts_each_journey(client, marketer, approver):
+    client.force_login(marketer)
+    page = client.get(reverse("admin:index")).content.decode()
+    assert 'id="start-guided"' in page and f'href="{GUIDED}"' in page and "<title>" in page
+    assert "Campaign Express" in page[page.index("<title>"):page.index("</title>")]
+    client.force_login(approver)
+    page = client.get(reverse("admin:index")).content.decode()
+    assert 'id="start-guided"' not in page and f'href="{INBOX}"' in page
