@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.postgres.forms import SimpleArrayField
-from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
@@ -26,6 +24,7 @@ from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
 
 from . import admin_inbox, admin_wizard, selectors, services
+from .admin_forms import ApprovalRuleForm, CampaignAdminForm, OfferAdminForm
 from .admin_history import CampaignEditAdmin, CampaignTransitionAdmin  # noqa: F401  (registers the audit lists)
 from .admin_page import campaign_header, history_lines, plain_message
 from .models import (
@@ -34,7 +33,6 @@ from .models import (
     Campaign,
     CampaignStatus,
     Channel,
-    DeviceType,
     EditSource,
     Offer,
     VoteDecision,
@@ -83,62 +81,11 @@ class OptionalReasonForm(forms.Form):
     reason = forms.CharField(required=False, strip=True)
 
 
-# --- forms ---------------------------------------------------------------------------------------
-
-class CampaignAdminForm(forms.ModelForm):
-    channels = forms.MultipleChoiceField(choices=Channel.choices, widget=forms.CheckboxSelectMultiple)
-    target_device_types = forms.MultipleChoiceField(choices=DeviceType.choices, widget=forms.CheckboxSelectMultiple,
-                                                    required=False, help_text="None ticked: any device")
-    target_countries = SimpleArrayField(forms.CharField(max_length=3), required=False,
-                                        help_text="Comma-separated ISO 3166-1 codes (US or USA); empty: anywhere")
-    target_segments = SimpleArrayField(forms.IntegerField(min_value=0), required=False,
-                                       help_text="Comma-separated segment ids; empty: everyone")
-
-    class Meta:
-        model = Campaign
-        fields = services.CAMPAIGN_FIELDS
-
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        # The services' own checks, so a refusal shows next to its field instead of after the save.
-        try:
-            if self.instance.pk is None:
-                services.campaign_validate_new(values={f: cleaned.get(f) for f in services.CAMPAIGN_FIELDS})
-            else:
-                changes = {f: cleaned[f] for f in self.changed_data if f in services.CAMPAIGN_FIELDS and f in cleaned}
-                services.campaign_validate_changes(campaign=self.instance, changes=changes)
-        except ServiceError as exc:
-            currency = (cleaned.get("currency") or getattr(self.instance, "currency", "") or "").upper()
-            self.add_error(exc.field if exc.field in self.fields else None,
-                           plain_message(exc.message, currency=currency or None))
-        return cleaned
-
-    def _post_clean(self):
-        super()._post_clean()
-        # The database constraints say the same as the services' checks: keep one message, on its field.
-        if self.has_error("end_at") and NON_FIELD_ERRORS in self._errors:
-            kept = [e for e in self._errors[NON_FIELD_ERRORS] if "must end after it starts" not in e]
-            if kept:
-                self._errors[NON_FIELD_ERRORS] = self.error_class(kept)
-            else:
-                del self._errors[NON_FIELD_ERRORS]
-
-
-class ApprovalRuleForm(forms.ModelForm):
-    channels = forms.MultipleChoiceField(choices=Channel.choices, widget=forms.CheckboxSelectMultiple, required=False,
-                                         help_text="Matches campaigns using any of these; none ticked: any channel")
-
-    class Meta:
-        model = ApprovalRule
-        fields = ["name", "min_approvals", "budget_threshold", "channels", "is_active"]
-
-
 # --- inlines -------------------------------------------------------------------------------------
 
 class OfferInline(admin.StackedInline):
     model = Offer
+    form = OfferAdminForm
     extra = 0
     fields = ("name", ("width", "height", "format"), "creative_markup", "landing_url", ("advertiser_domain", "category"),
               ("max_bid_cpm", "priority", "observed_ctr"), "creative_preview")

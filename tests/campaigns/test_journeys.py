@@ -264,3 +264,27 @@ def test_the_front_page_starts_each_journey(client, marketer, approver):
     client.force_login(approver)
     page = client.get(reverse("admin:index")).content.decode()
     assert 'id="start-guided"' not in page and f'href="{INBOX}"' in page
+
+
+def test_the_classic_form_explains_cpm_and_dates_in_plain_words(client, make_campaign, marketer):
+    from .test_admin import page_form_data
+
+    campaign = make_campaign("draft", currency="EUR")
+    client.force_login(marketer)
+    data = page_form_data(client.get(change_url(campaign)))
+    data.update({"offers-0-max_bid_cpm": "two euros", "start_at_0": "2027-13-45", "budget": "lots"})
+    response = client.post(change_url(campaign), data)
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors["budget"] == ["Enter the budget as an amount in EUR, e.g. 5000.00 (digits and one dot)."]
+    assert form.errors.get("start_at") == ["Write the date as YYYY-MM-DD, e.g. 2027-03-01."], form.errors
+    offer_form = response.context["inline_admin_formsets"][0].formset.forms[0]
+    assert offer_form.errors["max_bid_cpm"] == [
+        "Enter the max bid per 1,000 ads shown (CPM) as an amount in EUR, e.g. 2.50 (digits and one dot)."]
+    assert fresh(campaign).budget == Decimal("5000.00")
+    # a start after the end: the constraint's message, once, on the end date
+    data = page_form_data(client.get(change_url(campaign)))
+    data.update({"start_at_0": "2099-01-01", "budget": "lots"})
+    form = client.post(change_url(campaign), data).context["adminform"].form
+    assert form.errors["end_at"] == ["The campaign must end after it starts: move the end later or the start earlier."]
+    assert "__all__" not in form.errors
