@@ -142,6 +142,17 @@ class RequiredReasonSerializer(serializers.Serializer):
     reason = fields.StrictCharField(max_length=2000, help_text="Why (required; kept in the audit trail)")
 
 
+class CommentSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    author = serializers.CharField(source="author.username", read_only=True)
+    body = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class CommentInputSerializer(serializers.Serializer):
+    body = fields.StrictCharField(max_length=4000, help_text="The message (plain text, at most 4,000 characters)")
+
+
 class FieldChangeSerializer(serializers.Serializer):
     """One field's change. Values as the API writes them: decimals as strings, times as ISO 8601 UTC;
     null for the side that did not exist (an added or removed offer)."""

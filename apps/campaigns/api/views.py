@@ -19,6 +19,8 @@ from apps.core.roles import IsApprover, IsMarketer, IsStaffRole
 from .serializers import (
     CampaignFilters,
     CampaignSerializer,
+    CommentInputSerializer,
+    CommentSerializer,
     HistoryEntrySerializer,
     OfferSerializer,
     ReasonSerializer,
@@ -234,6 +236,25 @@ class CampaignViewSet(viewsets.GenericViewSet):
             "approval_rule", "created_by", "submitted_by").prefetch_related("offers")
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(CampaignSerializer(page, many=True).data)
+
+    @extend_schema(methods=["GET"], tags=["campaigns"], summary="The campaign's comment thread, oldest first",
+                   responses={200: CommentSerializer(many=True), **READ})
+    @extend_schema(methods=["POST"], tags=["campaigns"], summary="Post a comment (Marketer or Approver)",
+                   request=CommentInputSerializer,
+                   examples=[OpenApiExample("Question", request_only=True,
+                                            value={"body": "Can you use the new logo on the 300x250?"})],
+                   responses={201: CommentSerializer, 400: BAD_INPUT, **READ})
+    @action(detail=True, methods=["get", "post"])
+    def comments(self, request, pk=None):
+        campaign = self.get_object()
+        if request.method == "POST":
+            body = CommentInputSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            comment = _service(services.campaign_comment_add, campaign_id=campaign.pk, actor=request.user,
+                               body=body.validated_data["body"])
+            return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
+        page = self.paginate_queryset(selectors.campaign_comments(campaign_id=campaign.pk))
+        return self.get_paginated_response(CommentSerializer(page, many=True).data)
 
     @extend_schema(tags=["campaigns"], summary="Audit trail: every transition, vote and edit, newest first",
                    description="Transitions and votes (`kind: transition`: who, from, to, why) and edits of the "
