@@ -44,3 +44,13 @@ def campaigns_notification_email(self, notification_id: int) -> str:
         return services.notification_send_email(notification_id=notification_id)
     except ProviderError as exc:
         raise self.retry(exc=exc, countdown=min(300, 10 * 2 ** self.request.retries)) from exc
+
+
+@shared_task(name="campaigns.notification_emails_pending", ignore_result=True)
+def campaigns_notification_emails_pending() -> int:
+    """Send the notification emails still pending a minute after they were created (each at most
+    once: the service claims it); returns how many were sent now."""
+    sent = services.notification_send_pending_emails()
+    if sent:
+        log.info("campaign_notification_emails_swept", sent=sent)
+    return sent

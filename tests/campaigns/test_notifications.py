@@ -109,3 +109,20 @@ def test_the_marketer_is_emailed_the_decision(sendgrid, make_campaign, approver)
     assert note.recipient == marketer and note.message.startswith("“Gift guide” was approved by approver")
     assert services.notification_send_email(notification_id=note.pk) == EmailStatus.SENT
     assert sendgrid.requests[0].json()["personalizations"][0]["to"] == [{"email": "m@example.com"}]
+
+
+@pytest.mark.django_db
+def test_the_sweep_sends_what_is_still_pending_once(sendgrid, make_campaign, reviewer):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    campaign = make_campaign("in_review")
+    note = _awaiting(campaign, reviewer)
+    assert services.notification_send_pending_emails() == 0  # too fresh: its task is on its way
+    later = timezone.now() + timedelta(minutes=2)
+    assert services.notification_send_pending_emails(now=later) >= 1
+    assert services.notification_send_pending_emails(now=later) == 0
+    assert Notification.objects.get(pk=note.pk).email_status == EmailStatus.SENT
+    assert [r.json()["personalizations"][0]["to"][0]["email"] for r in sendgrid.requests].count(
+        "reviewer@example.com") == 1

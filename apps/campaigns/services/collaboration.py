@@ -9,6 +9,7 @@ so a retried task never sends twice: a retry finds the claim taken and stops.
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
@@ -73,7 +74,10 @@ def _enqueue_emails(ids) -> None:
     from ..tasks import campaigns_notification_email
 
     for notification_id in ids:
-        campaigns_notification_email.delay(notification_id)
+        try:
+            campaigns_notification_email.delay(notification_id)
+        except Exception as exc:  # noqa: BLE001 - broker down (any error): the beat sweep sends it later
+            log.error("campaign_notification_enqueue_failed", notification_id=notification_id, error=str(exc))
 
 
 def notify_awaiting_decision(*, campaign_id: int) -> list[int]:
@@ -101,6 +105,28 @@ def notification_mark_read(*, notification_ids, actor: AbstractBaseUser) -> int:
     """Mark the actor's own notifications read; returns how many changed."""
     return Notification.objects.filter(pk__in=list(notification_ids), recipient_id=actor.pk, read_at__isnull=True).update(
         read_at=timezone.now())
+
+
+PENDING_GRACE = timedelta(minutes=1)
+SWEEP_BATCH = 200
+
+
+def notification_send_pending_emails(*, now=None) -> int:
+    """Send the emails still pending ``PENDING_GRACE`` after their notification was created (the
+    enqueue after commit failed, or the task's retries ran out); returns how many were sent.
+    A provider error leaves a row pending for the next sweep."""
+    from apps.omnichannel.providers import ProviderError
+
+    cutoff = (now or timezone.now()) - PENDING_GRACE
+    ids = list(Notification.objects.filter(email_status=EmailStatus.PENDING, created_at__lt=cutoff)
+               .order_by("created_at").values_list("pk", flat=True)[:SWEEP_BATCH])
+    sent = 0
+    for notification_id in ids:
+        try:
+            sent += notification_send_email(notification_id=notification_id) == EmailStatus.SENT
+        except ProviderError:
+            continue
+    return sent
 
 
 def notification_send_email(*, notification_id: int) -> str:
