@@ -13,7 +13,6 @@ import structlog
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -23,7 +22,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from apps.core.admin_mixins import ReadOnlyAdminMixin, ViewerAdminMixin
+from apps.core.admin_mixins import ReadOnlyAdminMixin, ViewerAdminMixin, action_selection
 from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
 
@@ -251,28 +250,14 @@ class SuppressionEntryAdmin(_SuppressionAdmin):
         return self._action_page(request, queryset, form, "extend_expiry", "Extend expiry",
                                  "admin/suppression/suppressionentry/extend_form.html")
 
-    CONFIRM_SAMPLE = 50
-
     def _action_page(self, request, queryset, form, action, title, template):
-        # "Select all N" (select_across) goes on as select_across, not as one hidden field per row: a
-        # form posts at most DATA_UPLOAD_MAX_NUMBER_FIELDS fields, and the changelist re-derives the
-        # rows from its filters (kept in the URL this page posts back to).
-        count = queryset.count()
-        sample = list(queryset[: self.CONFIRM_SAMPLE])
-        select_across = request.POST.get("select_across") == "1"
         context = {
             **self.admin_site.each_context(request),
+            **action_selection(request, queryset),
             "title": title,
             "opts": self.model._meta,
-            "queryset": sample,
-            "count": count,
-            "more": max(0, count - len(sample)),
-            "select_across": select_across,
-            # Ticked rows come from one changelist page (list_per_page), well under the field limit.
-            "selected_ids": [e.pk for e in sample] if select_across else list(queryset.values_list("pk", flat=True)),
             "form": form,
             "action": action,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, template, context)
 
