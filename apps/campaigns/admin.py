@@ -4,8 +4,11 @@ votes and the audit trail.
 
 Every save and every button goes through ``apps.campaigns.services`` — the admin never writes a
 campaign, an offer or a vote itself — so role, state and self-approval checks hold for a crafted
-POST as much as for the buttons. The status is never a form field. The read-only audit trail (votes,
-transitions, edits) is in ``admin_history``.
+POST as much as for the buttons. The status is never a form field. Around this module:
+``admin_forms`` (the forms, errors in plain words), ``admin_page`` (the page's header: status,
+decision, rule and votes; one readable history), ``admin_inbox`` (the approval inbox, approve / reject
+& next, comments, notifications), ``admin_wizard`` (guided creation) and ``admin_history`` (the
+read-only audit lists).
 """
 from __future__ import annotations
 
