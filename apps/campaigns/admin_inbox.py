@@ -18,6 +18,7 @@ from apps.core.roles import Role, user_has_role
 
 from . import selectors, services
 from .admin_page import campaign_header, plain_message
+from .models import Channel, DeviceType
 
 
 class ApproveForm(forms.Form):
@@ -87,6 +88,8 @@ def review_view(model_admin, request, object_id):
         comments=list(selectors.campaign_comments(campaign_id=campaign.pk)), awaiting_me=awaiting_me,
         position=(position.index(campaign.pk) + 1) if awaiting_me else None, remaining=len(position),
         approve_form=approve_form, reject_form=reject_form, next=request.get_full_path(),
+        channels=", ".join(Channel(c).label for c in campaign.channels),
+        devices=", ".join(DeviceType(d).label for d in campaign.target_device_types) or "any",
         change_url=reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
     ), status=200 if request.method == "GET" else 400)
 
