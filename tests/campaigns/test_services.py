@@ -567,9 +567,11 @@ def test_beat_schedule_is_declared():
 
     for name, entry in BEAT_SCHEDULE.items():
         assert entry["task"] in app.tasks, name
-        # the due scans every 10-30 s; the purge of stored create answers hourly
+        # the due scans every 10-30 s; the purge of stored create answers hourly; the sweep of pending
+        # notification emails every minute
         period = min_period_seconds(entry["schedule"])
-        assert 10 <= period <= 30 or (name, period) == ("campaigns-purge-idempotency-records", 3600)
+        assert 10 <= period <= 30 or (name, period) in {("campaigns-purge-idempotency-records", 3600),
+                                                        ("campaigns-notification-emails-pending", 60)}
         assert entry["options"]["expires"] < period
         assert app.conf.beat_schedule[name] == entry
 
