@@ -310,6 +310,8 @@ class CampaignAdmin(admin.ModelAdmin):
         campaign = self.get_object(request, object_id)
         extra_context = extra_context or {}
         if campaign is not None:
+            if request.method == "GET":
+                services.notification_mark_read_for_campaign(campaign_id=campaign.pk, actor=request.user)
             approvals = selectors.campaign_approval_count(campaign=campaign)
             extra_context["lifecycle"] = {
                 "actions": [

@@ -53,6 +53,8 @@ def review_view(model_admin, request, object_id):
     if not user_has_role(request.user, Role.APPROVER):
         raise PermissionDenied
     campaign = selectors.campaign_get(campaign_id=object_id)
+    if request.method == "GET":
+        services.notification_mark_read_for_campaign(campaign_id=campaign.pk, actor=request.user)
     approve_form, reject_form = ApproveForm(prefix="approve"), RejectForm(prefix="reject")
     if request.method == "POST":
         decision = request.POST.get("decision")

@@ -189,6 +189,11 @@ def test_notifications_one_per_submission_and_recipient(client, make_campaign, m
     client.post(reverse("admin:campaigns_campaign_notifications"), {"notification": [str(decided.pk)]})
     assert Notification.objects.get(pk=decided.pk).read_at is not None
     assert 'id="notifications-unread"' not in client.get(reverse("admin:index")).content.decode()
+    # opening the campaign reads what is about it: the approver's new "awaiting" goes once they review it
+    client.force_login(approver)
+    assert Notification.objects.filter(recipient=approver, read_at__isnull=True).count() == 2
+    client.get(review_url(campaign))
+    assert Notification.objects.filter(recipient=approver, read_at__isnull=True).count() == 0
 
 
 def _guided_data(**overrides):

@@ -129,6 +129,14 @@ def notification_send_pending_emails(*, now=None) -> int:
     return sent
 
 
+def notification_mark_read_for_campaign(*, campaign_id: int, actor: AbstractBaseUser) -> int:
+    """Opening a campaign's page reads the actor's notifications about it."""
+    if not getattr(actor, "is_authenticated", False):
+        return 0
+    return Notification.objects.filter(campaign_id=campaign_id, recipient_id=actor.pk, read_at__isnull=True).update(
+        read_at=timezone.now())
+
+
 def notification_send_email(*, notification_id: int) -> str:
     """Email one notification at most once; returns its email status afterwards.
 
