@@ -5,6 +5,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from apps.core import auth as core_auth
 from apps.core import views as core_views
 
+# Campaign Express branding on every admin page (templates/admin/base_site.html uses it too).
+admin.site.site_header = admin.site.site_title = "Campaign Express"
+admin.site.index_title = "Back office"
+
 urlpatterns = [
     path("live", core_views.live, name="live"),
     path("ready", core_views.ready, name="ready"),
