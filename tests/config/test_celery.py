@@ -12,7 +12,7 @@ from config.celery import _beat_schedule, app, beat_schedules
 from tests.support.beat import min_period_seconds
 
 SLICES_WITH_SCHEDULES = {"apps.campaigns", "apps.bidding", "apps.loyalty", "apps.suppression", "apps.omnichannel",
-                         "apps.analytics", "apps.training"}
+                         "apps.analytics", "apps.training", "apps.core", "apps.rl"}
 
 
 def test_the_schedule_is_every_installed_apps_entries():
@@ -32,8 +32,8 @@ def test_the_schedule_is_every_installed_apps_entries():
 
 
 def test_an_app_without_schedules_adds_nothing_and_a_new_one_is_picked_up():
-    assert _beat_schedule(["apps.core", "apps.inference", "django.contrib.auth"]) == {}
-    assert set(_beat_schedule(["apps.core", "apps.omnichannel"])) == {"omnichannel-recover"}
+    assert _beat_schedule(["apps.inference", "django.contrib.auth"]) == {}
+    assert set(_beat_schedule(["apps.inference", "apps.omnichannel"])) == {"omnichannel-recover"}
 
 
 def test_a_key_declared_twice_is_refused():
@@ -59,4 +59,5 @@ def test_the_crontab_periods():
         "loyalty-rollover-periods": 3600, "loyalty-expire-inactive": 86400, "loyalty-republish-reward-signals": 60,
         "loyalty-keep-profiles-alive": 1200, "loyalty-purge-idempotency-records": 86400,
         "omnichannel-recover": 300, "suppression-purge-expired": 3600, "training-train-and-publish": 86400,
+        "core-purge-outbound-calls": 86400, "rl-expire-decisions": 60, "rl-sync-catalog": 3600,
     }
