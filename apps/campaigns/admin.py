@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
@@ -218,10 +218,10 @@ class CampaignAdmin(admin.ModelAdmin):
         ("Targeting", {"fields": ("target_countries", "target_device_types", "target_segments",
                                   ("max_impressions_per_hour", "max_impressions_per_day"))}),
         ("Approval", {"fields": ("approval_rule", "required_approvals", "review_round", "created_by", "submitted_by",
-                                 "submitted_at")}),
+                                 "submitted_at", "external_items")}),
     )
     BASE_READONLY = ("status_badge", "spent", "approval_rule", "required_approvals", "review_round", "created_by",
-                     "submitted_by", "submitted_at")
+                     "submitted_by", "submitted_at", "external_items")
 
     # list columns
     @admin.display(description="Status", ordering="status")
@@ -231,6 +231,22 @@ class CampaignAdmin(admin.ModelAdmin):
             'border-radius:8px;white-space:nowrap">{}</span>',
             campaign.status, STATUS_COLOURS.get(campaign.status, "#666"), campaign.get_status_display(),
         )
+
+    @admin.display(description="Asana / Jira")
+    def external_items(self, campaign: Campaign):
+        """The approval task/issue of each submission, its link and the status seen there."""
+        from apps.integrations.selectors import external_tasks_for_campaign
+
+        if campaign.pk is None:
+            return "—"
+        items = external_tasks_for_campaign(campaign_id=campaign.pk)
+        if not items:
+            return "—"
+        return format_html_join(format_html("<br>"), '{} round {}: <a href="{}" target="_blank" rel="noopener">{}</a> {} {}', (
+            (item.connection.get_kind_display(), item.review_round, item.url or "#",
+             item.external_key or item.external_id or item.get_state_display(),
+             f"— {item.external_status}" if item.external_status else "", f"({item.note})" if item.note else "")
+            for item in items))
 
     @admin.display(description="Channels")
     def channel_list(self, campaign: Campaign):

@@ -1,0 +1,11 @@
+"""Periodic integration work (merged into the beat schedule by config.celery)."""
+from celery.schedules import crontab
+
+BEAT_SCHEDULE = {
+    # Asana/Jira status of the items awaiting a decision; each run expires before the next is due.
+    "integrations-sync-approval-status": {
+        "task": "integrations.sync_approval_status",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 50},
+    },
+}

@@ -1,0 +1,16 @@
+"""Writes of the integrations slice: connections and their test, approval tasks in Asana/Jira."""
+from .approvals import (
+    AttemptInProgress,
+    SyncSummary,
+    approval_decision_push,
+    approval_status_sync,
+    approval_sync_one,
+    approval_task_create,
+    campaign_lifecycle_notify,
+)
+from .connections import TestResult, connection_config, connection_test
+
+__all__ = [
+    "AttemptInProgress", "SyncSummary", "TestResult", "approval_decision_push", "approval_status_sync",
+    "approval_sync_one", "approval_task_create", "campaign_lifecycle_notify", "connection_config", "connection_test",
+]

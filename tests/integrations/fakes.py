@@ -1,0 +1,179 @@
+"""Local servers on 127.0.0.1 speaking Asana's and Jira Cloud's documented formats
+(/work/shared/notes/integrations-wire-formats.md §4): they check the auth header and the body the
+way the vendor does, keep the items they made, and answer with the vendor's success and error shapes.
+Tests change an item's state as a person in that tool would (``move``, ``complete``)."""
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+import threading
+from urllib.parse import unquote
+
+from tests.support.http_server import LocalHTTPServer, Recorded
+
+ASANA_TOKEN = "1/1200000000000000:asana-pat-SECRET"
+JIRA_EMAIL, JIRA_TOKEN = "bot@acme.example", "jira-api-token-SECRET"
+
+
+class AsanaServer(LocalHTTPServer):
+    """``/api/1.0``; bodies wrapped in ``data``; ``{"errors": [{"message": ...}]}``."""
+
+    def __init__(self, *, project: str = "1200000000000456", workspace: str = "1200000000000123"):
+        super().__init__()
+        self.project, self.workspace = project, workspace
+        self.tasks: dict[str, dict] = {}
+        self.stories: dict[str, list[dict]] = {}
+        self._ids = itertools.count(1209000000000001)
+        self._state_lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/api/1.0"
+
+    def complete(self, gid: str, *, by: str, comment: str = "") -> None:
+        with self._state_lock:
+            self.tasks[gid].update(completed=True, completed_by={"gid": "77", "email": by})
+            if comment:
+                self.stories[gid].append({"resource_subtype": "comment_added", "text": comment,
+                                          "created_by": {"gid": "77", "email": by}})
+            self.stories[gid].append({"resource_subtype": "marked_complete", "text": "completed this task",
+                                      "created_by": {"gid": "77", "email": by}})
+
+    def answer(self, r: Recorded):
+        if r.header("Authorization") != f"Bearer {ASANA_TOKEN}":
+            return 401, {}, {"errors": [{"message": "Not Authorized"}]}
+        path = r.path.removeprefix("/api/1.0")
+        with self._state_lock:
+            if r.method == "GET" and path == "/users/me":
+                return 200, {}, {"data": {"gid": "42", "name": "Ops Bot", "email": "ops@acme.example"}}
+            if r.method == "GET" and (m := re.fullmatch(r"/projects/(\w+)", path)):
+                if m[1] != self.project:
+                    return 404, {}, {"errors": [{"message": f"project: Not a recognized ID: {m[1]}"}]}
+                return 200, {}, {"data": {"gid": self.project, "name": "Campaign approvals"}}
+            if r.method == "POST" and path == "/tasks":
+                data = r.json().get("data") or {}
+                if not data.get("workspace") and not data.get("projects"):
+                    return 400, {}, {"errors": [{"message": "workspace: Missing input"}]}
+                if data.get("projects") and data["projects"] != [self.project]:
+                    return 400, {}, {"errors": [{"message": "projects: [0]: Not a recognized ID"}]}
+                gid = str(next(self._ids))
+                task = {"gid": gid, "resource_type": "task", "name": data.get("name", ""), "notes": data.get("notes", ""),
+                        "completed": False, "permalink_url": f"https://app.asana.com/0/{self.project}/{gid}",
+                        "memberships": [{"project": {"gid": self.project}, "section": {"name": "To review"}}]}
+                self.tasks[gid] = task
+                self.stories[gid] = []
+                return 201, {}, {"data": task}
+            if r.method == "GET" and path == "/tasks":
+                items = [t for t in self.tasks.values() if r.query.get("project") == [self.project]]
+                return 200, {}, {"data": items, "next_page": None}
+            if m := re.fullmatch(r"/tasks/(\d+)(/stories)?", path):
+                task = self.tasks.get(m[1])
+                if task is None:
+                    return 404, {}, {"errors": [{"message": "task: Unknown object"}]}
+                if m[2] and r.method == "GET":
+                    return 200, {}, {"data": list(self.stories[m[1]])}
+                if m[2] and r.method == "POST":
+                    story = {"resource_subtype": "comment_added", "text": r.json()["data"]["text"],
+                             "created_by": {"gid": "42", "email": "ops@acme.example"}}
+                    self.stories[m[1]].append(story)
+                    return 201, {}, {"data": story}
+                if r.method == "PUT":
+                    task.update(r.json().get("data") or {})
+                    return 200, {}, {"data": task}
+                return 200, {}, {"data": task}
+        return 404, {}, {"errors": [{"message": f"No matching route for request {r.method} {path}"}]}
+
+
+class JiraServer(LocalHTTPServer):
+    """``/rest/api/3``; Basic auth; ADF descriptions; ``{"errorMessages": [...], "errors": {...}}``."""
+
+    WORKFLOW = [("11", "Approve", "Approved", "done"), ("21", "Reject", "Rejected", "done"),
+                ("31", "Done", "Done", "done"), ("41", "Back to review", "In Review", "indeterminate")]
+
+    def __init__(self, *, project: str = "OPS"):
+        super().__init__()
+        self.project = project
+        self.issues: dict[str, dict] = {}
+        self._ids = itertools.count(10000)
+        self._state_lock = threading.Lock()
+
+    def move(self, key: str, status: str, *, by: str, comment: str = "") -> None:
+        """Someone moves the issue in Jira (and maybe comments)."""
+        with self._state_lock:
+            issue = self.issues[key]
+            issue["status"] = status
+            issue["histories"].append({"author": {"accountId": "5b10a", "emailAddress": by},
+                                       "items": [{"field": "status", "toString": status}]})
+            if comment:
+                issue["comments"].append({"body": {"type": "doc", "version": 1, "content": [
+                    {"type": "paragraph", "content": [{"type": "text", "text": comment}]}]}})
+
+    def _issue_json(self, issue: dict) -> dict:
+        category = next((c for _, _, to, c in self.WORKFLOW if to == issue["status"]), "new")
+        return {"id": issue["id"], "key": issue["key"], "fields": {
+            "status": {"name": issue["status"], "statusCategory": {"key": category}},
+            "labels": issue["fields"].get("labels", []),
+            "comment": {"comments": list(issue["comments"]), "total": len(issue["comments"])}},
+            "changelog": {"histories": list(issue["histories"])}}
+
+    def answer(self, r: Recorded):
+        expected = "Basic " + base64.b64encode(f"{JIRA_EMAIL}:{JIRA_TOKEN}".encode()).decode()
+        if r.header("Authorization") != expected:
+            return 401, {}, {"errorMessages": ["You are not authenticated. Authentication required to perform this operation."],
+                             "errors": {}}
+        path = r.path
+        with self._state_lock:
+            if r.method == "GET" and path == "/rest/api/3/myself":
+                return 200, {}, {"accountId": "5b10ac", "emailAddress": JIRA_EMAIL, "displayName": "Ops Bot"}
+            if r.method == "GET" and (m := re.fullmatch(r"/rest/api/3/project/(\w+)", path)):
+                if m[1] != self.project:
+                    return 404, {}, {"errorMessages": [f"No project could be found with key '{m[1]}'."], "errors": {}}
+                return 200, {}, {"id": "10001", "key": self.project, "name": "Operations"}
+            if r.method == "POST" and path == "/rest/api/3/issue":
+                fields = r.json().get("fields") or {}
+                errors = {}
+                if (fields.get("project") or {}).get("key") != self.project:
+                    errors["project"] = "valid project is required"
+                if not fields.get("summary"):
+                    errors["summary"] = "You must specify a summary of the issue."
+                if not isinstance(fields.get("description"), dict) or fields["description"].get("type") != "doc":
+                    errors["description"] = "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+                if errors:
+                    return 400, {}, {"errorMessages": [], "errors": errors}
+                issue_id = str(next(self._ids))
+                key = f"{self.project}-{len(self.issues) + 1}"
+                self.issues[key] = {"id": issue_id, "key": key, "fields": fields, "status": "To Review",
+                                    "comments": [], "histories": []}
+                return 201, {}, {"id": issue_id, "key": key, "self": f"{self.url}/rest/api/3/issue/{issue_id}"}
+            if r.method == "GET" and path == "/rest/api/3/search/jql":
+                jql = r.query.get("jql", [""])[0]
+                label = re.search(r'labels = "([^"]+)"', jql)
+                found = [self._issue_json(i) for i in self.issues.values()
+                         if label and label[1] in i["fields"].get("labels", [])]
+                return 200, {}, {"issues": found[: int(r.query.get("maxResults", ["50"])[0])], "isLast": True}
+            if m := re.fullmatch(r"/rest/api/3/issue/([\w-]+)(/transitions|/comment)?", path):
+                issue = self.issues.get(unquote(m[1])) or next(
+                    (i for i in self.issues.values() if i["id"] == m[1]), None)
+                if issue is None:
+                    return 404, {}, {"errorMessages": ["Issue does not exist or you do not have permission to see it."],
+                                     "errors": {}}
+                if m[2] == "/comment" and r.method == "POST":
+                    issue["comments"].append({"body": r.json()["body"], "author": {"emailAddress": JIRA_EMAIL}})
+                    return 201, {}, {"id": str(len(issue["comments"]))}
+                if m[2] == "/transitions" and r.method == "GET":
+                    return 200, {}, {"transitions": [{"id": i, "name": n, "to": {"name": to}}
+                                                     for i, n, to, _ in self.WORKFLOW if to != issue["status"]]}
+                if m[2] == "/transitions" and r.method == "POST":
+                    wanted = r.json()["transition"]["id"]
+                    step = next((w for w in self.WORKFLOW if w[0] == wanted), None)
+                    if step is None:
+                        return 400, {}, {"errorMessages": ["Transition id '%s' is not valid for this issue." % wanted],
+                                         "errors": {}}
+                    issue["status"] = step[2]
+                    issue["histories"].append({"author": {"accountId": "5b10ac", "emailAddress": JIRA_EMAIL},
+                                               "items": [{"field": "status", "toString": step[2]}]})
+                    return 204, {}, None
+                if r.method == "GET":
+                    return 200, {}, self._issue_json(issue)
+        return 404, {}, {"errorMessages": [f"no route {r.method} {path}"], "errors": {}}
