@@ -20,6 +20,7 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
@@ -242,7 +243,7 @@ class CampaignAdmin(admin.ModelAdmin):
         items = external_tasks_for_campaign(campaign_id=campaign.pk)
         if not items:
             return "—"
-        return format_html_join(format_html("<br>"), '{} round {}: <a href="{}" target="_blank" rel="noopener">{}</a> {} {}', (
+        return format_html_join(mark_safe("<br>"), '{} round {}: <a href="{}" target="_blank" rel="noopener">{}</a> {} {}', (
             (item.connection.get_kind_display(), item.review_round, item.url or "#",
              item.external_key or item.external_id or item.get_state_display(),
              f"— {item.external_status}" if item.external_status else "", f"({item.note})" if item.note else "")

@@ -8,6 +8,7 @@ from the outbound call log.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -55,6 +56,7 @@ class AdminOnlyMixin:
 @admin.register(Connection)
 class ConnectionAdmin(AdminOnlyMixin, SecretFieldsMixin, admin.ModelAdmin):
     change_form_template = "admin/integrations/connection/change_form.html"
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "kind", "base_url", "enabled", "test_outcome", "last_tested_at")
     list_filter = ("kind", "enabled", "last_test_ok")
     search_fields = ("name", "base_url")
