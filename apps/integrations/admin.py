@@ -20,7 +20,7 @@ from apps.core.outbound.secrets_admin import SecretFieldsMixin
 from apps.core.roles import user_has_role
 
 from . import services
-from .models import Connection, ConnectionKind, ExternalTask
+from .models import Connection, ConnectionKind, ExternalTask, PowerBIPush
 
 #: the credential entries each kind's admin form offers
 CREDENTIAL_KEYS = {
@@ -149,3 +149,21 @@ class ExternalTaskAdmin(ReadOnlyAdminMixin, AdminOnlyMixin, admin.ModelAdmin):
             return task.external_key or task.external_id or "—"
         return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', task.url,
                            task.external_key or task.external_id)
+
+
+@admin.register(PowerBIPush)
+class PowerBIPushAdmin(ReadOnlyAdminMixin, AdminOnlyMixin, admin.ModelAdmin):
+    list_display = ("connection", "dataset_id", "cursor", "cursor_offset", "rows_pushed", "uncertain_from",
+                    "last_push_at", "note")
+    list_filter = ("connection",)
+    readonly_fields = [f.name for f in PowerBIPush._meta.fields]
+    actions = ["resume_selected"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._allowed(request)  # for the resume action; every field stays read-only
+
+    @admin.action(description="Resume after checking the table (clears 'uncertain')")
+    def resume_selected(self, request, queryset):
+        for push in queryset:
+            services.powerbi_resume(connection_id=push.connection_id)
+        messages.success(request, f"{queryset.count()} dataset(s) resumed.")

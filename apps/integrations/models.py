@@ -94,3 +94,25 @@ class ExternalTask(models.Model):
     def marker(self) -> str:
         """Written into the item (Jira label, Asana notes) so a retry can find what an earlier attempt made."""
         return f"ce-campaign-{self.campaign_id}-round-{self.review_round}"
+
+
+class PowerBIPush(models.Model):
+    """Where a Power BI connection's push dataset stands: made once, then closed hours appended in
+    order behind ``cursor`` (the first hour not yet pushed)."""
+
+    connection = models.OneToOneField(Connection, on_delete=models.CASCADE, related_name="powerbi_push")
+    dataset_id = models.CharField(max_length=64, blank=True, default="")
+    cursor = models.DateTimeField(null=True, blank=True, help_text="First hour (UTC) not fully pushed yet")
+    cursor_offset = models.PositiveIntegerField(default=0, help_text="Rows of the cursor hour already pushed")
+    # A batch whose POST may have reached Power BI without an answer: never re-sent blindly (push
+    # datasets cannot delete single rows); a person checks the table and clears it here to resume.
+    uncertain_from = models.DateTimeField(null=True, blank=True)
+    rows_pushed = models.PositiveBigIntegerField(default=0)
+    last_push_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        verbose_name = "Power BI push dataset"
+
+    def __str__(self) -> str:
+        return f"{self.connection.name}: up to {self.cursor:%Y-%m-%d %H:00}" if self.cursor else self.connection.name

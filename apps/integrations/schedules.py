@@ -8,4 +8,10 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute="*"),
         "options": {"expires": 50},
     },
+    # Closed hours to Power BI: a quarter past each hour (the close delay is 10 minutes).
+    "integrations-push-powerbi": {
+        "task": "integrations.push_powerbi_all",
+        "schedule": crontab(minute=15),
+        "options": {"expires": 3000},
+    },
 }

@@ -64,3 +64,28 @@ def sync_approval_status() -> dict:
         log.info("integration_status_synced", polled=summary.polled, votes_cast=summary.votes_cast,
                  errors=summary.errors)
     return summary.__dict__
+
+
+@shared_task(bind=True, name="integrations.push_powerbi", acks_late=True, max_retries=MAX_RETRIES)
+def push_powerbi(self, connection_id: int) -> int:
+    """Append the closed hours of one Power BI connection (resumes from its cursor; a retry adds nothing twice)."""
+    from apps.integrations.adaptors import ConnectionProblem
+    from apps.integrations.services import powerbi_push
+
+    try:
+        return powerbi_push(connection_id=connection_id).rows
+    except (OutboundError, ConnectionProblem) as exc:
+        log.warning("integration_powerbi_push_failed", connection_id=connection_id, retryable=exc.retryable,
+                    error=str(exc))
+        _retry_or_raise(self, exc)
+        return 0
+
+
+@shared_task(name="integrations.push_powerbi_all", ignore_result=True)
+def push_powerbi_all() -> int:
+    from apps.integrations.services import powerbi_connection_ids
+
+    ids = powerbi_connection_ids()
+    for connection_id in ids:
+        push_powerbi.delay(connection_id)
+    return len(ids)

@@ -177,3 +177,74 @@ class JiraServer(LocalHTTPServer):
                 if r.method == "GET":
                     return 200, {}, self._issue_json(issue)
         return 404, {}, {"errorMessages": [f"no route {r.method} {path}"], "errors": {}}
+
+
+PBI_TENANT, PBI_CLIENT, PBI_SECRET = "contoso-tenant", "app-client-id", "pbi-client-SECRET"
+
+
+class PowerBIServer(LocalHTTPServer):
+    """The Entra ID token endpoint and Power BI's push-dataset REST API on one local server."""
+
+    SCOPE = "https://analysis.windows.net/powerbi/api/.default"
+
+    def __init__(self, *, group: str = "f089354e-8366-4e18-aea3-4cb4a3a50b48"):
+        super().__init__()
+        self.group = group
+        self.datasets: dict[str, dict] = {}
+        self.rows: dict[str, list[dict]] = {}
+        self.tokens_issued = 0
+        self._state_lock = threading.Lock()
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/v1.0/myorg"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}/{PBI_TENANT}/oauth2/v2.0/token"
+
+    def answer(self, r: Recorded):
+        from urllib.parse import parse_qs
+
+        if r.path == f"/{PBI_TENANT}/oauth2/v2.0/token" and r.method == "POST":
+            form = {k: v[0] for k, v in parse_qs(r.body.decode()).items()}
+            if form.get("grant_type") != "client_credentials" or form.get("scope") != self.SCOPE:
+                return 400, {}, {"error": "invalid_request", "error_description": "AADSTS900144: bad grant or scope"}
+            if (form.get("client_id"), form.get("client_secret")) != (PBI_CLIENT, PBI_SECRET):
+                return 401, {}, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret"}
+            with self._state_lock:
+                self.tokens_issued += 1
+            return 200, {}, {"token_type": "Bearer", "expires_in": 3599, "access_token": "eyJ0eXAiOiJKV1Qi.pbi-token"}
+        if r.header("Authorization") != "Bearer eyJ0eXAiOiJKV1Qi.pbi-token":
+            return 403, {}, {"error": {"code": "PowerBINotAuthorizedException"}}
+        prefix = f"/v1.0/myorg/groups/{self.group}/datasets"
+        if not r.path.startswith(prefix):
+            return 404, {}, {"error": {"code": "PowerBIEntityNotFound", "message": "Couldn't find the workspace"}}
+        rest = r.path[len(prefix):]
+        with self._state_lock:
+            if rest == "" and r.method == "GET":
+                return 200, {}, {"value": [{"id": i, "name": d["name"]} for i, d in self.datasets.items()]}
+            if rest == "" and r.method == "POST":
+                body = r.json()
+                if body.get("defaultMode") != "Push" or not body.get("tables"):
+                    return 400, {}, {"error": {"code": "InvalidRequest", "message": "defaultMode Push and tables required"}}
+                dataset_id = f"cfafbeb1-{len(self.datasets) + 1:04d}"
+                self.datasets[dataset_id] = body
+                self.rows[dataset_id] = []
+                return 201, {}, {"id": dataset_id, "name": body["name"],
+                                 "defaultRetentionPolicy": r.query.get("defaultRetentionPolicy", ["None"])[0]}
+            if (m := re.fullmatch(r"/([\w-]+)/tables/(\w+)/rows", rest)) and r.method == "POST":
+                dataset = self.datasets.get(m[1])
+                table = next((t for t in (dataset or {}).get("tables", []) if t["name"] == m[2]), None)
+                if table is None:
+                    return 404, {}, {"error": {"code": "ItemNotFound", "message": "table not found"}}
+                rows = r.json().get("rows") or []
+                if len(rows) > 10_000:
+                    return 400, {}, {"error": {"code": "InvalidRequest", "message": "more than 10000 rows"}}
+                names = {c["name"] for c in table["columns"]}
+                unknown = {k for row in rows for k in row} - names
+                if unknown:
+                    return 400, {}, {"error": {"code": "InvalidRequest", "message": f"unknown columns {sorted(unknown)}"}}
+                self.rows[m[1]].extend(rows)
+                return 200, {}, {}
+        return 404, {}, {"error": {"code": "NotFound"}}

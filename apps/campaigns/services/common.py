@@ -56,7 +56,11 @@ INTEGRATION_ACTIONS = frozenset({"submit", "approve", "reject", "request_changes
 def _notify_integrations_after_commit(campaign: Campaign, action: str) -> None:
     """After commit, let apps.integrations queue its work (Asana/Jira tasks). ``robust``: a broker
     hiccup is logged, never turned into an error of a transition that already committed."""
+    from apps.integrations.selectors import integrations_want_lifecycle
+
     campaign_id, review_round = campaign.pk, campaign.review_round
+    if not integrations_want_lifecycle(campaign_id=campaign_id, action=action, review_round=review_round):
+        return  # off unless configured: no connection, no callback
 
     def notify() -> None:
         # Imported when called: apps.integrations.services imports this package at module level.

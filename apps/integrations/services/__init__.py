@@ -8,9 +8,10 @@ from .approvals import (
     approval_task_create,
     campaign_lifecycle_notify,
 )
+from .bi import PushSummary, powerbi_connection_ids, powerbi_push, powerbi_resume
 from .connections import TestResult, connection_config, connection_test
 
 __all__ = [
-    "AttemptInProgress", "SyncSummary", "TestResult", "approval_decision_push", "approval_status_sync",
+    "AttemptInProgress", "PushSummary", "SyncSummary", "powerbi_connection_ids", "powerbi_push", "powerbi_resume", "TestResult", "approval_decision_push", "approval_status_sync",
     "approval_sync_one", "approval_task_create", "campaign_lifecycle_notify", "connection_config", "connection_test",
 ]
