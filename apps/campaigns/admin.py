@@ -220,9 +220,10 @@ class CampaignAdmin(admin.ModelAdmin):
                                   ("max_impressions_per_hour", "max_impressions_per_day"))}),
         ("Approval", {"fields": ("approval_rule", "required_approvals", "review_round", "created_by", "submitted_by",
                                  "submitted_at", "external_items")}),
+        ("Reports", {"fields": ("report_download",)}),
     )
     BASE_READONLY = ("status_badge", "spent", "approval_rule", "required_approvals", "review_round", "created_by",
-                     "submitted_by", "submitted_at", "external_items")
+                     "submitted_by", "submitted_at", "external_items", "report_download")
 
     # list columns
     @admin.display(description="Status", ordering="status")
@@ -248,6 +249,14 @@ class CampaignAdmin(admin.ModelAdmin):
              item.external_key or item.external_id or item.get_state_display(),
              f"— {item.external_status}" if item.external_status else "", f"({item.note})" if item.note else "")
             for item in items))
+
+    @admin.display(description="Excel report")
+    def report_download(self, campaign: Campaign):
+        if campaign.pk is None:
+            return "—"
+        url = reverse("report-campaign-xlsx", args=[campaign.pk])
+        return format_html('<a href="{}">Last 24 hours by hour</a> · <a href="{}?granularity=day">last 30 days by day</a>'
+                           " (.xlsx)", url, url)
 
     @admin.display(description="Channels")
     def channel_list(self, campaign: Campaign):

@@ -143,3 +143,4 @@ def test_the_campaign_admin_shows_the_jira_issue(client, admin_user, jira, jira_
     client.force_login(admin_user)
     page = client.get(f"/admin/campaigns/campaign/{draft_campaign.pk}/change/").content.decode()
     assert f'href="{jira.url}/browse/OPS-1"' in page and "Jira Cloud round 1" in page
+    assert f'href="/v1/reports/campaigns/{draft_campaign.pk}.xlsx?granularity=day"' in page
