@@ -8,6 +8,12 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute="*"),
         "options": {"expires": 50},
     },
+    # DAM validity of imported creatives (AEM expiry/status, Bynder archive/limited, Aprimo status).
+    "integrations-sync-creative-validity": {
+        "task": "integrations.sync_creative_validity",
+        "schedule": crontab(minute="*/15"),
+        "options": {"expires": 600},
+    },
     # Closed hours to Power BI: a quarter past each hour (the close delay is 10 minutes).
     "integrations-push-powerbi": {
         "task": "integrations.push_powerbi_all",

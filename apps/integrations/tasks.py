@@ -89,3 +89,14 @@ def push_powerbi_all() -> int:
     for connection_id in ids:
         push_powerbi.delay(connection_id)
     return len(ids)
+
+
+@shared_task(name="integrations.sync_creative_validity", ignore_result=True)
+def sync_creative_validity() -> dict:
+    """Refresh each imported DAM asset's validity (an expired/withdrawn/unapproved one stops bidding)."""
+    from apps.integrations.services import creative_validity_sync
+
+    summary = creative_validity_sync()
+    if summary.checked:
+        log.info("creative_validity_synced", checked=summary.checked, changed=summary.changed, errors=summary.errors)
+    return summary.__dict__

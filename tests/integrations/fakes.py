@@ -248,3 +248,107 @@ class PowerBIServer(LocalHTTPServer):
                 self.rows[m[1]].extend(rows)
                 return 200, {}, {}
         return 404, {}, {"error": {"code": "NotFound"}}
+
+
+BYNDER_TOKEN, AEM_TOKEN = "bynder-permanent-SECRET", "ims-token-SECRET"
+APRIMO_CLIENT, APRIMO_SECRET = "aprimo-client", "aprimo-SECRET"
+
+
+class BynderServer(LocalHTTPServer):
+    """``/api/v4/media/``: an array of media; ``archive`` / ``limited`` / ``limitedDate``; errors
+    ``{"message", "statuscode"}``."""
+
+    def __init__(self):
+        super().__init__()
+        self.media: dict[str, dict] = {}
+
+    def add(self, media_id: str, name: str, **fields) -> dict:
+        item = {"id": media_id, "name": name, "type": "image", "extension": ["png"], "fileSize": 48213,
+                "archive": 0, "limited": 0, "limitedDate": None, "dateModified": "2026-11-30T10:00:00Z",
+                "original": f"https://cdn.bynder.example/{media_id}/{name}.png",
+                "thumbnails": {"mini": f"https://cdn.bynder.example/{media_id}/mini.png",
+                               "thul": f"https://cdn.bynder.example/{media_id}/thul.png",
+                               "webimage": f"https://cdn.bynder.example/{media_id}/web.png"}, **fields}
+        self.media[media_id] = item
+        return item
+
+    def answer(self, r: Recorded):
+        if r.header("Authorization") != f"Bearer {BYNDER_TOKEN}":
+            return 401, {}, {"message": "Unauthorized", "statuscode": 401}
+        if r.path == "/api/v4/media/" and r.method == "GET":
+            keyword = r.query.get("keyword", [""])[0].lower()
+            return 200, {}, [m for m in self.media.values() if keyword in m["name"].lower()]
+        if (m := re.fullmatch(r"/api/v4/media/([\w-]+)/", r.path)) and r.method == "GET":
+            item = self.media.get(m[1])
+            return (200, {}, item) if item else (404, {}, {"message": "Media not found", "statuscode": 404})
+        return 404, {}, {"message": "Not found", "statuscode": 404}
+
+
+class AEMServer(LocalHTTPServer):
+    """AEM Assets HTTP API: ``/api/assets/<folder>.json`` in Siren; asset metadata carries
+    ``prism:expirationDate`` and ``dam:status``."""
+
+    def __init__(self):
+        super().__init__()
+        self.assets: dict[str, dict] = {}
+
+    def add(self, name: str, *, expires: str | None = None, status: str = "approved") -> None:
+        self.assets[name] = {"expires": expires, "status": status}
+
+    def _entity(self, name: str) -> dict:
+        asset = self.assets[name]
+        meta = {"dc:format": "image/png", "dam:size": 52000, "dam:status": asset["status"]}
+        if asset["expires"]:
+            meta["prism:expirationDate"] = asset["expires"]
+        return {"class": ["assets/asset"], "properties": {"name": name, "title": name.rsplit(".", 1)[0].title(),
+                                                          "metadata": meta},
+                "links": [{"rel": ["self"], "href": f"{self.url}/api/assets/offers/{name}.json"},
+                          {"rel": ["thumbnail"], "href": f"{self.url}/content/dam/offers/{name}/thumb.png"},
+                          {"rel": ["content"], "href": f"{self.url}/content/dam/offers/{name}"}]}
+
+    def answer(self, r: Recorded):
+        if r.header("Authorization") != f"Bearer {AEM_TOKEN}":
+            return 401, {}, {"class": ["core/response"], "properties": {"status.code": 401}}
+        if r.path == "/api/assets/offers.json":
+            return 200, {}, {"class": ["assets/folder"], "properties": {
+                "name": "offers", "title": "Offers", "srn:paging": {"total": len(self.assets), "offset": 0, "limit": 20}},
+                "entities": [self._entity(n) for n in self.assets],
+                "links": [{"rel": ["self"], "href": f"{self.url}/api/assets/offers.json"}]}
+        if (m := re.fullmatch(r"/api/assets/offers/(.+)\.json", r.path)) and m[1] in self.assets:
+            return 200, {}, self._entity(m[1])
+        return 404, {}, {"class": ["core/response"], "properties": {"status.code": 404}}
+
+
+class AprimoServer(LocalHTTPServer):
+    """Aprimo: the token endpoint, ``/api/core/search/records`` and ``/api/core/record/{id}`` with
+    ``API-VERSION: 1`` and HAL; paging in the ``page``/``pageSize`` request headers."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: dict[str, dict] = {}
+
+    def add(self, record_id: str, title: str, status: str = "Released") -> None:
+        self.records[record_id] = {"id": record_id, "title": title, "status": status, "contentType": "image/png",
+                                   "_links": {"self": {"href": f"{self.url}/api/core/record/{record_id}"},
+                                              "thumbnail": {"href": f"{self.url}/thumbs/{record_id}.png"}}}
+
+    def answer(self, r: Recorded):
+        from urllib.parse import parse_qs
+
+        if r.path == "/login/connect/token" and r.method == "POST":
+            form = {k: v[0] for k, v in parse_qs(r.body.decode()).items()}
+            if (form.get("client_id"), form.get("client_secret"), form.get("scope")) != (APRIMO_CLIENT, APRIMO_SECRET, "api"):
+                return 400, {}, {"error": "invalid_client"}
+            return 200, {}, {"access_token": "aprimo-jwt", "expires_in": 3600, "token_type": "Bearer"}
+        if r.header("Authorization") != "Bearer aprimo-jwt" or r.header("API-VERSION") != "1":
+            return 401, {}, {"exceptionType": "UnauthorizedException", "exceptionMessage": "Not authorized"}
+        if r.path == "/api/core/search/records" and r.method == "POST":
+            words = (r.json().get("searchExpression") or {}).get("parameters") or [""]
+            items = [rec for rec in self.records.values() if str(words[0]).lower() in rec["title"].lower()]
+            return 200, {}, {"items": items, "page": int(r.header("page") or 1),
+                             "pageSize": int(r.header("pageSize") or 50), "totalCount": len(items), "_links": {}}
+        if (m := re.fullmatch(r"/api/core/record/(\w+)", r.path)) and m[1] in self.records:
+            return 200, {}, self.records[m[1]]
+        if r.path == "/api/core/records":
+            return 200, {}, {"items": list(self.records.values()), "page": 1, "pageSize": 1, "totalCount": 1}
+        return 404, {}, {"exceptionType": "NotFoundException", "exceptionMessage": "Record not found"}
