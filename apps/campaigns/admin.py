@@ -128,8 +128,22 @@ class OfferInline(admin.StackedInline):
     model = Offer
     extra = 0
     fields = ("name", ("width", "height", "format"), "creative_markup", "landing_url", ("advertiser_domain", "category"),
-              ("max_bid_cpm", "priority", "observed_ctr"), "creative_preview")
-    readonly_fields = ("creative_preview",)
+              ("max_bid_cpm", "priority", "observed_ctr"), "creative_preview", "creative_library")
+    readonly_fields = ("creative_preview", "creative_library")
+
+    @admin.display(description="Creative library")
+    def creative_library(self, offer: Offer):
+        """The DAM asset behind the creative (and whether it may bid), and the search panel."""
+        if not offer or not offer.pk:
+            return "Save the offer, then search the creative library."
+        link = format_html('<a href="{}">Search the creative library…</a>',
+                           reverse("admin:integrations_creative_search", args=[offer.pk]))
+        if not offer.creative_source:
+            return link
+        blocked = selectors.offer_creative_blocked(offer)
+        state = format_html('<strong style="color:#c33">not bidding: {}</strong>', blocked) if blocked else "valid"
+        return format_html("{} asset {} ({}, valid until {}): {} · {}", offer.creative_source, offer.creative_asset_id,
+                           offer.creative_mime or "?", offer.creative_valid_until or "no expiry", state, link)
 
     @admin.display(description="Preview")
     def creative_preview(self, offer: Offer):

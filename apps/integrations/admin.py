@@ -8,9 +8,11 @@ from the outbound call log.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
@@ -99,7 +101,36 @@ class ConnectionAdmin(AdminOnlyMixin, SecretFieldsMixin, admin.ModelAdmin):
 
     def get_urls(self):
         return [path("<int:object_id>/test/", self.admin_site.admin_view(self.test_view),
-                     name="integrations_connection_test"), *super().get_urls()]
+                     name="integrations_connection_test"),
+                path("creatives/<int:offer_id>/", self.admin_site.admin_view(self.creative_search_view),
+                     name="integrations_creative_search"), *super().get_urls()]
+
+    def creative_search_view(self, request, offer_id: int):
+        """The offer form's creative library panel: search every DAM, import one asset (Marketers)."""
+        from apps.campaigns import selectors as campaign_selectors
+        from apps.core.exceptions import ServiceError
+        from apps.core.roles import Role
+
+        if not user_has_role(request.user, Role.MARKETER):
+            raise PermissionDenied
+        offer = campaign_selectors.offer_get_or_none(offer_id=offer_id)
+        if offer is None:
+            raise Http404("No such offer")
+        if request.method == "POST":
+            try:
+                services.creative_import(offer_id=offer_id, connection_id=int(request.POST.get("connection_id", 0)),
+                                         asset_id=request.POST.get("asset_id", ""), actor=request.user)
+            except (ServiceError, ValueError) as exc:
+                messages.error(request, getattr(exc, "message", str(exc)))
+                return HttpResponseRedirect(request.get_full_path())
+            messages.success(request, f"The creative of {offer.name} now comes from the DAM.")
+            return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[offer.campaign_id]))
+        q, source = request.GET.get("q", "")[:200], request.GET.get("source", "")
+        kinds = [k.value for k in services.DAM_KINDS]
+        result = services.creative_search(query=q, source=source if source in kinds else "")
+        context = {**self.admin_site.each_context(request), "title": "Creative library", "offer": offer, "q": q,
+                   "source": source, "kinds": kinds, "result": result}
+        return TemplateResponse(request, "admin/integrations/creative_search.html", context)
 
     def test_view(self, request, object_id: int):
         if request.method != "POST":

@@ -176,3 +176,21 @@ def test_import_through_the_api_and_its_refusals(marketer_api, marketer, bynder,
     assert missing.status_code == 404 and missing.json()["field"] == "asset_id"
     bad = marketer_api.post("/v1/creatives/import", {"offer_id": offer.pk}, format="json")
     assert bad.status_code == 400 and bad.json()["field"] == "connection_id"
+
+
+def test_the_offer_form_has_a_search_panel_that_imports(client, marketer, bynder, bynder_connection, draft_campaign):
+    client.force_login(make_user(Role.ADMIN, username="dam-admin"))
+    offer = campaign_selectors.offer_list(campaign_id=draft_campaign.pk).first()
+    page = client.get(f"/admin/campaigns/campaign/{draft_campaign.pk}/change/").content.decode()
+    assert f'href="/admin/integrations/connection/creatives/{offer.pk}/"' in page
+    panel = client.get(f"/admin/integrations/connection/creatives/{offer.pk}/", {"q": "spring"}).content.decode()
+    assert "spring-hero" in panel and "https://cdn.bynder.example/A1/thul.png" in panel
+    assert "47.1\xa0KB" in panel and "image/png" in panel and "withdrawn in Bynder (archived)" in panel
+    answer = client.post(f"/admin/integrations/connection/creatives/{offer.pk}/",
+                         {"connection_id": bynder_connection.pk, "asset_id": "A1"})
+    assert answer.status_code == 302
+    assert campaign_selectors.offer_get_or_none(offer_id=offer.pk).creative_asset_id == "A1"
+    page = client.get(f"/admin/campaigns/campaign/{draft_campaign.pk}/change/").content.decode()
+    assert "bynder asset A1 (image/png" in page
+    client.force_login(make_user(Role.APPROVER, username="not-a-marketer"))
+    assert client.get(f"/admin/integrations/connection/creatives/{offer.pk}/").status_code == 403
