@@ -16,6 +16,7 @@ from pathlib import Path
 
 import structlog
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.http import FileResponse, HttpResponse
 from django.utils import timezone
@@ -57,7 +58,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:150] or "export.xlsx"
 
 
-def export_respond(*, kind: str, params: dict, actor) -> HttpResponse | ExportJob:
+def export_respond(*, kind: str, params: dict, actor: AbstractBaseUser | None) -> HttpResponse | ExportJob:
     """The workbook as a download when small enough, else a queued ``ExportJob``."""
     export = EXPORTERS[kind](params)
     if export.rows <= settings.EXPORT_INLINE_MAX_ROWS:
@@ -66,7 +67,7 @@ def export_respond(*, kind: str, params: dict, actor) -> HttpResponse | ExportJo
         response = HttpResponse(buffer.getvalue(), content_type=XLSX_CONTENT_TYPE)
         response["Content-Disposition"] = f'attachment; filename="{_safe(export.file_name)}"'
         return response
-    job = ExportJob.objects.create(kind=kind, params=params, requested_by=actor if getattr(actor, "pk", None) else None,
+    job = ExportJob.objects.create(kind=kind, params=params, requested_by_id=getattr(actor, "pk", None),
                                    rows_total=export.rows, file_name=_safe(export.file_name))
 
     def enqueue() -> None:
