@@ -46,11 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from apps.inference import features as fl  # noqa: E402
-from apps.inference.model import CoLaNetWeights  # noqa: E402
-from apps.training.trainer import TrainConfig, auc, log_loss, predict_ctr, train  # noqa: E402
+from bench.response import compare, past_share, thermometer  # noqa: E402
 
 AGE_EDGES = (18, 25, 35, 45, 50, 56)
-SMOOTHING = 10.0
 
 
 def dataset_dir() -> Path:
@@ -65,31 +63,6 @@ def _rows(path: Path) -> list[list[str]]:
     with open(path, encoding="utf-8", errors="replace") as fh:
         next(fh)  # the typed header
         return [line.rstrip("\n").split("\t") for line in fh if line.strip()]
-
-
-def _past_share(keys: np.ndarray, t: np.ndarray, y: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: (smoothed share of y among the key's rows strictly earlier in time, their count)."""
-    order = np.lexsort((t, keys))
-    k, tt, yy = keys[order], t[order], y[order]
-    n = len(k)
-    start = np.r_[True, k[1:] != k[:-1]]
-    group_start = np.maximum.accumulate(np.where(start, np.arange(n), 0))
-    csum = np.cumsum(yy) - yy  # positives before this row in the sorted order
-    # exclude rows of the same key at the same time (ties): count only strictly earlier ones
-    same = np.r_[False, (k[1:] == k[:-1]) & (tt[1:] == tt[:-1])]
-    tie_start = np.maximum.accumulate(np.where(~same, np.arange(n), 0))
-    before_pos = csum[tie_start] - csum[group_start]
-    before_n = (tie_start - group_start).astype(np.float64)
-    share = (before_pos + SMOOTHING * prior) / (before_n + SMOOTHING)
-    out_share, out_n = np.empty(n), np.empty(n)
-    out_share[order], out_n[order] = share, before_n
-    return out_share, out_n
-
-
-def _thermometer(values: np.ndarray, cut: int, bins: int) -> np.ndarray:
-    """``values >= q_k`` for the training split's quantiles ``k / (bins + 1)``, k = 1…bins."""
-    edges = np.quantile(values[:cut], np.arange(1, bins + 1) / (bins + 1))
-    return (values[:, None] >= edges[None, :]).astype(np.float32)
 
 
 def build(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
@@ -107,8 +80,8 @@ def build(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     n = len(y)
     cut = int(round(n * 0.8))
     prior = float(y[:cut].mean())
-    user_share, user_n = _past_share(uid, t, y, prior)
-    item_share, _ = _past_share(iid, t, y, prior)
+    user_share, user_n = past_share(uid, t, y, prior)
+    item_share, _ = past_share(iid, t, y, prior)
 
     X = np.zeros((n, fl.N_FEATURES), dtype=np.float32)
     rows = np.arange(n)
@@ -143,18 +116,10 @@ def build(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     X[:, base + fl.OFFER_FORMAT.start] = 1.0  # banner
     # the shares again as thermometer codes (deciles of the training split), for both models: a
     # spiking unit fires on a threshold, so a ladder of thresholds lets it read a continuous share
-    X[:, 34:44] = _thermometer(user_share, cut, 10)
-    X[:, 44:50] = _thermometer(np.log1p(user_n), cut, 6)
-    X[:, base + fl.OFFER_FORMAT.stop:base + fl.N_OFFER] = _thermometer(item_share, cut, fl.N_OFFER - fl.OFFER_FORMAT.stop)
+    X[:, 34:44] = thermometer(user_share, cut, 10)
+    X[:, 44:50] = thermometer(np.log1p(user_n), cut, 6)
+    X[:, base + fl.OFFER_FORMAT.stop:base + fl.N_OFFER] = thermometer(item_share, cut, fl.N_OFFER - fl.OFFER_FORMAT.stop)
     return X, y, cut
-
-
-def bootstrap(y: np.ndarray, p: np.ndarray, samples: np.ndarray) -> dict:
-    p = np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6)
-    aucs = np.array([auc(y[s], p[s]) for s in samples])
-    losses = np.array([log_loss(y[s], p[s]) for s in samples])
-    return {"auc": auc(y, p), "auc_ci": tuple(np.percentile(aucs, [2.5, 97.5])),
-            "log_loss": log_loss(y, p), "log_loss_ci": tuple(np.percentile(losses, [2.5, 97.5]))}
 
 
 def main() -> None:
@@ -166,57 +131,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--bootstrap", type=int, default=200)
     args = parser.parse_args()
-    from sklearn.linear_model import LogisticRegression
-
     started = time.perf_counter()
     X, y, cut = build(dataset_dir())
-    X_tr, y_tr, X_te, y_te = X[:cut], y[:cut], X[cut:], y[cut:]
-    print(f"MovieLens-100k: {len(y)} ratings, train {len(y_tr)} (rate>=4 {y_tr.mean():.3f}), "
-          f"test {len(y_te)} (rate>=4 {y_te.mean():.3f}); built in {time.perf_counter() - started:.1f} s", flush=True)
-
-    predictions: dict[str, np.ndarray] = {}
-    t0 = time.perf_counter()
-    # learning rate and epochs chosen on a validation split (the newest 10 % of the training part, by
-    # time), never on the test split
-    val = int(round(len(y_tr) * 0.9))
-    best = (np.inf, 0, 0.0)
-    for rate in args.learning_rates:
-        weights = None
-        for epoch in range(1, args.max_epochs + 1):
-            step = TrainConfig(epochs=1, seed=args.seed + epoch, score_weight=0.0, learning_rate=rate)
-            weights = train(X_tr[:val], y_tr[:val], np.zeros(val, np.float32), version="movielens-val", config=step,
-                            init=weights).weights
-            loss = log_loss(y_tr[val:], predict_ctr(weights, X_tr[val:]))
-            print(f"  validation: learning rate {rate:g}, epoch {epoch:>2}  log loss {loss:.5f}", flush=True)
-            best = min(best, (loss, epoch, rate))
-    epochs, rate = args.epochs or best[1], best[2]
-    print(f"  training on the whole training split: learning rate {rate:g}, {epochs} epochs", flush=True)
-    config = TrainConfig(epochs=epochs, seed=args.seed, score_weight=0.0, learning_rate=rate)
-    result = train(X_tr, y_tr, np.zeros_like(y_tr), version="movielens", config=config,
-                   progress=lambda row: print(f"  epoch {row['epoch']:>3}/{row['epochs']}  ctr loss {row['ctr_loss']:.5f}",
-                                              flush=True))
-    predictions["CoLaNet, trained"] = predict_ctr(result.weights, X_te)
-    colanet_s = time.perf_counter() - t0
-    predictions["CoLaNet, seeded"] = predict_ctr(CoLaNetWeights.seeded(seed=args.seed), X_te)
-    t0 = time.perf_counter()
-    lr = LogisticRegression(max_iter=2000)
-    lr.fit(X_tr.astype(np.float64), y_tr)
-    predictions["logistic regression"] = lr.predict_proba(X_te.astype(np.float64))[:, 1]
-    lr_s = time.perf_counter() - t0
-
-    rng = np.random.default_rng(args.seed)
-    samples = rng.integers(0, len(y_te), (args.bootstrap, len(y_te)))
-    print(f"\nTest split (newest 20 %, {len(y_te)} ratings), bootstrap {args.bootstrap} resamples, 95 % intervals:")
-    print(f"{'model':<22} {'AUC':>8} {'95 % CI':>17}   {'log loss':>8} {'95 % CI':>17}")
-    figures = {}
-    for name, p in predictions.items():
-        m = figures[name] = bootstrap(y_te, p, samples)
-        print(f"{name:<22} {m['auc']:>8.4f} [{m['auc_ci'][0]:.4f}, {m['auc_ci'][1]:.4f}]   "
-              f"{m['log_loss']:>8.4f} [{m['log_loss_ci'][0]:.4f}, {m['log_loss_ci'][1]:.4f}]")
+    print(f"MovieLens-100k: {len(y)} ratings, train {cut} (rate>=4 {y[:cut].mean():.3f}), "
+          f"test {len(y) - cut} (rate>=4 {y[cut:].mean():.3f}); built in {time.perf_counter() - started:.1f} s", flush=True)
+    figures = compare(X, y, cut, learning_rates=args.learning_rates, max_epochs=args.max_epochs, seed=args.seed,
+                      n_bootstrap=args.bootstrap, epochs=args.epochs, name="movielens")
     gap = figures["CoLaNet, trained"]["auc"] - figures["logistic regression"]["auc"]
     verdict = "met" if gap >= -0.005 else "NOT met"
-    print(f"\ntarget trained CoLaNet AUC >= LR AUC - 0.005: {verdict} (difference {gap:+.4f}); "
-          f"CoLaNet trained in {colanet_s:.0f} s (validation included), LR in {lr_s:.0f} s")
+    print(f"\ntarget trained CoLaNet AUC >= LR AUC - 0.005: {verdict} (difference {gap:+.4f})")
 
 
 if __name__ == "__main__":

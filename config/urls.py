@@ -5,6 +5,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from apps.core import auth as core_auth
 from apps.core import views as core_views
 
+# Campaign Express branding on every admin page (templates/admin/base_site.html uses it too).
+admin.site.site_header = admin.site.site_title = "Campaign Express"
+admin.site.index_title = "Back office"
+
 urlpatterns = [
     path("live", core_views.live, name="live"),
     path("ready", core_views.ready, name="ready"),
@@ -21,6 +25,7 @@ urlpatterns = [
     path("v1/creatives/", include("apps.integrations.api.creative_urls")),
     path("v1/reports/", include("apps.integrations.api.urls")),  # campaigns/{id}.xlsx
     path("v1/reports/", include("apps.analytics.api.urls")),
+    path("", include("apps.rl.api.urls")),  # /v1/decisions, /v1/decisions/{id}[/reward]
     path("", core_views.home, name="home"),
 ]
 

@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from apps.analytics import bid_inputs
+from apps.analytics import bid_inputs, rl_decisions
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {
@@ -53,8 +53,9 @@ EVENT_TYPES: frozenset[str] = frozenset(
 #: seconds, microseconds``); the consumer routes them by kind and inserts them without the kind.
 RECORDS: dict[str, tuple[str, tuple[str, ...], Callable[[tuple], tuple]]] = {
     bid_inputs.KIND: (bid_inputs.TABLE, bid_inputs.COLUMNS, bid_inputs.insert_row),
+    rl_decisions.KIND: (rl_decisions.TABLE, rl_decisions.COLUMNS, rl_decisions.insert_row),
 }
-_RECORD_ROWS = {bid_inputs.KIND: bid_inputs.to_rows}
+_RECORD_ROWS = {bid_inputs.KIND: bid_inputs.to_rows, rl_decisions.KIND: rl_decisions.to_rows}
 
 
 def record_rows(kind: str, ts_us: int, values: tuple) -> list[tuple]:

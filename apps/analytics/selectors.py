@@ -28,6 +28,7 @@ Report figures per bucket (UTC hour or day):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 from apps.analytics import events
@@ -297,6 +298,48 @@ def bid_inputs_list(*, start: dt.datetime | None = None, end: dt.datetime | None
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
+def bid_inputs_chunks(*, start: dt.datetime, end: dt.datetime, chunk_rows: int) -> Iterator[list[dict[str, Any]]]:
+    """The rows of ``bid_inputs`` served in ``[start, end)`` (each bid once: ``FINAL``), in lists of at
+    most ``chunk_rows``, ordered by the table's key ``(timestamp, event_id)``: a long window never sits
+    in memory whole. Each query reads a span of whole hours holding about ``chunk_rows`` rows (hourly
+    counts first), an hour with more in pages by key, so no query scans the rest of the window."""
+    from apps.analytics import bid_inputs
+
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    lo, hi = _ts(start), _ts(end)
+    hours = ch.execute(
+        f"SELECT intDiv(toUInt32(timestamp), 3600) AS h, count() FROM {BID_INPUTS_TABLE} "
+        "WHERE timestamp >= toDateTime(%(lo)s) AND timestamp < toDateTime(%(hi)s) GROUP BY h ORDER BY h",
+        {"lo": lo, "hi": hi},
+    )
+    spans: list[tuple[int, int]] = []  # [first hour, last hour] of about chunk_rows rows each
+    total = 0
+    for hour, count in hours:
+        if spans and total + count <= chunk_rows:
+            spans[-1] = (spans[-1][0], hour)
+            total += count
+        else:
+            spans.append((hour, hour))
+            total = count
+    columns = bid_inputs.COLUMNS
+    select = f"SELECT {', '.join(columns)} FROM {BID_INPUTS_TABLE} FINAL WHERE "
+    for first, last in spans:
+        params: dict[str, Any] = {"lo": max(lo, first * 3600), "hi": min(hi, (last + 1) * 3600)}
+        after = ""
+        while True:
+            rows = ch.execute(
+                f"{select} timestamp >= toDateTime(%(lo)s) AND timestamp < toDateTime(%(hi)s) {after} "
+                f"ORDER BY timestamp, event_id LIMIT {int(chunk_rows)}", params)
+            if rows:
+                yield [dict(zip(columns, row, strict=True)) for row in rows]
+            if len(rows) < chunk_rows:
+                break
+            last_row = rows[-1]
+            params.update(after_ts=_ts(last_row[1]), after_id=last_row[0])
+            after = "AND (timestamp, event_id) > (toDateTime(%(after_ts)s), %(after_id)s)"
+
+
 def bid_outcome_times(*, start: dt.datetime, end: dt.datetime) -> dict[str, dict[str, int]]:
     """``{"win": {bid_id: µs}, "click": {bid_id: µs}}``: the first win and the first click of each bid
     that has one in ``[start, end)`` (time in µs since the epoch)."""
@@ -355,3 +398,46 @@ def campaign_hourly_totals(*, start: dt.datetime, end: dt.datetime) -> list[dict
     return [{"hour": _aware(hour), "campaign_id": str(cid), "bids": int(bids), "wins": int(wins),
              "spend": round(float(spend or 0.0), 6), "clicks": int(clicks), "ctr": _ratio(clicks, wins),
              "win_rate": _ratio(wins, bids)} for hour, cid, bids, wins, spend, clicks in rows]
+# --- decision reads (apps.rl) ----------------------------------------------------------------------
+
+RL_DECISIONS_TABLE = "rl_decisions"
+FEEDBACK_EVENT_TYPES = ("reward_signal", "email_click")
+
+
+def decision_feedback_list(*, inserted_since: dt.datetime, inserted_until: dt.datetime,
+                           happened_since: dt.datetime | None = None, limit: int = 100_000) -> list[events.Event]:
+    """Loyalty reward signals and email clicks with a user and an offer that reached ClickHouse in
+    ``[inserted_since, inserted_until)`` (by arrival, so late events are seen), oldest first.
+    ``happened_since`` (event time) lets ClickHouse skip older monthly partitions."""
+    columns = ", ".join(events.COLUMNS)
+    rows = ch.execute(
+        f"""
+        SELECT {columns} FROM {TABLE} FINAL
+        WHERE event_type IN %(types)s AND user_id != '' AND offer_id != ''
+          AND inserted_at >= toDateTime(%(since)s) AND inserted_at < toDateTime(%(until)s)
+          AND timestamp >= toDateTime(%(happened)s)
+        ORDER BY timestamp, timestamp_us, event_id LIMIT {int(limit)}
+        """,
+        {"types": FEEDBACK_EVENT_TYPES, "since": _ts(inserted_since), "until": _ts(inserted_until) + 1,
+         "happened": _ts(happened_since) if happened_since is not None else 0},
+        kind="events",
+    )
+    return [events.from_db(dict(zip(events.COLUMNS, row, strict=True))) for row in rows]
+
+
+def rl_decision_log(*, start: dt.datetime, end: dt.datetime, closed_only: bool = True,
+                    limit: int = 5_000_000) -> list[dict[str, Any]]:
+    """The decision log (one row per decision, its latest version) for decisions made in
+    ``[start, end)``, oldest first, as column → value dicts (``apps.analytics.rl_decisions.COLUMNS``)."""
+    from apps.analytics import rl_decisions
+
+    columns = rl_decisions.COLUMNS
+    where = "timestamp >= toDateTime(%(start)s) AND timestamp < toDateTime(%(end)s)"
+    if closed_only:
+        where += " AND status != 'open'"
+    rows = ch.execute(
+        f"SELECT {', '.join(columns)} FROM {RL_DECISIONS_TABLE} FINAL WHERE {where} "
+        f"ORDER BY timestamp, timestamp_us, event_id LIMIT {int(limit)}",
+        {"start": _ts(start), "end": _ts(end)},
+    )
+    return [dict(zip(columns, row, strict=True)) for row in rows]

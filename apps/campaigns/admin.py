@@ -4,14 +4,16 @@ votes and the audit trail.
 
 Every save and every button goes through ``apps.campaigns.services`` — the admin never writes a
 campaign, an offer or a vote itself — so role, state and self-approval checks hold for a crafted
-POST as much as for the buttons. The status is never a form field. The read-only audit trail (votes,
-transitions, edits) is in ``admin_history``.
+POST as much as for the buttons. The status is never a form field. Around this module:
+``admin_forms`` (the forms, errors in plain words), ``admin_page`` (the page's header: status,
+decision, rule and votes; one readable history), ``admin_inbox`` (the approval inbox, approve / reject
+& next, comments, notifications), ``admin_wizard`` (guided creation) and ``admin_history`` (the
+read-only audit lists).
 """
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.postgres.forms import SimpleArrayField
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
@@ -25,15 +27,16 @@ from django.utils.safestring import mark_safe
 from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
 
-from . import selectors, services
-from .admin_history import ApprovalVoteInline, CampaignEditInline, CampaignTransitionInline
+from . import admin_inbox, admin_wizard, selectors, services
+from .admin_forms import ApprovalRuleForm, CampaignAdminForm, OfferAdminForm
+from .admin_history import CampaignEditAdmin, CampaignTransitionAdmin  # noqa: F401  (registers the audit lists)
+from .admin_page import campaign_header, history_lines, plain_message
 from .models import (
     ApprovalRule,
     ApprovalVote,
     Campaign,
     CampaignStatus,
     Channel,
-    DeviceType,
     EditSource,
     Offer,
     VoteDecision,
@@ -82,50 +85,11 @@ class OptionalReasonForm(forms.Form):
     reason = forms.CharField(required=False, strip=True)
 
 
-# --- forms ---------------------------------------------------------------------------------------
-
-class CampaignAdminForm(forms.ModelForm):
-    channels = forms.MultipleChoiceField(choices=Channel.choices, widget=forms.CheckboxSelectMultiple)
-    target_device_types = forms.MultipleChoiceField(choices=DeviceType.choices, widget=forms.CheckboxSelectMultiple,
-                                                    required=False, help_text="None ticked: any device")
-    target_countries = SimpleArrayField(forms.CharField(max_length=3), required=False,
-                                        help_text="Comma-separated ISO 3166-1 codes (US or USA); empty: anywhere")
-    target_segments = SimpleArrayField(forms.IntegerField(min_value=0), required=False,
-                                       help_text="Comma-separated segment ids; empty: everyone")
-
-    class Meta:
-        model = Campaign
-        fields = services.CAMPAIGN_FIELDS
-
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        # The services' own checks, so a refusal shows next to its field instead of after the save.
-        try:
-            if self.instance.pk is None:
-                services.campaign_validate_new(values={f: cleaned.get(f) for f in services.CAMPAIGN_FIELDS})
-            else:
-                changes = {f: cleaned[f] for f in self.changed_data if f in services.CAMPAIGN_FIELDS and f in cleaned}
-                services.campaign_validate_changes(campaign=self.instance, changes=changes)
-        except ServiceError as exc:
-            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
-        return cleaned
-
-
-class ApprovalRuleForm(forms.ModelForm):
-    channels = forms.MultipleChoiceField(choices=Channel.choices, widget=forms.CheckboxSelectMultiple, required=False,
-                                         help_text="Matches campaigns using any of these; none ticked: any channel")
-
-    class Meta:
-        model = ApprovalRule
-        fields = ["name", "min_approvals", "budget_threshold", "channels", "is_active"]
-
-
 # --- inlines -------------------------------------------------------------------------------------
 
 class OfferInline(admin.StackedInline):
     model = Offer
+    form = OfferAdminForm
     extra = 0
     fields = ("name", ("width", "height", "format"), "creative_markup", "landing_url", ("advertiser_domain", "category"),
               ("max_bid_cpm", "priority", "observed_ctr"), "creative_preview", "creative_library")
@@ -219,7 +183,8 @@ class ChannelFilter(admin.SimpleListFilter):
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignAdminForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
-    inlines = [OfferInline, ApprovalVoteInline, CampaignTransitionInline, CampaignEditInline]
+    # Votes, transitions and edits are shown once, readable, in the header and history (admin_page).
+    inlines = [OfferInline]
     list_display = ("name", "advertiser", "status_badge", "channel_list", "budget", "spent_display", "start_at",
                     "end_at", "approvals")
     list_filter = (AwaitingMyDecisionFilter, "status", ChannelFilter, "advertiser")
@@ -229,9 +194,9 @@ class CampaignAdmin(admin.ModelAdmin):
     actions = ["submit_selected", "pause_selected", "resume_selected", "archive_selected"]
     fieldsets = (
         (None, {"fields": ("name", "advertiser", "status_badge")}),
-        ("Money and time", {"fields": (("budget", "currency"), "spent", "channels", ("start_at", "end_at"))}),
-        ("Targeting", {"fields": ("target_countries", "target_device_types", "target_segments",
-                                  ("max_impressions_per_hour", "max_impressions_per_day"))}),
+        ("Budget and dates", {"fields": (("budget", "currency"), "spent", "channels", ("start_at", "end_at"))}),
+        ("Audience", {"fields": ("target_countries", "target_device_types", "target_segments",
+                                 ("max_impressions_per_hour", "max_impressions_per_day"))}),
         ("Approval", {"fields": ("approval_rule", "required_approvals", "review_round", "created_by", "submitted_by",
                                  "submitted_at", "external_items")}),
         ("Reports", {"fields": ("report_download",)}),
@@ -316,7 +281,7 @@ class CampaignAdmin(admin.ModelAdmin):
             return super().changeform_view(request, object_id, form_url, extra_context)
         except ServiceError as exc:
             # The whole save was rolled back (the admin wraps it in a transaction).
-            self.message_user(request, f"Nothing was saved: {exc.message}", messages.ERROR)
+            self.message_user(request, f"Nothing was saved: {plain_message(exc.message)}", messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
 
     def save_model(self, request, obj, form, change):
@@ -368,6 +333,16 @@ class CampaignAdmin(admin.ModelAdmin):
         custom = [
             path("<path:object_id>/action/<str:action>/", self.admin_site.admin_view(self.action_view),
                  name="campaigns_campaign_action"),
+            path("inbox/", self.admin_site.admin_view(lambda r: admin_inbox.inbox_view(self, r)),
+                 name="campaigns_campaign_inbox"),
+            path("inbox/<int:object_id>/", self.admin_site.admin_view(lambda r, object_id: admin_inbox.review_view(
+                self, r, object_id)), name="campaigns_campaign_review"),
+            path("<int:object_id>/comment/", self.admin_site.admin_view(lambda r, object_id: admin_inbox.comment_view(
+                self, r, object_id)), name="campaigns_campaign_comment"),
+            path("notifications/", self.admin_site.admin_view(lambda r: admin_inbox.notifications_view(self, r)),
+                 name="campaigns_campaign_notifications"),
+            path("new/", self.admin_site.admin_view(lambda r: admin_wizard.guided_create_view(self, r)),
+                 name="campaigns_campaign_guided"),
         ]
         return custom + urls
 
@@ -375,6 +350,8 @@ class CampaignAdmin(admin.ModelAdmin):
         campaign = self.get_object(request, object_id)
         extra_context = extra_context or {}
         if campaign is not None:
+            if request.method == "GET":
+                services.notification_mark_read_for_campaign(campaign_id=campaign.pk, actor=request.user)
             approvals = selectors.campaign_approval_count(campaign=campaign)
             extra_context["lifecycle"] = {
                 "actions": [
@@ -383,6 +360,10 @@ class CampaignAdmin(admin.ModelAdmin):
                 ],
                 "approvals": approvals,
                 "votes_at_stake": campaign.status == CampaignStatus.IN_REVIEW and approvals > 0,
+                "header": campaign_header(campaign=campaign),
+                "history": history_lines(campaign_id=campaign.pk),
+                "comments": list(selectors.campaign_comments(campaign_id=campaign.pk)),
+                "in_inbox": user_has_role(request.user, Role.APPROVER),
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -406,7 +387,7 @@ class CampaignAdmin(admin.ModelAdmin):
                         ACTION_SERVICES[action](campaign_id=campaign.pk, actor=request.user,
                                                 reason=form.cleaned_data["reason"])
                 except ServiceError as exc:
-                    self.message_user(request, exc.message, messages.ERROR)
+                    self.message_user(request, plain_message(exc.message), messages.ERROR)
                 else:
                     updated = selectors.campaign_get(campaign_id=campaign.pk)
                     self.message_user(request, f"{ACTION_LABELS[action].rstrip('…')}: “{updated.name}” is now "

@@ -8,7 +8,7 @@ from django.utils.html import format_html_join
 
 from apps.core.admin_mixins import ReadOnlyAdminMixin, ReadOnlyTabularInline
 
-from .models import ApprovalVote, CampaignEdit, CampaignTransition
+from .models import ApprovalVote, CampaignComment, CampaignEdit, CampaignTransition, Notification
 
 
 class _ReadOnlyInline(ReadOnlyTabularInline):
@@ -85,3 +85,25 @@ class CampaignEditAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Changes")
     def diff(self, edit: CampaignEdit):
         return edit_diff(edit)
+
+@admin.register(CampaignComment)
+class CampaignCommentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every campaign's discussion (read-only; comments are posted on the campaign pages)."""
+
+    list_display = ("created_at", "campaign", "author", "body")
+    list_filter = (("author", admin.RelatedOnlyFieldListFilter),)
+    search_fields = ("campaign__name", "author__username", "body")
+    list_select_related = ("campaign", "author")
+    date_hierarchy = "created_at"
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every staff notification and its email's fate (read-only; each user reads their own under
+    "Notifications" in the header)."""
+
+    list_display = ("created_at", "recipient", "kind", "campaign", "review_round", "email_status", "read_at")
+    list_filter = ("kind", "email_status")
+    search_fields = ("campaign__name", "recipient__username", "message")
+    list_select_related = ("campaign", "recipient")
+    date_hierarchy = "created_at"

@@ -41,22 +41,27 @@ class DeviceType(models.TextChoices):
 
 
 class Campaign(models.Model):
-    name = models.CharField(max_length=200)
-    advertiser = models.CharField(max_length=200)
-    budget = models.DecimalField(max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))])
-    currency = models.CharField(max_length=3, default="USD")
+    name = models.CharField("campaign name", max_length=200, help_text="What your team calls it, e.g. Spring sale 2027")
+    advertiser = models.CharField(max_length=200, help_text="The brand paying for it")
+    budget = models.DecimalField(max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))],
+                                 help_text="The most the whole campaign may spend, in its currency (e.g. 5000.00)")
+    currency = models.CharField(max_length=3, default="USD", help_text="Three-letter ISO 4217 code, e.g. USD or EUR")
     # Spend already committed against the budget (win notices). Changed only by atomic updates.
     spent = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal("0"))
     channels = ArrayField(models.CharField(max_length=20, choices=Channel.choices), default=list)
-    start_at = models.DateTimeField()
-    end_at = models.DateTimeField()
+    start_at = models.DateTimeField("starts", help_text="Date and time (UTC) the ads may start showing")
+    end_at = models.DateTimeField("ends", help_text="Date and time (UTC) the ads stop; after the start")
     # Targeting; an empty list means "any".
     target_countries = ArrayField(models.CharField(max_length=3), default=list, blank=True,
+                                  verbose_name="countries",
                                   help_text="ISO-3166 alpha-3 (OpenRTB geo.country) or alpha-2 codes")
-    target_device_types = ArrayField(models.CharField(max_length=10, choices=DeviceType.choices), default=list, blank=True)
-    target_segments = ArrayField(models.PositiveIntegerField(), default=list, blank=True)
-    max_impressions_per_hour = models.PositiveIntegerField(default=10)
-    max_impressions_per_day = models.PositiveIntegerField(default=50)
+    target_device_types = ArrayField(models.CharField(max_length=10, choices=DeviceType.choices), default=list, blank=True,
+                                     verbose_name="devices")
+    target_segments = ArrayField(models.PositiveIntegerField(), default=list, blank=True, verbose_name="audience segments")
+    max_impressions_per_hour = models.PositiveIntegerField("ads per person per hour", default=10,
+                                                           help_text="Frequency cap: impressions per person per hour")
+    max_impressions_per_day = models.PositiveIntegerField("ads per person per day", default=50,
+                                                          help_text="Frequency cap: impressions per person per day")
 
     status = FSMField(default=CampaignStatus.DRAFT, choices=CampaignStatus.choices, protected=True, db_index=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="campaigns_created")
@@ -75,8 +80,11 @@ class Campaign(models.Model):
         ordering = ["-created_at"]
         constraints = [
             # The database's backstop for apps.campaigns.validation.schedule_check (which says why).
-            models.CheckConstraint(condition=models.Q(end_at__gt=models.F("start_at")), name="campaign_ends_after_start"),
-            models.CheckConstraint(condition=models.Q(budget__gt=0), name="campaign_budget_positive"),
+            models.CheckConstraint(condition=models.Q(end_at__gt=models.F("start_at")), name="campaign_ends_after_start",
+                                   violation_error_message="The campaign must end after it starts: move the end "
+                                                           "later or the start earlier."),
+            models.CheckConstraint(condition=models.Q(budget__gt=0), name="campaign_budget_positive",
+                                   violation_error_message="The budget must be more than zero."),
         ]
 
     def __str__(self) -> str:
@@ -145,14 +153,18 @@ class CreativeFormat(models.TextChoices):
 class Offer(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="offers")
     name = models.CharField(max_length=200)
-    creative_markup = models.TextField(help_text="HTML (banner), VAST XML (video) or native JSON returned as adm")
-    width = models.PositiveIntegerField(validators=[MinValueValidator(1)])
-    height = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    creative_markup = models.TextField("creative", help_text="The ad itself: HTML (banner), VAST XML (video) or native JSON")
+    width = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="In pixels")
+    height = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="In pixels")
     format = models.CharField(max_length=10, choices=CreativeFormat.choices, default=CreativeFormat.BANNER)
-    landing_url = models.URLField(max_length=500)
-    advertiser_domain = models.CharField(max_length=200, help_text="Sent as adomain; checked against badv")
-    category = models.CharField(max_length=20, help_text="IAB content category, e.g. IAB1-1; checked against bcat")
-    max_bid_cpm = models.DecimalField(max_digits=10, decimal_places=4, validators=[MinValueValidator(Decimal("0.0001"))])
+    landing_url = models.URLField("landing page", max_length=500, help_text="Where a click on the ad goes (https://…)")
+    advertiser_domain = models.CharField(max_length=200, help_text="The brand's web domain, e.g. shop.example.com; "
+                                                                   "publishers that block it never show the ad")
+    category = models.CharField(max_length=20, help_text="IAB content category, e.g. IAB22 (shopping); publishers "
+                                                         "that block it never show the ad")
+    max_bid_cpm = models.DecimalField(
+        "max bid (CPM)", max_digits=10, decimal_places=4, validators=[MinValueValidator(Decimal("0.0001"))],
+        help_text="The most you pay per 1,000 ads shown, in the campaign's currency: 2.50 means at most 0.0025 per ad")
     priority = models.PositiveSmallIntegerField(default=5, help_text="Higher goes first when candidates are capped")
     observed_ctr = models.FloatField(default=0.0, help_text="Click-through rate observed so far (a model feature)")
     # The creative imported from a DAM (apps.integrations): where it lives and whether it may be served.
@@ -191,6 +203,7 @@ class ApprovalRule(models.Model):
 
     class Meta:
         ordering = ["min_approvals", "name"]
+        verbose_name = "approval rule"
 
     def __str__(self) -> str:
         return f"{self.name} (min {self.min_approvals})"
@@ -234,6 +247,7 @@ class CampaignTransition(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = "status change"
 
     def __str__(self) -> str:
         return f"{self.action}: {self.from_status} → {self.to_status}"
@@ -272,7 +286,67 @@ class CampaignEdit(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = "field edit"
         indexes = [models.Index(fields=["campaign", "-created_at"], name="campaign_edit_by_campaign")]
 
     def __str__(self) -> str:
         return f"{self.get_action_display()}: {', '.join(sorted(self.changes))}"
+
+
+class CampaignComment(models.Model):
+    """One message in a campaign's discussion between its marketer and its approvers."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = "comment"
+
+    def __str__(self) -> str:
+        return f"{self.author} on {self.campaign_id}: {self.body[:40]}"
+
+
+class NotificationKind(models.TextChoices):
+    AWAITING_DECISION = "awaiting_decision", "Awaiting your decision"
+    DECIDED = "decided", "Your campaign was decided"
+
+
+class EmailStatus(models.TextChoices):
+    PENDING = "pending", "Waiting to be sent"
+    SENDING = "sending", "Being sent"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Not sent (no address or email off)"
+
+
+class Notification(models.Model):
+    """A staff notification about a campaign: shown in the admin and emailed once. At most one per
+    (campaign, review round = submission, recipient, kind): the unique constraint makes the fan-out
+    idempotent, and the email's claim (pending → sending → sent) makes the send happen at most once."""
+
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="notifications")
+    review_round = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=NotificationKind.choices)
+    message = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    email_status = models.CharField(max_length=10, choices=EmailStatus.choices, default=EmailStatus.PENDING)
+    email_attempts = models.PositiveSmallIntegerField(default=0)
+    email_message_id = models.CharField(max_length=100, blank=True)
+    email_error = models.CharField(max_length=300, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "review_round", "recipient", "kind"],
+                                    name="one_notification_per_submission_recipient"),
+        ]
+        indexes = [models.Index(fields=["recipient", "read_at"], name="notification_unread")]
+
+    def __str__(self) -> str:
+        return self.message

@@ -5,7 +5,20 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import CharField, Count, Exists, F, IntegerField, JSONField, OuterRef, Q, QuerySet, Value
+from django.db.models import (
+    CharField,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    JSONField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.core.exceptions import NotFound
@@ -15,9 +28,11 @@ from .models import (
     ApprovalRule,
     ApprovalVote,
     Campaign,
+    CampaignComment,
     CampaignEdit,
     CampaignStatus,
     CampaignTransition,
+    Notification,
     Offer,
     VoteDecision,
 )
@@ -244,3 +259,57 @@ def offer_ids_with_dam_assets() -> list[tuple[int, int | None, str]]:
     """(offer id, connection id, asset id) of every offer whose creative came from a DAM, for the validity sync."""
     return list(Offer.objects.exclude(creative_source="").order_by("id")
                 .values_list("id", "creative_connection_id", "creative_asset_id"))
+DECISION_ACTIONS = ("approve", "reject", "request_changes")
+
+
+def campaign_latest_decision(*, campaign_id: int) -> CampaignTransition | None:
+    """The last approve / reject / request-changes transition (who decided, when, why), or None."""
+    return (CampaignTransition.objects.filter(campaign_id=campaign_id, action__in=DECISION_ACTIONS)
+            .select_related("actor").first())
+
+
+def campaign_round_votes(*, campaign: Campaign) -> QuerySet[ApprovalVote]:
+    """The votes that count now: this review round, not voided, oldest first."""
+    return ApprovalVote.objects.filter(campaign=campaign, review_round=campaign.review_round, voided=False) \
+        .select_related("approver").order_by("created_at")
+
+
+def campaign_last_rejection_reason(*, campaign_id: int) -> str:
+    """The reason of the most recent reject vote (a reject transition carries it too)."""
+    vote = ApprovalVote.objects.filter(campaign_id=campaign_id, decision=VoteDecision.REJECT).order_by("-created_at").first()
+    return vote.reason if vote else ""
+
+
+def campaign_comments(*, campaign_id: int) -> QuerySet[CampaignComment]:
+    """The campaign's discussion, oldest first."""
+    return CampaignComment.objects.filter(campaign_id=campaign_id).select_related("author")
+
+
+def campaign_inbox(*, user) -> QuerySet[Campaign]:
+    """The approval inbox: campaigns awaiting ``user``'s decision (in review, current submission, not
+    submitted or created by them, no vote of theirs this round), oldest submission first, with the
+    rule and the approvals so far."""
+    approvals = (ApprovalVote.objects.filter(campaign=OuterRef("pk"), review_round=OuterRef("review_round"),
+                                             voided=False, decision=VoteDecision.APPROVE)
+                 .order_by().values("campaign").annotate(n=Count("id")).values("n"))
+    return (campaign_list_awaiting_decision(user=user).select_related("approval_rule", "submitted_by")
+            .annotate(approvals_so_far=Coalesce(Subquery(approvals), 0)))
+
+
+def campaign_inbox_next(*, user, after_id: int | None = None) -> Campaign | None:
+    """The oldest campaign still awaiting ``user`` (skipping ``after_id``), or None when the inbox is empty."""
+    qs = campaign_list_awaiting_decision(user=user)
+    if after_id is not None:
+        qs = qs.exclude(pk=after_id)
+    return qs.first()
+
+
+def notification_list(*, user, unread_only: bool = False) -> QuerySet[Notification]:
+    qs = Notification.objects.filter(recipient=user).select_related("campaign")
+    return qs.filter(read_at__isnull=True) if unread_only else qs
+
+
+def notification_unread_count(*, user) -> int:
+    if not getattr(user, "is_authenticated", False):
+        return 0
+    return Notification.objects.filter(recipient=user, read_at__isnull=True).count()

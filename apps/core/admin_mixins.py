@@ -43,3 +43,30 @@ class ViewerAdminMixin:
 
     def has_view_permission(self, request, obj=None) -> bool:
         return self.can_view(request)
+
+
+#: How many of the selected rows an action's confirmation page lists (it says how many there are in all).
+CONFIRM_SAMPLE = 50
+
+
+def action_selection(request, queryset, *, sample: int = CONFIRM_SAMPLE) -> dict:
+    """Context for an admin action's confirmation page that works for any number of rows.
+
+    "Select all N" (``select_across``) is carried on as ``select_across`` plus one row id, not as a
+    hidden field per row — a form may post at most DATA_UPLOAD_MAX_NUMBER_FIELDS fields — and the
+    changelist re-derives the rows from its filters, kept in the URL the page posts back to. Ticked
+    rows come from one changelist page, well under that limit. Render the hidden fields with
+    ``{% include "admin/includes/action_selection.html" %}``."""
+    from django.contrib.admin import helpers
+
+    select_across = request.POST.get("select_across") == "1"
+    rows = list(queryset[:sample])
+    count = queryset.count()
+    return {
+        "count": count,
+        "sample": rows,
+        "more": max(0, count - len(rows)),
+        "select_across": select_across,
+        "selected_ids": [row.pk for row in rows[:1]] if select_across else list(queryset.values_list("pk", flat=True)),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }

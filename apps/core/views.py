@@ -1,5 +1,7 @@
+from django.conf import settings
+from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.views import defaults
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -45,6 +47,15 @@ def _api_error(status: int, code: str, detail: str) -> JsonResponse:
 
 
 def bad_request(request, exception=None):
+    if isinstance(exception, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        detail = (f"This form sent more than {limit:,} fields, more than one request may carry. To act on many "
+                  "rows, tick the box at the top of the list and choose “Select all”, then run the action; "
+                  "for a list of entries, use the import or the bulk API.")
+        if _is_api(request):
+            return _api_error(400, "too_many_fields", detail)
+        return render(request, "admin/too_many_fields.html", {"title": "Too many fields at once", "detail": detail},
+                      status=400)
     if _is_api(request):
         return _api_error(400, "bad_request", "The request could not be understood.")
     return defaults.bad_request(request, exception)

@@ -7,7 +7,6 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db import transaction
 from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
@@ -15,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from apps.core.admin_mixins import ReadOnlyAdminMixin
+from apps.core.admin_mixins import ReadOnlyAdminMixin, action_selection
 from apps.core.exceptions import ServiceError
 from apps.core.roles import user_has_role
 from apps.loyalty import services
@@ -124,11 +123,10 @@ class LoyaltyAccountAdmin(admin.ModelAdmin):
             form = AdjustStarsForm(initial={"request_key": uuid.uuid4().hex})
         context = {
             **self.admin_site.each_context(request),
+            **action_selection(request, queryset),
             "title": "Adjust stars",
             "opts": self.model._meta,
             "form": form,
-            "accounts": queryset,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/loyalty/adjust_stars.html", context)
 

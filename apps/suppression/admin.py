@@ -13,17 +13,16 @@ import structlog
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import transaction
-from django.http import Http404, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from apps.core.admin_mixins import ReadOnlyAdminMixin, ViewerAdminMixin
+from apps.core.admin_mixins import ReadOnlyAdminMixin, ViewerAdminMixin, action_selection
 from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
 
@@ -131,6 +130,8 @@ class ImportForm(forms.Form):
     file = forms.FileField(help_text="CSV with header identifier,channel,reason[,expires_at][,source] (UTF-8)")
     source = forms.CharField(required=False, max_length=200,
                              help_text='Recorded on every entry; default "csv:<file name>"')
+    dry_run = forms.BooleanField(required=False, label="Check only (dry run)",
+                                 help_text="Shows what the import would add, extend and skip; changes nothing")
 
 
 @admin.register(SuppressionEntry)
@@ -252,12 +253,11 @@ class SuppressionEntryAdmin(_SuppressionAdmin):
     def _action_page(self, request, queryset, form, action, title, template):
         context = {
             **self.admin_site.each_context(request),
+            **action_selection(request, queryset),
             "title": title,
             "opts": self.model._meta,
-            "queryset": queryset,
             "form": form,
             "action": action,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, template, context)
 
@@ -266,6 +266,9 @@ class SuppressionEntryAdmin(_SuppressionAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("import/", wrap(self.import_view), name="suppression_import"),
+            path("import/template.csv", wrap(self.import_template_view), name="suppression_import_template"),
+            path("import/<int:import_id>/skipped.csv", wrap(self.import_errors_view),
+                 name="suppression_import_errors"),
             path("import/<int:import_id>/", wrap(self.import_status_view), name="suppression_import_status"),
             path("import/<int:import_id>/progress", wrap(self.import_progress_view),
                  name="suppression_import_progress"),
@@ -284,6 +287,13 @@ class SuppressionEntryAdmin(_SuppressionAdmin):
             upload = form.cleaned_data["file"]
             if upload.size > settings.SUPPRESSION_IMPORT_MAX_BYTES:
                 form.add_error("file", f"The file is larger than {settings.SUPPRESSION_IMPORT_MAX_BYTES // 2**20} MB; split it.")
+            elif form.cleaned_data.get("dry_run"):
+                try:
+                    check = services.suppression_import_check(data=upload.read(), created_by=request.user)
+                except ServiceError as exc:
+                    form.add_error("file", exc.message)
+                else:
+                    return self._dry_run_page(request, form, upload.name, check)
             else:
                 try:
                     imp = services.suppression_import_create(
@@ -302,6 +312,30 @@ class SuppressionEntryAdmin(_SuppressionAdmin):
             "inline_max_rows": settings.SUPPRESSION_IMPORT_INLINE_MAX_ROWS,
         }
         return TemplateResponse(request, "admin/suppression/import_form.html", context)
+
+    def _dry_run_page(self, request, form, filename, check):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Dry run of {filename}", "opts": self.model._meta, "form": ImportForm(),
+            "check": check, "filename": filename, "shown_rows": check.skipped_rows[:200],
+            "errors_csv": services.suppression_import_errors_csv(check.skipped_rows),
+            "inline_max_rows": settings.SUPPRESSION_IMPORT_INLINE_MAX_ROWS,
+        }
+        return TemplateResponse(request, "admin/suppression/import_form.html", context)
+
+    def import_template_view(self, request):
+        if not _can_view(request):
+            raise DjangoPermissionDenied
+        response = HttpResponse(services.CSV_TEMPLATE, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="suppression-import-template.csv"'
+        return response
+
+    def import_errors_view(self, request, import_id):
+        imp = self._get_import(request, import_id)
+        response = HttpResponse(services.suppression_import_errors_csv(imp.skipped_rows),
+                                content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="import-{imp.pk}-skipped-rows.csv"'
+        return response
 
     def _start_import(self, request, imp):
         status_url = reverse("admin:suppression_import_status", args=[imp.pk])
@@ -336,6 +370,7 @@ class SuppressionEntryAdmin(_SuppressionAdmin):
             "more_skipped": max(0, imp.skipped - len(imp.skipped_rows)),
             "progress_url": reverse("admin:suppression_import_progress", args=[imp.pk]),
             "run_url": reverse("admin:suppression_import_run", args=[imp.pk]),
+            "errors_url": reverse("admin:suppression_import_errors", args=[imp.pk]),
             "can_run": _can_write(request),
         }
         return TemplateResponse(request, "admin/suppression/import_status.html", context)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import structlog
 from django.conf import settings
@@ -22,12 +23,90 @@ from .models import ImportStatus, SuppressionImport
 from .validation import require_writer, user_or_none
 from .writes import suppression_bulk_add
 
-__all__ = ["CSV_OPTIONAL_COLUMNS", "CSV_REQUIRED_COLUMNS", "suppression_import_create", "suppression_import_run"]
+__all__ = ["CSV_OPTIONAL_COLUMNS", "CSV_REQUIRED_COLUMNS", "CSV_TEMPLATE", "DRY_RUN_MAX_ROWS", "ImportCheck",
+           "suppression_import_check", "suppression_import_create", "suppression_import_errors_csv",
+           "suppression_import_run"]
 
 log = structlog.get_logger(__name__)
 
 CSV_REQUIRED_COLUMNS = ("identifier", "channel", "reason")
 CSV_OPTIONAL_COLUMNS = ("expires_at", "source")
+#: The file offered for download on the import page: the header and one row of each kind.
+CSV_TEMPLATE = (
+    "identifier,channel,reason,expires_at,source\r\n"
+    "jane@example.com,email,unsubscribe,,newsletter footer\r\n"
+    "+1 (415) 555-0100,sms,manual,2027-12-31,call centre\r\n"
+    "user-48213,all,regulatory,,legal request 2026-114\r\n"
+)
+#: A dry run checks the whole file in one request (in a rolled-back transaction); larger files are
+#: checked by importing them (the per-row problems are listed and downloadable afterwards).
+DRY_RUN_MAX_ROWS = 20_000
+
+
+class _DryRunRollback(Exception):
+    pass
+
+
+@dataclass
+class ImportCheck:
+    """What an import would do, without doing it."""
+
+    total_rows: int
+    added: int = 0
+    updated: int = 0
+    skipped_rows: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.skipped_rows)
+
+
+def suppression_import_check(*, data: bytes, created_by, chunk_size: int | None = None) -> ImportCheck:
+    """Dry run: every row of the CSV through the same checks and writes as the import, inside a
+    transaction that is rolled back, so the counts are exactly what importing it now would give."""
+    actor = user_or_none(created_by)
+    require_writer(actor)
+    if len(data) > settings.SUPPRESSION_IMPORT_MAX_BYTES:
+        raise ServiceError(f"the file is larger than {settings.SUPPRESSION_IMPORT_MAX_BYTES // (1024 * 1024)} MB; "
+                           "split it", field="file")
+    text = _decode_csv(data)
+    rows = list(_iter_csv_rows(text))
+    if not rows:
+        raise ServiceError("the file has a header but no data rows", field="file")
+    if len(rows) > DRY_RUN_MAX_ROWS:
+        raise ServiceError(f"a dry run checks at most {DRY_RUN_MAX_ROWS:,} rows and this file has {len(rows):,}; "
+                           "split it, or import it and download the skipped rows afterwards", field="file")
+    check = ImportCheck(total_rows=len(rows))
+    chunk_size = chunk_size or settings.SUPPRESSION_IMPORT_CHUNK_SIZE
+    seen: dict = {}
+    try:
+        with transaction.atomic():
+            for start in range(0, len(rows), chunk_size):
+                entries = []
+                for line, values, problem in rows[start:start + chunk_size]:
+                    if problem:
+                        check.skipped_rows.append((line, problem))
+                    else:
+                        entries.append({**values, "row": line})
+                result = suppression_bulk_add(entries=entries, created_by=actor, source="dry run", on_invalid="skip",
+                                              seen=seen, row_label="line", quiet=True)
+                check.added += result.added
+                check.updated += result.updated
+                check.skipped_rows.extend((int(line), str(why)) for line, why in result.skipped)
+            raise _DryRunRollback
+    except _DryRunRollback:
+        pass
+    check.skipped_rows.sort()
+    return check
+
+
+def suppression_import_errors_csv(rows) -> str:
+    """``line,problem`` CSV of skipped rows (for download)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["line", "problem"])
+    writer.writerows([line, why] for line, why in rows)
+    return out.getvalue()
 
 
 def _decode_csv(data: bytes) -> str:

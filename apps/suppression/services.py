@@ -17,7 +17,17 @@ re-exports them, so callers keep importing ``apps.suppression.services``:
 from __future__ import annotations
 
 from .identifiers import normalise_identifier
-from .imports import CSV_OPTIONAL_COLUMNS, CSV_REQUIRED_COLUMNS, suppression_import_create, suppression_import_run
+from .imports import (
+    CSV_OPTIONAL_COLUMNS,
+    CSV_REQUIRED_COLUMNS,
+    CSV_TEMPLATE,
+    DRY_RUN_MAX_ROWS,
+    ImportCheck,
+    suppression_import_check,
+    suppression_import_create,
+    suppression_import_errors_csv,
+    suppression_import_run,
+)
 from .validation import check_kind_fits_channel, parse_expires_at, validate_channel, validate_reason
 from .writes import (
     BULK_WRITE_LOCK,
@@ -44,7 +54,8 @@ __all__ = [
     "suppression_bulk_remove",
     "suppression_extend",
     "suppression_purge_expired",
-    "suppression_import_create",
+    "suppression_import_create", "suppression_import_check", "suppression_import_errors_csv", "CSV_TEMPLATE",
+    "DRY_RUN_MAX_ROWS", "ImportCheck",
     "suppression_import_run",
     # checks and constants callers use too
     "BULK_WRITE_LOCK",

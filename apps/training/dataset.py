@@ -42,7 +42,8 @@ def label_window_seconds() -> int:
 
 @dataclass
 class TrainingSet:
-    """One row per bid served in ``[since, until)`` (oldest first)."""
+    """One row per bid served in ``[since, until)`` — per won impression when built ``won_only`` —
+    oldest first."""
 
     X: np.ndarray  # float32[n, 256], rebuilt by the serving feature code
     y_click: np.ndarray  # float32[n]: 1.0 when the bid was clicked within the window
@@ -55,6 +56,7 @@ class TrainingSet:
     window_seconds: int
     layout_version: int = FEATURE_LAYOUT_VERSION
     skipped_layout: int = 0  # rows of another feature layout (not rebuildable here)
+    bids: int = 0  # bids of this layout served in the window, won or not (``won_only`` keeps fewer rows)
     model_versions: dict[str, int] = field(default_factory=dict)  # bids per serving model
 
     def __len__(self) -> int:
@@ -68,60 +70,90 @@ class TrainingSet:
             served_at=self.served_at[keep], bid_ids=[b for b, k in zip(self.bid_ids, keep, strict=True) if k],
             since=self.since, until=self.until, window_seconds=self.window_seconds,
             layout_version=self.layout_version, skipped_layout=self.skipped_layout,
-            model_versions=dict(self.model_versions),
+            model_versions=dict(self.model_versions), bids=self.bids,
         )
 
 
-def training_set_build(*, since: dt.datetime, until: dt.datetime, window_seconds: int | None = None) -> TrainingSet:
-    """Every bid served in ``[since, until)`` with its rebuilt features and labels (module docstring)."""
+def chunk_rows() -> int:
+    """``TRAINING_CHUNK_ROWS`` (default 100,000): how many ``bid_inputs`` rows are read from ClickHouse at
+    a time while a training set is built."""
+    return settings.TRAINING_CHUNK_ROWS
+
+
+def training_set_build(*, since: dt.datetime, until: dt.datetime, window_seconds: int | None = None,
+                       won_only: bool = False, chunk: int | None = None) -> TrainingSet:
+    """Every bid served in ``[since, until)`` with its rebuilt features and labels (module docstring),
+    oldest first; with ``won_only`` only the won impressions (what the trainer reads: the others never
+    take a feature row's memory). The bids are read ``chunk`` rows at a time (default
+    ``TRAINING_CHUNK_ROWS``), so the memory a long window takes is its kept rows' features plus one chunk."""
     window = label_window_seconds() if window_seconds is None else int(window_seconds)
     if window <= 0:
         raise ValueError(f"the label window must be positive, got {window} s")
     if until <= since:
         raise ValueError(f"--until ({until.isoformat()}) must be after --since ({since.isoformat()})")
-    records = [r for r in selectors.bid_inputs_list(start=since, end=until)]
-    usable = [r for r in records if r["layout_version"] == FEATURE_LAYOUT_VERSION]
     labels_end = until + dt.timedelta(seconds=window)
     outcomes = selectors.bid_outcome_times(start=since, end=labels_end)
     signals = selectors.reward_signal_list(start=since, end=labels_end)
-
-    n = len(usable)
-    X = np.zeros((n, N_FEATURES), dtype=np.float32)
-    y_click = np.zeros(n, dtype=np.float32)
-    won = np.zeros(n, dtype=bool)
-    reward = np.zeros(n, dtype=np.float64)
-    served_at = np.zeros(n, dtype=np.float64)
+    wins, clicks = outcomes["win"], outcomes["click"]
     window_us = window * 1_000_000
+
+    parts: list[np.ndarray] = []
+    clicked: list[float] = []
+    won: list[bool] = []
+    served_us: list[int] = []
+    bid_ids: list[str] = []
+    pairs: list[tuple[str, str]] = []  # (user, offer) of each kept row, for the reward attribution
     versions: dict[str, int] = {}
+    records = usable = 0
+    for rows in selectors.bid_inputs_chunks(start=since, end=until, chunk_rows=chunk or chunk_rows()):
+        records += len(rows)
+        kept = []
+        for record in rows:
+            if record["layout_version"] != FEATURE_LAYOUT_VERSION:
+                continue
+            usable += 1
+            versions[record["model_version"]] = versions.get(record["model_version"], 0) + 1
+            at_us = _micros(record)
+            bid_id = record["bid_id"]
+            win_us = wins.get(bid_id)
+            is_won = win_us is not None and -CLOCK_SKEW_US <= win_us - at_us <= window_us
+            if won_only and not is_won:
+                continue
+            click_us = clicks.get(bid_id)
+            clicked.append(1.0 if click_us is not None and -CLOCK_SKEW_US <= click_us - at_us <= window_us else 0.0)
+            won.append(is_won)
+            served_us.append(at_us)
+            bid_ids.append(bid_id)
+            pairs.append((record["user_id"], record["offer_id"]))
+            kept.append(feature_row(**row_inputs(record)))
+        if kept:
+            parts.append(np.stack(kept))
+    # oldest first by when each bid was served (the chunks come in the table's key order)
+    order = np.argsort(np.array(served_us, dtype=np.int64), kind="stable")
+    X = np.concatenate(parts)[order] if parts else np.zeros((0, N_FEATURES), dtype=np.float32)
+    served = np.array(served_us, dtype=np.int64)[order]
+    won_arr = np.array(won, dtype=bool)[order]
+    reward = np.zeros(len(order), dtype=np.float64)
     # won impressions of each (user, offer), in serving order, for the last-touch attribution
     touches: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
-    wins, clicks = outcomes["win"], outcomes["click"]
-    for i, record in enumerate(usable):
-        X[i] = feature_row(**row_inputs(record))
-        at_us = _micros(record)
-        served_at[i] = at_us / 1e6
-        bid_id = record["bid_id"]
-        win_us = wins.get(bid_id)
-        won[i] = win_us is not None and -CLOCK_SKEW_US <= win_us - at_us <= window_us
-        click_us = clicks.get(bid_id)
-        y_click[i] = 1.0 if click_us is not None and -CLOCK_SKEW_US <= click_us - at_us <= window_us else 0.0
-        versions[record["model_version"]] = versions.get(record["model_version"], 0) + 1
-        if won[i] and record["user_id"] and record["user_id"] != ANONYMOUS:
-            times, rows = touches.setdefault((record["user_id"], record["offer_id"]), ([], []))
-            times.append(at_us)
-            rows.append(i)
+    for i, k in enumerate(order.tolist()):
+        user_id, offer_id = pairs[k]
+        if won_arr[i] and user_id and user_id != ANONYMOUS:
+            times, positions = touches.setdefault((user_id, offer_id), ([], []))
+            times.append(int(served[i]))
+            positions.append(i)
     for user_id, offer_id, signal_us, value, _kind in signals:
         found = touches.get((user_id, offer_id))
         if not found:
             continue
-        times, rows = found
-        k = bisect.bisect_right(times, signal_us) - 1  # the latest won impression served before the signal
-        if k >= 0 and signal_us - times[k] <= window_us:
-            reward[rows[k]] += value
+        times, positions = found
+        j = bisect.bisect_right(times, signal_us) - 1  # the latest won impression served before the signal
+        if j >= 0 and signal_us - times[j] <= window_us:
+            reward[positions[j]] += value
     return TrainingSet(
-        X=X, y_click=y_click, reward=reward.astype(np.float32), won=won, served_at=served_at,
-        bid_ids=[r["bid_id"] for r in usable], since=since, until=until, window_seconds=window,
-        skipped_layout=len(records) - n, model_versions=versions,
+        X=X, y_click=np.array(clicked, dtype=np.float32)[order], reward=reward.astype(np.float32), won=won_arr,
+        served_at=served / 1e6, bid_ids=[bid_ids[k] for k in order.tolist()], since=since, until=until,
+        window_seconds=window, skipped_layout=records - usable, model_versions=versions, bids=usable,
     )
 
 

@@ -203,8 +203,7 @@ def model_train(*, since: dt.datetime | None = None, until: dt.datetime | None =
     since = since or until - dt.timedelta(days=DEFAULT_DAYS)
     needed = max(2, min_impressions() if needed is None else needed)
     version = validate_version(version or f"trained-{until:%Y%m%dT%H%M%S}-s{config.seed}")
-    full = dataset.training_set_build(since=since, until=until, window_seconds=window_seconds)
-    won = full.won_only()
+    won = dataset.training_set_build(since=since, until=until, window_seconds=window_seconds, won_only=True)
     if len(won) < needed:
         raise NotEnoughData(len(won), needed)
     order = np.argsort(won.served_at, kind="stable")
@@ -214,10 +213,10 @@ def model_train(*, since: dt.datetime | None = None, until: dt.datetime | None =
     metadata = {
         "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "data_window": {"since": since.isoformat(), "until": until.isoformat(),
-                        "label_window_seconds": full.window_seconds,
+                        "label_window_seconds": won.window_seconds,
                         "holdout_from": dt.datetime.fromtimestamp(float(won.served_at[hold[0]]), dt.timezone.utc).isoformat()},
-        "impressions": {"train": int(len(fit)), "holdout": int(len(hold)), "bids_in_window": len(full),
-                        "clicks_train": int(won.y_click[fit].sum()), "skipped_other_layout": full.skipped_layout},
+        "impressions": {"train": int(len(fit)), "holdout": int(len(hold)), "bids_in_window": won.bids,
+                        "clicks_train": int(won.y_click[fit].sum()), "skipped_other_layout": won.skipped_layout},
         "train": {"seed": config.seed, "epochs": config.epochs, "batch_size": config.batch_size,
                   "learning_rate": config.learning_rate, "surrogate_beta": config.surrogate_beta,
                   "score_weight": config.score_weight, "final_loss": result.history[-1]["loss"]},
@@ -225,10 +224,10 @@ def model_train(*, since: dt.datetime | None = None, until: dt.datetime | None =
     selection = challenger_publish_if_better(challenger=result.weights, X_holdout=won.X[hold], y_holdout=won.y_click[hold],
                                              out_dir=out_dir, model_dir=model_dir, publish=publish, metadata=metadata,
                                              seed=config.seed, redis_client=redis_client)
-    log.info("training_model_trained", version=version, path=str(selection.path), impressions=len(won), bids=len(full),
+    log.info("training_model_trained", version=version, path=str(selection.path), impressions=len(won), bids=won.bids,
              clicks=int(won.y_click.sum()), since=since.isoformat(), until=until.isoformat(),
-             final_loss=result.history[-1]["loss"], skipped_layout=full.skipped_layout, published=selection.published)
-    return TrainOutcome(result=result, selection=selection, path=selection.path, impressions=len(won), bids=len(full),
+             final_loss=result.history[-1]["loss"], skipped_layout=won.skipped_layout, published=selection.published)
+    return TrainOutcome(result=result, selection=selection, path=selection.path, impressions=len(won), bids=won.bids,
                         clicks=int(won.y_click.sum()), since=since, until=until, history=result.history)
 
 

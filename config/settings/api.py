@@ -37,6 +37,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/v1",
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN, works offline. (Redoc is not
+    # offered: its free build loads its logo from the vendor's CDN.)
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Links from what a POST creates to the operations that take its id (apps.core.openapi.add_links).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "apps.core.openapi.add_links"],
@@ -49,5 +53,8 @@ SPECTACULAR_SETTINGS = {
         "ActivationStatusEnum": "apps.omnichannel.models.ActivationStatus",
         "SuppressionChannelEnum": "apps.core.channels.SuppressionChannel",
         "SendStatusEnum": "apps.omnichannel.models.SendStatus",
+        "DecisionStatusEnum": "apps.rl.models.DecisionStatus",
+        "DecisionSourceEnum": "apps.rl.models.DecisionSource",
+        "RewardSourceEnum": "apps.rl.models.RewardSource",
     },
 }

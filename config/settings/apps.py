@@ -138,10 +138,36 @@ BID_METRICS_DIR = env.env_str("BID_METRICS_DIR", "")
 
 # --- training ------------------------------------------------------------------------------------
 # The bid model's trainer (apps.training, `manage.py train_model`): how long after a bid its win,
-# click and reward signals count as its labels, and the fewest won impressions worth training on.
+# click and reward signals count as its labels, the fewest won impressions worth training on, and how
+# many bid_inputs rows are read from ClickHouse at a time.
 TRAINING_LABEL_WINDOW_SECONDS = env.env_int("TRAINING_LABEL_WINDOW_SECONDS", 86_400, minimum=1)
 TRAINING_MIN_IMPRESSIONS = env.env_int("TRAINING_MIN_IMPRESSIONS", 1000, minimum=1)
+TRAINING_CHUNK_ROWS = env.env_int("TRAINING_CHUNK_ROWS", 100_000, minimum=1)
 # --- end training --------------------------------------------------------------------------------
+
+# --- rl (decisions) ------------------------------------------------------------------------------
+# A decision with no reward within this many seconds closes as a failure (Personalizer's
+# rewardWaitTime + defaultReward 0); a reward arriving later changes nothing.
+RL_REWARD_WAIT_SECONDS = env.env_int("RL_REWARD_WAIT_SECONDS", 86_400, minimum=1)
+# Joint Beta draws per decision: row 0 chooses, their argmax shares estimate the logged propensity.
+RL_PROPENSITY_DRAWS = env.env_int("RL_PROPENSITY_DRAWS", 256, minimum=1)
+# Beta prior of every (offer, segment) arm.
+RL_PRIOR_ALPHA = env.env_float("RL_PRIOR_ALPHA", 1.0, minimum=0.001)
+RL_PRIOR_BETA = env.env_float("RL_PRIOR_BETA", 1.0, minimum=0.001)
+# Redis copy of the posteriors: how long a segment's hash lives after its last write.
+RL_POSTERIOR_CACHE_SECONDS = env.env_int("RL_POSTERIOR_CACHE_SECONDS", 3600, minimum=1)
+# Feedback (loyalty reward signals, email clicks) is re-read this far back on every poll, so events
+# that reached ClickHouse late are not missed (each closes at most one decision).
+RL_FEEDBACK_OVERLAP_SECONDS = env.env_int("RL_FEEDBACK_OVERLAP_SECONDS", 600, minimum=0)
+# OfferFit-style rank/reward API (Personalizer v1.0 shape). Off unless the URL and key are set.
+OFFERFIT_API_URL = env.env_str("OFFERFIT_API_URL", "")
+OFFERFIT_API_KEY = env.env_str("OFFERFIT_API_KEY", "")
+# Budget of one rank call; slower answers are dropped and Thompson answers.
+OFFERFIT_TIMEOUT_MS = env.env_int("OFFERFIT_TIMEOUT_MS", 50, minimum=1)
+# Circuit breaker: this many failures in a row open it for the reset period.
+OFFERFIT_BREAKER_FAILURES = env.env_int("OFFERFIT_BREAKER_FAILURES", 5, minimum=1)
+OFFERFIT_BREAKER_RESET_SECONDS = env.env_int("OFFERFIT_BREAKER_RESET_SECONDS", 30, minimum=1)
+# --- end rl --------------------------------------------------------------------------------------
 
 # --- outbound HTTP to vendors (apps.core.outbound) -----------------------------------------------
 # OUTBOUND_SECRET_KEYS itself is read by apps.core.outbound.crypto from config.env (the bid workers

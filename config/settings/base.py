@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "django_fsm",
     # staff two-factor: TOTP devices (config/settings/security.py)
@@ -36,6 +37,7 @@ INSTALLED_APPS = [
     "apps.analytics",
     "apps.training",
     "apps.integrations",
+    "apps.rl",
     # staff login lockout (config/settings/security.py, apps.core.auth)
     "axes",
 ]

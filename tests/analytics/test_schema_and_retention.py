@@ -7,7 +7,7 @@ import uuid
 import pytest
 from django.core.management import call_command
 
-from apps.analytics import bid_inputs, clickhouse_schema, events, services
+from apps.analytics import bid_inputs, clickhouse_schema, events, rl_decisions, services
 from apps.core import clickhouse as ch
 
 UTC = dt.timezone.utc
@@ -24,26 +24,30 @@ def scratch_database(settings):
 
 
 def test_migrations_create_the_database_and_are_idempotent(scratch_database, capsys):
-    assert clickhouse_schema.migrate() == ["0001_analytics_events", "0002_bid_inputs"]
+    assert clickhouse_schema.migrate() == ["0001_analytics_events", "0002_bid_inputs", "0003_rl_decisions"]
     assert clickhouse_schema.migrate() == []
     call_command("migrate_clickhouse", "--list")
     out = capsys.readouterr().out
     assert "[X] 0001_analytics_events" in out and "[X] 0002_bid_inputs" in out and "no migrations to apply" in out
+    assert "[X] 0003_rl_decisions" in out
     recorded = ch.execute("SELECT name, count() FROM schema_migrations GROUP BY name ORDER BY name")
-    assert recorded == [("0001_analytics_events", 1), ("0002_bid_inputs", 1)]
+    assert recorded == [("0001_analytics_events", 1), ("0002_bid_inputs", 1), ("0003_rl_decisions", 1)]
     tables = {row[0] for row in ch.execute("SHOW TABLES")}
-    assert {"analytics_events", "bid_inputs", "schema_migrations"} <= tables
+    assert {"analytics_events", "bid_inputs", "rl_decisions", "schema_migrations"} <= tables
     columns = [row[0] for row in ch.execute("DESCRIBE TABLE analytics_events")]
     assert columns[: len(events.COLUMNS)] == list(events.COLUMNS)
     columns = [row[0] for row in ch.execute("DESCRIBE TABLE bid_inputs")]
     assert columns[: len(bid_inputs.COLUMNS)] == list(bid_inputs.COLUMNS)
+    columns = [row[0] for row in ch.execute("DESCRIBE TABLE rl_decisions")]
+    assert columns[: len(rl_decisions.COLUMNS)] == list(rl_decisions.COLUMNS)
 
 
 def test_a_half_applied_migration_is_completed(scratch_database):
     clickhouse_schema.migrate()
     ch.execute("DROP TABLE schema_migrations", kind="ddl")  # forget it ever ran; the table stays
-    assert clickhouse_schema.migrate() == ["0001_analytics_events", "0002_bid_inputs"]  # IF NOT EXISTS: no error
-    assert clickhouse_schema.applied() == {"0001_analytics_events", "0002_bid_inputs"}
+    names = ["0001_analytics_events", "0002_bid_inputs", "0003_rl_decisions"]
+    assert clickhouse_schema.migrate() == names  # IF NOT EXISTS: no error
+    assert clickhouse_schema.applied() == set(names)
 
 
 @pytest.fixture

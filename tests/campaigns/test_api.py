@@ -354,3 +354,22 @@ def test_schema_documents_the_campaign_endpoints(as_marketer):
         assert operation["summary"]
         assert "409" in operation["responses"]
     assert "/v1/campaigns/{campaign_pk}/offers/" in paths
+
+
+def test_comment_thread_through_the_api(make_campaign, as_marketer, as_approver, outsider):
+    campaign = make_campaign("in_review")
+    url = f"/v1/campaigns/{campaign.pk}/comments/"
+    created = as_approver.post(url, {"body": "  Can you use the new logo?  "}, format="json")
+    assert created.status_code == 201, created.content
+    assert (created.json()["author"], created.json()["body"]) == ("approver", "Can you use the new logo?")
+    assert as_marketer.post(url, {"body": "Done."}, format="json").status_code == 201
+    listing = as_marketer.get(url)
+    assert [(c["author"], c["body"]) for c in listing.json()["results"]] == [
+        ("approver", "Can you use the new logo?"), ("marketer", "Done.")]
+    blank = as_marketer.post(url, {"body": "   "}, format="json")
+    assert blank.status_code == 400 and blank.json()["field"] == "body"
+    assert as_marketer.post(url, {"body": "x" * 4001}, format="json").status_code == 400
+    assert client_for(outsider).post(url, {"body": "hi"}, format="json").status_code == 403
+    assert APIClient().get(url).status_code in (401, 403)
+    assert as_marketer.get("/v1/campaigns/999999/comments/").status_code == 404
+    assert campaign.comments.count() == 2

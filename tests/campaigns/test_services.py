@@ -567,9 +567,11 @@ def test_beat_schedule_is_declared():
 
     for name, entry in BEAT_SCHEDULE.items():
         assert entry["task"] in app.tasks, name
-        # the due scans every 10-30 s; the purge of stored create answers hourly
+        # the due scans every 10-30 s; the purge of stored create answers hourly; the sweep of pending
+        # notification emails every minute
         period = min_period_seconds(entry["schedule"])
-        assert 10 <= period <= 30 or (name, period) == ("campaigns-purge-idempotency-records", 3600)
+        assert 10 <= period <= 30 or (name, period) in {("campaigns-purge-idempotency-records", 3600),
+                                                        ("campaigns-notification-emails-pending", 60)}
         assert entry["options"]["expires"] < period
         assert app.conf.beat_schedule[name] == entry
 
@@ -639,7 +641,11 @@ def test_snapshot_refresh_is_not_announced_for_changes_that_do_not_bid(make_camp
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         campaign = make_campaign("scheduled")
         services.campaign_update(campaign_id=campaign.pk, actor=marketer, name="Renamed")
-    assert callbacks == [] and snapshot_calls == []
+    # Only the notification emails of the submission and the decision are queued after commit.
+    from apps.campaigns.services import collaboration
+
+    assert [getattr(c, "func", c) for c in callbacks] == [collaboration._enqueue_emails] * 2
+    assert snapshot_calls == []
 
 
 def test_snapshot_refresh_is_not_queued_on_a_refused_change(make_campaign, marketer, snapshot_calls,

@@ -55,6 +55,7 @@ def test_the_crontab_periods():
                if isinstance(entry["schedule"], crontab)}
     assert periods == {
         "analytics-drop-expired-partitions": 86400, "campaigns-purge-idempotency-records": 3600,
+        "campaigns-notification-emails-pending": 60,
         "loyalty-rollover-periods": 3600, "loyalty-expire-inactive": 86400, "loyalty-republish-reward-signals": 60,
         "loyalty-keep-profiles-alive": 1200, "loyalty-purge-idempotency-records": 86400,
         "omnichannel-recover": 300, "suppression-purge-expired": 3600, "training-train-and-publish": 86400,

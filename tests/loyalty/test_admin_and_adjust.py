@@ -140,3 +140,19 @@ def test_adjust_service_rules(members, admin_user):
     # Only the spendable balance: qualifying and lifetime stars record purchases.
     assert (result.new_balance, account.balance, account.qualifying_stars, account.lifetime_stars) == (165, 165, 200, 200)
     assert selectors.loyalty_ledger_sum(user_id="m-1") == 165
+
+
+@pytest.mark.django_db
+def test_adjust_with_select_all_carries_select_across_not_every_id(admin_client_, members):
+    """"Select all" goes on as select_across (one id), so any number of accounts fits the form-field limit."""
+    form = admin_client_.post(CHANGELIST, {"action": "adjust_stars", "select_across": "1", "index": "0",
+                                           "_selected_action": [str(members[0].pk)]})
+    page = form.content.decode()
+    assert "Adjust the spendable balance of 2 account(s)" in page
+    assert page.count('name="_selected_action"') == 1 and 'name="select_across" value="1"' in page
+    request_key = re.search(r'name="request_key" value="([0-9a-f]+)"', page).group(1)
+    response = admin_client_.post(CHANGELIST, {
+        "action": "adjust_stars", "select_across": "1", "_selected_action": [str(members[0].pk)], "apply": "1",
+        "stars": "5", "reason": "Outage apology", "request_key": request_key})
+    assert response.status_code == 302
+    assert dict(LoyaltyAccount.objects.values_list("user_id", "balance")) == {"m-1": 145, "m-2": 55}

@@ -92,6 +92,31 @@ def test_a_replay_after_a_delivered_answer_adds_no_event(redis_client, django_ca
 
 
 @pytest.mark.django_db
+def test_a_reward_signal_whose_after_commit_was_lost_is_emitted_once_by_its_retries(redis_client,
+                                                                                     django_capture_on_commit_callbacks):
+    """The bid model's trainer joins reward signals from ClickHouse (apps.training): a signal whose first
+    answer was lost must reach it on the client's retry, and retries must not count it twice."""
+    analytics_testing.clickhouse_schema()
+    user = f"u-sig-{uuid.uuid4().hex[:10]}"
+    with django_capture_on_commit_callbacks(execute=False) as dropped:
+        first = services.loyalty_reward_signal(user_id=user, offer_id="o-1", signal_type="redeemed", idempotency_key="s1")
+    assert dropped and not first.replayed
+    analytics_testing.flush_and_consume()
+    assert _events(user) == []
+    for _ in range(2):  # two retries of it, each answered from the stored answer and emitting
+        with django_capture_on_commit_callbacks(execute=True):
+            again = services.loyalty_reward_signal(user_id=user, offer_id="o-1", signal_type="redeemed",
+                                                   idempotency_key="s1")
+        assert again.replayed and again.signal_id == first.signal_id
+        analytics_testing.flush_and_consume()
+    signal_event = stable_event_id("loyalty.reward_signal", uuid.UUID(first.signal_id))
+    raw = clickhouse.execute("SELECT count(), uniqExact(event_id), uniqExact(timestamp), any(amount) FROM "
+                             "analytics_events WHERE user_id = %(u)s AND event_type = 'reward_signal'", {"u": user})
+    assert raw[0][1:] == (1, 1, 2.0) and raw[0][0] == 2
+    assert _events(user) == [("reward_signal", signal_event, None)]
+
+
+@pytest.mark.django_db
 def test_demo_seed_is_idempotent_and_writes_profiles(redis_client):
     demo.seed()
     ledger_rows = LedgerEntry.objects.count()

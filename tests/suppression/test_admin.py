@@ -354,3 +354,74 @@ def test_audit_trail_is_read_only(admin_user):
     audit = SuppressionAudit.objects.get()
     assert client.get(f"/admin/suppression/suppressionaudit/{audit.pk}/delete/").status_code == 403
     assert client.post(f"/admin/suppression/suppressionaudit/{audit.pk}/change/", {}).status_code == 403
+
+
+def test_select_all_removes_more_entries_than_a_form_may_carry(admin_user, marketer, settings):
+    """1,500 entries (over DATA_UPLOAD_MAX_NUMBER_FIELDS=1,000) removed through "Select all": the
+    confirmation page posts select_across, not a hidden field per row; the filter is kept."""
+    assert settings.DATA_UPLOAD_MAX_NUMBER_FIELDS == 1000
+    services.suppression_bulk_add(entries=[{"identifier": f"u{i}@example.com", "channel": "email",
+                                            "reason": "unsubscribe"} for i in range(1500)], created_by=marketer)
+    keep = services.suppression_add(identifier="+14155550100", channel="sms", reason="unsubscribe")
+    client = _client(admin_user)
+    url = f"{CHANGELIST}?channel__exact=email"
+    first_page = list(SuppressionEntry.objects.filter(channel="email").values_list("pk", flat=True)[:100])
+    data = {"action": "remove_selected", "select_across": "1", "index": "0",
+            "_selected_action": [str(pk) for pk in first_page]}
+    page = client.post(url, data)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "These 1500 entries will be removed" in html and "… and 1450 more" in html
+    # What the browser posts back from that page: few fields, whatever the number of rows.
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+    assert hidden["select_across"] == "1" and len(re.findall(r'name="_selected_action"', html)) == 1
+    response = client.post(url, {**hidden, "note": "list cleaned after a consent audit"})
+    assert response.status_code == 302, response.content.decode()[:500]
+    assert list(SuppressionEntry.objects.values_list("pk", flat=True)) == [keep.pk]
+    assert SuppressionAudit.objects.filter(action="removed").count() == 1500
+
+
+def test_a_form_over_the_field_limit_gets_a_plain_answer(admin_user):
+    client = _client(admin_user)
+    response = client.post(CHANGELIST, {"action": "remove_selected", "_selected_action": [str(i) for i in range(1200)]})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "more than 1,000 fields" in body and "Select all" in body and "Campaign Express" in body
+
+
+def test_import_template_dry_run_and_skipped_rows_download(marketer):
+    client = _client(marketer)
+    template = client.get("/admin/suppression/suppressionentry/import/template.csv")
+    assert template.status_code == 200 and template["Content-Type"] == "text/csv; charset=utf-8"
+    assert template.content.decode().splitlines()[0] == "identifier,channel,reason,expires_at,source"
+    # the template itself imports cleanly (dry run): 3 rows, nothing skipped, nothing written
+    page = client.post(IMPORT, {"file": SimpleUploadedFile("t.csv", template.content), "dry_run": "on"})
+    assert page.status_code == 200
+    assert "3 rows: 3 would be added, 0 extended, 0 skipped" in page.content.decode()
+    assert SuppressionEntry.objects.count() == 0 and SuppressionAudit.objects.count() == 0
+
+    services.suppression_add(identifier="jane@example.com", channel="email", reason="manual",
+                             expires_at=timezone.now() + timedelta(days=1))
+    csv_text = ("identifier,channel,reason,expires_at\n"
+                "jane@example.com,email,unsubscribe,\n"   # extends to permanent
+                "new@example.com,email,bounce,\n"
+                "not an address,email,bounce,\n"
+                "x@example.com,fax,bounce,\n")
+    page = client.post(IMPORT, {"file": SimpleUploadedFile("list.csv", csv_text.encode()), "dry_run": "on"})
+    body = page.content.decode()
+    assert "4 rows: 1 would be added, 1 extended, 2 skipped" in body
+    assert re.search(r'<td>4</td><td>[^<]+</td>', body) and re.search(r'<td>5</td><td>[^<]*fax', body)
+    assert 'id="dry-run-errors"' in body and "data:text/csv" in body
+    assert SuppressionEntry.objects.count() == 1
+    assert SuppressionEntry.objects.get().expires_at is not None  # the dry run extended nothing
+
+    # the real import, then its skipped rows as a CSV file
+    response = client.post(IMPORT, {"file": SimpleUploadedFile("list.csv", csv_text.encode())})
+    imp = SuppressionImport.objects.get()
+    assert response.status_code == 302 and (imp.added, imp.updated, imp.skipped) == (1, 1, 2)
+    status = client.get(f"{IMPORT}{imp.pk}/").content.decode()
+    assert f'href="{IMPORT}{imp.pk}/skipped.csv"' in status
+    download = client.get(f"{IMPORT}{imp.pk}/skipped.csv")
+    assert download["Content-Disposition"] == f'attachment; filename="import-{imp.pk}-skipped-rows.csv"'
+    lines = download.content.decode().splitlines()
+    assert lines[0] == "line,problem" and [line.split(",")[0] for line in lines[1:]] == ["4", "5"]

@@ -98,6 +98,48 @@ def test_labels_join_by_bid_id_and_by_user_and_offer_within_the_window(clickhous
     won = full.won_only()
     assert {b.id for b in bids[:3]} <= set(won.bid_ids) and bids[3].id not in won.bid_ids
     assert full.model_versions.get("dataset-1", 0) >= 4
+    # read a row at a time, or only the won impressions: the same set
+    window = {"since": start, "until": dt.datetime.now(UTC) + dt.timedelta(seconds=5), "window_seconds": WINDOW}
+    small = training_set_build(**window, chunk=1)
+    assert small.bid_ids == full.bid_ids and np.array_equal(small.X, full.X) and small.bids == full.bids == len(full)
+    assert np.array_equal(small.y_click, full.y_click) and np.array_equal(small.reward, full.reward)
+    only = training_set_build(**window, won_only=True, chunk=2)
+    assert only.bid_ids == won.bid_ids and np.array_equal(only.X, won.X) and np.array_equal(only.reward, won.reward)
+    assert np.array_equal(only.y_click, won.y_click) and only.won.all() and only.bids == full.bids
+
+
+def _stored_row(event_id: str, at: dt.datetime) -> tuple:
+    """A ``bid_inputs`` row as the analytics consumer inserts it (only the key and times matter here)."""
+    from apps.analytics.bid_inputs import COLUMNS
+
+    values = {"event_id": event_id, "timestamp": at, "timestamp_us": 0, "bid_id": event_id, "served_at": at.timestamp(),
+              "interests": [], "segments": [], "loyalty": [], "layout_version": 1}
+    text = {"request_id", "imp_id", "user_id", "campaign_id", "offer_id", "model_version", "tier", "device_type",
+            "country", "offer_category", "offer_format", "exchange", "site_id", "site_domain", "app_id", "app_bundle",
+            "publisher_id", "imp_tagid"}
+    return tuple(values.get(c, "" if c in text else 0) for c in COLUMNS)
+
+
+def test_bid_inputs_are_read_in_chunks_each_row_once_in_key_order(clickhouse_db):
+    from apps.analytics.bid_inputs import COLUMNS
+    from apps.core import clickhouse as ch
+
+    tag = uuid.uuid4().hex[:8]
+    # a 3-hour window of the year 2001 no other run uses (the test database keeps its rows)
+    base = dt.datetime(2001, 1, 1, tzinfo=UTC) + dt.timedelta(hours=3 * (int(tag, 16) % 2900))
+    moments = [base + dt.timedelta(minutes=m) for m in (0, 5, 5, 59, 130, 131, 132, 150)]  # hours 0, 0, 0, 0, 2, 2, 2, 2
+    rows = [_stored_row(f"{tag}{i:02d}", at) for i, at in enumerate(moments)]
+    outside = _stored_row(f"{tag}99", base + dt.timedelta(hours=3))
+    ch.insert("bid_inputs", COLUMNS, [*rows, rows[3], outside])  # row 3 twice: at-least-once delivery
+    expected = sorted((r[1], r[0]) for r in rows)
+    for size in (1, 3, 4, 100):
+        chunks = list(selectors.bid_inputs_chunks(start=base, end=base + dt.timedelta(hours=3), chunk_rows=size))
+        got = [(c["timestamp"], c["event_id"]) for chunk in chunks for c in chunk if c["event_id"].startswith(tag)]
+        assert got == expected, size
+        assert all(0 < len(chunk) <= size for chunk in chunks)
+    assert len(list(selectors.bid_inputs_chunks(start=base, end=base + dt.timedelta(hours=3), chunk_rows=4))) == 2
+    with pytest.raises(ValueError, match="chunk_rows must be at least 1"):
+        list(selectors.bid_inputs_chunks(start=base, end=base, chunk_rows=0))
 
 
 def test_train_model_trains_on_the_logged_window_and_refuses_too_little_data(clickhouse_db, runtime, tmp_path,

@@ -78,7 +78,7 @@ class OfferSerializer(serializers.ModelSerializer):
     category = fields.StrictRegexField(IAB_CATEGORY_PATTERN, max_length=20,
                                        help_text="IAB content category, e.g. IAB1-1; checked against bcat")
     max_bid_cpm = fields.StrictDecimalField(max_digits=10, decimal_places=4, min_value=Decimal("0.0001"),
-                                            help_text="Highest CPM bid in USD")
+                                            help_text="The most paid per 1,000 impressions (CPM), in the campaign's currency: 2.5 = at most 0.0025 per impression")
     priority = fields.StrictIntegerField(min_value=0, max_value=32767, default=5,
                                          help_text="Higher goes first when candidates are capped")
     observed_ctr = fields.StrictFloatField(min_value=0.0, max_value=1.0, default=0.0,
@@ -97,7 +97,8 @@ class CampaignSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     name = fields.StrictCharField(max_length=200)
     advertiser = fields.StrictCharField(max_length=200)
-    budget = fields.StrictDecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"), help_text="Total budget")
+    budget = fields.StrictDecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"),
+                                       help_text="The most the whole campaign may spend, in its currency (e.g. 5000.00)")
     currency = fields.StrictRegexField(r"^[A-Za-z]{3}$", default="USD", help_text="ISO 4217 code (stored upper-case)",
                                       error_messages={"invalid": "currency must be a three-letter ISO 4217 code such as USD."})
     channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), allow_empty=False, min_length=1)
@@ -139,6 +140,17 @@ class ReasonSerializer(serializers.Serializer):
 
 class RequiredReasonSerializer(serializers.Serializer):
     reason = fields.StrictCharField(max_length=2000, help_text="Why (required; kept in the audit trail)")
+
+
+class CommentSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    author = serializers.CharField(source="author.username", read_only=True)
+    body = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class CommentInputSerializer(serializers.Serializer):
+    body = fields.StrictCharField(max_length=4000, help_text="The message (plain text, at most 4,000 characters)")
 
 
 class FieldChangeSerializer(serializers.Serializer):

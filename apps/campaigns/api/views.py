@@ -4,7 +4,7 @@ Views only translate HTTP to service calls; the services make the same checks fo
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -19,6 +19,8 @@ from apps.core.roles import IsApprover, IsMarketer, IsStaffRole
 from .serializers import (
     CampaignFilters,
     CampaignSerializer,
+    CommentInputSerializer,
+    CommentSerializer,
     HistoryEntrySerializer,
     OfferSerializer,
     ReasonSerializer,
@@ -73,12 +75,30 @@ def _transition_schema(summary: str, *, reason_required: bool = False, role: str
     )
 
 
+# Realistic request bodies for the docs (Swagger UI otherwise invents values from the types: negative bids).
+CAMPAIGN_EXAMPLE = OpenApiExample(
+    "Spring sale", request_only=True, summary="A display campaign in the US and Canada",
+    value={"name": "Spring sale 2027", "advertiser": "Example Shop", "budget": "5000.00", "currency": "USD",
+           "channels": ["display"], "start_at": "2027-03-01T09:00:00Z", "end_at": "2027-03-31T23:59:00Z",
+           "target_countries": ["USA", "CAN"], "target_device_types": ["mobile", "desktop"], "target_segments": [],
+           "max_impressions_per_hour": 3, "max_impressions_per_day": 10},
+)
+OFFER_EXAMPLE = OpenApiExample(
+    "Medium rectangle", request_only=True, summary="A 300×250 banner bidding at most 2.50 per 1,000 impressions",
+    value={"name": "Spring sale 300x250",
+           "creative_markup": '<a href="https://shop.example.com/spring"><img src="https://shop.example.com/s.png" '
+                              'width="300" height="250" alt="Spring sale"></a>',
+           "width": 300, "height": 250, "format": "banner", "landing_url": "https://shop.example.com/spring",
+           "advertiser_domain": "shop.example.com", "category": "IAB22", "max_bid_cpm": "2.5000", "priority": 5},
+)
+
+
 @extend_schema_view(
     list=extend_schema(tags=["campaigns"], summary="List campaigns", parameters=[CampaignFilters],
                        responses={200: CampaignSerializer(many=True)}),
     retrieve=extend_schema(tags=["campaigns"], summary="Read a campaign (with its offers)", responses={200: CampaignSerializer, **READ}),
     create=extend_schema(tags=["campaigns"], summary="Create a draft campaign (Marketer)",
-                         parameters=[IDEMPOTENCY_KEY],
+                         parameters=[IDEMPOTENCY_KEY], examples=[CAMPAIGN_EXAMPLE],
                          responses={201: CampaignSerializer, 400: BAD_INPUT, 409: IDEMPOTENCY_CONFLICT}),
     update=extend_schema(tags=["campaigns"], summary="Replace a campaign's editable fields (Marketer)", responses={200: CampaignSerializer, **WRITE}),
     partial_update=extend_schema(tags=["campaigns"], summary="Change some fields (Marketer)",
@@ -217,6 +237,25 @@ class CampaignViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(CampaignSerializer(page, many=True).data)
 
+    @extend_schema(methods=["GET"], tags=["campaigns"], summary="The campaign's comment thread, oldest first",
+                   responses={200: CommentSerializer(many=True), **READ})
+    @extend_schema(methods=["POST"], tags=["campaigns"], summary="Post a comment (Marketer or Approver)",
+                   request=CommentInputSerializer,
+                   examples=[OpenApiExample("Question", request_only=True,
+                                            value={"body": "Can you use the new logo on the 300x250?"})],
+                   responses={201: CommentSerializer, 400: BAD_INPUT, **READ})
+    @action(detail=True, methods=["get", "post"])
+    def comments(self, request, pk=None):
+        campaign = self.get_object()
+        if request.method == "POST":
+            body = CommentInputSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            comment = _service(services.campaign_comment_add, campaign_id=campaign.pk, actor=request.user,
+                               body=body.validated_data["body"])
+            return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
+        page = self.paginate_queryset(selectors.campaign_comments(campaign_id=campaign.pk))
+        return self.get_paginated_response(CommentSerializer(page, many=True).data)
+
     @extend_schema(tags=["campaigns"], summary="Audit trail: every transition, vote and edit, newest first",
                    description="Transitions and votes (`kind: transition`: who, from, to, why) and edits of the "
                                "campaign and its offers (`kind: edit`: who, from where, and `changes` with each "
@@ -233,7 +272,7 @@ class CampaignViewSet(viewsets.GenericViewSet):
     list=extend_schema(tags=["campaigns"], summary="List a campaign's offers", responses={200: OfferSerializer(many=True), **READ}),
     retrieve=extend_schema(tags=["campaigns"], summary="Read an offer", responses={200: OfferSerializer, 404: NO_OFFER}),
     create=extend_schema(tags=["campaigns"], summary="Add an offer (Marketer; draft or in review)",
-                         responses={201: OfferSerializer, **WRITE}),
+                         examples=[OFFER_EXAMPLE], responses={201: OfferSerializer, **WRITE}),
     update=extend_schema(tags=["campaigns"], summary="Replace an offer (Marketer)", responses={200: OfferSerializer, **WRITE, 404: NO_OFFER}),
     partial_update=extend_schema(tags=["campaigns"], summary="Change an offer (Marketer)",
                                  description="After approval only name, max_bid_cpm, priority and observed_ctr may change.",

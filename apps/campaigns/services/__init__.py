@@ -35,6 +35,15 @@ from .campaigns import (
     campaign_purge_idempotency_records,
     campaign_update,
 )
+from .collaboration import (
+    campaign_comment_add,
+    notification_mark_read,
+    notification_mark_read_for_campaign,
+    notification_send_email,
+    notification_send_pending_emails,
+    notify_awaiting_decision,
+    notify_decided,
+)
 from .common import ACTION_LABELS, TRANSITIONS, VOTES, VOTES_VOIDED
 from .creatives import DAM_SOURCES, offer_creative_import, offer_creative_validity_set
 from .lifecycle import (
@@ -64,5 +73,6 @@ __all__ = [
     "campaign_purge_idempotency_records", "campaign_reject", "campaign_request_changes", "campaign_resume",
     "campaign_revise", "campaign_schedule", "campaign_submit", "campaign_update", "campaign_validate_changes",
     "campaign_validate_new", "offer_create", "offer_delete", "offer_editable_fields", "offer_update",
-    "offer_validate_changes",
+    "offer_validate_changes", "campaign_comment_add", "notification_mark_read", "notification_mark_read_for_campaign", "notification_send_email", "notification_send_pending_emails",
+    "notify_awaiting_decision", "notify_decided",
 ]

@@ -181,6 +181,10 @@ def _void_votes(campaign: Campaign, *, actor: AbstractBaseUser | None, what: str
         VOTES_VOIDED.inc(voided)
         log.info("campaign_votes_voided", campaign_id=campaign.pk, voided=voided, what=what,
                  review_round=campaign.review_round)
+        # A new round needs every approval again: the approvers hear of it (once per round).
+        from .collaboration import notify_awaiting_decision  # collaboration imports this module
+
+        notify_awaiting_decision(campaign_id=campaign.pk)
     return voided
 
 

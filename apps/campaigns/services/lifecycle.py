@@ -14,6 +14,7 @@ from apps.core.roles import Role
 from .. import selectors
 from ..models import ApprovalVote, Campaign, VoteDecision
 from ..validation import schedule_has_ended, schedule_has_started
+from .collaboration import notify_awaiting_decision, notify_decided
 from .common import (
     VOTES,
     _apply_rule,
@@ -55,9 +56,11 @@ def campaign_submit(*, campaign_id: int, actor: AbstractBaseUser | None, reason:
     campaign.submitted_at = timezone.now()
     rule_name = campaign.approval_rule.name if campaign.approval_rule else "no rule matched"
     reason = reason.strip() or f"needs {campaign.required_approvals} approval(s): {rule_name}"
-    return _transition(campaign, "submit", actor=actor, reason=reason, extra_fields=[
+    _transition(campaign, "submit", actor=actor, reason=reason, extra_fields=[
         "approval_rule", "required_approvals", "review_round", "submitted_by", "submitted_at",
     ])
+    notify_awaiting_decision(campaign_id=campaign.pk)
+    return campaign
 
 
 def _check_vote(campaign: Campaign, actor: AbstractBaseUser | None, action: str) -> None:
@@ -97,6 +100,7 @@ def campaign_approve(*, campaign_id: int, actor: AbstractBaseUser | None, reason
         rule_name = campaign.approval_rule.name if campaign.approval_rule else "default"
         _transition(campaign, "approve", actor=actor,
                     reason=f"{approvals} of {campaign.required_approvals} approval(s) ({rule_name})")
+        notify_decided(campaign_id=campaign.pk, decision="approved", actor=actor, reason=reason.strip())
     return campaign
 
 
@@ -107,7 +111,9 @@ def campaign_reject(*, campaign_id: int, actor: AbstractBaseUser | None, reason:
     campaign = _lock(campaign_id)
     _check_vote(campaign, actor, "reject")
     _record_vote(campaign, actor, VoteDecision.REJECT, reason)
-    return _transition(campaign, "reject", actor=actor, reason=reason)
+    _transition(campaign, "reject", actor=actor, reason=reason)
+    notify_decided(campaign_id=campaign.pk, decision="rejected", actor=actor, reason=reason)
+    return campaign
 
 
 @transaction.atomic
@@ -117,7 +123,9 @@ def campaign_request_changes(*, campaign_id: int, actor: AbstractBaseUser | None
     campaign = _lock_for(campaign_id, "request_changes", actor=actor, role=Role.APPROVER, doing="request changes")
     if actor.pk in (campaign.submitted_by_id, campaign.created_by_id):
         raise Forbidden("You cannot review your own submission.", code="self_approval")
-    return _transition(campaign, "request_changes", actor=actor, reason=reason)
+    _transition(campaign, "request_changes", actor=actor, reason=reason)
+    notify_decided(campaign_id=campaign.pk, decision="sent back for changes", actor=actor, reason=reason)
+    return campaign
 
 
 @transaction.atomic

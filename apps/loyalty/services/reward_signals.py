@@ -113,10 +113,23 @@ def loyalty_reward_signal(
     if key:
         outcome = idempotent_call(scope="loyalty.reward-signal", key=key, payload=payload, run=run, success_status=202)
         body, replayed = outcome.body, outcome.replayed
+        if replayed:
+            _replay_signal_event(body["signal_id"])
     else:
         with transaction.atomic():
             body, replayed = run(), False
     return RewardSignalResult(**{**body, "reward": Decimal(body["reward"]), "replayed": replayed})
+
+
+def _replay_signal_event(signal_id: str) -> None:
+    """A replayed answer emits the stored signal's analytics event again, as ledger writes do
+    (``effects._after_commit_ledger``): when the COMMIT reached Postgres but the answer was lost,
+    Django ran no ``on_commit`` callback, so the first call emitted nothing. The event's id and time
+    come from the stored row, so ClickHouse (``ReplacingMergeTree`` by ``event_id``, read ``FINAL``)
+    keeps one. NATS needs nothing here: an unpublished signal is retried by the beat task."""
+    signal = RewardSignal.objects.filter(signal_id=signal_id).first()
+    if signal is not None:
+        emit_reward_signal(signal)
 
 
 def loyalty_republish_pending_signals(*, older_than_seconds: int = 30, limit: int = 500) -> int:

@@ -54,7 +54,8 @@ class ActivateIn(serializers.Serializer):
     user_id = StrictRegexField(USER_ID_PATTERN, max_length=USER_ID_MAX_LENGTH, help_text="No spaces or control characters",
                                error_messages={"invalid": "user_id must not contain spaces or control characters."})
     title = StrictCharField(max_length=200, required=False, allow_blank=True, default="",
-                                  help_text="Subject / notification title; default: the offer's name")
+                                  help_text="Subject / notification title; default: the offer's name. With neither "
+                                            "offer_id nor title, a decision (/v1/decisions) chooses the offer")
     body = StrictCharField(max_length=5000, required=False, allow_blank=True, default="")
     url = StrictURLField(max_length=500, required=False, allow_blank=True, default="",
                                help_text="Where the message leads; default: the offer's landing page")

@@ -17,7 +17,7 @@ from .apns import APNS_DEAD_TOKEN_REASONS, apns_configured, apns_payload, apns_s
 from .base import OutboundMessage, ProviderError
 from .fcm import FCM_RESERVED_KEYS, fcm_configured, fcm_payload, fcm_send
 from .registry import CHANNELS, PAID_MEDIA_REASON, PROVIDERS
-from .sendgrid import sendgrid_configured, sendgrid_payload, sendgrid_send
+from .sendgrid import sendgrid_configured, sendgrid_payload, sendgrid_send, sendgrid_send_staff
 from .spec import ChannelRoute, ProviderSpec
 from .twilio import TWILIO_INVALID_NUMBER, TWILIO_UNSUBSCRIBED, twilio_configured, twilio_form, twilio_send
 
@@ -25,5 +25,5 @@ __all__ = [
     "APNS_DEAD_TOKEN_REASONS", "CHANNELS", "FCM_RESERVED_KEYS", "PAID_MEDIA_REASON", "PROVIDERS",
     "TWILIO_INVALID_NUMBER", "TWILIO_UNSUBSCRIBED", "ChannelRoute", "OutboundMessage", "ProviderError",
     "ProviderSpec", "apns_configured", "apns_payload", "apns_send", "fcm_configured", "fcm_payload", "fcm_send",
-    "sendgrid_configured", "sendgrid_payload", "sendgrid_send", "twilio_configured", "twilio_form", "twilio_send",
+    "sendgrid_configured", "sendgrid_payload", "sendgrid_send", "sendgrid_send_staff", "twilio_configured", "twilio_form", "twilio_send",
 ]

@@ -35,10 +35,37 @@ def sendgrid_payload(*, to_email: str, message: OutboundMessage) -> dict:
 
 def sendgrid_send(*, to_email: str, message: OutboundMessage) -> str:
     """Send one email; returns SendGrid's ``X-Message-Id`` (the prefix of every event's sg_message_id)."""
+    return _mail_send(sendgrid_payload(to_email=to_email, message=message))
+
+
+def sendgrid_staff_payload(*, to_email: str, subject: str, text: str, url: str = "") -> dict:
+    """A staff notification (not a marketing activation): no custom_args and no open or click
+    tracking, so no Event Webhook event of it can be attributed to a campaign's analytics."""
+    body = text + (f"\n\n{url}" if url else "")
+    html_body = f"<p>{html.escape(text)}</p>"
+    if url:
+        html_body += f'<p><a href="{html.escape(url, quote=True)}">Open in Campaign Express</a></p>'
+    return {
+        "personalizations": [{"to": [{"email": to_email}]}],
+        "from": {"email": settings.SENDGRID_FROM_EMAIL, "name": settings.SENDGRID_FROM_NAME},
+        "subject": subject,
+        "content": [{"type": "text/plain", "value": body}, {"type": "text/html", "value": html_body}],
+        "tracking_settings": {
+            "click_tracking": {"enable": False, "enable_text": False},
+            "open_tracking": {"enable": False},
+        },
+    }
+
+
+def sendgrid_send_staff(*, to_email: str, subject: str, text: str, url: str = "") -> str:
+    """Send one staff notification email directly (see :func:`sendgrid_staff_payload`)."""
+    return _mail_send(sendgrid_staff_payload(to_email=to_email, subject=subject, text=text, url=url))
+
+
+def _mail_send(payload: dict) -> str:
     response = request(
         "sendgrid", "POST", f"{base_url(settings.SENDGRID_API_URL)}/v3/mail/send",
-        json=sendgrid_payload(to_email=to_email, message=message),
-        headers={"Authorization": f"Bearer {settings.SENDGRID_API_KEY}"},
+        json=payload, headers={"Authorization": f"Bearer {settings.SENDGRID_API_KEY}"},
     )
     if response.status_code == 202 or response.is_success:
         return response.headers.get("X-Message-Id", "")

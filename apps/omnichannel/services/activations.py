@@ -9,7 +9,7 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from apps.campaigns import selectors as campaign_selectors
-from apps.core.exceptions import NotFound, ServiceError
+from apps.core.exceptions import NotFound, ServiceError, Unprocessable
 
 from .. import cascade
 from ..models import (
@@ -32,6 +32,29 @@ ACTIVATIONS = Counter("omnichannel_activations_total", "Activations created, by 
                       ["channel", "trigger_kind"])
 
 
+def _decided_offer(*, user_id: str, channel: str, campaign) -> tuple:
+    """The offer a decision chose for ``user_id`` on ``channel`` (among ``campaign``'s offers when
+    given, else the channel's live offers), and the decision's id."""
+    from apps.rl import services as rl
+
+    candidates = None
+    if campaign is not None:
+        candidates = [str(o.pk) for o in campaign_selectors.offer_list(campaign_id=campaign.pk)][:50]
+        if not candidates:
+            raise ServiceError(f"campaign {campaign.pk} has no offers to decide among", field="campaign_id")
+    try:
+        decision = rl.rl_decide(user_id=user_id, channel=channel, context={"surface": "activation"},
+                                candidates=candidates)
+    except Unprocessable:  # no live offer on the channel: nothing to decide among
+        raise ServiceError(f"title is required (or give an offer_id to use the offer's name): no live offer runs "
+                           f"on channel {channel!r} to decide among", field="title", code="required") from None
+    offer = campaign_selectors.offer_get_or_none(offer_id=int(decision.offer_id))
+    if offer is None:
+        raise NotFound(f"offer {decision.offer_id} chosen by decision {decision.decision_id} no longer exists",
+                       field="offer_id")
+    return offer, decision.decision_id
+
+
 def activation_create(*, user_id: str, title: str = "", body: str = "", url: str = "", data: dict | None = None,
                       campaign_id: int | None = None, offer_id: int | None = None, channels: list[str] | None = None,
                       trigger: str = "api", ingest_event: IngestEvent | None = None,
@@ -41,7 +64,10 @@ def activation_create(*, user_id: str, title: str = "", body: str = "", url: str
     as ``skipped`` with the cascade's reasons, and nothing is queued.
 
     ``channels`` limits the cascade to those channels; a campaign limits it to its own channels.
-    Title and URL default to the offer's name and landing page.
+    Title and URL default to the offer's name and landing page. With neither an offer nor a title,
+    the offer is a decision (``apps.rl``, docs/RULES.md §8) for the user on the chosen channel, among
+    the campaign's offers or the channel's live offers; its id is kept in ``data["decision_id"]`` and
+    the email clicks and loyalty signals for that offer close it.
     """
     user_id = _clean_user_id(user_id)
     campaign = offer = None
@@ -56,12 +82,14 @@ def activation_create(*, user_id: str, title: str = "", body: str = "", url: str
         campaign = campaign_selectors.campaign_get_or_none(campaign_id=campaign_id)
         if campaign is None:
             raise NotFound(f"campaign {campaign_id} does not exist", field="campaign_id")
-    title = (title or (offer.name if offer else "")).strip()
-    body = (body or "").strip() or title
-    url = url or (offer.landing_url if offer else "")
-    if not title:
-        raise ServiceError("title is required (or give an offer_id to use the offer's name)", field="title",
-                           code="required")
+    decide = offer is None and not (title or "").strip()
+    if not decide:
+        title = (title or (offer.name if offer else "")).strip()
+        body = (body or "").strip() or title
+        url = url or (offer.landing_url if offer else "")
+        if not title:
+            raise ServiceError("title is required (or give an offer_id to use the offer's name)", field="title",
+                               code="required")
     allowed: set[str] | None = None
     allowed_reason = ""
     if channels:
@@ -80,13 +108,23 @@ def activation_create(*, user_id: str, title: str = "", body: str = "", url: str
     result = cascade.cascade_choose(user_id=user_id, contact=contact, now=now, allowed=allowed,
                                     allowed_reason=allowed_reason)
     choice = result.choice
+    data = dict(data or {})
+    if decide:
+        if choice is None:
+            title = body = "(no reachable channel: no offer decided)"
+        else:
+            offer, decision_id = _decided_offer(user_id=user_id, channel=str(choice.channel), campaign=campaign)
+            campaign = offer.campaign
+            title, url = offer.name, url or offer.landing_url
+            body = (body or "").strip() or title
+            data["decision_id"] = decision_id
     with transaction.atomic():
         activation = Activation.objects.create(
             user_id=user_id, campaign=campaign, offer=offer, trigger=trigger, ingest_event=ingest_event,
             channel=choice.channel if choice else "",
             status=ActivationStatus.QUEUED if choice else ActivationStatus.SKIPPED,
             reason="" if choice else result.reason[:300], title=title[:200], body=body, url=url,
-            data=data or {}, cascade=result.trail, created_by=actor if getattr(actor, "pk", None) else None,
+            data=data, cascade=result.trail, created_by=actor if getattr(actor, "pk", None) else None,
         )
         ActivationTransition.objects.create(activation=activation, to_status=activation.status,
                                             reason=activation.reason, source="ingest" if ingest_event else "api")

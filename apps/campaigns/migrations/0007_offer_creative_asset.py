@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0005_alter_approvalrule_channels_alter_campaign_channels'),
+        ('campaigns', '0006_review_conversation_and_labels'),
     ]
 
     operations = [

@@ -1,0 +1,40 @@
+"""Fixtures for the decision tests: API clients per role, a clean Redis, the ClickHouse schema."""
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.analytics import testing
+from tests.factories import make_user, token_client
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis(redis_client):
+    """Posterior copies and the feedback watermark live in Redis: every test starts without them."""
+    yield
+
+
+@pytest.fixture(scope="session")
+def clickhouse_db():
+    return testing.clickhouse_schema()
+
+
+@pytest.fixture
+def integration_client(db) -> APIClient:
+    return token_client(make_user("Integration", username="web-surface", is_staff=False))
+
+
+@pytest.fixture
+def marketer_client(db) -> APIClient:
+    return token_client(make_user("Marketer", username="mia-marketer"))
+
+
+@pytest.fixture(autouse=True)
+def _eager_tasks():
+    """Tasks (the OfferFit reward) run in-process: nothing is left in the broker."""
+    from config.celery import app
+
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous
