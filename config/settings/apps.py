@@ -173,4 +173,8 @@ OFFERFIT_BREAKER_RESET_SECONDS = env.env_int("OFFERFIT_BREAKER_RESET_SECONDS", 3
 # OUTBOUND_SECRET_KEYS itself is read by apps.core.outbound.crypto from config.env (the bid workers
 # decrypt without Django settings).
 OUTBOUND_CALL_LOG_RETENTION_DAYS = env.env_int("OUTBOUND_CALL_LOG_RETENTION_DAYS", 30, minimum=1)
+# Back-office Excel exports (apps.core.exports): up to this many rows inside the request, beyond it a
+# background job writing under EXPORT_DIR (relative: from the project root).
+EXPORT_INLINE_MAX_ROWS = env.env_int("EXPORT_INLINE_MAX_ROWS", 100_000, minimum=0)
+EXPORT_DIR = env.env_str("EXPORT_DIR", "var/exports")
 # --- end outbound --------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "apps.omnichannel",
     "apps.analytics",
     "apps.training",
+    "apps.integrations",
     "apps.rl",
     # staff login lockout (config/settings/security.py, apps.core.auth)
     "axes",
