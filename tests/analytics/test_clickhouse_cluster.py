@@ -175,3 +175,15 @@ def test_alters_and_unknown_statements():
         clickhouse_cluster.plan("CREATE VIEW v AS SELECT 1", target)
     with pytest.raises(clickhouse_cluster.UnsupportedStatement):
         clickhouse_cluster.plan("CREATE TABLE IF NOT EXISTS m (a UInt8) ENGINE = Memory", target)
+
+
+def test_on_cluster_mode_sends_on_cluster_ddl_and_without_keeper_says_so(on_cluster, settings):
+    """``CLICKHOUSE_CLUSTER_DDL=on_cluster`` sends the DDL once with ON CLUSTER; this cluster has no
+    Keeper, so the server refuses it and the command names the cause instead of half-applying."""
+    settings.CLICKHOUSE_URL = on_cluster[0].url("ce_cluster_on_cluster")
+    settings.CLICKHOUSE_CLUSTER_DDL = "on_cluster"
+    ch.reset_connections()
+    with pytest.raises(CommandError, match="DDL background thread is not initialized"):
+        call_command("migrate_clickhouse")
+    for shard in on_cluster:
+        assert shard.execute("SELECT count() FROM system.databases WHERE name = 'ce_cluster_on_cluster'") == [(0,)]
