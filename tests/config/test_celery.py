@@ -61,3 +61,16 @@ def test_the_crontab_periods():
         "omnichannel-recover": 300, "suppression-purge-expired": 3600, "training-train-and-publish": 86400,
         "core-purge-outbound-calls": 86400, "rl-expire-decisions": 60, "rl-sync-catalog": 3600,
     }
+
+
+def test_every_task_is_routed_to_a_declared_queue_and_a_plain_worker_consumes_them_all():
+    """docker/k8s runs one worker per queue: a route to a queue nobody declares would never run."""
+    app.loader.import_default_modules()
+    declared = {queue.name for queue in app.conf.task_queues}
+    assert declared == set(settings.CELERY_QUEUE_NAMES)
+    ours = [name for name in app.tasks if not name.startswith("celery.")]
+    assert len(ours) > 20
+    routed = {name: (app.amqp.router.route({}, name).get("queue") or app.amqp.default_queue).name for name in ours}
+    assert set(routed.values()) <= declared
+    assert routed["analytics.consume_events"] == "analytics" and routed["training.train_and_publish"] == "training"
+    assert routed["omnichannel.send_activation"] == "messaging" and routed["campaigns.go_live_due"] == "celery"
