@@ -297,7 +297,6 @@ class BidProcessor:
         # Step 8: response.
         bids = []
         issued = int(now)
-        boosted = boost > 1.0
         per_bid = []  # serve-time inputs of each bid (below)
         for imp, pos, price, dealid in winners:
             entry = entries[candidates[pos]]
@@ -306,8 +305,8 @@ class BidProcessor:
             banner = imp.banner
             per_bid.append((bid.id, imp.id, imp.tagid, banner.pos if banner is not None else None, entry.serve_inputs,
                             price, pos, ctrs[pos], score[pos]))
-            if boosted:
-                hot.loyalty_boosted.inc()
+        if boost > 1.0:
+            hot.loyalty_boosted.inc(len(bids))
         response = openrtb.BidResponse(
             id=request.id, seatbid=[openrtb.SeatBid(bid=bids, seat=seat)], bidid=new_uuid(), cur="USD"
         )
@@ -397,6 +396,8 @@ class BidProcessor:
         chosen = ordered[: self.config.batch_size]
         if not chosen:
             return [], []
+        if len(per_imp) == 1:  # one impression: every candidate came from its fitting offers
+            return chosen, [set(range(len(chosen)))]
         position = {i: p for p, i in enumerate(chosen)}
         imp_fits = [{position[i] for i in fitting if i in position} for fitting in per_imp]
         return chosen, imp_fits
