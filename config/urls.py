@@ -19,6 +19,8 @@ urlpatterns = [
     path("v1/channels/", include("apps.omnichannel.api.urls")),
     path("v1/webhooks/", include("apps.omnichannel.api.webhook_urls")),
     path("v1/reports/", include("apps.analytics.api.urls")),
+    path("v1/catalog/", include("apps.recommendations.api.catalog_urls")),
+    path("v1/recommendations/", include("apps.recommendations.api.urls")),
     path("", core_views.home, name="home"),
 ]
 

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "apps.omnichannel",
     "apps.analytics",
     "apps.training",
+    "apps.recommendations",
     # staff login lockout (config/settings/security.py, apps.core.auth)
     "axes",
 ]

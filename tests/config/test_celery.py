@@ -12,7 +12,7 @@ from config.celery import _beat_schedule, app, beat_schedules
 from tests.support.beat import min_period_seconds
 
 SLICES_WITH_SCHEDULES = {"apps.campaigns", "apps.bidding", "apps.loyalty", "apps.suppression", "apps.omnichannel",
-                         "apps.analytics", "apps.training"}
+                         "apps.analytics", "apps.training", "apps.recommendations"}
 
 
 def test_the_schedule_is_every_installed_apps_entries():
@@ -58,4 +58,5 @@ def test_the_crontab_periods():
         "loyalty-rollover-periods": 3600, "loyalty-expire-inactive": 86400, "loyalty-republish-reward-signals": 60,
         "loyalty-keep-profiles-alive": 1200, "loyalty-purge-idempotency-records": 86400,
         "omnichannel-recover": 300, "suppression-purge-expired": 3600, "training-train-and-publish": 86400,
+        "recommendations-rebuild": 3600,
     }
