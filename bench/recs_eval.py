@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from apps.recommendations import algorithms as alg  # noqa: E402
+from apps.recommendations import auto  # noqa: E402
 from bench.movielens import _rows, dataset_dir  # noqa: E402
 
 K = 10
@@ -200,8 +201,8 @@ MODELS = {
     "cf variant: RP3beta": (m_rp3beta, [{"k": k, "alpha": a, "beta": b} for k in KNN_GRID for a in (0.8, 1.0)
                                         for b in (0.3, 0.5)]),
     "cf variant: cosine": (m_cosine, [{"k": k, "shrink": s} for k in KNN_GRID for s in (0.0, 10.0)]),
-    "auto (cf + trending)": (m_auto, [{"weight": w, "half_life_days": h} for w in (0.0, 0.1, 0.3, 1.0, 3.0)
-                                      for h in (7.0, 30.0)]),
+    # the weights the rebuild tries (apps/recommendations/auto.py WEIGHTS), chosen on the validation split
+    "auto (cf + trending)": (m_auto, [{"weight": w, "half_life_days": h} for w in auto.WEIGHTS for h in (7.0, 30.0)]),
     "content_based": (m_content, [{}]),
     "frequently_bought_together": (m_fbt, [{"k": k} for k in KNN_GRID]),
     "trending": (m_trending, [{"half_life_days": h} for h in (1.0, 7.0, 30.0)]),

@@ -125,7 +125,7 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, dict | None, str | None]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield line_number, None, f"not JSON: {exc.msg} at column {exc.colno}"
+            yield line_number, None, f"not JSON: {exc.msg} (column {exc.colno})"
             continue
         if not isinstance(row, dict):
             yield line_number, None, "not a JSON object"
