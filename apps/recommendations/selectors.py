@@ -150,3 +150,14 @@ def last_build() -> ModelBuild | None:
 
 def catalog_item_get(*, item_id: str) -> CatalogItem | None:
     return CatalogItem.objects.filter(item_id=item_id).first()
+
+
+def best_item_for_user(*, user_id, strategy="auto") -> tuple[CatalogItem, engine.Scored] | None:
+    """The one item to offer this user (the activation cascade's "best item instead of a fixed
+    offer"), with its score and reason; None when the strategy has nothing for them."""
+    result = recommendations_for_user(user_id=user_id, strategy=strategy, limit=1)
+    if not result.items:
+        return None
+    top = result.items[0]
+    item = CatalogItem.objects.filter(item_id=top.item_id).first()
+    return (item, top) if item is not None else None

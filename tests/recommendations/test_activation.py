@@ -1,0 +1,38 @@
+"""The activation cascade offers "the best item for this user" instead of a fixed offer."""
+import pytest
+
+from apps.omnichannel import services as omni
+from apps.recommendations import selectors, services
+from tests.factories import make_user, token_client
+
+pytestmark = pytest.mark.django_db
+
+
+def test_activate_with_recommend_sends_the_best_item_and_its_reason(shop):
+    services.trending_refresh()
+    services.recommendations_rebuild()
+    item, scored = selectors.best_item_for_user(user_id="u9", strategy="frequently_bought_together")
+    assert (item.item_id, scored.reason) == ("socks", "bought with Trail Shoes")
+    client = token_client(make_user("Integration", is_staff=False))
+    response = client.post("/v1/channels/activate", {"user_id": "u9", "recommend": "frequently_bought_together",
+                                                     "channels": ["in_app"]}, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["title"], body["body"]) == ("Running Socks", "Running Socks: bought with Trail Shoes")
+    assert body["data"] == {"item_id": "socks", "item_reason": "bought with Trail Shoes",
+                            "recommend_strategy": "frequently_bought_together"}
+    auto = omni.activation_create(user_id="stranger", recommend="auto", channels=["in_app"])
+    assert (auto.title, auto.data["item_id"]) == ("Trail Shoes", "shoes")  # cold start: the trending top
+
+
+def test_recommend_refusals(shop):
+    client = token_client(make_user("Integration", is_staff=False))
+    response = client.post("/v1/channels/activate", {"user_id": "u9", "recommend": "magic"}, format="json")
+    assert response.status_code == 400 and "recommend" in response.json()["fields"]
+    response = client.post("/v1/channels/activate", {"user_id": "u9", "recommend": "auto", "offer_id": 1},
+                           format="json")
+    assert response.status_code == 400 and response.json()["field"] == "recommend"
+    response = client.post("/v1/channels/activate", {"user_id": "nobody-knows", "recommend": "trending"},
+                           format="json")  # nothing trending yet, no model: nothing to offer
+    assert response.status_code == 422 and response.json()["field"] == "recommend"
+    assert response.json()["detail"] == "nothing to recommend to nobody-knows with strategy 'trending'"
