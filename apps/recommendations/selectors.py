@@ -161,3 +161,17 @@ def best_item_for_user(*, user_id, strategy="auto") -> tuple[CatalogItem, engine
     top = result.items[0]
     item = CatalogItem.objects.filter(item_id=top.item_id).first()
     return (item, top) if item is not None else None
+
+
+def recommendations_for_surface(*, user_id, count, strategy="auto") -> list[dict]:
+    """What an in-app or web surface shows beside its messages: the user's top ``count`` items with
+    their name, price, score and reason (``count`` and ``strategy`` checked like the API's)."""
+    try:
+        count = clean_limit(count)
+    except ServiceError as exc:
+        raise ServiceError(exc.message.replace("limit:", "recommendations:", 1), field="recommendations") from None
+    result = recommendations_for_user(user_id=user_id, strategy=strategy, limit=count)
+    items = {i.item_id: i for i in CatalogItem.objects.filter(item_id__in=[s.item_id for s in result.items])}
+    return [{"item_id": s.item_id, "name": items[s.item_id].name,
+             "price": None if items[s.item_id].price is None else str(items[s.item_id].price),
+             "score": round(s.score, 6), "reason": s.reason} for s in result.items if s.item_id in items]

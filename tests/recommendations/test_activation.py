@@ -36,3 +36,21 @@ def test_recommend_refusals(shop):
                            format="json")  # nothing trending yet, no model: nothing to offer
     assert response.status_code == 422 and response.json()["field"] == "recommend"
     assert response.json()["detail"] == "nothing to recommend to nobody-knows with strategy 'trending'"
+
+
+def test_in_app_and_web_surfaces_show_recommendations_when_asked(shop):
+    services.trending_refresh()
+    services.recommendations_rebuild()
+    client = token_client(make_user("Integration", is_staff=False))
+    plain = client.get("/v1/channels/in-app/u9")
+    assert plain.status_code == 200 and plain.json() == {"messages": []}  # unchanged unless asked
+    for surface in ("in-app", "web"):
+        body = client.get(f"/v1/channels/{surface}/u9", {"recommendations": 2,
+                                                         "strategy": "frequently_bought_together"}).json()
+        assert body["messages"] == []
+        assert [(r["item_id"], r["name"], r["price"], r["reason"]) for r in body["recommendations"]] == [
+            ("socks", "Running Socks", "12.00", "bought with Trail Shoes"),
+            ("bottle", "Water Bottle", "20.00", "bought with Trail Shoes")]
+    bad = client.get("/v1/channels/web/u9", {"recommendations": "lots"})
+    assert bad.status_code == 400 and bad.json()["field"] == "recommendations"
+    assert bad.json()["detail"] == "recommendations: must be a whole number from 1 to 100, got 'lots'"

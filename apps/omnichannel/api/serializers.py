@@ -109,8 +109,18 @@ class InboxMessageOut(serializers.ModelSerializer):
                   "created_at", "expires_at"]
 
 
+class SurfaceItemOut(serializers.Serializer):
+    item_id = serializers.CharField()
+    name = serializers.CharField()
+    price = serializers.CharField(allow_null=True)
+    score = serializers.FloatField()
+    reason = serializers.CharField()
+
+
 class InboxOut(serializers.Serializer):
     messages = InboxMessageOut(many=True)
+    recommendations = SurfaceItemOut(many=True, required=False,
+                                     help_text="With ?recommendations=N: the user's top N catalogue items")
 
 
 class EmailAnalyticsFilters(FilterParams):
