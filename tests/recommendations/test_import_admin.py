@@ -116,3 +116,17 @@ def test_admin_pages(shop):
     viewer.force_login(make_user("Approver"))
     assert viewer.get("/admin/recommendations/catalogitem/").status_code == 200
     assert viewer.get("/admin/recommendations/catalogimport/add/").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runners_of_one_import_write_each_row_once(marketer_client, monkeypatch):
+    from apps.recommendations.services import catalog
+    from tests.support.threads import run_together
+
+    monkeypatch.setattr(catalog, "IMPORT_CHUNK_ROWS", 2)
+    text = "\n".join(json.dumps({"item_id": f"i{n}", "name": f"Item {n}"}) for n in range(9))
+    imp = services.catalog_import_create(filename="big.jsonl", data=text.encode(), actor=marketer_client.user)
+    run_together([lambda: services.catalog_import_run(import_id=imp.pk)] * 2)
+    imp.refresh_from_db()
+    assert (imp.status, imp.processed_rows, imp.created, imp.updated) == (ImportStatus.DONE, 9, 9, 0)
+    assert CatalogItem.objects.count() == 9

@@ -176,12 +176,14 @@ def catalog_import_run(*, import_id: int, progress: Callable[[int], None] | None
                 continue
             chunk.append(row)
             if len(chunk) >= IMPORT_CHUNK_ROWS:
-                _import_chunk(imp, chunk, source)
+                if not _import_chunk(imp, chunk, source, offset=position - len(chunk)):
+                    return CatalogImport.objects.get(pk=import_id)
                 if progress:
                     progress(len(chunk))
                 chunk = []
         if chunk:
-            _import_chunk(imp, chunk, source)
+            if not _import_chunk(imp, chunk, source, offset=position - len(chunk)):
+                return CatalogImport.objects.get(pk=import_id)
             if progress:
                 progress(len(chunk))
     except ServiceError as exc:
@@ -194,9 +196,12 @@ def catalog_import_run(*, import_id: int, progress: Callable[[int], None] | None
     return imp
 
 
-def _import_chunk(imp: CatalogImport, chunk: list, source: str) -> None:
+def _import_chunk(imp: CatalogImport, chunk: list, source: str, *, offset: int) -> bool:
+    """Write one chunk and advance the counters atomically; False when another runner got there first."""
     with transaction.atomic():
         locked = CatalogImport.objects.select_for_update().get(pk=imp.pk)
+        if locked.status != ImportStatus.RUNNING or locked.processed_rows != offset:
+            return False
         refused: list[list] = []
         for line, row, problem in chunk:
             if problem is None:
@@ -219,6 +224,7 @@ def _import_chunk(imp: CatalogImport, chunk: list, source: str) -> None:
         locked.processed_rows += len(chunk)
         locked.save(update_fields=["refused_rows", "refused", "processed_rows", "created", "updated"])
     imp.processed_rows = locked.processed_rows
+    return True
 
 
 def catalog_import_refused_csv(*, imp: CatalogImport) -> str:
