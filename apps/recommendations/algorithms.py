@@ -267,6 +267,35 @@ def top_n(scores: np.ndarray, n: int, *, allowed: np.ndarray | None = None,
     return candidates[order]
 
 
+def top_n_entries(indices: np.ndarray, values: np.ndarray, n: int, *, allowed: np.ndarray | None = None,
+                  exclude: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """``top_n`` over a sparse score vector given as (indices, values): the same answer as ``top_n`` on
+    its dense form, without touching the items that scored nothing. Returns (indices, values)."""
+    idx = np.asarray(indices, dtype=np.int64)
+    vals = np.asarray(values, dtype=np.float64)
+    keep = vals > 0
+    if allowed is not None:
+        keep &= allowed[idx]
+    ex = np.fromiter(exclude, dtype=np.int64)
+    if ex.size:
+        keep &= ~np.isin(idx, ex)
+    idx, vals = idx[keep], vals[keep]
+    if idx.size == 0 or n <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    if idx.size > n:
+        part = np.argpartition(-vals, n - 1)[:n]
+        idx, vals = idx[part], vals[part]
+    order = np.lexsort((idx, -vals))
+    return idx[order], vals[order]
+
+
+def sparse_scores(history: sp.csr_matrix, similarity: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """``history @ similarity`` as (indices, values) of its non-zero entries."""
+    row = (history @ similarity).tocsr()
+    row.sum_duplicates()
+    return row.indices.astype(np.int64), row.data.astype(np.float64)
+
+
 def best_contributor(history_items: np.ndarray, history_weights: np.ndarray, matrix: sp.csr_matrix,
                      targets: np.ndarray) -> np.ndarray:
     """For each target item, the history item that added most to its score (``w_i · M[i, target]``),

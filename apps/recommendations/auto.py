@@ -50,23 +50,43 @@ def _parts(model: engine.RecModel, trending: engine.Trending | None, history: di
 def score_auto(model: engine.RecModel, trending: engine.Trending | None, history: dict[str, float], n: int,
                weight: float | None = None) -> list[engine.Scored]:
     """The ``n`` best items by ``cf / max(cf) + weight · trending / max(trending)``, each with the
-    reason of the part that gave it more."""
+    reason of the part that gave it more. Only the items either part scored are looked at (the same
+    answer as the dense sum ``tune_weight`` ranks by)."""
     w = model.stats.get("auto_weight", DEFAULT_WEIGHT) if weight is None else weight
-    idx, weights, cf, tr, counts, extra = _parts(model, trending, history)
-    total = cf + w * tr
-    top = alg.top_n(total, n, allowed=model.recommendable, exclude=idx)
+    idx, weights = engine.history_vector(model, history)
+    cf_cols, cf_vals = (alg.sparse_scores(alg.user_vector(idx, weights, model.n_items), model.cf) if idx.size
+                        else (np.empty(0, np.int64), np.empty(0)))
+    peak = cf_vals.max(initial=0.0)
+    cf_vals = cf_vals / peak if peak > 0 else np.zeros_like(cf_vals)
+    tr_cols, tr_vals, counts, extra = [], [], {}, {}
+    if trending is not None and trending.items and w > 0:
+        top_score = max(s for _, s, _ in trending.items) or 1.0
+        for item, score, count in trending.items:
+            counts[item] = count
+            j = model.index.get(item)
+            if j is None:
+                extra[item] = w * score / top_score
+            else:
+                tr_cols.append(j)
+                tr_vals.append(w * score / top_score)
+    cols = np.concatenate([cf_cols, np.array(tr_cols, dtype=np.int64)])
+    unique, inverse = np.unique(cols, return_inverse=True)
+    cf_part = np.bincount(inverse[:cf_cols.size], weights=cf_vals, minlength=unique.size)
+    tr_part = np.bincount(inverse[cf_cols.size:], weights=np.array(tr_vals), minlength=unique.size)
+    top, totals = alg.top_n_entries(unique, cf_part + tr_part, n, allowed=model.recommendable, exclude=idx)
+    where = np.searchsorted(unique, top)
     because = alg.best_contributor(idx, weights, model.cf, top)
     window = trending.window_hours if trending is not None else 24.0
     out = []
-    for t, b in zip(top, because, strict=True):
+    for t, total, at, b in zip(top, totals, where, because, strict=True):
         item = model.item_ids[t]
-        if cf[t] >= w * tr[t] and b >= 0:
+        if cf_part[at] >= tr_part[at] and b >= 0:
             reason = f"popular with people who chose {model.names[b]}"
         else:
             reason = engine.trending_reason(window, counts.get(item, 0))
-        out.append(engine.Scored(item, float(total[t]), reason))
-    if w > 0 and extra:
-        out += [engine.Scored(item, w * s, engine.trending_reason(window, counts[item]))
+        out.append(engine.Scored(item, float(total), reason))
+    if extra:
+        out += [engine.Scored(item, s, engine.trending_reason(window, counts[item]))
                 for item, s in extra.items() if item not in history]
         out.sort(key=lambda s: -s.score)
     return out[:n]

@@ -163,11 +163,11 @@ def _neighbour_strategy(matrix_name: str, reason: Callable[[str], str]):
         if idx.size == 0:
             return []
         matrix = getattr(model, matrix_name)
-        scores = alg.score_neighbours(alg.user_vector(idx, weights, model.n_items), matrix)
-        top = alg.top_n(scores, n, allowed=model.recommendable, exclude=idx)
+        cols, values = alg.sparse_scores(alg.user_vector(idx, weights, model.n_items), matrix)
+        top, scores = alg.top_n_entries(cols, values, n, allowed=model.recommendable, exclude=idx)
         because = alg.best_contributor(idx, weights, matrix, top)
-        return [Scored(model.item_ids[t], float(scores[t]), reason(model.names[b]) if b >= 0 else "")
-                for t, b in zip(top, because, strict=True)]
+        return [Scored(model.item_ids[t], float(v), reason(model.names[b]) if b >= 0 else "")
+                for t, v, b in zip(top, scores, because, strict=True)]
     return score
 
 

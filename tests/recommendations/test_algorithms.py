@@ -126,3 +126,19 @@ def test_best_contributor_names_the_history_item_that_added_most():
     sim = sp.csr_matrix(np.array([[0, 0, 0.2], [0, 0, 0.5], [0, 0, 0]], dtype=np.float32))
     # history A (weight 3) and B (weight 1): C gets 3·0.2 = 0.6 from A, 1·0.5 from B → A
     assert alg.best_contributor(np.array([A, B]), np.array([3.0, 1.0]), sim, np.array([C, A])).tolist() == [A, -1]
+
+
+def test_the_sparse_top_n_answers_what_the_dense_one_does():
+    rng = np.random.default_rng(3)
+    scores = np.where(rng.random(500) < 0.1, rng.integers(1, 6, 500).astype(float), 0.0)
+    allowed = rng.random(500) < 0.8
+    exclude = rng.choice(500, 20, replace=False).tolist()
+    idx = np.flatnonzero(scores)
+    for n in (1, 5, 50, 500):
+        top, values = alg.top_n_entries(idx, scores[idx], n, allowed=allowed, exclude=exclude)
+        assert top.tolist() == alg.top_n(scores, n, allowed=allowed, exclude=exclude).tolist()
+        assert values.tolist() == scores[top].tolist()
+    history = alg.user_vector([0, 2], [1.0, 2.0], 3)
+    sim = sp.csr_matrix(np.array([[0, 1, 0], [0, 0, 0], [0, 3, 0]], dtype=np.float32))
+    cols, vals = alg.sparse_scores(history, sim)
+    assert (cols.tolist(), vals.tolist()) == ([1], [7.0])

@@ -83,3 +83,18 @@ def test_tuning_needs_enough_users_and_finds_a_trend():
     assert set(table) == set(auto.WEIGHTS)
     assert table[0.0] == 0.0 and weight == 0.1 and table[0.1] == 1.0
     assert np.isclose(sum(table.values()), 5.0)
+
+
+def test_auto_serves_what_the_tuning_ranks_by():
+    """score_auto (sparse, serving) and the dense sum tune_weight ranks by agree."""
+    from apps.recommendations import algorithms as alg
+
+    model = build()
+    trending = engine.Trending(computed_at=0, window_hours=24, items=(("tent", 8.0, 4), ("socks", 2.0, 1)))
+    history = {"shoes": 5.0, "tent": 1.0}
+    for w in auto.WEIGHTS:
+        idx, _, cf, tr, _, _ = auto._parts(model, trending, history)
+        dense = alg.top_n(cf + w * tr, 10, allowed=model.recommendable, exclude=idx)
+        served = auto.score_auto(model, trending, history, 10, weight=w)
+        assert [s.item_id for s in served] == [model.item_ids[t] for t in dense], w
+        assert [s.score for s in served] == pytest.approx([(cf + w * tr)[t] for t in dense])
