@@ -13,7 +13,13 @@ Serving: a user with ``--history`` (50) interactions; each strategy as the selec
 p50 / p99 / max. This is the in-process part of ``GET /v1/recommendations``: the request also reads
 the user's interactions and the candidates' availability from Postgres (two indexed queries).
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/recs_serve.py [--items 100000] [--interactions 1000000]
+With ``--django`` the whole read path is timed too, ``selectors.recommendations_for_user`` as the
+view calls it (the user's interactions and the candidates' availability read from Postgres, the
+model from this process's store): the catalogue items and the user's 50 interactions are written to
+the configured database (``DATABASE_URL``: use your own) and the model to Redis under a
+``recs-bench`` prefix, and all of it is deleted at the end.
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/recs_serve.py [--items 100000] [--interactions 1000000] [--django]
 """
 from __future__ import annotations
 
@@ -84,6 +90,7 @@ def main() -> None:
     parser.add_argument("--max-dense-items", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-tuning", action="store_true", help="time build_model only")
+    parser.add_argument("--django", action="store_true", help="also time the selector with Postgres and Redis")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -143,6 +150,56 @@ def main() -> None:
             samples[n] = (time.perf_counter() - t) * 1000
         p50, p99 = np.percentile(samples, [50, 99])
         print(f"{name:<28} {p50:7.2f} {p99:7.2f} {samples.max():7.2f}  {len(got)} items", flush=True)
+    if args.django:
+        full_path(model, trending, catalog, history, args.requests)
+
+
+def full_path(model, trending, catalog, history, requests: int) -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
+    from django.utils import timezone
+
+    from apps.core.redis import client
+    from apps.omnichannel.models import IngestEvent, Interaction
+    from apps.recommendations import selectors, store
+    from apps.recommendations.models import CatalogItem
+
+    user = "recs-bench-user"
+    bench_store = store.ModelStore(client, prefix="recs-bench", poll_seconds=1.0)
+    store._store = bench_store
+    t0 = time.perf_counter()
+    CatalogItem.objects.bulk_create([CatalogItem(item_id=row.item_id, name=row.name, category=row.category,
+                                                 tags=list(row.tags), price=row.price, available=row.available)
+                                     for row in catalog], batch_size=5000, ignore_conflicts=True)
+    now = timezone.now()
+    event = IngestEvent.objects.create(event_id="recs-bench", source="web", caller="bench", event_type="cart_add",
+                                       user_id=user, occurred_at=now, transport="http", payload={})
+    Interaction.objects.bulk_create([Interaction(user_id=user, item_id=item, event_type="cart_add", weight=w,
+                                                 occurred_at=now, ingest_event=event) for item, w in history.items()])
+    bench_store.publish(model)
+    bench_store.publish_trending(trending)
+    print(f"\nfull read path (selectors.recommendations_for_user, Postgres + Redis), data written in "
+          f"{time.perf_counter() - t0:.1f} s; {requests} requests each (ms):")
+    print(f"{'strategy':<28} {'p50':>7} {'p99':>7} {'max':>7}  answered")
+    try:
+        for strategy in ("auto", "cf", "content_based", "frequently_bought_together", "trending", "new_arrivals"):
+            for _ in range(20):
+                selectors.recommendations_for_user(user_id=user, strategy=strategy, limit=10)
+            samples = np.empty(requests)
+            for n in range(requests):
+                t = time.perf_counter()
+                got = selectors.recommendations_for_user(user_id=user, strategy=strategy, limit=10)
+                samples[n] = (time.perf_counter() - t) * 1000
+            p50, p99 = np.percentile(samples, [50, 99])
+            print(f"{strategy:<28} {p50:7.2f} {p99:7.2f} {samples.max():7.2f}  {len(got.items)} items", flush=True)
+    finally:
+        event.delete()
+        CatalogItem.objects.filter(item_id__in=[row.item_id for row in catalog]).delete()
+        keys = list(client().scan_iter("recs-bench:*"))
+        if keys:
+            client().delete(*keys)
 
 
 if __name__ == "__main__":

@@ -58,10 +58,7 @@ def clean_limit(value) -> int:
 
 def user_history(user_id: str) -> dict[str, float]:
     """Item → summed interaction weight, for every item the user interacted with."""
-    history: dict[str, float] = {}
-    for row in omni.interaction_rows(user_id=user_id):
-        history[row.item_id] = history.get(row.item_id, 0.0) + row.weight
-    return history
+    return omni.interaction_user_weights(user_id=user_id)
 
 
 def _model() -> engine.RecModel:
