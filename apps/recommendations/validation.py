@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.core.exceptions import ServiceError
@@ -25,36 +25,37 @@ def clean_item_id(value) -> str:
     return value
 
 
-def _text(data: dict, name: str, limit: int, *, required: bool = False) -> str:
+PRICE_PATTERN = r"^\d{1,10}(\.\d{1,2})?$"
+DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+
+
+def _text(data: dict, name: str, limit: int, *, required: bool = False, csv: bool = False) -> str:
     value = data.get(name, "")
-    if value is None:
+    if value is None and csv:
         value = ""
     if not isinstance(value, str):
         raise ServiceError(f"{name}: must be a string", field=name)
+    if len(value) > limit:
+        raise ServiceError(f"{name}: at most {limit} characters", field=name)
     value = value.strip()
     if required and not value:
         raise ServiceError(f"{name}: required", field=name)
-    if len(value) > limit:
-        raise ServiceError(f"{name}: at most {limit} characters", field=name)
     return value
 
 
-def _tags(value) -> list[str]:
-    if value in (None, ""):
-        return []
-    if isinstance(value, str):  # CSV: "running|trail"
-        value = [t for t in value.split("|")]
+def _tags(value, *, csv: bool) -> list[str]:
+    if csv:
+        value = [t for t in (value or "").split("|") if t.strip()]
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
         raise ServiceError("tags: must be a list of strings", field="tags")
-    tags = list(dict.fromkeys(t.strip() for t in value if t.strip()))
-    if len(tags) > MAX_TAGS or any(len(t) > 64 for t in tags):
+    if len(value) > MAX_TAGS or any(len(t) > 64 for t in value):
         raise ServiceError(f"tags: at most {MAX_TAGS} tags of at most 64 characters", field="tags")
-    return tags
+    if any(not t.strip() for t in value):
+        raise ServiceError("tags: a tag must not be empty", field="tags")
+    return list(dict.fromkeys(t.strip() for t in value))
 
 
 def _attributes(value) -> dict:
-    if value in (None, ""):
-        return {}
     if not isinstance(value, dict):
         raise ServiceError("attributes: must be an object of {name: number}", field="attributes")
     if len(value) > MAX_ATTRIBUTES:
@@ -70,9 +71,12 @@ def _attributes(value) -> dict:
 
 
 def _price(value) -> Decimal | None:
-    if value in (None, ""):
+    if value is None:
         return None
-    if isinstance(value, bool):
+    if isinstance(value, str):
+        if not re.match(PRICE_PATTERN, value):
+            raise ServiceError("price: a number or a decimal string such as \"89.90\"", field="price")
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ServiceError("price: must be a number", field="price")
     try:
         price = Decimal(str(value))
@@ -85,43 +89,45 @@ def _price(value) -> Decimal | None:
     return price.quantize(Decimal("0.01"))
 
 
-def _available(value) -> bool:
-    if value in (None, ""):
-        return True
+def _available(value, *, csv: bool) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+    if csv and isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return value.strip().lower() in ("true", "1")
     raise ServiceError("available: must be true or false", field="available")
 
 
 def _created_at(value) -> datetime | None:
-    if value in (None, ""):
+    if value is None:
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    parsed = parse_datetime(value) if isinstance(value, str) and re.match(DATETIME_PATTERN, value) else None
     if parsed is None:
-        raise ServiceError("created_at: must be an ISO 8601 date-time, e.g. 2026-01-31T09:00:00Z",
+        raise ServiceError("created_at: must be an ISO 8601 date-time with a time zone, e.g. 2026-01-31T09:00:00Z",
                            field="created_at")
-    if timezone.is_naive(parsed):
-        raise ServiceError("created_at: needs a time zone (Z or +hh:mm)", field="created_at")
     return parsed
 
 
-def clean_item(data: dict) -> dict:
+def clean_item(data: dict, *, csv: bool = False) -> dict:
     """The item's fields, checked; ``ServiceError(field=…)`` names the first bad one. Unknown keys
-    are refused (a typo such as "availble" must not pass silently)."""
+    are refused (a typo such as "availble" must not pass silently). JSON (the API, JSON lines) must
+    match the documented types; a CSV row's values are all strings, an empty one meaning "not given",
+    tags separated by ``|``."""
     if not isinstance(data, dict):
         raise ServiceError("the item must be a JSON object")
     unknown = sorted(set(data) - set(ITEM_FIELDS) - {"item_id"})
     if unknown:
         raise ServiceError(f"unknown field(s): {', '.join(unknown)} (known: {', '.join(ITEM_FIELDS)})",
                            field=unknown[0])
+    if csv:
+        data = {k: v for k, v in data.items() if v not in ("", None)}
+        if "price" in data:
+            data["price"] = str(data["price"]).strip()
     return {
-        "name": _text(data, "name", 255, required=True),
-        "category": _text(data, "category", 128),
-        "tags": _tags(data.get("tags")),
-        "attributes": _attributes(data.get("attributes")),
+        "name": _text(data, "name", 255, required=True, csv=csv),
+        "category": _text(data, "category", 128, csv=csv),
+        "tags": _tags(data["tags"], csv=csv) if "tags" in data else [],
+        "attributes": _attributes(data["attributes"]) if "attributes" in data else {},
         "price": _price(data.get("price")),
-        "available": _available(data.get("available")),
+        "available": _available(data["available"], csv=csv) if "available" in data else True,
         "created_at": _created_at(data.get("created_at")),
     }

@@ -1,9 +1,11 @@
 """Shapes of the catalogue and recommendations API, for the schema. The rules themselves are checked by
 ``validation.clean_item`` and the selectors, which name the offending field."""
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import CatalogImport, CatalogItem
 from ..selectors import STRATEGY_NAMES
+from ..validation import DATETIME_PATTERN, PRICE_PATTERN
 
 
 class CatalogItemSerializer(serializers.ModelSerializer):
@@ -13,18 +15,30 @@ class CatalogItemSerializer(serializers.ModelSerializer):
                   "updated_at"]
 
 
+@extend_schema_field({"oneOf": [{"type": "number", "minimum": 0, "maximum": 9999999999.99},
+                               {"type": "string", "pattern": PRICE_PATTERN}], "nullable": True,
+                     "description": "At most 2 decimal places: 89.9 or \"89.90\""})
+class PriceField(serializers.Field):
+    pass
+
+
+@extend_schema_field({"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN, "nullable": True,
+                      "description": "Arrival in the catalogue; kept when omitted on an update"})
+class ArrivalField(serializers.Field):
+    pass
+
+
 class CatalogItemInputSerializer(serializers.Serializer):
-    """Documentation of the PUT body (``validation.clean_item`` checks it)."""
+    """Documentation of the PUT body (``validation.clean_item`` checks it, at least as strictly)."""
 
     name = serializers.CharField(max_length=255)
     category = serializers.CharField(max_length=128, required=False, allow_blank=True)
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=50)
     attributes = serializers.DictField(child=serializers.FloatField(), required=False,
                                        help_text="Numeric attributes, e.g. {\"weight_kg\": 1.2}")
-    price = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True, min_value=0)
+    price = PriceField(required=False)
     available = serializers.BooleanField(required=False, default=True)
-    created_at = serializers.DateTimeField(required=False, allow_null=True,
-                                           help_text="Arrival in the catalogue; kept when omitted on an update")
+    created_at = ArrivalField(required=False)
 
 
 class CatalogImportSerializer(serializers.ModelSerializer):

@@ -207,7 +207,8 @@ def _import_chunk(imp: CatalogImport, chunk: list, source: str, *, offset: int) 
             if problem is None:
                 try:
                     item_id = clean_item_id(row.get("item_id"))
-                    fields = clean_item({k: v for k, v in row.items() if k != "item_id"})
+                    fields = clean_item({k: v for k, v in row.items() if k != "item_id"},
+                                        csv=imp.format == CatalogImport.Format.CSV)
                 except ServiceError as exc:
                     problem = exc.message
                 else:
