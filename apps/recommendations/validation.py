@@ -100,7 +100,10 @@ def _available(value, *, csv: bool) -> bool:
 def _created_at(value) -> datetime | None:
     if value is None:
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) and re.match(DATETIME_PATTERN, value) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) and re.match(DATETIME_PATTERN, value) else None
+    except ValueError:  # well formed but not a date: month 00, 31 February
+        parsed = None
     if parsed is None:
         raise ServiceError("created_at: must be an ISO 8601 date-time with a time zone, e.g. 2026-01-31T09:00:00Z",
                            field="created_at")

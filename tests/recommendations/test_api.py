@@ -81,6 +81,7 @@ def test_put_creates_then_replaces_and_audits_what_changed(marketer_client, mark
     ({"name": "X", "available": "true"}, "available", "available: must be true or false"),
     ({"name": "X", "created_at": ""}, "created_at", "created_at: must be an ISO 8601 date-time"),
     ({"name": "X", "created_at": "2026-01-31 09:00:00Z"}, "created_at", "created_at: must be an ISO 8601 date-time"),
+    ({"name": "X", "created_at": "0000-00-00T00:00:00Z"}, "created_at", "created_at: must be an ISO 8601 date-time"),
     ({"name": "X", "created_at": "2026-01-31T09:00:00"}, "created_at", "created_at: must be an ISO 8601 date-time"),
     ({"name": "X", "attributes": {"w": "heavy"}}, "attributes.w", "attributes.w: must be a finite number"),
     ({"name": "X", "available": "maybe"}, "available", "available: must be true or false"),
