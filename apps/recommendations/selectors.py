@@ -35,7 +35,7 @@ class Recommendations:
 
 
 def clean_strategy(value) -> str:
-    strategy = "auto" if value in (None, "") else value
+    strategy = "auto" if value is None else value
     if strategy not in STRATEGY_NAMES:
         raise ServiceError(f"strategy: unknown strategy {str(value)[:60]!r}; use one of {', '.join(STRATEGY_NAMES)}",
                            field="strategy")
@@ -44,10 +44,14 @@ def clean_strategy(value) -> str:
 
 def clean_limit(value) -> int:
     maximum = settings.RECS_MAX_LIMIT
-    if value in (None, ""):
+    if value is None:
         return settings.RECS_DEFAULT_LIMIT
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     try:
-        limit = int(str(value).strip())
+        if not isinstance(value, str) or not value.isascii() or not value.lstrip("-").isdigit():
+            raise ValueError(value)
+        limit = int(value)
     except ValueError:
         raise ServiceError(f"limit: must be a whole number from 1 to {maximum}, got {str(value)[:30]!r}",
                            field="limit") from None

@@ -51,6 +51,8 @@ def test_in_app_and_web_surfaces_show_recommendations_when_asked(shop):
         assert [(r["item_id"], r["name"], r["price"], r["reason"]) for r in body["recommendations"]] == [
             ("socks", "Running Socks", "12.00", "bought with Trail Shoes"),
             ("bottle", "Water Bottle", "20.00", "bought with Trail Shoes")]
+    assert client.get("/v1/channels/web/u9", {"recommendations": ["1", "2"]}).json()["field"] == "recommendations"
+    assert client.get("/v1/channels/web/u9", {"recommendations": ""}).status_code == 400
     bad = client.get("/v1/channels/web/u9", {"recommendations": "lots"})
     assert bad.status_code == 400 and bad.json()["field"] == "recommendations"
     assert bad.json()["detail"] == "recommendations: must be a whole number from 1 to 100, got 'lots'"

@@ -191,6 +191,10 @@ def test_limit_caps_the_answer(marketer_client, shop):
     ({"limit": "101"}, "limit", "limit: must be from 1 to 100, got 101"),
     ({"limit": "ten"}, "limit", "limit: must be a whole number from 1 to 100, got 'ten'"),
     ({"count": "3"}, "count", "count: unknown query parameter"),
+    ({"limit": ""}, "limit", "limit: must be a whole number from 1 to 100, got ''"),
+    ({"limit": ["5", ""]}, "limit", "limit: give it once, not 2 times"),
+    ({"limit": "５"}, "limit", "limit: must be a whole number"),
+    ({"strategy": ""}, "strategy", "strategy: unknown strategy ''"),
 ])
 def test_bad_parameters_are_a_400_naming_them(marketer_client, query, field, detail):
     response = marketer_client.get(RECS + "u1", query)

@@ -42,7 +42,11 @@ def test_a_rebuild_during_serving_answers_from_the_old_or_the_new_model_only(sho
     run_together([serve, rebuild])
     new = {s: answer(s) for s in old}
     assert new != old and new["frequently_bought_together"][0][0] == "lamp"
-    assert all(a in (old, new) for a in seen)  # whole answers, each from one model
+    # each request (one strategy's answer) comes whole from one model; three requests in a row may
+    # straddle the swap, so they are compared one by one
+    for answers in seen:
+        for strategy, got in answers.items():
+            assert got in (old[strategy], new[strategy]), (strategy, got)
     assert seen[-1] == new
 
 

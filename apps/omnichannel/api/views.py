@@ -12,6 +12,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api import query_value
 from apps.core.filters import filter_params
 from apps.core.idempotency import KEY_HEADER, idempotent_call
 from apps.core.pagination import PageNumberPagination
@@ -136,11 +137,12 @@ class ActivationDetailView(APIView):
 def _inbox_response(channel: str, request=None, **where):
     """The surface's messages; with ``?recommendations=N`` (in-app and web) also the user's top N
     catalogue items by ``?strategy=`` (default auto), from apps.recommendations."""
-    count = request.query_params.get("recommendations") if request is not None else None
     extra = {}
-    if count not in (None, "", "0"):
-        extra["recommendations"] = recommendation_selectors.recommendations_for_surface(
-            user_id=where["user_id"], count=count, strategy=request.query_params.get("strategy"))
+    if request is not None and ("recommendations" in request.query_params or "strategy" in request.query_params):
+        count, strategy = (query_value(request, "recommendations"), query_value(request, "strategy"))
+        if count != "0":
+            extra["recommendations"] = recommendation_selectors.recommendations_for_surface(
+                user_id=where["user_id"], count=count, strategy=strategy)
     messages = services.inbox_fetch(channel=channel, **where)
     return Response({"messages": s.InboxMessageOut(messages, many=True).data, **extra})
 

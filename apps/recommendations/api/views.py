@@ -13,6 +13,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api import query_value
 from apps.core.exceptions import NotFound, ServiceError
 from apps.core.roles import Role, role_permission
 
@@ -133,8 +134,8 @@ class RecommendationsView(APIView):
         unknown = sorted(set(request.query_params) - {"strategy", "limit"})
         if unknown:
             raise ServiceError(f"{unknown[0]}: unknown query parameter (use strategy and limit)", field=unknown[0])
-        result = selectors.recommendations_for_user(user_id=user_id, strategy=request.query_params.get("strategy"),
-                                                    limit=request.query_params.get("limit"))
+        result = selectors.recommendations_for_user(user_id=user_id, strategy=query_value(request, "strategy"),
+                                                    limit=query_value(request, "limit"))
         return Response({"user_id": result.user_id, "strategy": result.strategy,
                          "items": [{"item_id": i.item_id, "score": round(i.score, 6), "reason": i.reason}
                                    for i in result.items]})
