@@ -49,5 +49,6 @@ SPECTACULAR_SETTINGS = {
         "ActivationStatusEnum": "apps.omnichannel.models.ActivationStatus",
         "SuppressionChannelEnum": "apps.core.channels.SuppressionChannel",
         "SendStatusEnum": "apps.omnichannel.models.SendStatus",
+        "CatalogImportFormatEnum": "apps.recommendations.models.CatalogImport.Format",
     },
 }

@@ -16,7 +16,8 @@ IMPORTS = "/v1/catalog/imports"
 
 
 def upload(client, name, text):
-    return client.post(IMPORTS, {"file": SimpleUploadedFile(name, text.encode())}, format="multipart")
+    return client.post(IMPORTS, {"format": name.rsplit(".", 1)[-1], "filename": name, "content": text},
+                       format="json")
 
 
 def test_json_lines_import_writes_good_rows_and_lists_refused_ones(marketer_client):
@@ -62,10 +63,11 @@ def test_csv_import_with_tags_and_attributes(marketer_client):
 @pytest.mark.parametrize("name, text, detail", [
     ("x.csv", "id,title\n1,a\n", "bad header line"),
     ("x.jsonl", "\n\n", "the file has no data rows"),
+    ("x.xml", "<items/>", 'format: "xml" is not a valid choice.'),
 ])
 def test_a_file_that_cannot_be_imported_is_a_400(marketer_client, name, text, detail):
     response = upload(marketer_client, name, text)
-    assert response.status_code == 400 and response.json()["field"] == "file"
+    assert response.status_code == 400 and response.json()["field"] in ("file", "format")
     assert response.json()["detail"].startswith(detail)
     assert not CatalogImport.objects.exists()
 

@@ -3,6 +3,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.fields import StrictCharField
+
 from ..models import CatalogImport, CatalogItem
 from ..selectors import STRATEGY_NAMES
 from ..validation import DATETIME_PATTERN, PRICE_PATTERN
@@ -55,9 +57,12 @@ class CatalogImportSerializer(serializers.ModelSerializer):
 
 
 class ImportUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="JSON lines (.jsonl: one item object per line, with item_id) or "
-                                           "CSV (.csv: item_id,name[,category,tags,attributes,price,available,"
-                                           "created_at]; tags separated by |, attributes as a JSON object)")
+    format = serializers.ChoiceField(choices=CatalogImport.Format.choices,
+                                     help_text="jsonl: one item object per line, with item_id; csv: item_id,name"
+                                               "[,category,tags,attributes,price,available,created_at], tags "
+                                               "separated by |, attributes as a JSON object")
+    content = StrictCharField(trim_whitespace=False, help_text="The file's text")
+    filename = StrictCharField(max_length=255, required=False, allow_blank=True, help_text="Shown in the admin")
 
 
 class RecommendationQuerySerializer(serializers.Serializer):

@@ -9,7 +9,6 @@ from django.db import transaction
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -58,22 +57,24 @@ class CatalogItemView(APIView):
 
 class CatalogImportCreateView(APIView):
     permission_classes = [CatalogWriter]
-    parser_classes = [MultiPartParser]
 
     @extend_schema(
         summary="Bulk import catalogue items (JSON lines or CSV)",
-        description="The file is checked (UTF-8, header, at least one row) and queued; small files "
-                    f"(up to {settings.RECS_IMPORT_INLINE_MAX_ROWS} rows) are imported before the answer. "
-                    "Poll the import for progress; refused rows, with the line and the reason, download "
-                    "from `refused_rows_url`.",
-        request={"multipart/form-data": s.ImportUploadSerializer},
+        description="The API speaks JSON: send the file's text as `content` with its `format`. It is "
+                    "checked (a readable CSV header, at least one row) and queued; small files (up to "
+                    f"{settings.RECS_IMPORT_INLINE_MAX_ROWS} rows) are imported before the answer. Poll the "
+                    "import for progress; refused rows, with the line and the reason, download from "
+                    "`refused_rows_url`. Files larger than a request body may be, upload in the admin.",
+        request=s.ImportUploadSerializer,
         responses={202: s.CatalogImportSerializer, 400: _ERROR, **_AUTH},
     )
     def post(self, request):
-        upload = request.FILES.get("file")
-        if upload is None:
-            raise ServiceError("file: attach the JSON-lines or CSV file as the multipart field 'file'", field="file")
-        imp = services.catalog_import_create(filename=upload.name, data=upload.read(), actor=request.user)
+        data = s.ImportUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fmt = data.validated_data["format"]
+        filename = data.validated_data.get("filename") or f"upload.{fmt}"
+        imp = services.catalog_import_create(filename=filename, data=data.validated_data["content"].encode(),
+                                             actor=request.user, file_format=fmt)
         if imp.total_rows <= settings.RECS_IMPORT_INLINE_MAX_ROWS:
             imp = services.catalog_import_run(import_id=imp.pk)
         else:

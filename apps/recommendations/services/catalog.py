@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 
 import structlog
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -24,7 +25,7 @@ IMPORT_MAX_BYTES = 50 * 1024 * 1024
 IMPORT_CHUNK_ROWS = 500
 
 
-def require_catalog_writer(actor) -> None:
+def require_catalog_writer(actor: AbstractBaseUser | None) -> None:
     if not user_has_role(actor, *WRITER_ROLES):
         raise Forbidden("changing the catalogue requires the Marketer or Integration role")
 
@@ -33,7 +34,8 @@ def _jsonable(value):
     return str(value) if value is not None and not isinstance(value, (str, int, float, bool, list, dict)) else value
 
 
-def _write(item_id: str, fields: dict, *, actor, source: str) -> tuple[CatalogItem, bool]:
+def _write(item_id: str, fields: dict, *, actor: User | None,
+           source: str) -> tuple[CatalogItem, bool]:
     """Create or update under a row lock, with the audit row in the same transaction."""
     with transaction.atomic():
         item = CatalogItem.objects.select_for_update().filter(item_id=item_id).first()
@@ -61,7 +63,8 @@ def _write(item_id: str, fields: dict, *, actor, source: str) -> tuple[CatalogIt
         return item, False
 
 
-def catalog_item_put(*, item_id: str, data: dict, actor, source: str = "api") -> tuple[CatalogItem, bool]:
+def catalog_item_put(*, item_id: str, data: dict, actor: User | None,
+                     source: str = "api") -> tuple[CatalogItem, bool]:
     """Create or replace one item (fields left out take their defaults; ``created_at`` is kept when
     not given). Returns the item and whether it was created."""
     require_catalog_writer(actor)
@@ -137,8 +140,10 @@ def _rows(imp_format: str, text: str):
     return _jsonl_rows(text) if imp_format == CatalogImport.Format.JSONL else _csv_rows(text)
 
 
-def catalog_import_create(*, filename: str, data: bytes, actor) -> CatalogImport:
-    """Check an upload (UTF-8, a readable header for CSV, at least one row) and queue it."""
+def catalog_import_create(*, filename: str, data: bytes, actor: User | None,
+                          file_format: str = "") -> CatalogImport:
+    """Check an upload (UTF-8, a readable header for CSV, at least one row) and queue it; the format is
+    ``file_format`` when given, else told by the file name (.jsonl / .csv) or the first character."""
     require_catalog_writer(actor)
     if len(data) > IMPORT_MAX_BYTES:
         raise ServiceError(f"the file is larger than {IMPORT_MAX_BYTES // (1024 * 1024)} MB; split it", field="file")
@@ -146,7 +151,7 @@ def catalog_import_create(*, filename: str, data: bytes, actor) -> CatalogImport
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ServiceError("the file is not UTF-8 text", field="file") from None
-    fmt = _detect_format(filename or "", text)
+    fmt = file_format or _detect_format(filename or "", text)
     total = sum(1 for _ in _rows(fmt, text))
     if total == 0:
         raise ServiceError("the file has no data rows", field="file")
@@ -237,7 +242,8 @@ def catalog_import_refused_csv(*, imp: CatalogImport) -> str:
     return out.getvalue()
 
 
-def catalog_items_set_available(*, item_ids: list[str], available: bool, actor) -> int:
+def catalog_items_set_available(*, item_ids: list[str], available: bool,
+                                actor: User | None) -> int:
     """Switch items on or off (audited); returns how many changed. An item switched off never appears
     in recommendations from the next request on (the serve path checks the catalogue)."""
     require_catalog_writer(actor)
