@@ -3,11 +3,13 @@ from celery import shared_task
 
 
 @shared_task(name="recommendations.rebuild", ignore_result=True)
-def rebuild_recommendations() -> str:
-    """Recompute every model from all interactions and swap it in (``services.recommendations_rebuild``)."""
+def rebuild_recommendations() -> str | None:
+    """Recompute every model from all interactions and swap it in (``services.recommendations_rebuild``);
+    None when another rebuild was running."""
     from . import services
 
-    return services.recommendations_rebuild().version
+    build = services.recommendations_rebuild()
+    return build.version if build is not None else None
 
 
 @shared_task(name="recommendations.refresh_trending", ignore_result=True)

@@ -88,3 +88,18 @@ def test_the_store_swaps_whole_models_under_concurrent_reads(redis_client):
     assert set(checked) == {"v0", "v1"}
     # the previous version's blob is kept a while for readers that saw the old pointer
     assert redis_client.ttl("recs:model:v0") > 0 or redis_client.ttl("recs:model:v1") > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_rebuild_at_a_time(shop, redis_client):
+    from apps.recommendations.models import ModelBuild
+    from apps.recommendations.services import builds
+
+    redis_client.set(builds.REBUILD_LOCK, "someone-else")
+    assert services.recommendations_rebuild() is None
+    assert not ModelBuild.objects.exists()
+    redis_client.delete(builds.REBUILD_LOCK)
+    results = run_together([services.recommendations_rebuild] * 2)
+    done = [r for r in results if r is not None]
+    assert len(done) >= 1 and ModelBuild.objects.filter(status="served").count() == 1
+    assert redis_client.get(builds.REBUILD_LOCK) is None  # released

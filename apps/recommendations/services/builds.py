@@ -9,6 +9,7 @@ import structlog
 from django.conf import settings
 from django.utils import timezone
 
+from apps.core.redis import client as redis_client
 from apps.omnichannel import selectors as omni
 
 from .. import auto, engine
@@ -31,11 +32,29 @@ def build_params() -> engine.BuildParams:
                               neighbours=settings.RECS_NEIGHBOURS, basket_neighbours=settings.RECS_NEIGHBOURS)
 
 
-def recommendations_rebuild() -> ModelBuild:
+REBUILD_LOCK = "recs:rebuild:lock"
+REBUILD_LOCK_SECONDS = 3 * 3600  # longer than any rebuild; a dead worker's lock expires by itself
+
+
+def recommendations_rebuild() -> ModelBuild | None:
     """Compute every model from all interactions and the catalogue, store it, and make it the served
-    one in one swap. The ``ModelBuild`` row says how long it took and from how much."""
-    started = time.perf_counter()
+    one in one swap. The ``ModelBuild`` row says how long it took and from how much. One rebuild at a
+    time (a Redis lock): a second one asked meanwhile (the admin's button during the scheduled one)
+    does nothing and returns None."""
     version = timezone.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    client = redis_client()
+    if not client.set(REBUILD_LOCK, version, nx=True, ex=REBUILD_LOCK_SECONDS):
+        log.info("recs_rebuild_skipped", reason="another rebuild is running")
+        return None
+    try:
+        return _rebuild(version)
+    finally:
+        if client.get(REBUILD_LOCK) == version.encode():
+            client.delete(REBUILD_LOCK)
+
+
+def _rebuild(version: str) -> ModelBuild:
+    started = time.perf_counter()
     build = ModelBuild.objects.create(version=version)
     try:
         rows = [(r.user_id, r.item_id, r.basket_id if r.event_type == "purchase" else "", r.weight,

@@ -12,6 +12,9 @@ class Command(BaseCommand):
         self.stdout.write("rebuilding the recommendation models from all interactions…")
         build = services.recommendations_rebuild()
         trending = services.trending_refresh()
+        if build is None:
+            self.stdout.write(self.style.WARNING(f"another rebuild is running; trending: {len(trending.items)} items"))
+            return
         self.stdout.write(self.style.SUCCESS(
             f"model {build.version} served: {build.interactions} interactions, {build.users} users, "
             f"{build.items} items, cf={build.cf_method}, {build.size_bytes / 1e6:.1f} MB, "
