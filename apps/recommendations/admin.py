@@ -153,7 +153,7 @@ class CatalogAuditAdmin(ReadOnlyAdminMixin, _RecsAdmin):
 @admin.register(ModelBuild)
 class ModelBuildAdmin(ReadOnlyAdminMixin, _RecsAdmin):
     list_display = ["version", "status", "started_at", "rebuild_time", "interactions", "users", "items", "cf_method",
-                    "size_mb"]
+                    "auto_weight", "size_mb"]
     list_filter = ["status", "cf_method"]
     search_fields = ["version"]
     actions = ["rebuild_now"]
