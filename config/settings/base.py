@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "apps.training",
     "apps.integrations",
     "apps.rl",
+    "apps.recommendations",
     # staff login lockout (config/settings/security.py, apps.core.auth)
     "axes",
 ]

@@ -12,7 +12,8 @@ from config.celery import _beat_schedule, app, beat_schedules
 from tests.support.beat import min_period_seconds
 
 SLICES_WITH_SCHEDULES = {"apps.campaigns", "apps.bidding", "apps.loyalty", "apps.suppression", "apps.omnichannel",
-                         "apps.analytics", "apps.training", "apps.core", "apps.rl"}
+                         "apps.analytics", "apps.training", "apps.core", "apps.rl", "apps.recommendations",
+                         "apps.integrations"}
 
 
 def test_the_schedule_is_every_installed_apps_entries():
@@ -60,6 +61,9 @@ def test_the_crontab_periods():
         "loyalty-keep-profiles-alive": 1200, "loyalty-purge-idempotency-records": 86400,
         "omnichannel-recover": 300, "suppression-purge-expired": 3600, "training-train-and-publish": 86400,
         "core-purge-outbound-calls": 86400, "rl-expire-decisions": 60, "rl-sync-catalog": 3600,
+        "recommendations-rebuild": 3600,
+        "integrations-push-powerbi": 3600, "integrations-sync-approval-status": 60,
+        "integrations-sync-creative-validity": 900,
     }
 
 
