@@ -1,0 +1,67 @@
+import sys
+
+import httpx
+import pytest
+
+from apps.core import redis as redis_store
+from apps.dsp import platforms as store
+from apps.dsp.adapters import PlatformConf
+from apps.dsp.conf import DspConfig
+from apps.dsp.exchange import DspExchange
+from config import env
+from tests.support.ports import free_port
+from tests.support.processes import start_process
+
+META_SECRET = "test-meta-secret"
+
+
+@pytest.fixture(scope="session")
+def local_dsp():
+    """The local DSP servers (apps.dsp.localdsp) in a process of their own; yields the base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with start_process([sys.executable, "-m", "apps.dsp.localdsp", "--port", str(port), "--meta-app-secret", META_SECRET],
+                       ready=f"{base}/stats", name="localdsp"):
+        yield base
+
+
+def dsp_stats(base: str) -> dict:
+    return httpx.get(f"{base}/stats", timeout=5).json()
+
+
+def platform(pid: int, name: str, kind: str, url: str, **overrides) -> PlatformConf:
+    params = {"ttd": {"publisher_id": "pub-ttd", "supply_source_id": "supply-1"},
+              "meta": {"platform_id": "plat-1", "publisher_id": "123", "placement_id": "456"},
+              "dv360": {"billing_ids": ["1234567"]}}.get(kind, {})
+    credentials = {"app_secret": META_SECRET} if kind == "meta" else {}
+    values = dict(id=pid, name=name, kind=kind, endpoint_url=url, params=params, credentials=credentials)
+    values.update(overrides)
+    return PlatformConf(**values)
+
+
+@pytest.fixture
+def dsp_config():
+    return DspConfig(redis_url=env.env_str("REDIS_URL", env.REDIS_URL), snapshot_poll_seconds=0.05)
+
+
+@pytest.fixture
+async def make_exchange(redis_client, dsp_config):
+    """Publish ``platforms`` and start an exchange on them (no breaker/bucket unless asked)."""
+    made = []
+
+    async def build(platforms, *, config=None, events=None, **options):
+        store.publish(redis_client, list(platforms))
+        options.setdefault("bucket_factory", None)
+        options.setdefault("breaker_factory", None)
+        aredis = redis_store.async_client(dsp_config.redis_url)
+        recorded = events if events is not None else []
+        exchange = DspExchange(config or dsp_config, redis=aredis, emit=lambda kind, **f: recorded.append((kind, f)),
+                               **options)
+        await exchange.start()
+        made.append((exchange, aredis))
+        return exchange
+
+    yield build
+    for exchange, aredis in made:
+        await exchange.stop()
+        await aredis.aclose()

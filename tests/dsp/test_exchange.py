@@ -1,0 +1,162 @@
+"""The fan-out against local DSP servers speaking each platform's format."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.dsp.conftest import META_SECRET, dsp_stats, platform
+from tests.dsp.requests import app_request, decoded, site_request
+
+
+def four(base: str, **latency) -> list:
+    q = lambda name: f"?latency_ms={latency.get(name, 5)}"  # noqa: E731
+    return [
+        platform(1, "ttd", "ttd", f"{base}/bid/ttd/bid/bidder/{{supply_id}}{q('ttd')}"),
+        platform(2, "meta", "meta", f"{base}/bid/meta/placementbid.ortb{q('meta')}"),
+        platform(3, "dv360", "dv360", f"{base}/bid/dv360{q('dv360')}"),
+        platform(4, "amazon", "amazon", f"{base}/bid/amazon{q('amazon')}"),
+    ]
+
+
+async def fanout(exchange, body):
+    started = time.perf_counter()
+    response = await exchange.fanout(body, decoded(body), started=started)
+    return response, (time.perf_counter() - started) * 1000
+
+
+async def test_every_platform_is_called_and_the_highest_adjusted_bid_wins(make_exchange, local_dsp):
+    exchange = await make_exchange(four(local_dsp))
+    body = site_request()
+    response, _ = await fanout(exchange, body)
+    dsp = response["ext"]["dsp"]
+    # meta takes apps only: skipped as ineligible for a site request
+    assert dsp["meta"] == {"outcome": "skipped", "reason": "ineligible"}
+    assert {k: v["outcome"] for k, v in dsp.items() if k != "meta"} == {"ttd": "bid", "dv360": "bid", "amazon": "bid"}
+    assert dsp["ttd"]["price"] == 2.1 and dsp["dv360"]["price"] == 1.9 and dsp["amazon"]["price"] == 1.7
+    assert response["cur"] == "USD"
+    assert [s["seat"] for s in response["seatbid"]] == ["ttd"]
+    bid = response["seatbid"][0]["bid"][0]
+    assert bid["impid"] == "1" and bid["price"] == 2.1 and bid["crid"] == "ttd-creative-0"
+    assert "nurl" not in bid and "burl" not in bid and "lurl" not in bid
+    # adm: TTD's adapter substituted the price itself (as PBS does); ours filled in the auction id
+    assert 'data-price="2.1"' in bid["adm"] and 'data-auction="req-1"' in bid["adm"]
+
+
+async def test_adapters_forward_the_original_json_with_their_changes(make_exchange, local_dsp):
+    exchange = await make_exchange(four(local_dsp))
+    await fanout(exchange, site_request("req-orig", tmax=250))
+    last = dsp_stats(local_dsp)["last"]
+    ttd = last["ttd"]
+    assert ttd["path"] == "/bid/ttd/bid/bidder/supply-1"
+    assert ttd["body"]["site"]["publisher"]["id"] == "pub-ttd"
+    assert ttd["body"]["imp"][0]["banner"] == {"format": [{"w": 300, "h": 250}], "w": 300, "h": 250}
+    assert ttd["headers"]["content-type"] == "application/json;charset=utf-8"
+    for kind in ("ttd", "dv360", "amazon"):
+        sent = last[kind]["body"]
+        # what the decoder drops reaches the DSPs: ext, source.schain, regs.ext
+        assert sent["source"]["schain"]["nodes"][0]["asi"] == "ex.com"
+        assert sent["regs"] == {"ext": {"gdpr": 0}}
+        assert 0 < sent["tmax"] <= 200  # the platform's own timeout (200 ms) and what is left
+        assert last[kind]["headers"]["x-openrtb-version"] == "2.6"
+    assert last["dv360"]["body"]["imp"][0]["ext"]["billing_id"] == ["1234567"]
+
+
+async def test_meta_gets_one_signed_request_per_app_imp(make_exchange, local_dsp):
+    exchange = await make_exchange(four(local_dsp))
+    response, _ = await fanout(exchange, app_request("req-app-1", imps=2))
+    dsp = response["ext"]["dsp"]
+    assert dsp["meta"]["outcome"] == "bid"
+    sent = dsp_stats(local_dsp)["last"]["meta"]
+    assert sent["headers"]["x-fb-pool-routing-token"] == "abc"
+    assert sent["body"]["id"] == sent["body"]["imp"][0]["id"]
+    assert sent["body"]["imp"][0]["tagid"] == "123_456" and sent["body"]["imp"][0]["banner"]["w"] == -1
+    assert sent["body"]["app"]["publisher"] == {"id": "123"}
+    assert "ext" not in sent["body"]["imp"][0]
+
+
+async def test_meta_with_a_wrong_secret_is_an_error_with_its_reason(make_exchange, local_dsp):
+    bad = platform(2, "meta", "meta", f"{local_dsp}/bid/meta/placementbid.ortb", credentials={"app_secret": "wrong"})
+    exchange = await make_exchange([bad])
+    response, _ = await fanout(exchange, app_request())
+    assert response["ext"]["dsp"]["meta"]["outcome"] == "error"
+    assert response["ext"]["dsp"]["meta"]["reason"] == "http_400"
+    assert response["seatbid"] == []
+    assert META_SECRET != "wrong"
+
+
+@pytest.mark.parametrize("behaviour, outcome, reason", [
+    ("nobid", "no_bid", None), ("nbr", "no_bid", None), ("error", "error", "http_500"),
+    ("invalid", "error", "invalid_json"), ("gzip", "bid", None),
+])
+async def test_each_answer_kind_is_its_own_outcome(make_exchange, local_dsp, behaviour, outcome, reason):
+    exchange = await make_exchange([
+        platform(1, "fast", "openrtb", f"{local_dsp}/bid/openrtb?latency_ms=2&price=0.9"),
+        platform(2, "other", "amazon", f"{local_dsp}/{behaviour}/amazon?latency_ms=2&price=1.1"),
+    ])
+    response, _ = await fanout(exchange, site_request(f"req-{behaviour}"))
+    other = response["ext"]["dsp"]["other"]
+    assert other["outcome"] == outcome and other.get("reason") == reason
+    # one platform's failure changes nothing for the other
+    assert response["ext"]["dsp"]["fast"]["outcome"] == "bid"
+    assert response["seatbid"][0]["seat"] == ("other" if outcome == "bid" else "fast")
+
+
+async def test_total_time_is_the_slowest_within_the_deadline_not_the_sum(make_exchange, local_dsp):
+    exchange = await make_exchange(four(local_dsp, ttd=60, dv360=60, amazon=60))
+    await fanout(exchange, site_request("warm"))  # open the keep-alive connections
+    response, elapsed = await fanout(exchange, site_request("req-parallel"))
+    assert all(response["ext"]["dsp"][n]["outcome"] == "bid" for n in ("ttd", "dv360", "amazon"))
+    assert 60 <= elapsed < 150  # three 60 ms platforms: ~60 ms at once, 180 ms one after another
+
+
+async def test_the_deadline_holds_with_a_late_platform(make_exchange, local_dsp):
+    exchange = await make_exchange([
+        platform(1, "fast", "openrtb", f"{local_dsp}/bid/openrtb?latency_ms=5"),
+        platform(2, "late", "amazon", f"{local_dsp}/late/amazon?late_ms=2000", timeout_ms=1000),
+    ], events=(events := []))
+    response, elapsed = await fanout(exchange, site_request("req-late", tmax=120))
+    assert response["ext"]["dsp"]["late"]["outcome"] == "timeout"
+    assert response["ext"]["dsp"]["fast"]["outcome"] == "bid"
+    assert 100 <= elapsed < 160  # 120 ms less the 10 ms buffer
+    assert [f["platform"] for kind, f in events if kind == "dsp_timeout"] == ["late"]
+
+
+async def test_bids_are_validated_adjusted_and_floored(make_exchange, local_dsp):
+    exchange = await make_exchange([
+        platform(1, "eur", "openrtb", f"{local_dsp}/bid/openrtb?price=5&cur=EUR"),
+        platform(2, "cheap", "amazon", f"{local_dsp}/bid/amazon?price=1.0", bid_adjustment=0.4),
+        platform(3, "boosted", "dv360", f"{local_dsp}/bid/dv360?price=1.0", bid_adjustment=1.5),
+    ])
+    response, _ = await fanout(exchange, site_request("req-valid", floor=0.5))
+    dsp = response["ext"]["dsp"]
+    assert dsp["eur"] == {"outcome": "error", "reason": "currency", "latency_ms": dsp["eur"]["latency_ms"]}
+    assert dsp["cheap"]["outcome"] == "no_bid" and dsp["cheap"]["reason"] == "bidfloor"  # 1.0 x 0.4 < 0.5
+    assert dsp["boosted"]["price"] == 1.5
+    assert response["seatbid"][0]["bid"][0]["price"] == 1.5
+
+
+async def test_skips_are_named(make_exchange, local_dsp, dsp_config):
+    exchange = await make_exchange([
+        platform(1, "off", "openrtb", f"{local_dsp}/bid/openrtb", enabled=False),
+        platform(2, "slow-budget", "openrtb", f"{local_dsp}/bid/openrtb", timeout_ms=5),
+    ])
+    response, _ = await fanout(exchange, site_request("req-skip"))
+    assert response["ext"]["dsp"] == {"off": {"outcome": "skipped", "reason": "disabled"},
+                                      "slow-budget": {"outcome": "skipped", "reason": "ineligible"}}
+
+
+async def test_keep_alive_reuses_connections(make_exchange, local_dsp):
+    exchange = await make_exchange(four(local_dsp))
+    for n in range(20):
+        await fanout(exchange, site_request(f"req-ka-{n}"))
+    assert exchange.new_connections() == 3  # one per platform called (meta is ineligible for a site)
+
+
+async def test_a_platform_edit_reaches_the_exchange_within_a_second(make_exchange, local_dsp, redis_client):
+    from apps.dsp import platforms as store
+    from tests.support.wait import async_wait_until
+
+    exchange = await make_exchange([platform(1, "one", "openrtb", f"{local_dsp}/bid/openrtb")])
+    store.publish(redis_client, [platform(1, "one", "openrtb", f"{local_dsp}/bid/openrtb", enabled=False)])
+    await async_wait_until(lambda: not exchange.book.platforms[0].enabled, timeout=1.0, message="edit seen")
