@@ -38,6 +38,7 @@ class LocalDsp:
         self.meta_app_secret = meta_app_secret
         self.counts: dict[str, int] = {}
         self.last: dict[str, dict] = {}
+        self.notices: list[dict] = []
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -52,7 +53,13 @@ class LocalDsp:
             return
         parts = [p for p in scope["path"].split("/") if p]
         if scope["path"] == "/stats":
-            await self._send(send, 200, orjson.dumps({"requests": self.counts, "last": self.last}))
+            await self._send(send, 200, orjson.dumps({"requests": self.counts, "last": self.last, "notices": self.notices}))
+            return
+        if scope["method"] == "GET" and len(parts) == 3 and parts[0] == "notice":
+            # the nurl / burl / lurl the answers carry point here: /notice/{kind}/{win|bill|loss}
+            query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True).items()}
+            self.notices.append({"kind": parts[1], "notice": parts[2], "query": query})
+            await self._send(send, 200, b"{}")
             return
         if len(parts) < 2 or parts[1] not in DEFAULT_PRICES:
             await self._send(send, 404, b'{"error":"unknown path"}')
@@ -100,7 +107,8 @@ class LocalDsp:
             await self._send(send, 200, b"<html>not json</html>")
             return
         price = float(query.get("price", DEFAULT_PRICES[kind]))
-        answer = orjson.dumps(self.answer(kind, request, price, query.get("cur")))
+        host, port = scope.get("server") or ("127.0.0.1", 80)
+        answer = orjson.dumps(self.answer(kind, request, price, query.get("cur"), base=f"http://{host}:{port}"))
         if behaviour == "gzip":
             await self._send(send, 200, gzip.compress(answer), [(b"content-encoding", b"gzip")])
             return
@@ -120,7 +128,7 @@ class LocalDsp:
         return ""
 
     @staticmethod
-    def answer(kind: str, request: dict, price: float, cur: str | None) -> dict:
+    def answer(kind: str, request: dict, price: float, cur: str | None, base: str = "http://127.0.0.1") -> dict:
         rid = request.get("id", "")
         cur = cur or (request.get("cur") or ["USD"])[0]
         bids = []
@@ -131,9 +139,9 @@ class LocalDsp:
                    "adomain": [f"{kind}.example.com"], "w": (imp.get("banner") or {}).get("w"),
                    "h": (imp.get("banner") or {}).get("h"),
                    "adm": f'<div data-dsp="{kind}" data-price="${{AUCTION_PRICE}}" data-auction="${{AUCTION_ID}}"></div>',
-                   "nurl": f"http://127.0.0.1/{kind}/win?auction=${{AUCTION_ID}}&price=${{AUCTION_PRICE}}",
-                   "burl": f"http://127.0.0.1/{kind}/bill?auction=${{AUCTION_ID}}&price=${{AUCTION_PRICE}}",
-                   "lurl": f"http://127.0.0.1/{kind}/loss?auction=${{AUCTION_ID}}&loss=${{AUCTION_LOSS}}"}
+                   "nurl": f"{base}/notice/{kind}/win?auction=${{AUCTION_ID}}&bid=${{AUCTION_BID_ID}}&price=${{AUCTION_PRICE}}",
+                   "burl": f"{base}/notice/{kind}/bill?auction=${{AUCTION_ID}}&price=${{AUCTION_PRICE}}&cur=${{AUCTION_CURRENCY}}",
+                   "lurl": f"{base}/notice/{kind}/loss?auction=${{AUCTION_ID}}&loss=${{AUCTION_LOSS}}&price=${{AUCTION_PRICE}}"}
             if kind == "ttd":
                 bid["mtype"] = 2 if imp.get("video") else 4 if imp.get("native") else 1
             elif kind == "meta":

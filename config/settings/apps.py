@@ -142,3 +142,11 @@ BID_METRICS_DIR = env.env_str("BID_METRICS_DIR", "")
 TRAINING_LABEL_WINDOW_SECONDS = env.env_int("TRAINING_LABEL_WINDOW_SECONDS", 86_400, minimum=1)
 TRAINING_MIN_IMPRESSIONS = env.env_int("TRAINING_MIN_IMPRESSIONS", 1000, minimum=1)
 # --- end training --------------------------------------------------------------------------------
+
+# --- DSP exchange (apps.dsp; the fan-out's own knobs are DspConfig, read from config.env) ---------
+DSP_NOTICE_MAX_RETRIES = env.DSP_NOTICE_MAX_RETRIES
+DSP_NOTICE_TIMEOUT_SECONDS = env.DSP_NOTICE_TIMEOUT_SECONDS
+DSP_AUCTION_TTL_SECONDS = env.DSP_AUCTION_TTL_SECONDS
+DSP_QPS_WORKERS = env.DSP_QPS_WORKERS
+DSP_BREAKER_FAILURES = env.DSP_BREAKER_FAILURES
+DSP_BREAKER_RESET_SECONDS = env.DSP_BREAKER_RESET_SECONDS

@@ -65,3 +65,38 @@ async def make_exchange(redis_client, dsp_config):
     for exchange, aredis in made:
         await exchange.stop()
         await aredis.aclose()
+
+
+@pytest.fixture
+def eager_celery():
+    from config.celery import app
+
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous
+
+
+def run_fanout(platform_rows, body: dict, config: DspConfig | None = None) -> dict:
+    """A real fan-out on a fresh event loop over the published platforms (for sync web-side tests)."""
+    import asyncio
+
+    from apps.dsp.services import platforms_publish
+    from tests.dsp.requests import decoded
+
+    platforms_publish()
+
+    async def go():
+        cfg = config or DspConfig(redis_url=env.env_str("REDIS_URL", env.REDIS_URL))
+        aredis = redis_store.async_client(cfg.redis_url)
+        exchange = DspExchange(cfg, redis=aredis, emit=lambda *a, **k: None, bucket_factory=None, breaker_factory=None)
+        await exchange.start()
+        try:
+            response = await exchange.fanout(body, decoded(body))
+            await asyncio.gather(*exchange._background)
+            return response
+        finally:
+            await exchange.stop()
+            await aredis.aclose()
+
+    return asyncio.run(go())

@@ -1,0 +1,135 @@
+"""DSP admin: platforms (edits go through ``services.platform_save``: audited, published to the bid
+workers after commit), their audit trail, hourly spend, and ``/admin/dsp/platform/stats/``: charts
+per platform and hour of requests, bid rate, timeouts, errors, p50/p99 latency, wins and spend
+against budget (ClickHouse ``analytics_events`` plus the spend rows)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from django import forms
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
+
+from apps.core import clickhouse as ch
+from apps.core.admin_mixins import ReadOnlyAdminMixin, ReadOnlyTabularInline
+from apps.dsp import services, stats
+from apps.dsp.models import Platform, PlatformChange, PlatformHourSpend
+
+
+class PlatformForm(forms.ModelForm):
+    """Credentials are write-only: the field starts empty and an empty submission keeps them."""
+
+    new_credentials = forms.JSONField(required=False, label="Credentials", widget=forms.Textarea(attrs={"rows": 2}),
+                                      help_text='JSON, e.g. {"app_secret": "…"} (meta) or {"bearer_token": "…"}. '
+                                                "Leave empty to keep the stored ones; never shown back.")
+    clear_credentials = forms.BooleanField(required=False, help_text="Remove the stored credentials.")
+
+    class Meta:
+        model = Platform
+        exclude = ["credentials"]
+
+    def clean_new_credentials(self):
+        value = self.cleaned_data.get("new_credentials")
+        if value not in (None, "", {}) and not isinstance(value, dict):
+            raise forms.ValidationError("Credentials must be a JSON object.")
+        return value or None
+
+
+class PlatformChangeInline(ReadOnlyTabularInline):
+    model = PlatformChange
+    fields = ("at", "actor", "action", "changes")
+    readonly_fields = ("at", "actor", "action", "changes")
+
+
+@admin.register(Platform)
+class PlatformAdmin(admin.ModelAdmin):
+    form = PlatformForm
+    list_display = ["name", "kind", "enabled", "endpoint_url", "timeout_ms", "qps_cap", "hourly_budget",
+                    "bid_adjustment", "gzip", "currency", "credentials_state", "updated_at"]
+    list_filter = ["kind", "enabled", "gzip", "currency"]
+    search_fields = ["name", "endpoint_url"]
+    readonly_fields = ["credentials_state", "created_at", "updated_at"]
+    inlines = [PlatformChangeInline]
+    actions = ["enable", "disable"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "endpoint_url", "enabled", "params"]}),
+        ("Credentials", {"fields": ["credentials_state", "new_credentials", "clear_credentials"]}),
+        ("Limits and pricing", {"fields": ["timeout_ms", "qps_cap", "hourly_budget", "bid_adjustment", "gzip", "currency"]}),
+        ("Times", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="credentials")
+    def credentials_state(self, obj) -> str:
+        return "set" if obj is not None and obj.credentials else "not set"
+
+    def save_model(self, request, obj, form, change):
+        if form.cleaned_data.get("clear_credentials"):
+            obj.credentials = {}
+        elif form.cleaned_data.get("new_credentials"):
+            obj.credentials = form.cleaned_data["new_credentials"]
+        services.platform_save(platform=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        services.platform_delete(platform=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            services.platform_delete(platform=obj, actor=request.user)
+
+    def _set_enabled(self, request, queryset, enabled: bool) -> None:
+        for obj in queryset:
+            obj.enabled = enabled
+            services.platform_save(platform=obj, actor=request.user)
+        self.message_user(request, f"{queryset.count()} platform(s) {'enabled' if enabled else 'disabled'}.",
+                          messages.SUCCESS)
+
+    @admin.action(description="Enable the selected platforms")
+    def enable(self, request, queryset):
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable the selected platforms")
+    def disable(self, request, queryset):
+        self._set_enabled(request, queryset, False)
+
+    def get_urls(self):
+        return [path("stats/", self.admin_site.admin_view(self.stats_view), name="dsp_platform_stats"),
+                *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), "stats_link": True})
+
+    def stats_view(self, request):
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        try:
+            hours = max(1, min(int(request.GET.get("hours") or 24), 24 * 14))
+        except ValueError:
+            hours = 24
+        end = timezone.now().replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+        start = end - dt.timedelta(hours=hours)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": "DSP platforms per hour", "hours": hours, "error": None, "report": None}
+        try:
+            report = stats.platform_hourly(start=start, end=end)
+            context.update(report=report, chart_data=stats.chart_data(report))
+        except ch.ClickHouseError as exc:
+            context["error"] = f"ClickHouse is not reachable right now ({type(exc).__name__}); try again shortly."
+        return TemplateResponse(request, "admin/dsp/stats.html", context)
+
+
+@admin.register(PlatformHourSpend)
+class PlatformHourSpendAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["platform", "hour", "wins", "spend", "average_win_price"]
+    list_filter = ["platform"]
+    date_hierarchy = "hour"
+
+
+@admin.register(PlatformChange)
+class PlatformChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["platform", "at", "actor", "action"]
+    list_filter = ["platform", "action"]
+    search_fields = ["platform__name"]
