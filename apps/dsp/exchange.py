@@ -86,6 +86,9 @@ class DspExchange:
         self.transports: dict[int, Transport] = {}
         self._transport_class = TRANSPORTS[self.config.http_client]
         self._background: set[asyncio.Task] = set()
+        self._records: list[tuple[str, bytes]] = []
+        self._breaker_updates: list = []
+        self._flusher: asyncio.Task | None = None
         self.started = False
 
     async def start(self) -> None:
@@ -93,8 +96,14 @@ class DspExchange:
             self.started = True
             await self.book.start()
 
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Wait (bounded) for what answered fan-outs left to write (tests, shutdown)."""
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.wait({self._flusher}, timeout=timeout)
+
     async def stop(self) -> None:
         await self.book.stop()
+        await self.flush()
         for task in list(self._background):
             task.cancel()
         for transport in self.transports.values():
@@ -299,20 +308,39 @@ class DspExchange:
                     "nurl": bid.get("nurl"), "burl": bid.get("burl"), "lurl": bid.get("lurl"),
                     "adid": bid.get("adid"),
                 })
-        called = [o for o in outcomes if o.status in (BID, NO_BID, TIMEOUT, ERROR)]
-        if record or called:
-            task = asyncio.ensure_future(self._store(request.id, record, called))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        if record:
+            self._records.append((store.auction_key(request.id), orjson.dumps(record)))
+        gates = self.book.gates
+        for o in outcomes:
+            if o.status in (BID, NO_BID, TIMEOUT, ERROR):
+                gate = gates.get(o.platform.id)
+                if gate is not None and gate.needs_record(o.status in (BID, NO_BID)):
+                    self._breaker_updates.append((gate, o.status in (BID, NO_BID)))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+            self._background.add(self._flusher)
+            self._flusher.add_done_callback(self._background.discard)
 
-    async def _store(self, auction_id: str, record: dict, called: list[Outcome]) -> None:
+    async def _flush(self) -> None:
+        """Write what answered fan-outs left behind, batched: every auction record of the last
+        millisecond in one pipelined round trip (one per fan-out measured ~25 % of a fan-out's CPU),
+        then the breaker updates."""
+        await asyncio.sleep(0.001)
+        records, self._records = self._records, []
+        updates, self._breaker_updates = self._breaker_updates, []
         try:
-            if record:
-                await self.redis.set(store.auction_key(auction_id), orjson.dumps(record), ex=self.config.auction_ttl_seconds)
-            for outcome in called:
-                await self.book.gates[outcome.platform.id].record(outcome.status in (BID, NO_BID))
-        except Exception as exc:  # noqa: BLE001 - Redis down: the win for this auction will be refused
-            log.warning("dsp_auction_store_failed", auction_id=auction_id, error=f"{type(exc).__name__}: {exc}")
+            if records:
+                pipe = self.redis.pipeline(transaction=False)
+                for key, value in records:
+                    pipe.set(key, value, ex=self.config.auction_ttl_seconds)
+                await pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - Redis down: wins for these auctions will be refused
+            log.warning("dsp_auction_store_failed", auctions=len(records), error=f"{type(exc).__name__}: {exc}")
+        for gate, ok in updates:
+            try:
+                await gate.record(ok)
+            except Exception as exc:  # noqa: BLE001 - the breaker's store is down: it stays as it was
+                log.warning("dsp_breaker_update_failed", platform=gate.platform.name, error=f"{type(exc).__name__}: {exc}")
 
 
 def _swallow(task: asyncio.Task) -> None:

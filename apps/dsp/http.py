@@ -41,6 +41,7 @@ class AiohttpTransport(Transport):
         self.new_connections = 0
         self._session = None
         self._counter = NEW_CONNECTIONS.labels(platform)
+        self._urls: dict = {}
 
     def _open(self):
         import aiohttp
@@ -59,7 +60,14 @@ class AiohttpTransport(Transport):
 
     async def post(self, url, body, headers):
         session = self._session or self._open()
-        async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+        parsed = self._urls.get(url)
+        if parsed is None:  # parsing the URL (and its query) costs more than the rest of building the call
+            import yarl
+
+            if len(self._urls) > 1024:
+                self._urls.clear()
+            parsed = self._urls[url] = yarl.URL(url)
+        async with session.post(parsed, data=body, headers=headers, allow_redirects=False) as response:
             payload = await response.read()
             return response.status, response.headers, payload
 

@@ -93,7 +93,7 @@ def run_fanout(platform_rows, body: dict, config: DspConfig | None = None) -> di
         await exchange.start()
         try:
             response = await exchange.fanout(body, decoded(body))
-            await asyncio.gather(*exchange._background)
+            await exchange.flush()
             return response
         finally:
             await exchange.stop()
