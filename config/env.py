@@ -270,6 +270,13 @@ ANALYTICS_FLUSH_INTERVAL_MS = env_int("ANALYTICS_FLUSH_INTERVAL_MS", 100, minimu
 ANALYTICS_STREAM_CHUNK = env_int("ANALYTICS_STREAM_CHUNK", 100, minimum=1)
 ANALYTICS_EXIT_FLUSH_SECONDS = env_float("ANALYTICS_EXIT_FLUSH_SECONDS", 3.0, minimum=0)
 
+# --- outbound HTTP to vendors (apps.core.outbound) ------------------------------------------------
+# Fernet keys (urlsafe base64 of 32 bytes, ``Fernet.generate_key()``), comma-separated: the first
+# encrypts, every one decrypts (rotation: put the new key first, re-encrypt, then drop the old one).
+# Empty: derived from DJANGO_SECRET_KEY in development; production refuses to start without it
+# (apps.core.outbound.crypto, and the core.E001 system check).
+OUTBOUND_SECRET_KEYS = env_list("OUTBOUND_SECRET_KEYS", [])
+
 # --- metrics (apps.core.metrics) ------------------------------------------------------------------
 # prometheus_client's own variable, read by it when first imported: set before the process starts
 # (the Procfile's worker line, docker/compose.yaml) or by run_bid_app for the workers it launches.

@@ -9,7 +9,7 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib import admin
 
-        from apps.core import auth
+        from apps.core import auth, checks  # noqa: F401 - checks registers the system checks
 
         auth.connect_signals()
         # The admin's login asks for the authenticator code once a user has enrolled one.

@@ -57,3 +57,39 @@ class AuthAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.username} from {self.ip_address or '?'} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class OutboundOutcome(models.TextChoices):
+    OK = "ok", "OK"
+    REJECTED = "rejected", "Rejected (4xx, not retried)"
+    RETRYABLE = "retryable", "Retryable answer (5xx, 408, 429)"
+    TIMEOUT = "timeout", "Timed out"
+    NETWORK = "network", "Network error"
+    BREAKER_OPEN = "breaker_open", "Circuit breaker open"
+    RATE_LIMITED = "rate_limited", "Rate limited (our bucket)"
+
+
+class OutboundCall(models.Model):
+    """One attempt of an outbound vendor call (``apps.core.outbound``): never a body, never a header,
+    query secrets masked. Purged after ``OUTBOUND_CALL_LOG_RETENTION_DAYS``."""
+
+    name = models.CharField(max_length=64, db_index=True, help_text="The client's name, e.g. jira or asana")
+    connection = models.CharField(max_length=100, blank=True, default="",
+                                  help_text="The integration connection the call was made for, when tagged")
+    method = models.CharField(max_length=10)
+    url = models.CharField(max_length=1000, help_text="Without userinfo; secret-looking query values masked")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=OutboundOutcome.choices, db_index=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = "outbound call"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["connection", "-created_at"], name="core_outbound_conn_recent")]
+
+    def __str__(self) -> str:
+        status = self.status_code or self.outcome
+        return f"{self.name} {self.method} {self.url} -> {status}"

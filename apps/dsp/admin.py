@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -14,27 +13,9 @@ from django.utils import timezone
 
 from apps.core import clickhouse as ch
 from apps.core.admin_mixins import ReadOnlyAdminMixin, ReadOnlyTabularInline
+from apps.core.outbound.secrets_admin import SecretFieldsMixin
 from apps.dsp import services, stats
 from apps.dsp.models import Platform, PlatformChange, PlatformHourSpend
-
-
-class PlatformForm(forms.ModelForm):
-    """Credentials are write-only: the field starts empty and an empty submission keeps them."""
-
-    new_credentials = forms.JSONField(required=False, label="Credentials", widget=forms.Textarea(attrs={"rows": 2}),
-                                      help_text='JSON, e.g. {"app_secret": "…"} (meta) or {"bearer_token": "…"}. '
-                                                "Leave empty to keep the stored ones; never shown back.")
-    clear_credentials = forms.BooleanField(required=False, help_text="Remove the stored credentials.")
-
-    class Meta:
-        model = Platform
-        exclude = ["credentials"]
-
-    def clean_new_credentials(self):
-        value = self.cleaned_data.get("new_credentials")
-        if value not in (None, "", {}) and not isinstance(value, dict):
-            raise forms.ValidationError("Credentials must be a JSON object.")
-        return value or None
 
 
 class PlatformChangeInline(ReadOnlyTabularInline):
@@ -44,18 +25,17 @@ class PlatformChangeInline(ReadOnlyTabularInline):
 
 
 @admin.register(Platform)
-class PlatformAdmin(admin.ModelAdmin):
-    form = PlatformForm
+class PlatformAdmin(SecretFieldsMixin, admin.ModelAdmin):
     list_display = ["name", "kind", "enabled", "endpoint_url", "timeout_ms", "qps_cap", "hourly_budget",
                     "bid_adjustment", "gzip", "currency", "credentials_state", "updated_at"]
     list_filter = ["kind", "enabled", "gzip", "currency"]
     search_fields = ["name", "endpoint_url"]
-    readonly_fields = ["credentials_state", "created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at"]
     inlines = [PlatformChangeInline]
     actions = ["enable", "disable"]
     fieldsets = [
         (None, {"fields": ["name", "kind", "endpoint_url", "enabled", "params"]}),
-        ("Credentials", {"fields": ["credentials_state", "new_credentials", "clear_credentials"]}),
+        ("Credentials", {"fields": ["credentials"]}),
         ("Limits and pricing", {"fields": ["timeout_ms", "qps_cap", "hourly_budget", "bid_adjustment", "gzip", "currency"]}),
         ("Times", {"fields": ["created_at", "updated_at"]}),
     ]
@@ -64,11 +44,13 @@ class PlatformAdmin(admin.ModelAdmin):
     def credentials_state(self, obj) -> str:
         return "set" if obj is not None and obj.credentials else "not set"
 
+    def get_secret_keys(self, request, obj, field_name: str):
+        """Meta signs with its app secret; the others take a bearer token."""
+        if obj is not None and obj.kind == Platform.Kind.META:
+            return ["app_secret"]
+        return ["bearer_token"]
+
     def save_model(self, request, obj, form, change):
-        if form.cleaned_data.get("clear_credentials"):
-            obj.credentials = {}
-        elif form.cleaned_data.get("new_credentials"):
-            obj.credentials = form.cleaned_data["new_credentials"]
         services.platform_save(platform=obj, actor=request.user)
 
     def delete_model(self, request, obj):

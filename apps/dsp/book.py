@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from apps.core import redis as redis_store
+from apps.core.outbound import CircuitBreaker, TokenBucket
 from apps.dsp import platforms as store
 from apps.dsp.adapters.base import PlatformConf
 from apps.dsp.conf import DspConfig
@@ -20,16 +21,17 @@ from apps.dsp.conf import DspConfig
 log = structlog.get_logger(__name__)
 
 
-def _default_bucket(rate_per_s: float, burst: float):
-    from apps.core.outbound import TokenBucket
-
+def _default_bucket(rate_per_s: float, burst: int):
     return TokenBucket(rate_per_s, burst)
 
 
-def _default_breaker(name: str, failure_threshold: int, reset_seconds: float):
-    from apps.core.outbound import CircuitBreaker
+def _default_breaker(name: str, failure_threshold: int, reset_seconds: float, redis=None):
+    return CircuitBreaker(name, failure_threshold, reset_seconds, redis=redis)
 
-    return CircuitBreaker(name, failure_threshold, reset_seconds)
+
+def breaker_name(platform_name: str) -> str:
+    """The shared breaker of a platform (its state is in Redis under this name)."""
+    return f"dsp:{platform_name}"
 
 
 class Gate:
@@ -40,15 +42,14 @@ class Gate:
     last saw (refreshed with the snapshot poll and after each failure), and only an open or half-open
     one is asked (``allow_async``: the probe after the reset time)."""
 
-    def __init__(self, platform: PlatformConf, config: DspConfig, bucket_factory, breaker_factory):
+    def __init__(self, platform: PlatformConf, config: DspConfig, bucket_factory, breaker_factory, redis=None):
         self.platform = platform
+        # the cap is over every bid worker: each takes its share (DSP_QPS_WORKERS), a second's worth of burst
         rate = platform.qps_cap / max(1, config.qps_workers)
-        try:
-            self.bucket = bucket_factory(rate, max(1.0, rate)) if platform.qps_cap > 0 and bucket_factory else None
-            self.breaker = (breaker_factory(f"dsp:{platform.name}", config.breaker_failures, config.breaker_reset_seconds)
-                            if breaker_factory else None)
-        except ImportError:  # TEMPORARY until apps.core.outbound is merged
-            self.bucket = self.breaker = None
+        self.bucket = bucket_factory(rate, max(1, int(rate))) if platform.qps_cap > 0 and bucket_factory else None
+        self.breaker = (breaker_factory(breaker_name(platform.name), config.breaker_failures,
+                                        config.breaker_reset_seconds, redis=redis)
+                        if breaker_factory else None)
         self.breaker_state = "closed"
         self.failures_since_success = 0
 
@@ -109,7 +110,8 @@ class PlatformBook:
         for p in platforms:
             old = self.gates.get(p.id)
             keep = old is not None and (old.platform.qps_cap, old.platform.name) == (p.qps_cap, p.name)
-            gate = old if keep and old is not None else Gate(p, self.config, self.bucket_factory, self.breaker_factory)
+            gate = old if keep and old is not None else Gate(p, self.config, self.bucket_factory, self.breaker_factory,
+                                                             redis=self.redis)
             gate.platform = p
             gates[p.id] = gate
         self.version, self.platforms, self.gates = version, platforms, gates

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from apps.core.outbound.crypto import EncryptedJSONField
+
 
 class Platform(models.Model):
     class Kind(models.TextChoices):
@@ -22,8 +24,9 @@ class Platform(models.Model):
     endpoint_url = models.CharField(
         max_length=500, validators=[RegexValidator(r"^https?://[^\s]+$", "Enter an http(s) URL.")],
         help_text="Where bid requests are POSTed. For The Trade Desk it may hold {supply_id}.")
-    credentials = models.JSONField(default=dict, blank=True,
-                                   help_text="Secrets (meta: app_secret; others: bearer_token). Never shown back.")
+    credentials = EncryptedJSONField(default=dict, blank=True, secret_keys=("app_secret", "bearer_token"),
+                                     help_text="Secrets, encrypted at rest (meta: app_secret; others: bearer_token). "
+                                               "Never shown back.")
     params = models.JSONField(default=dict, blank=True, help_text=(
         "Kind settings, not secret. ttd: publisher_id, supply_source_id; meta: platform_id, publisher_id, "
         "placement_id; dv360: billing_ids."))

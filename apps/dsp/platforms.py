@@ -17,6 +17,7 @@ import dataclasses
 import orjson
 
 from apps.core import redis as redis_store
+from apps.core.outbound import crypto
 from apps.dsp.adapters.base import PlatformConf
 
 PLATFORMS_KEY = "dsp:platforms"
@@ -56,13 +57,27 @@ return 1
 """
 
 
+def _sealed(platform: PlatformConf) -> dict:
+    """A platform as stored in Redis: its credentials stay encrypted there (``apps.core.outbound.crypto``)."""
+    out = dataclasses.asdict(platform)
+    out["credentials"] = crypto.encrypt(orjson.dumps(dict(platform.credentials)).decode()) if platform.credentials else ""
+    return out
+
+
+def _opened(data: dict) -> PlatformConf:
+    token = data.pop("credentials", "")
+    credentials = orjson.loads(crypto.decrypt(token)) if token else {}
+    return PlatformConf(**data, credentials=credentials)
+
+
 def encode(version: int, platforms: list[PlatformConf]) -> bytes:
-    return orjson.dumps({"version": version, "platforms": [dataclasses.asdict(p) for p in platforms]})
+    return orjson.dumps({"version": version, "platforms": [_sealed(p) for p in platforms]})
 
 
 def decode(raw: bytes) -> tuple[int, tuple[PlatformConf, ...]]:
+    """The snapshot with credentials decrypted (in the worker's memory only)."""
     data = orjson.loads(raw)
-    return int(data["version"]), tuple(PlatformConf(**p) for p in data["platforms"])
+    return int(data["version"]), tuple(_opened(p) for p in data["platforms"])
 
 
 def publish(client, platforms: list[PlatformConf]) -> int:

@@ -8,7 +8,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import QuerySet
 
+from apps.core.outbound import CircuitBreaker
 from apps.dsp import platforms as store
+from apps.dsp.book import breaker_name
 from apps.dsp import spend
 from apps.dsp.models import Platform, PlatformHourSpend
 
@@ -18,11 +20,8 @@ def platform_list() -> QuerySet[Platform]:
 
 
 def _breaker_state(platform: Platform) -> str:
-    try:
-        from apps.core.outbound import CircuitBreaker
-    except ImportError:  # the shared toolkit is not there (yet): no breaker to report
-        return "unknown"
-    breaker = CircuitBreaker(f"dsp:{platform.name}", settings.DSP_BREAKER_FAILURES, settings.DSP_BREAKER_RESET_SECONDS)
+    breaker = CircuitBreaker(breaker_name(platform.name), settings.DSP_BREAKER_FAILURES,
+                             settings.DSP_BREAKER_RESET_SECONDS)
     return str(breaker.state())
 
 

@@ -150,3 +150,9 @@ DSP_AUCTION_TTL_SECONDS = env.DSP_AUCTION_TTL_SECONDS
 DSP_QPS_WORKERS = env.DSP_QPS_WORKERS
 DSP_BREAKER_FAILURES = env.DSP_BREAKER_FAILURES
 DSP_BREAKER_RESET_SECONDS = env.DSP_BREAKER_RESET_SECONDS
+
+# --- outbound HTTP to vendors (apps.core.outbound) -----------------------------------------------
+# OUTBOUND_SECRET_KEYS itself is read by apps.core.outbound.crypto from config.env (the bid workers
+# decrypt without Django settings).
+OUTBOUND_CALL_LOG_RETENTION_DAYS = env.env_int("OUTBOUND_CALL_LOG_RETENTION_DAYS", 30, minimum=1)
+# --- end outbound --------------------------------------------------------------------------------

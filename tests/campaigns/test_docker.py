@@ -20,7 +20,8 @@ from tests.support.wait import wait_until
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 APP_SERVICES = {"migrate", "web", "bid", "grpc", "agents", "worker", "beat"}
-SECRETS = {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "CLICKHOUSE_PASSWORD", "BID_WIN_SECRET"}
+SECRETS = {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "CLICKHOUSE_PASSWORD", "BID_WIN_SECRET",
+           "OUTBOUND_SECRET_KEYS"}
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ and the secrets production refuses to start without), so what is checked is what
 not a setting a test flipped."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -28,6 +29,7 @@ def production_env(**overrides: str) -> dict:
         DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
         DJANGO_ALLOWED_HOSTS=HOST,
         BID_WIN_SECRET=secrets.token_hex(32),
+        OUTBOUND_SECRET_KEYS=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
     )
     env.update(overrides)
     return env
