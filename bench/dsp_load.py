@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--tmax", type=int, default=120)
-    parser.add_argument("--client", choices=["aiohttp", "httpx"], default="aiohttp")
+    parser.add_argument("--client", choices=["aiohttp", "httpx", "lean"], default="aiohttp")
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-late", action="store_true", help="amazon answers in 30 ms instead of always late")

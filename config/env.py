@@ -240,9 +240,9 @@ BID_NATS_QUEUE = env_str("BID_NATS_QUEUE", "bid-agents")
 DSP_TMAX_CAP_MS = env_int("DSP_TMAX_CAP_MS", 300, minimum=1)
 DSP_NETWORK_BUFFER_MS = env_int("DSP_NETWORK_BUFFER_MS", 10, minimum=0)
 DSP_MIN_PLATFORM_MS = env_int("DSP_MIN_PLATFORM_MS", 10, minimum=1)
-DSP_HTTP_CLIENT = env_str("DSP_HTTP_CLIENT", "aiohttp").strip().lower() or "aiohttp"
-if DSP_HTTP_CLIENT not in ("aiohttp", "httpx"):
-    raise ImproperlyConfiguredEnv(f"DSP_HTTP_CLIENT must be aiohttp or httpx, got {DSP_HTTP_CLIENT!r}")
+DSP_HTTP_CLIENT = env_str("DSP_HTTP_CLIENT", "lean").strip().lower() or "lean"
+if DSP_HTTP_CLIENT not in ("aiohttp", "httpx", "lean"):
+    raise ImproperlyConfiguredEnv(f"DSP_HTTP_CLIENT must be aiohttp, httpx or lean, got {DSP_HTTP_CLIENT!r}")
 DSP_POOL_SIZE = env_int("DSP_POOL_SIZE", 256, minimum=1)
 DSP_QPS_WORKERS = env_int("DSP_QPS_WORKERS", 2, minimum=1)  # a platform's QPS cap is split over this many
 DSP_SNAPSHOT_POLL_SECONDS = env_float("DSP_SNAPSHOT_POLL_SECONDS", 0.5, minimum=0.01)

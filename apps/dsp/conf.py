@@ -15,7 +15,7 @@ class DspConfig:
     tmax_cap_ms: int = 300
     network_buffer_ms: int = 10
     min_platform_ms: int = 10
-    http_client: str = "aiohttp"
+    http_client: str = "lean"
     pool_size: int = 256
     qps_workers: int = 2
     snapshot_poll_seconds: float = 0.5

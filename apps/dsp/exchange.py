@@ -33,7 +33,7 @@ from apps.dsp import platforms as store
 from apps.dsp.adapters import ADAPTERS, Ineligible, InvalidAnswer, OutRequest, PlatformConf
 from apps.dsp.book import PlatformBook
 from apps.dsp.conf import DspConfig
-from apps.dsp.http import TRANSPORTS, Transport
+from apps.dsp.http import Transport, transport_class
 from apps.dsp.macros import substitute
 
 log = structlog.get_logger(__name__)
@@ -84,7 +84,6 @@ class DspExchange:
         self.book = book or PlatformBook(self.config, redis, pubsub_redis=pubsub_redis, **book_options)
         self.emit = emit
         self.transports: dict[int, Transport] = {}
-        self._transport_class = TRANSPORTS[self.config.http_client]
         self._background: set[asyncio.Task] = set()
         self._records: list[tuple[str, bytes]] = []
         self._breaker_updates: list = []
@@ -107,14 +106,20 @@ class DspExchange:
         for task in list(self._background):
             task.cancel()
         for transport in self.transports.values():
-            await transport.close()
+            try:  # bounded: a pool closing connections it had cancelled mid-answer must not hold shutdown
+                await asyncio.wait_for(transport.close(), 2.0)
+            except (TimeoutError, Exception) as exc:  # noqa: BLE001
+                log.warning("dsp_transport_close_failed", platform=transport.platform, error=f"{type(exc).__name__}: {exc}")
         self.transports = {}
         self.started = False
 
     def transport(self, platform: PlatformConf) -> Transport:
         transport = self.transports.get(platform.id)
-        if transport is None:
-            transport = self.transports[platform.id] = self._transport_class(platform.name, self.config.pool_size)
+        if transport is None or type(transport) is not transport_class(self.config.http_client, platform.endpoint_url):
+            cls = transport_class(self.config.http_client, platform.endpoint_url)
+            if transport is not None:  # the endpoint moved to or from https: a pool of the other kind
+                asyncio.ensure_future(transport.close())
+            transport = self.transports[platform.id] = cls(platform.name, self.config.pool_size)
         return transport
 
     def new_connections(self) -> int:

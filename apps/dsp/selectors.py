@@ -10,8 +10,8 @@ from django.db.models import QuerySet
 
 from apps.core.outbound import CircuitBreaker
 from apps.dsp import platforms as store
-from apps.dsp.book import breaker_name
 from apps.dsp import spend
+from apps.dsp.book import breaker_name
 from apps.dsp.models import Platform, PlatformHourSpend
 
 

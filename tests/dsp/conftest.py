@@ -34,14 +34,16 @@ def platform(pid: int, name: str, kind: str, url: str, **overrides) -> PlatformC
               "meta": {"platform_id": "plat-1", "publisher_id": "123", "placement_id": "456"},
               "dv360": {"billing_ids": ["1234567"]}}.get(kind, {})
     credentials = {"app_secret": META_SECRET} if kind == "meta" else {}
-    values = dict(id=pid, name=name, kind=kind, endpoint_url=url, params=params, credentials=credentials)
+    values = dict(id=pid, name=name, kind=kind, endpoint_url=url, params=params, credentials=credentials,
+                  timeout_ms=1500)
     values.update(overrides)
     return PlatformConf(**values)
 
 
 @pytest.fixture
 def dsp_config():
-    return DspConfig(redis_url=env.env_str("REDIS_URL", env.REDIS_URL), snapshot_poll_seconds=0.05)
+    # generous deadlines: this box is shared, and the tests that are about time set their own
+    return DspConfig(redis_url=env.env_str("REDIS_URL", env.REDIS_URL), snapshot_poll_seconds=0.05, tmax_cap_ms=3000)
 
 
 @pytest.fixture
@@ -62,9 +64,14 @@ async def make_exchange(redis_client, dsp_config):
         return exchange
 
     yield build
+    import asyncio
+    import contextlib
+
     for exchange, aredis in made:
-        await exchange.stop()
-        await aredis.aclose()
+        # as tasks: awaited straight from the fixture's finalizer, a shutdown sometimes never resumed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(exchange.stop(), 3)
+        await asyncio.wait_for(aredis.aclose(), 5)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import orjson
 from apps.bidding import openrtb
 
 
-def site_request(rid: str = "req-1", *, tmax: int = 300, floor: float = 0.5, imps: int = 1, **extra) -> dict:
+def site_request(rid: str = "req-1", *, tmax: int = 2000, floor: float = 0.5, imps: int = 1, **extra) -> dict:
     body = {
         "id": rid, "tmax": tmax, "cur": ["USD"],
         "imp": [{"id": str(i + 1), "banner": {"format": [{"w": 300, "h": 250}]}, "bidfloor": floor, "bidfloorcur": "USD",

@@ -29,7 +29,7 @@ def test_platform_list_filters_and_never_shows_credentials(admin_client):
     changelist(response, expect_rows=True)
     page = admin_client.get(f"/admin/dsp/platform/{Platform.objects.get(name='meta-x').pk}/change/").content.decode()
     assert "do-not-show" not in response.content.decode() and "do-not-show" not in page
-    assert "set" in page
+    assert 'name="credentials__app_secret"' in page and "<strong>set</strong>" in page
 
 
 def test_an_admin_edit_keeps_credentials_unless_new_ones_are_given(admin_client):
@@ -37,12 +37,12 @@ def test_an_admin_edit_keeps_credentials_unless_new_ones_are_given(admin_client)
                                                    credentials={"bearer_token": "t0"}))
     form = {"name": "amz", "kind": "amazon", "endpoint_url": "http://127.0.0.1:1/a", "enabled": "on", "params": "{}",
             "timeout_ms": "150", "qps_cap": "0", "hourly_budget": "10", "bid_adjustment": "1", "currency": "USD",
-            "new_credentials": "", "changes-TOTAL_FORMS": "0", "changes-INITIAL_FORMS": "0"}
+            "credentials__bearer_token": "", "changes-TOTAL_FORMS": "0", "changes-INITIAL_FORMS": "0"}
     response = admin_client.post(f"/admin/dsp/platform/{row.pk}/change/", form)
     assert response.status_code == 302, response.content.decode()[:3000]
     row.refresh_from_db()
     assert row.timeout_ms == 150 and row.credentials == {"bearer_token": "t0"} and row.hourly_budget == Decimal("10")
-    form["new_credentials"] = '{"bearer_token": "t1"}'
+    form["credentials__bearer_token"] = "t1"
     admin_client.post(f"/admin/dsp/platform/{row.pk}/change/", form)
     row.refresh_from_db()
     assert row.credentials == {"bearer_token": "t1"}

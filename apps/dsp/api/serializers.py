@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from rest_framework import serializers
 
 
@@ -6,7 +8,7 @@ class WinSerializer(serializers.Serializer):
     auction_id = serializers.CharField(max_length=512)
     bid_id = serializers.CharField(max_length=512)
     imp_id = serializers.CharField(max_length=512)
-    win_price = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0.000001,
+    win_price = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=Decimal("0.000001"),
                                          help_text="Clearing price, CPM, in the auction's currency")
 
 
