@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -127,7 +128,7 @@ class _LeanConn(asyncio.Protocol):
     def __init__(self) -> None:
         import httptools
 
-        self.transport = None
+        self.transport: Any = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future | None = None
         self.closed = False

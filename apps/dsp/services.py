@@ -35,7 +35,7 @@ def platform_conf(platform: Platform) -> PlatformConf:
         enabled=platform.enabled, timeout_ms=platform.timeout_ms, qps_cap=platform.qps_cap,
         hourly_budget=float(platform.hourly_budget), bid_adjustment=float(platform.bid_adjustment),
         gzip=platform.gzip, currency=platform.currency, params=dict(platform.params or {}),
-        credentials=dict(platform.credentials or {}),
+        credentials=dict(platform.credentials) if isinstance(platform.credentials, dict) else {},
     )
 
 
