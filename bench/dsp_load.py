@@ -9,8 +9,9 @@ timestamps). Prints one JSON line: client p50/p99 against ``tmax``, outcomes per
 app's ``dsp_outcomes`` counters), the timeout share among the on-time platforms, errors, the bid app's
 CPU µs per fan-out and new DSP connections per second.
 
-    .venv/bin/python bench/dsp_load.py                                 # 1,000/s for 60 s, aiohttp
+    .venv/bin/python bench/dsp_load.py                                 # 1,000/s for 60 s, the lean client
     .venv/bin/python bench/dsp_load.py --client httpx --rate 300 --duration 15
+    .venv/bin/python bench/dsp_load.py --inprocess 2000                # CPU per fan-out, each client
 """
 from __future__ import annotations
 
@@ -90,6 +91,64 @@ def delta(before: dict, after: dict) -> dict:
     return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
 
 
+def inprocess(fanouts: int, clients: list[str]) -> None:
+    """CPU per fan-out of the exchange alone (no bid app, no generator), one client after another,
+    against the local DSPs answering in ~0 ms: the fair side-by-side of the HTTP clients."""
+    import uvloop
+
+    from apps.bidding import openrtb
+    from apps.core import redis as redis_store
+    from apps.dsp import platforms as store
+    from apps.dsp.conf import DspConfig
+    from apps.dsp.exchange import DspExchange
+    from config import env as config_env
+
+    port = bid_load.free_port()
+    base = f"http://127.0.0.1:{port}"
+    redis_url = re.sub(r"/\d+$", "/9", config_env.REDIS_URL)
+    dsp = start([sys.executable, "-m", "apps.dsp.localdsp", "--port", str(port), "--meta-app-secret", "bench-secret"],
+                dict(os.environ))
+    try:
+        import httpx
+
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/stats", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        import dataclasses
+
+        rows = [dataclasses.replace(p, endpoint_url=re.sub(r"latency_ms=\d+&jitter_ms=\d+", "latency_ms=0", p.endpoint_url))
+                for p in platforms(base, late=False)]
+        store.publish(redis.Redis.from_url(redis_url), rows)
+        reqs = [(orjson.loads(b), openrtb.decode_request(b)) for b in bodies(200, 200)]
+        for client in clients:
+            async def run(client=client):
+                cfg = DspConfig(redis_url=redis_url, http_client=client)
+                aredis = redis_store.async_client(redis_url)
+                exchange = DspExchange(cfg, redis=aredis, bucket_factory=None, breaker_factory=None,
+                                       emit=lambda *a, **k: None)
+                await exchange.start()
+
+                async def burst(n):
+                    for i in range(n):
+                        await asyncio.gather(*(exchange.fanout(*reqs[(i * 10 + j) % 200]) for j in range(10)))
+
+                await burst(20)
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                await burst(fanouts // 10)
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+                await exchange.stop()
+                await aredis.aclose()
+                print(json.dumps({"client": client, "fanouts": fanouts, "cpu_us_per_fanout": round(cpu / fanouts * 1e6),
+                                  "wall_ms_per_10_concurrent": round(wall / (fanouts // 10) * 1000, 2)}), flush=True)
+
+            uvloop.run(run())
+    finally:
+        stop(dsp)
+
+
 def start(cmd, env) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
 
@@ -113,12 +172,17 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--tmax", type=int, default=120)
-    parser.add_argument("--client", choices=["aiohttp", "httpx", "lean"], default="aiohttp")
+    parser.add_argument("--client", choices=["lean", "aiohttp", "httpx"], default="lean")
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-late", action="store_true", help="amazon answers in 30 ms instead of always late")
+    parser.add_argument("--inprocess", type=int, default=0, metavar="N",
+                        help="instead: N fan-outs in this process with each client in turn (CPU per fan-out)")
     parser.add_argument("--redis-url", default=None, help="default: REDIS_URL with database 9")
     args = parser.parse_args()
+    if args.inprocess:
+        inprocess(args.inprocess, ["lean", "aiohttp", "httpx"])
+        return
     if args.no_late:
         ON_TIME.append("amazon")
 

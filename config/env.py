@@ -240,6 +240,7 @@ BID_NATS_QUEUE = env_str("BID_NATS_QUEUE", "bid-agents")
 DSP_TMAX_CAP_MS = env_int("DSP_TMAX_CAP_MS", 300, minimum=1)
 DSP_NETWORK_BUFFER_MS = env_int("DSP_NETWORK_BUFFER_MS", 10, minimum=0)
 DSP_MIN_PLATFORM_MS = env_int("DSP_MIN_PLATFORM_MS", 10, minimum=1)
+DSP_LATE_GRACE_MS = env_int("DSP_LATE_GRACE_MS", 50, minimum=0)
 DSP_HTTP_CLIENT = env_str("DSP_HTTP_CLIENT", "lean").strip().lower() or "lean"
 if DSP_HTTP_CLIENT not in ("aiohttp", "httpx", "lean"):
     raise ImproperlyConfiguredEnv(f"DSP_HTTP_CLIENT must be aiohttp, httpx or lean, got {DSP_HTTP_CLIENT!r}")

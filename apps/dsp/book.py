@@ -52,6 +52,8 @@ class Gate:
                         if breaker_factory else None)
         self.breaker_state = "closed"
         self.failures_since_success = 0
+        self.reset_seconds = config.breaker_reset_seconds
+        self.ask_after = 0.0  # while open: no Redis round trip before this (monotonic)
 
     def try_acquire(self) -> bool:
         return self.bucket is None or self.bucket.try_acquire()
@@ -59,8 +61,13 @@ class Gate:
     async def allow(self) -> bool:
         if self.breaker is None or self.breaker_state == "closed":
             return True
+        now = time.monotonic()
+        if now < self.ask_after:  # open, and its reset time has not come: refuse without asking Redis
+            return False
         allowed = await self.breaker.allow_async()
         self.breaker_state = await self.breaker.state_async()
+        if not allowed:  # still open, or another worker holds the probe: ask again a little later
+            self.ask_after = now + min(0.2, self.reset_seconds)
         return bool(allowed)
 
     def needs_record(self, ok: bool) -> bool:
@@ -81,7 +88,10 @@ class Gate:
         else:
             self.failures_since_success += 1
             await self.breaker.record_failure_async()
-            self.breaker_state = await self.breaker.state_async()
+            state = await self.breaker.state_async()
+            if state == "open" and self.breaker_state != "open":
+                self.ask_after = time.monotonic() + self.reset_seconds
+            self.breaker_state = state
 
     async def refresh(self) -> None:
         if self.breaker is not None:

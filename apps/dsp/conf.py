@@ -15,6 +15,7 @@ class DspConfig:
     tmax_cap_ms: int = 300
     network_buffer_ms: int = 10
     min_platform_ms: int = 10
+    late_grace_ms: int = 50
     http_client: str = "lean"
     pool_size: int = 256
     qps_workers: int = 2
@@ -31,6 +32,7 @@ class DspConfig:
             tmax_cap_ms=env.DSP_TMAX_CAP_MS,
             network_buffer_ms=env.DSP_NETWORK_BUFFER_MS,
             min_platform_ms=env.DSP_MIN_PLATFORM_MS,
+            late_grace_ms=env.DSP_LATE_GRACE_MS,
             http_client=env.DSP_HTTP_CLIENT,
             pool_size=env.DSP_POOL_SIZE,
             qps_workers=env.DSP_QPS_WORKERS,

@@ -6,8 +6,10 @@
    under ``DSP_MIN_PLATFORM_MS``.
 2. Skips, cheapest first: ``disabled``, ``budget`` (over its hourly budget), ``ineligible`` (too little
    time, or the adapter cannot take the request), ``breaker`` (open), ``qps`` (bucket empty).
-3. The calls run as tasks waited on together until the deadline; what is not done then is cancelled
-   and counted as ``timeout``. A platform's failure is its own outcome, never the caller's.
+3. The calls run as tasks waited on together until the deadline; what is not done then is counted as
+   ``timeout`` and the answer goes out. Such a call is cancelled ``DSP_LATE_GRACE_MS`` later (50 ms):
+   one only a little late gives its keep-alive connection back instead of costing a new one. A
+   platform's failure is its own outcome, never the caller's.
 4. Bids are validated as Prebid Server does (``id``, ``impid`` in the request, price > 0 unless a deal,
    ``crid``, currency in ``request.cur``: no rate source is reachable, so another currency is refused
    with reason ``currency``), multiplied by the platform's adjustment factor and dropped below the
@@ -49,7 +51,7 @@ _KEEP_IN_ADM = frozenset({"AUCTION_PRICE", "AUCTION_LOSS", "AUCTION_MIN_TO_WIN"}
 
 
 class Outcome:
-    __slots__ = ("platform", "status", "reason", "latency_ms", "bids", "currency")
+    __slots__ = ("platform", "status", "reason", "latency_ms", "bids", "currency", "closed")
 
     def __init__(self, platform: PlatformConf, status: str, reason: str | None = None, latency_ms: float | None = None):
         self.platform = platform
@@ -58,6 +60,7 @@ class Outcome:
         self.latency_ms = latency_ms
         self.bids: list[tuple[str, float, dict]] = []  # (impid, adjusted price, bid)
         self.currency = "USD"
+        self.closed = False  # reported as a timeout: a late answer in the grace changes nothing
 
     def as_ext(self) -> dict:
         out: dict = {"outcome": self.status}
@@ -169,11 +172,19 @@ class DspExchange:
             calls[task] = outcome
         if calls:
             _done, pending = await asyncio.wait(calls, timeout=max(0.0, deadline - _perf()))
-            for task in pending:
-                task.cancel()
-                task.add_done_callback(_swallow)
-                late = calls[task]
-                late.status, late.reason, late.latency_ms = TIMEOUT, None, (_perf() - started) * 1000
+            if pending:
+                loop = asyncio.get_running_loop()
+                for task in pending:
+                    late = calls[task]
+                    late.status, late.reason, late.latency_ms = TIMEOUT, None, (_perf() - started) * 1000
+                    late.closed = True
+                    task.add_done_callback(_swallow)
+                    # A call cancelled mid-answer loses its connection (a new one next time); one that is only a
+                    # little late may finish within the grace and give its connection back to the pool.
+                    if cfg.late_grace_ms > 0:
+                        loop.call_later(cfg.late_grace_ms / 1000, task.cancel)
+                    else:
+                        task.cancel()
         response, winners = self._auction(request, outcomes)
         self._after(request, outcomes, winners, started)
         return response
@@ -183,20 +194,25 @@ class DspExchange:
         t0 = _perf()
         transport = self.transport(platform)
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(timeout_s + self.config.late_grace_ms / 1000):
                 if len(requests) == 1:
                     answers = [await self._post(transport, platform, requests[0])]
                 else:
                     answers = await asyncio.gather(*(self._post(transport, platform, r) for r in requests))
         except TimeoutError:
-            outcome.status, outcome.latency_ms = TIMEOUT, (_perf() - t0) * 1000
+            if not outcome.closed:
+                outcome.status, outcome.latency_ms = TIMEOUT, (_perf() - t0) * 1000
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - connection refused/reset, bad gzip...: this platform's error
+            if outcome.closed:
+                return
             outcome.status, outcome.reason = ERROR, "connection"
             outcome.latency_ms = (_perf() - t0) * 1000
             log.debug("dsp_call_failed", platform=platform.name, error=f"{type(exc).__name__}: {exc}")
+            return
+        if outcome.closed:
             return
         outcome.latency_ms = (_perf() - t0) * 1000
         try:
