@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import orjson
 import structlog
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models.functions import Greatest
 
@@ -53,7 +53,7 @@ def _shown(field: str, value):
 
 
 @transaction.atomic
-def platform_save(*, platform: Platform, actor: AbstractBaseUser | None = None) -> Platform:
+def platform_save(*, platform: Platform, actor: User | None = None) -> Platform:
     """Create or update ``platform`` (validated by the caller's form or ``full_clean``), write the audit
     row with each changed field's old and new value, and publish after commit."""
     platform.full_clean()
@@ -73,7 +73,7 @@ def platform_save(*, platform: Platform, actor: AbstractBaseUser | None = None) 
 
 
 @transaction.atomic
-def platform_delete(*, platform: Platform, actor: AbstractBaseUser | None = None) -> None:
+def platform_delete(*, platform: Platform, actor: User | None = None) -> None:
     log.info("dsp_platform_deleted", platform=platform.name, actor=getattr(actor, "pk", None))
     platform.delete()
     transaction.on_commit(platforms_publish)
