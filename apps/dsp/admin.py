@@ -26,6 +26,7 @@ class PlatformChangeInline(ReadOnlyTabularInline):
 
 @admin.register(Platform)
 class PlatformAdmin(SecretFieldsMixin, admin.ModelAdmin):
+    change_list_template = "admin/dsp/platform_change_list.html"
     list_display = ["name", "kind", "enabled", "endpoint_url", "timeout_ms", "qps_cap", "hourly_budget",
                     "bid_adjustment", "gzip", "currency", "credentials_state", "updated_at"]
     list_filter = ["kind", "enabled", "gzip", "currency"]
@@ -78,9 +79,6 @@ class PlatformAdmin(SecretFieldsMixin, admin.ModelAdmin):
     def get_urls(self):
         return [path("stats/", self.admin_site.admin_view(self.stats_view), name="dsp_platform_stats"),
                 *super().get_urls()]
-
-    def changelist_view(self, request, extra_context=None):
-        return super().changelist_view(request, {**(extra_context or {}), "stats_link": True})
 
     def stats_view(self, request):
         if not self.has_view_permission(request):

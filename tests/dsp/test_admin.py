@@ -27,6 +27,7 @@ def test_platform_list_filters_and_never_shows_credentials(admin_client):
                                              credentials={"app_secret": "do-not-show"}))
     response = admin_client.get("/admin/dsp/platform/")
     changelist(response, expect_rows=True)
+    assert 'id="dsp-stats-link"' in response.content.decode()
     page = admin_client.get(f"/admin/dsp/platform/{Platform.objects.get(name='meta-x').pk}/change/").content.decode()
     assert "do-not-show" not in response.content.decode() and "do-not-show" not in page
     assert 'name="credentials__app_secret"' in page and "<strong>set</strong>" in page
