@@ -9,10 +9,6 @@ from celery import shared_task
 log = structlog.get_logger(__name__)
 
 
-class NoticeFailed(Exception):
-    """A retryable notice failure (connection error, timeout, 429 or 5xx)."""
-
-
 @shared_task(bind=True, name="dsp.fire_notice", acks_late=True, max_retries=None)
 def fire_notice(self, *, url: str, kind: str, platform: str) -> int:
     """GET one notice URL; retried with back-off (``DSP_NOTICE_MAX_RETRIES``) on a retryable failure,
