@@ -51,7 +51,7 @@ _KEEP_IN_ADM = frozenset({"AUCTION_PRICE", "AUCTION_LOSS", "AUCTION_MIN_TO_WIN"}
 
 
 class Outcome:
-    __slots__ = ("platform", "status", "reason", "latency_ms", "bids", "currency", "closed")
+    __slots__ = ("platform", "status", "reason", "latency_ms", "bids", "currency", "closed", "requests")
 
     def __init__(self, platform: PlatformConf, status: str, reason: str | None = None, latency_ms: float | None = None):
         self.platform = platform
@@ -61,6 +61,7 @@ class Outcome:
         self.bids: list[tuple[str, float, dict]] = []  # (impid, adjusted price, bid)
         self.currency = "USD"
         self.closed = False  # reported as a timeout: a late answer in the grace changes nothing
+        self.requests: list[OutRequest] = []
 
     def as_ext(self) -> dict:
         out: dict = {"outcome": self.status}
@@ -91,6 +92,7 @@ class DspExchange:
         self._records: list[tuple[str, bytes]] = []
         self._breaker_updates: list = []
         self._flusher: asyncio.Task | None = None
+        self._notice_transports: dict[str, Transport] = {}
         self.started = False
 
     async def start(self) -> None:
@@ -108,12 +110,12 @@ class DspExchange:
         await self.flush()
         for task in list(self._background):
             task.cancel()
-        for transport in self.transports.values():
+        for transport in [*self.transports.values(), *self._notice_transports.values()]:
             try:  # bounded: a pool closing connections it had cancelled mid-answer must not hold shutdown
                 await asyncio.wait_for(transport.close(), 2.0)
             except (TimeoutError, Exception) as exc:  # noqa: BLE001
                 log.warning("dsp_transport_close_failed", platform=transport.platform, error=f"{type(exc).__name__}: {exc}")
-        self.transports = {}
+        self.transports, self._notice_transports = {}, {}
         self.started = False
 
     def transport(self, platform: PlatformConf) -> Transport:
@@ -167,6 +169,7 @@ class DspExchange:
                 outcomes.append(Outcome(platform, SKIPPED, "qps"))
                 continue
             outcome = Outcome(platform, TIMEOUT)
+            outcome.requests = requests
             outcomes.append(outcome)
             task = asyncio.ensure_future(self._call(platform, adapter, requests, platform_ms / 1000, request, outcome))
             calls[task] = outcome
@@ -318,6 +321,7 @@ class DspExchange:
             elif outcome.status == TIMEOUT:
                 self.emit("dsp_timeout", request_id=request.id, platform=p.name,
                           latency_us=int((outcome.latency_ms or 0) * 1000))
+                self._timeout_notices(outcome)
             elif outcome.status == ERROR:
                 self.emit("dsp_error", request_id=request.id, platform=p.name, reason=outcome.reason,
                           latency_us=int((outcome.latency_ms or 0) * 1000))
@@ -341,6 +345,29 @@ class DspExchange:
             self._flusher = asyncio.ensure_future(self._flush())
             self._background.add(self._flusher)
             self._flusher.add_done_callback(self._background.discard)
+
+    def _timeout_notices(self, outcome: Outcome) -> None:
+        """Fire-and-forget timeout notices for the adapters that send one (Meta), 200 ms each."""
+        adapter = ADAPTERS.get(outcome.platform.kind)
+        if adapter is None:
+            return
+        for out in outcome.requests:
+            url = adapter.timeout_notice(out, outcome.platform)
+            if url:
+                task = asyncio.ensure_future(self._notify(url))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _notify(self, url: str) -> None:
+        cls = transport_class(self.config.http_client, url)
+        transport = self._notice_transports.get(cls.name)
+        if transport is None:
+            transport = self._notice_transports[cls.name] = cls("timeout-notices", 16)
+        try:
+            async with asyncio.timeout(0.2):
+                await transport.notify(url)
+        except Exception as exc:  # noqa: BLE001 - best effort, as Prebid Server's
+            log.debug("dsp_timeout_notice_failed", url=url[:200], error=f"{type(exc).__name__}: {exc}")
 
     async def _flush(self) -> None:
         """Write what answered fan-outs left behind, batched: every auction record of the last

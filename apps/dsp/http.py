@@ -33,6 +33,10 @@ class Transport:
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
         raise NotImplementedError
 
+    async def notify(self, url: str) -> int:
+        """A fire-and-forget GET (timeout notices): the status, body read and dropped."""
+        raise NotImplementedError
+
     async def close(self) -> None:
         return None
 
@@ -76,6 +80,12 @@ class AiohttpTransport(Transport):
             payload = await response.read()
             return response.status, response.headers, payload
 
+    async def notify(self, url: str) -> int:
+        session = self._session or self._open()
+        async with session.get(url, allow_redirects=False) as response:
+            await response.read()
+            return response.status
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -109,6 +119,10 @@ class HttpxTransport(Transport):
         client = self._client or self._open()
         response = await client.post(url, content=body, headers=headers, extensions={"trace": self._trace})
         return response.status_code, response.headers, response.content
+
+    async def notify(self, url: str) -> int:
+        client = self._client or self._open()
+        return (await client.get(url)).status_code
 
     async def close(self) -> None:
         if self._client is not None:
@@ -227,10 +241,19 @@ class LeanTransport(Transport):
         self._all.add(conn)
         return conn
 
+    async def notify(self, url: str) -> int:
+        host, port, head = self._target(url)
+        payload = b"GET" + head[4:] + b"\r\n"
+        status, _, _ = await self._send(host, port, payload)
+        return status
+
     async def post(self, url, body, headers):
         host, port, head = self._target(url)
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
         payload = b"".join((head, extra, b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n", body))
+        return await self._send(host, port, payload)
+
+    async def _send(self, host: str, port: int, payload: bytes):
         idle = self._idle.setdefault((host, port), [])
         for _attempt in range(2):
             conn = None

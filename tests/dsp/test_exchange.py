@@ -238,3 +238,21 @@ async def test_every_http_client_gives_the_same_outcomes(make_exchange, local_ds
         assert dsp["d"]["reason"] == "http_500" and response["seatbid"][0]["seat"] == "b"
     assert dsp_stats(local_dsp)["last"]["amazon"]["headers"]["content-encoding"] == "gzip"
     assert exchange.new_connections() == 4
+
+
+async def test_a_meta_timeout_is_reported_with_its_notice(make_exchange, local_dsp):
+    from tests.support.wait import async_wait_until
+
+    meta = platform(2, "meta", "meta", f"{local_dsp}/late/meta/placementbid.ortb?late_ms=2000", timeout_ms=1000,
+                    params={"platform_id": "plat-1", "publisher_id": "123", "placement_id": "456",
+                            "timeout_notice_url": f"{local_dsp}/notice/meta/timeout"})
+    exchange = await make_exchange([meta])
+    before = len(dsp_stats(local_dsp)["notices"])
+    response, _ = await fanout(exchange, app_request("req-meta-late", tmax=100))
+    assert response["ext"]["dsp"]["meta"]["outcome"] == "timeout"
+
+    def notices():
+        return [n for n in dsp_stats(local_dsp)["notices"][before:] if n["notice"] == "timeout"]
+
+    await async_wait_until(notices, timeout=3, message="timeout notice received")
+    assert notices()[0]["query"] == {"partner": "plat-1", "app": "123", "auction": "1", "ortb_loss_code": "2"}

@@ -139,3 +139,7 @@ class Adapter:
 
     def parse(self, request: OutRequest, status: int, headers, body: bytes) -> Parsed:
         return parse_openrtb(status, body)
+
+    def timeout_notice(self, request: OutRequest, platform: PlatformConf) -> str | None:
+        """The URL to GET when this request timed out (Prebid Server's ``TimeoutBidder``), or None."""
+        return None

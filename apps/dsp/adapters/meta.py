@@ -6,6 +6,8 @@
   and ``app.publisher.id = publisher_id`` (``params``); banners only at heights 50 or 250, ``w = -1``.
 * Auth in the body: ``ext = {"platformid": params.platform_id,
   "authentication_id": hex(HMAC-SHA256(credentials.app_secret, request.id))}``.
+* A request that timed out is reported with ``GET {params.timeout_notice_url or
+  https://www.facebook.com/audiencenetwork/nurl/}?partner=&app=&auction=&ortb_loss_code=2``.
 * The answer's ``adm`` is JSON carrying ``bid_id``, which becomes ``adid`` and ``crid``; a non-200
   answer's reason is in the ``x-fb-an-errors`` header.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from urllib.parse import urlencode
 
 import orjson
 
@@ -29,6 +32,7 @@ from apps.dsp.adapters.base import (
 )
 
 BANNER_HEIGHTS = (50, 250)
+TIMEOUT_NOTICE_URL = "https://www.facebook.com/audiencenetwork/nurl/"
 
 
 def authentication_id(app_secret: str, request_id: str) -> str:
@@ -99,3 +103,14 @@ class MetaAdapter(Adapter):
                 raise InvalidAnswer("adm", f"bid {bid.get('id')!r} has no bid_id in adm")
             bid["adid"] = bid["crid"] = str(bid_id)
         return parsed
+
+    def timeout_notice(self, request: OutRequest, platform: PlatformConf) -> str | None:
+        try:
+            body = orjson.loads(request.body)
+            app_publisher = body["app"]["publisher"]["id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+        base = str(platform.params.get("timeout_notice_url") or TIMEOUT_NOTICE_URL)
+        query = urlencode({"partner": platform.params.get("platform_id", ""), "app": app_publisher,
+                           "auction": body.get("id", ""), "ortb_loss_code": 2})
+        return f"{base}{'&' if '?' in base else '?'}{query}"
