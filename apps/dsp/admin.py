@@ -110,6 +110,6 @@ class PlatformHourSpendAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(PlatformChange)
 class PlatformChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["platform", "at", "actor", "action"]
-    list_filter = ["platform", "action"]
-    search_fields = ["platform__name"]
+    list_display = ["platform_name", "at", "actor", "action"]
+    list_filter = ["action"]
+    search_fields = ["platform_name"]

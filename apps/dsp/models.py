@@ -55,7 +55,9 @@ class PlatformChange(models.Model):
     """An edit of a platform: who, when, and each changed field's old and new value (credentials
     only as "changed")."""
 
-    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="changes")
+    # kept when the platform is deleted (the delete is itself a change): the name says which it was
+    platform = models.ForeignKey(Platform, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes")
+    platform_name = models.CharField(max_length=64, default="")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="+")
     at = models.DateTimeField(auto_now_add=True)

@@ -65,8 +65,8 @@ def platform_save(*, platform: Platform, actor: User | None = None) -> Platform:
         if old is None or before != after:
             changes[field] = [_shown(field, before) if old is not None else None, _shown(field, after)]
     platform.save()
-    PlatformChange.objects.create(platform=platform, actor=actor, action="create" if old is None else "update",
-                                  changes=changes)
+    PlatformChange.objects.create(platform=platform, platform_name=platform.name, actor=actor,
+                                  action="create" if old is None else "update", changes=changes)
     log.info("dsp_platform_saved", platform=platform.name, fields=sorted(changes))
     transaction.on_commit(platforms_publish)
     return platform
@@ -75,6 +75,8 @@ def platform_save(*, platform: Platform, actor: User | None = None) -> Platform:
 @transaction.atomic
 def platform_delete(*, platform: Platform, actor: User | None = None) -> None:
     log.info("dsp_platform_deleted", platform=platform.name, actor=getattr(actor, "pk", None))
+    PlatformChange.objects.create(platform=platform, platform_name=platform.name, actor=actor, action="delete",
+                                  changes={f: [_shown(f, getattr(platform, f)), None] for f in AUDITED_FIELDS})
     platform.delete()
     transaction.on_commit(platforms_publish)
 

@@ -175,3 +175,10 @@ def test_platform_edits_are_audited_without_secrets_and_published(local_dsp, red
     version, platforms = store.decode(redis_client.hget(store.PLATFORMS_KEY, "blob"))
     assert [(p.name, p.timeout_ms) for p in platforms] == [("meta", 150)]
     assert httpx  # the local servers answered over real HTTP above
+
+
+def test_a_deleted_platform_leaves_its_audit_trail(local_dsp):
+    row = services.platform_save(platform=Platform(name="gone", kind="openrtb", endpoint_url=f"{local_dsp}/bid/openrtb"))
+    services.platform_delete(platform=row)
+    actions = list(PlatformChange.objects.filter(platform_name="gone").order_by("id").values_list("action", "platform"))
+    assert actions == [("create", None), ("delete", None)]
