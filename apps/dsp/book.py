@@ -155,9 +155,8 @@ class PlatformBook:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:  # bounded: a task stuck in a store call must not hold the shutdown
+            await asyncio.wait(self._tasks, timeout=1.0)
         self._tasks = []
 
     async def _poll(self) -> None:

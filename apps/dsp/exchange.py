@@ -46,12 +46,14 @@ NO_BID = "no_bid"
 TIMEOUT = "timeout"
 ERROR = "error"
 SKIPPED = "skipped"
+#: How late past the deadline the fan-out may wake before its timeouts are taken as its own stall.
+LOOP_LAG_S = 0.02
 #: Markup macros the caller above us fills in (its clearing price), left as they are in ``adm``.
 _KEEP_IN_ADM = frozenset({"AUCTION_PRICE", "AUCTION_LOSS", "AUCTION_MIN_TO_WIN"})
 
 
 class Outcome:
-    __slots__ = ("platform", "status", "reason", "latency_ms", "bids", "currency", "closed", "requests")
+    __slots__ = ("platform", "status", "reason", "latency_ms", "bids", "currency", "closed", "requests", "ours")
 
     def __init__(self, platform: PlatformConf, status: str, reason: str | None = None, latency_ms: float | None = None):
         self.platform = platform
@@ -62,6 +64,7 @@ class Outcome:
         self.currency = "USD"
         self.closed = False  # reported as a timeout: a late answer in the grace changes nothing
         self.requests: list[OutRequest] = []
+        self.ours = False  # a timeout of our making (this worker woke up late): not held against the platform
 
     def as_ext(self) -> dict:
         out: dict = {"outcome": self.status}
@@ -177,10 +180,14 @@ class DspExchange:
             _done, pending = await asyncio.wait(calls, timeout=max(0.0, deadline - _perf()))
             if pending:
                 loop = asyncio.get_running_loop()
+                # Woken well past the deadline: the loop had no CPU (or was blocked), so an answer may have
+                # been sitting unread: the timeout is ours, and the platform's breaker is not charged for it.
+                ours = _perf() - deadline > LOOP_LAG_S
                 for task in pending:
                     late = calls[task]
                     late.status, late.reason, late.latency_ms = TIMEOUT, None, (_perf() - started) * 1000
                     late.closed = True
+                    late.ours = ours
                     task.add_done_callback(_swallow)
                     # A call cancelled mid-answer loses its connection (a new one next time); one that is only a
                     # little late may finish within the grace and give its connection back to the pool.
@@ -204,7 +211,9 @@ class DspExchange:
                     answers = await asyncio.gather(*(self._post(transport, platform, r) for r in requests))
         except TimeoutError:
             if not outcome.closed:
-                outcome.status, outcome.latency_ms = TIMEOUT, (_perf() - t0) * 1000
+                elapsed = _perf() - t0
+                outcome.status, outcome.latency_ms = TIMEOUT, elapsed * 1000
+                outcome.ours = elapsed - timeout_s - self.config.late_grace_ms / 1000 > LOOP_LAG_S
             return
         except asyncio.CancelledError:
             raise
@@ -337,7 +346,7 @@ class DspExchange:
             self._records.append((store.auction_key(request.id), orjson.dumps(record)))
         gates = self.book.gates
         for o in outcomes:
-            if o.status in (BID, NO_BID, TIMEOUT, ERROR):
+            if o.status in (BID, NO_BID, TIMEOUT, ERROR) and not o.ours:
                 gate = gates.get(o.platform.id)
                 if gate is not None and gate.needs_record(o.status in (BID, NO_BID)):
                     self._breaker_updates.append((gate, o.status in (BID, NO_BID)))

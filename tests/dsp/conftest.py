@@ -65,13 +65,12 @@ async def make_exchange(redis_client, dsp_config):
 
     yield build
     import asyncio
-    import contextlib
 
     for exchange, aredis in made:
-        # as tasks: awaited straight from the fixture's finalizer, a shutdown sometimes never resumed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(exchange.stop(), 3)
-        await asyncio.wait_for(aredis.aclose(), 5)
+        # as tasks waited on with a bound (asyncio.wait does not wait for a cancelled task to give up,
+        # as wait_for does): a shutdown stuck in a store call must not hang the suite
+        for step in (exchange.stop, aredis.aclose):
+            await asyncio.wait({asyncio.ensure_future(step())}, timeout=3)
 
 
 @pytest.fixture

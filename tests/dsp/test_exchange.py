@@ -256,3 +256,27 @@ async def test_a_meta_timeout_is_reported_with_its_notice(make_exchange, local_d
 
     await async_wait_until(notices, timeout=3, message="timeout notice received")
     assert notices()[0]["query"] == {"partner": "plat-1", "app": "123", "auction": "1", "ortb_loss_code": "2"}
+
+
+async def test_a_timeout_caused_by_our_own_stall_does_not_open_the_breaker(make_exchange, local_dsp, dsp_config):
+    import asyncio
+    import dataclasses
+
+    from apps.dsp.book import _default_breaker
+
+    config = dataclasses.replace(dsp_config, breaker_failures=1, breaker_reset_seconds=30, late_grace_ms=0)
+    name = f"ontime-{time.monotonic_ns()}"
+    exchange = await make_exchange([platform(1, name, "openrtb", f"{local_dsp}/bid/openrtb?latency_ms=20")],
+                                   config=config, breaker_factory=_default_breaker)
+
+    async def stall():
+        await asyncio.sleep(0.005)
+        time.sleep(0.2)  # the worker has no CPU for 200 ms (another process, a GC pause...)
+
+    body = site_request("stalled", tmax=60)
+    stalled, _ = await asyncio.gather(exchange.fanout(body, decoded(body)), stall())
+    assert stalled["ext"]["dsp"][name]["outcome"] == "timeout"
+    await exchange.flush()
+    assert exchange.book.gates[1].breaker_state == "closed"
+    response, _ = await fanout(exchange, site_request("next"))
+    assert response["ext"]["dsp"][name]["outcome"] == "bid"
