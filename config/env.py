@@ -236,6 +236,23 @@ BID_EXCHANGE_KEYS = env_exchange_keys("BID_EXCHANGE_KEYS")  # {key: exchange nam
 BID_NATS_SUBJECT = env_str("BID_NATS_SUBJECT", "campaign-bids.bid-requests")
 BID_NATS_QUEUE = env_str("BID_NATS_QUEUE", "bid-agents")
 
+# --- DSP fan-out (apps.dsp.conf.DspConfig; docs/RULES.md §6) -------------------------------------
+DSP_TMAX_CAP_MS = env_int("DSP_TMAX_CAP_MS", 300, minimum=1)
+DSP_NETWORK_BUFFER_MS = env_int("DSP_NETWORK_BUFFER_MS", 10, minimum=0)
+DSP_MIN_PLATFORM_MS = env_int("DSP_MIN_PLATFORM_MS", 10, minimum=1)
+DSP_LATE_GRACE_MS = env_int("DSP_LATE_GRACE_MS", 50, minimum=0)
+DSP_HTTP_CLIENT = env_str("DSP_HTTP_CLIENT", "lean").strip().lower() or "lean"
+if DSP_HTTP_CLIENT not in ("aiohttp", "httpx", "lean"):
+    raise ImproperlyConfiguredEnv(f"DSP_HTTP_CLIENT must be aiohttp, httpx or lean, got {DSP_HTTP_CLIENT!r}")
+DSP_POOL_SIZE = env_int("DSP_POOL_SIZE", 256, minimum=1)
+DSP_QPS_WORKERS = env_int("DSP_QPS_WORKERS", 2, minimum=1)  # a platform's QPS cap is split over this many
+DSP_SNAPSHOT_POLL_SECONDS = env_float("DSP_SNAPSHOT_POLL_SECONDS", 0.5, minimum=0.01)
+DSP_AUCTION_TTL_SECONDS = env_int("DSP_AUCTION_TTL_SECONDS", 3600, minimum=1)
+DSP_BREAKER_FAILURES = env_int("DSP_BREAKER_FAILURES", 5, minimum=1)
+DSP_BREAKER_RESET_SECONDS = env_float("DSP_BREAKER_RESET_SECONDS", 10.0, minimum=0.01)
+DSP_NOTICE_MAX_RETRIES = env_int("DSP_NOTICE_MAX_RETRIES", 5, minimum=0)
+DSP_NOTICE_TIMEOUT_SECONDS = env_float("DSP_NOTICE_TIMEOUT_SECONDS", 5.0, minimum=0.01)
+
 # --- inference (apps.inference: the bid workers and manage.py publish_model) --------------------
 NPU_PROVIDER = env_str("CAMPAIGN_EXPRESS__NPU__PROVIDER", "cpu").strip().lower() or "cpu"
 # A relative path is taken from the project root (apps.inference.registry.model_dir).

@@ -20,6 +20,7 @@ urlpatterns = [
     path("v1/campaigns/", include("apps.campaigns.api.urls")),
     path("v1/loyalty/", include("apps.loyalty.api.urls")),
     path("v1/suppression/", include("apps.suppression.api.urls")),
+    path("v1/dsp/", include("apps.dsp.api.urls")),
     path("v1/channels/", include("apps.omnichannel.api.urls")),
     path("v1/webhooks/", include("apps.omnichannel.api.webhook_urls")),
     path("v1/creatives/", include("apps.integrations.api.creative_urls")),

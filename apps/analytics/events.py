@@ -42,7 +42,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "activation_queued", "activation_sent", "activation_delivered", "activation_failed",
         "email_delivered", "email_open", "email_click", "email_bounce", "email_spamreport",
         "email_unsubscribe",
-        "dsp_bid", "dsp_win",
+        "dsp_bid", "dsp_win", "dsp_timeout", "dsp_error",
         "reward_signal",
     }
 )

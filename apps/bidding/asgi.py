@@ -6,6 +6,7 @@ Routes:
   for malformed input, 401 when ``BID_EXCHANGE_KEYS`` is set and ``X-Exchange-Key`` is missing or wrong.
 * ``GET /v1/win?t=<token>&price=<clearing CPM>`` — win notice (our ``nurl``).
 * ``GET /v1/click?t=<token>`` — click tracking, 302 to the offer's landing page.
+* ``POST /v1/dsp/bid`` — the DSP fan-out (``apps.dsp.route``; bid app only, started at lifespan start-up).
 * ``GET /ready`` (503 until the model and the offer snapshot are loaded), ``GET /live``, ``GET /metrics``.
 
 Serve with ``manage.py run_bid_app`` (uvicorn, several workers). The web process also mounts the
@@ -168,11 +169,29 @@ async def _click(scope, send, bidder: Bidder) -> None:
 class BidApp:
     """The ASGI callable. ``bidder_factory`` builds the process's ``Bidder`` (tests pass their own)."""
 
-    def __init__(self, bidder_factory: Callable[[], Bidder] = Bidder, *, configure_logging: bool = True):
+    def __init__(self, bidder_factory: Callable[[], Bidder] = Bidder, *, configure_logging: bool = True,
+                 dsp_factory: Callable | None = None):
         self.bidder_factory = bidder_factory
         self.configure_logging = configure_logging
         self.bidder: Bidder | None = None
         self._start_lock: asyncio.Lock | None = None
+        self.dsp_factory = dsp_factory
+        self.dsp = None  # apps.dsp.exchange.DspExchange, started on the bid app only
+        self._dsp_handle: Callable | None = None
+
+    async def ensure_dsp(self):
+        """Start the DSP exchange once (lifespan start-up of the bid app, or its first request)."""
+        if self.dsp is None:
+            from apps.dsp.exchange import DspExchange
+            from apps.dsp.route import handle
+
+            exchange = (self.dsp_factory or DspExchange)()
+            await exchange.start()
+            if self.dsp is None:
+                self.dsp, self._dsp_handle = exchange, handle
+            else:
+                await exchange.stop()
+        return self.dsp
 
     async def ensure_bidder(self) -> Bidder:
         """Start the bidder once (lifespan startup, or the first request in the web process)."""
@@ -188,6 +207,9 @@ class BidApp:
         return self.bidder
 
     async def shutdown(self) -> None:
+        if self.dsp is not None:
+            await self.dsp.stop()
+            self.dsp = None
         if self.bidder is not None:
             await self.bidder.stop()
             self.bidder = None
@@ -200,6 +222,7 @@ class BidApp:
                     if self.configure_logging:
                         runner.configure_logging()
                     await self.ensure_bidder()
+                    await self.ensure_dsp()
                 except Exception as exc:  # noqa: BLE001 - report the reason to the server, which exits
                     log.exception("bid_app_startup_failed")
                     await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
@@ -231,6 +254,17 @@ class BidApp:
                 await _send_error(send, 500, "internal_error", "the bidder failed on this request")
         elif path == "/v1/win":
             await _win(scope, send, bidder)
+        elif path == "/v1/dsp/bid":
+            if method != "POST":
+                await _send_error(send, 405, "method_not_allowed", "use POST for bid requests")
+                return
+            dsp = self.dsp or await self.ensure_dsp()
+            assert self._dsp_handle is not None
+            try:
+                await self._dsp_handle(scope, receive, send, bidder, dsp)
+            except Exception:  # noqa: BLE001 - a bug, not bad input
+                log.exception("dsp_bid_request_failed")
+                await _send_error(send, 500, "internal_error", "the DSP exchange failed on this request")
         elif path == "/v1/click":
             await _click(scope, send, bidder)
         elif path == "/ready":

@@ -168,6 +168,13 @@ OFFERFIT_TIMEOUT_MS = env.env_int("OFFERFIT_TIMEOUT_MS", 50, minimum=1)
 OFFERFIT_BREAKER_FAILURES = env.env_int("OFFERFIT_BREAKER_FAILURES", 5, minimum=1)
 OFFERFIT_BREAKER_RESET_SECONDS = env.env_int("OFFERFIT_BREAKER_RESET_SECONDS", 30, minimum=1)
 # --- end rl --------------------------------------------------------------------------------------
+# --- DSP exchange (apps.dsp; the fan-out's own knobs are DspConfig, read from config.env) ---------
+DSP_NOTICE_MAX_RETRIES = env.DSP_NOTICE_MAX_RETRIES
+DSP_NOTICE_TIMEOUT_SECONDS = env.DSP_NOTICE_TIMEOUT_SECONDS
+DSP_AUCTION_TTL_SECONDS = env.DSP_AUCTION_TTL_SECONDS
+DSP_QPS_WORKERS = env.DSP_QPS_WORKERS
+DSP_BREAKER_FAILURES = env.DSP_BREAKER_FAILURES
+DSP_BREAKER_RESET_SECONDS = env.DSP_BREAKER_RESET_SECONDS
 
 # --- outbound HTTP to vendors (apps.core.outbound) -----------------------------------------------
 # OUTBOUND_SECRET_KEYS itself is read by apps.core.outbound.crypto from config.env (the bid workers

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "apps.inference",
     "apps.loyalty",
     "apps.suppression",
+    "apps.dsp",
     "apps.omnichannel",
     "apps.analytics",
     "apps.training",

@@ -182,6 +182,7 @@ def test_haproxy_routes_every_bid_app_path(front_door):
     assert client.get("/v1/win?t=x&price=1", headers=key).text.startswith("bid /v1/win?t=x")
     assert client.get("/v1/click?t=x", headers=key).text.startswith("bid /v1/click?t=x")
     assert client.post("/v1/dsp/bid", headers=key).text.startswith("bid /v1/dsp/bid")
+    assert client.get("/v1/dsp/status").text.startswith("web /v1/dsp/status")  # the DSP REST API is the web's
     assert client.get("/static/admin/css/base.css").text.startswith("static /static/")
     assert client.get("/admin/").text.startswith("web /admin/")
     assert client.get("/v1/bidders/").text.startswith("web /v1/bidders/")  # a prefix is not a bid path

@@ -13,7 +13,7 @@ from tests.support.beat import min_period_seconds
 
 SLICES_WITH_SCHEDULES = {"apps.campaigns", "apps.bidding", "apps.loyalty", "apps.suppression", "apps.omnichannel",
                          "apps.analytics", "apps.training", "apps.core", "apps.rl", "apps.recommendations",
-                         "apps.integrations"}
+                         "apps.integrations", "apps.dsp"}
 
 
 def test_the_schedule_is_every_installed_apps_entries():

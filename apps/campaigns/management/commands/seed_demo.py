@@ -19,6 +19,7 @@ from rest_framework.authtoken.models import Token
 from apps.analytics import demo as analytics_demo
 from apps.bidding import demo as bidding_demo
 from apps.campaigns import demo, selectors
+from apps.dsp import demo as dsp_demo
 from apps.loyalty import demo as loyalty_demo
 from apps.omnichannel import demo as omnichannel_demo
 from apps.suppression import demo as suppression_demo
@@ -29,7 +30,7 @@ def demo_modules() -> list[ModuleType]:
     """The other apps' ``demo`` modules, in INSTALLED_APPS order; each has an idempotent ``seed()``.
 
     A new app with demo data adds its module here (a test checks this list against ``apps/*/demo.py``)."""
-    return [bidding_demo, loyalty_demo, suppression_demo, omnichannel_demo, analytics_demo]
+    return [bidding_demo, loyalty_demo, suppression_demo, dsp_demo, omnichannel_demo, analytics_demo]
 
 
 class Command(BaseCommand):
