@@ -27,7 +27,7 @@ from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
 
 from . import admin_inbox, admin_wizard, selectors, services
-from .admin_cockpit import CockpitMixin, FlightFilter
+from .admin_cockpit import CockpitMixin, FlightFilter, OwnerFilter
 from .admin_forms import ApprovalRuleForm, CampaignAdminForm, OfferAdminForm
 from .admin_history import CampaignEditAdmin, CampaignTransitionAdmin  # noqa: F401  (registers the audit lists)
 from .admin_page import campaign_header, history_lines, plain_message
@@ -174,7 +174,7 @@ class CampaignAdmin(CockpitMixin, admin.ModelAdmin):
     # The cockpit (admin_cockpit): every column a marketer needs at 1440 px, no scrolling.
     list_display = CockpitMixin.COCKPIT_COLUMNS
     list_display_links = ("name_cell",)
-    list_filter = (AwaitingMyDecisionFilter, "status", ("created_by", admin.RelatedOnlyFieldListFilter), ChannelFilter,
+    list_filter = (AwaitingMyDecisionFilter, "status", ("created_by", OwnerFilter), ChannelFilter,
                    FlightFilter, "advertiser")
     search_fields = ("name", "advertiser", "offers__name", "offers__advertiser_domain")
     list_select_related = ("approval_rule", "created_by")

@@ -32,6 +32,14 @@ PACED_STATES = {CampaignStatus.LIVE, CampaignStatus.PAUSED, CampaignStatus.COMPL
 FLAGGED_STATES = {CampaignStatus.LIVE, CampaignStatus.PAUSED}
 
 
+class OwnerFilter(admin.RelatedOnlyFieldListFilter):
+    """Campaigns by who created them (only users who own a campaign are offered)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title = "owner"
+
+
 class FlightFilter(admin.SimpleListFilter):
     """Campaigns whose flight overlaps a period: presets, or ``flight_from`` / ``flight_to`` dates."""
 
@@ -122,10 +130,10 @@ class CockpitMixin(admin.ModelAdmin):
     def spent_cell(self, campaign: Campaign):
         figure = self._spend(campaign)
         if figure is None:
-            return format_html('<span class="cockpit-spent" data-spent="{}">{:,.2f}</span>', campaign.spent,
-                               campaign.spent)
+            return format_html('<span class="cockpit-spent" data-spent="{}">{}</span>', f"{campaign.spent:.6f}",
+                               f"{campaign.spent:,.2f}")
         note = "" if figure.in_sync else f"Postgres {figure.recorded:,.2f}, reconciled {fmt_datetime(figure.reconciled_at)}"
-        return format_html('<span class="cockpit-spent" data-spent="{}" title="{}">{}{}</span>', figure.spent, note,
+        return format_html('<span class="cockpit-spent" data-spent="{}" title="{}">{}{}</span>', f"{figure.spent:.6f}", note,
                            f"{figure.spent:,.2f}", "*" if note else "")
 
     @admin.display(description="Pacing")
@@ -137,8 +145,8 @@ class CockpitMixin(admin.ModelAdmin):
         pace = pacing(budget=campaign.budget, spent=spent, start_at=campaign.start_at, end_at=campaign.end_at)
         flag = pace.flag if campaign.status in FLAGGED_STATES else ""
         symbol = {"over": " ▲ over", "under": " ▼ under"}.get(flag, "")
-        return format_html('<span class="cockpit-pacing" data-flag="{}" title="{}">{:.0f}/{:.0f} %{}</span>', flag,
-                           pace.label(), 100 * pace.budget_share, 100 * pace.flight_share, symbol)
+        return format_html('<span class="cockpit-pacing" data-flag="{}" title="{}">{}/{} %{}</span>', flag,
+                           pace.label(), f"{100 * pace.budget_share:.0f}", f"{100 * pace.flight_share:.0f}", symbol)
 
     # --- the list page -------------------------------------------------------------------------
     def changelist_view(self, request, extra_context=None):
