@@ -48,16 +48,16 @@ DATE_FORMAT = "%Y-%m-%d %H:%M"  # the one date format of the dashboard (UTC)
 
 def _default_campaign(campaigns: list[tuple[str, str]]) -> str:
     """A live campaign with data in the last 30 days, else any campaign with data, else the newest."""
-    from apps.campaigns.models import Campaign, CampaignStatus
+    from apps.campaigns import selectors as campaign_selectors
 
     try:
         with_data = [int(cid) for cid in selectors.campaign_ids_with_events(days=30) if cid.isdigit()]
     except ch.ClickHouseError:
         with_data = []
-    statuses = dict(Campaign.objects.filter(pk__in=with_data).values_list("pk", "status"))
+    statuses = campaign_selectors.campaign_status_by_id(campaign_ids=with_data)
     known = [cid for cid in with_data if cid in statuses]  # by amount of data, most first
     for cid in known:
-        if statuses[cid] == CampaignStatus.LIVE:
+        if statuses[cid] == "live":
             return str(cid)
     return str(known[0]) if known else (campaigns[0][0] if campaigns else "")
 
