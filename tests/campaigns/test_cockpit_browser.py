@@ -149,3 +149,61 @@ def test_phone_width_list_and_overview_without_horizontal_scroll(live_server, ma
             driver.get(f"{live_server.url}{path}")
             assert horizontal_overflow(driver) == 0, path
             screenshot(driver, f"cockpit-{name}-390")
+
+
+def test_overview_numbers_equal_the_report_api_for_the_same_period(live_server, marketer, approver, make_campaign,
+                                                                     tmp_path):
+    import random
+    import uuid
+
+    from selenium.webdriver.common.by import By
+
+    from apps.analytics import events
+    from apps.core import clickhouse as ch
+
+    leader, runner = make_campaign("live", approvers=[approver]), make_campaign("paused", approvers=[approver])
+    day = dt.datetime(random.randrange(1975, 2100), random.randrange(1, 13), random.randrange(2, 26),
+                      tzinfo=dt.timezone.utc)
+
+    def row(event_type, cid, minute, **fields):
+        ts = day + dt.timedelta(minutes=minute)
+        return events.row_to_insert(events.to_row(event_type, uuid.uuid4().hex, int(ts.timestamp()) * 1_000_000,
+                                                  {"campaign_id": str(cid), **fields}))
+
+    rows = []
+    for cid, bids, wins, clicks, price in ((leader.pk, 40, 16, 4, 2200.0), (runner.pk, 25, 5, 1, 900.0)):
+        rows += [row("bid_response", cid, n % 600, request_id=f"{cid}-{n}", latency_us=700) for n in range(bids)]
+        rows += [row("win", cid, n % 600, win_price=price) for n in range(wins)]
+        rows += [row("click", cid, n % 600) for n in range(clicks)]
+    ch.insert("analytics_events", events.COLUMNS, rows)
+    try:
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=marketer).key}")
+        period = f"from={day:%Y-%m-%d}&to={day:%Y-%m-%d}"
+        with chromium(width=1440, height=900, profile=tmp_path / "profile") as driver:
+            _login(driver, live_server.url, marketer, "/admin/")
+            driver.get(f"{live_server.url}/admin/campaigns/campaign/overview/?{period}")
+            board = driver.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr[data-campaign]")
+            assert [r.get_attribute("data-campaign") for r in board] == [str(leader.pk), str(runner.pk)]
+            for tr in board:
+                totals = api.get(f"/v1/reports/campaigns/{tr.get_attribute('data-campaign')}",
+                                 {"from": f"{day:%Y-%m-%d}", "to": f"{day:%Y-%m-%d}", "granularity": "day"}).json()["totals"]
+                cell = {name: tr.find_element(By.CSS_SELECTOR, f"td.{name}").text for name in ("spend", "wins", "clicks", "bids", "ctr")}
+                assert cell == {"spend": f"{totals['spend']:.2f}", "wins": str(totals["wins"]), "clicks": str(totals["clicks"]),
+                                "bids": str(totals["bids"]), "ctr": f"{100 * totals['ctr']:.2f} %"}, (cell, totals)
+            tile = driver.find_element(By.CSS_SELECTOR, '#overview-tiles [data-key="wins"] .ce-tile-value').text
+            assert tile == "21"
+            screenshot(driver, "cockpit-overview-1440")
+            board[0].find_element(By.CSS_SELECTOR, "a.drill").click()
+            wait_until(lambda: "/admin/analytics/dashboard/" in driver.current_url, 20, 0.05, message="the drill-down")
+            assert driver.find_element(By.ID, "spend-in-range").text == board_spend(api, leader.pk, day)
+            driver.find_element(By.ID, "to-overview").click()
+            wait_until(lambda: "/overview/" in driver.current_url, 20, 0.05, message="back to the overview")
+    finally:
+        ch.execute(f"ALTER TABLE analytics_events DROP PARTITION {day:%Y%m}", kind="ddl")
+
+
+def board_spend(api, campaign_id: int, day: dt.datetime) -> str:
+    totals = api.get(f"/v1/reports/campaigns/{campaign_id}", {"from": f"{day:%Y-%m-%d}", "to": f"{day:%Y-%m-%d}",
+                                                                "granularity": "day"}).json()["totals"]
+    return f"{totals['spend']:.2f}"
