@@ -22,8 +22,12 @@ urlpatterns = [
     path("v1/suppression/", include("apps.suppression.api.urls")),
     path("v1/channels/", include("apps.omnichannel.api.urls")),
     path("v1/webhooks/", include("apps.omnichannel.api.webhook_urls")),
+    path("v1/creatives/", include("apps.integrations.api.creative_urls")),
+    path("v1/reports/", include("apps.integrations.api.urls")),  # campaigns/{id}.xlsx
     path("v1/reports/", include("apps.analytics.api.urls")),
     path("", include("apps.rl.api.urls")),  # /v1/decisions, /v1/decisions/{id}[/reward]
+    path("v1/catalog/", include("apps.recommendations.api.catalog_urls")),
+    path("v1/recommendations/", include("apps.recommendations.api.urls")),
     path("", core_views.home, name="home"),
 ]
 

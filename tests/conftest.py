@@ -2,6 +2,9 @@ import pytest
 
 from apps.core import redis as redis_store
 from tests.support.ci import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks: a skip fails under CI=true
+from tests.support.db import restore_serialized_rows_over_recreated_ones
+
+restore_serialized_rows_over_recreated_ones()
 
 
 @pytest.fixture

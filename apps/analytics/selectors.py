@@ -443,6 +443,29 @@ def reward_signal_list(*, start: dt.datetime, end: dt.datetime) -> list[tuple[st
     return [(u, o, int(at), float(amount or 0.0), reason) for u, o, at, amount, reason in rows]
 
 
+def campaign_hourly_totals(*, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+    """Every campaign's figures per UTC hour over ``[start, end)`` (hours with activity only), ordered
+    by hour then campaign: bids, wins (impressions), clicks, spend, ctr, win_rate, as the report
+    computes them. For BI pushes (apps.integrations' Power BI dataset)."""
+    rows = ch.execute(
+        f"""
+        SELECT toStartOfHour(timestamp) AS hour, campaign_id,
+               countIf(event_type = 'bid_response') AS bids,
+               countIf(event_type = 'win') AS wins,
+               sumIf(ifNull(win_price, 0), event_type = 'win') / 1000 AS spend,
+               countIf(event_type = 'click') AS clicks
+        FROM {TABLE} FINAL
+        WHERE event_type IN ('bid_response', 'win', 'click') AND campaign_id != ''
+          AND timestamp >= toDateTime(%(start)s) AND timestamp < toDateTime(%(end)s)
+        GROUP BY hour, campaign_id
+        ORDER BY hour, campaign_id
+        """,
+        {"start": _ts(start), "end": _ts(end)},
+        kind="report",
+    )
+    return [{"hour": _aware(hour), "campaign_id": str(cid), "bids": int(bids), "wins": int(wins),
+             "spend": round(float(spend or 0.0), 6), "clicks": int(clicks), "ctr": _ratio(clicks, wins),
+             "win_rate": _ratio(wins, bids)} for hour, cid, bids, wins, spend, clicks in rows]
 # --- decision reads (apps.rl) ----------------------------------------------------------------------
 
 RL_DECISIONS_TABLE = "rl_decisions"

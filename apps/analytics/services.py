@@ -4,6 +4,9 @@ ClickHouse 18.16 has no TTL, so retention is a daily beat task: every partition 
 ``analytics_events`` (``PARTITION BY toYYYYMM(timestamp)``) whose month ended before the cutoff
 (now − ``ANALYTICS_RETENTION_DAYS``, default 90) is dropped. A partition that still holds any event
 newer than the cutoff is kept whole, so data is kept at least the configured number of days.
+
+On a cluster (``CLICKHOUSE_CLUSTER``) the partitions live in ``<table>_local`` on every shard: they are
+listed on, and dropped from, every host of the cluster (a ``Distributed`` table has no partitions).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import structlog
 from django.conf import settings
 from prometheus_client import Counter
 
+from apps.analytics.clickhouse_cluster import LOCAL_SUFFIX
 from apps.core import clickhouse as ch
 
 log = structlog.get_logger(__name__)
@@ -38,14 +42,26 @@ def _month_end(partition: str) -> dt.datetime | None:
     return dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.timezone.utc)
 
 
+def _storage() -> tuple[str, list[tuple[str, int] | None]]:
+    """The suffix of the tables holding the parts, and the hosts holding them (None: CLICKHOUSE_URL)."""
+    if not ch.cluster():
+        return "", [None]
+    return LOCAL_SUFFIX, list(ch.hosts())
+
+
 def partitions_list(*, table: str = "analytics_events") -> list[str]:
-    """Active partitions of ``table`` in the configured database (``system.parts.partition``)."""
-    rows = ch.execute(
-        "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = %(table)s AND active",
-        {"db": ch.database(), "table": table},
-        kind="ddl",
-    )
-    return sorted(row[0] for row in rows)
+    """Active partitions of ``table`` in the configured database (``system.parts.partition``), on every
+    shard of a cluster."""
+    suffix, hosts = _storage()
+    found: set[str] = set()
+    for host in hosts:
+        rows = ch.execute(
+            "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = %(table)s AND active",
+            {"db": ch.database(), "table": table + suffix},
+            kind="ddl", host=host,
+        )
+        found.update(row[0] for row in rows)
+    return sorted(found)
 
 
 def partitions_drop_expired(*, days: int | None = None, table: str = "analytics_events", now: dt.datetime | None = None) -> list[str]:
@@ -59,7 +75,9 @@ def partitions_drop_expired(*, days: int | None = None, table: str = "analytics_
         month_end = _month_end(partition)
         if month_end is None or month_end > cutoff:
             continue
-        ch.execute(f"ALTER TABLE {table} DROP PARTITION {partition.strip(chr(39))}", kind="ddl")
+        suffix, hosts = _storage()
+        for host in hosts:
+            ch.execute(f"ALTER TABLE {table}{suffix} DROP PARTITION {partition.strip(chr(39))}", kind="ddl", host=host)
         PARTITIONS_DROPPED.inc()
         log.info("analytics_partition_dropped", table=table, partition=partition, cutoff=cutoff.isoformat())
         dropped.append(partition)

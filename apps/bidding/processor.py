@@ -23,7 +23,7 @@ from apps.bidding import metrics, openrtb
 from apps.bidding.cache import ANONYMOUS, TIER_BOOST, L1Cache, UserState, default_state, load_from_redis
 from apps.bidding.conf import BidConfig
 from apps.bidding.snapshot import DEVICE_BITS, OfferEntry, Snapshot
-from apps.bidding.tokens import ClickToken, WinToken, click_token, win_token
+from apps.bidding.tokens import Signer
 from apps.core.countries import normalise_country
 from apps.inference.features import (
     DEVICE_COL,
@@ -118,6 +118,9 @@ class BidProcessor:
         self._l2_error_logged_at = 0.0
         self._win_base = f"{config.public_base_url}/v1/win?t="
         self._click_base = f"{config.public_base_url}/v1/click?t="
+        self._signer = Signer(config.win_secret)
+        # per snapshot entry: None, or the banner markup around its click token (see _bid_templates)
+        self._templates: list[tuple[str, str] | None] = []
         self._anonymous = default_state(ANONYMOUS)
         self._hot = metrics.hot()
         # position column for up to batch_size ranked candidates (a request takes the first n): made once
@@ -137,6 +140,7 @@ class BidProcessor:
         current = self.snapshot
         if current is not None and snapshot.version < current.version:
             return
+        self._templates = self._bid_templates(snapshot)
         self.snapshot = snapshot
         self.exhausted = set(snapshot.exhausted)
         self.exhausted_offers = snapshot.offers_of(self.exhausted)
@@ -165,7 +169,7 @@ class BidProcessor:
                                                                    "imps": len(request.imp), "exchange": exchange})
         if budget_ms <= 0:
             return self._no_bid(request, t0, "deadline", openrtb.NBR_TECHNICAL_ERROR)
-        snap = self.snapshot
+        snap, templates = self.snapshot, self._templates  # set together by set_snapshot: they match
         if snap is None or not self.inference.ready:
             return self._no_bid(request, t0, "not_ready", openrtb.NBR_TECHNICAL_ERROR)
         seat = cfg.seat
@@ -293,18 +297,16 @@ class BidProcessor:
         # Step 8: response.
         bids = []
         issued = int(now)
-        secret = cfg.win_secret
-        boosted = boost > 1.0
         per_bid = []  # serve-time inputs of each bid (below)
         for imp, pos, price, dealid in winners:
             entry = entries[candidates[pos]]
-            bid = self._bid(request, imp, entry, price, dealid, user_id, issued, secret)
+            bid = self._bid(request, imp, entry, templates[entry.index], price, dealid, user_id, issued)
             bids.append(bid)
             banner = imp.banner
             per_bid.append((bid.id, imp.id, imp.tagid, banner.pos if banner is not None else None, entry.serve_inputs,
                             price, pos, ctrs[pos], score[pos]))
-            if boosted:
-                hot.loyalty_boosted.inc()
+        if boost > 1.0:
+            hot.loyalty_boosted.inc(len(bids))
         response = openrtb.BidResponse(
             id=request.id, seatbid=[openrtb.SeatBid(bid=bids, seat=seat)], bidid=new_uuid(), cur="USD"
         )
@@ -330,17 +332,24 @@ class BidProcessor:
         return BidOutcome(response, bids, None, None, latency_us)
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _bid(self, request, imp, entry: OfferEntry, price: float, dealid, user_id: str, issued: int,
-             secret: bytes) -> openrtb.Bid:
+    def _bid_templates(self, snapshot: Snapshot) -> list[tuple[str, str] | None]:
+        """Per entry, a banner's markup as the two strings around its click token: the click link is
+        ``html.escape(click_base + token)``, and a token (base64url, ".") has nothing to escape."""
+        head = f'<a href="{html.escape(self._click_base)}'
+        return [(head, f'" target="_blank" rel="noopener">{e.row.markup}</a>') if e.format == "banner" else None
+                for e in snapshot.entries]
+
+    def _bid(self, request, imp, entry: OfferEntry, template: tuple[str, str] | None, price: float, dealid,
+             user_id: str, issued: int) -> openrtb.Bid:
         bid_id = new_uuid()
-        token = win_token(secret, WinToken(bid_id, request.id, imp.id, entry.campaign_id, entry.offer_id, user_id,
-                                           micros_from_cpm(price), issued))
-        markup = entry.row.markup
-        if entry.format == "banner":
-            click = click_token(secret, ClickToken(bid_id, entry.campaign_id, entry.offer_id, user_id,
-                                                   entry.row.landing_url, issued))
-            markup = (f'<a href="{html.escape(self._click_base + click)}" target="_blank" rel="noopener">'
-                      f"{markup}</a>")
+        signer = self._signer
+        token = signer.win(bid_id, request.id, imp.id, entry.campaign_id, entry.offer_id, user_id,
+                           round(price * 1_000_000), issued)  # micros_from_cpm
+        if template is None:
+            markup = entry.row.markup
+        else:
+            markup = template[0] + signer.click(bid_id, entry.campaign_id, entry.offer_id, user_id,
+                                                entry.row.landing_url, issued) + template[1]
         w, h = entry.size
         return openrtb.Bid(
             id=bid_id, impid=imp.id, price=price, adid=entry.adid,
@@ -387,6 +396,8 @@ class BidProcessor:
         chosen = ordered[: self.config.batch_size]
         if not chosen:
             return [], []
+        if len(per_imp) == 1:  # one impression: every candidate came from its fitting offers
+            return chosen, [set(range(len(chosen)))]
         position = {i: p for p, i in enumerate(chosen)}
         imp_fits = [{position[i] for i in fitting if i in position} for fitting in per_imp]
         return chosen, imp_fits

@@ -49,12 +49,12 @@ def _protocol_class():
     return BidHttpProtocol
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
+def _worker(host: str, port: int, log_level: str, app: str = APP) -> None:
     import uvicorn
 
     sock = listen_socket(host, port)
     # No proxy in front of the bid app: skip the X-Forwarded-* middleware and the Server header.
-    config = uvicorn.Config(APP, loop="uvloop", http=_protocol_class(), lifespan="on", access_log=False,
+    config = uvicorn.Config(app, loop="uvloop", http=_protocol_class(), lifespan="on", access_log=False,
                             proxy_headers=False, server_header=False, log_level=log_level,
                             timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
@@ -81,7 +81,7 @@ def _port_is_free(host: str, port: int) -> None:
             raise SystemExit(f"bid app: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def serve(host: str, port: int, workers: int, log_level: str = "warning") -> int:
+def serve(host: str, port: int, workers: int, log_level: str = "warning", app: str = APP) -> int:
     _port_is_free(host, port)
     ctx = multiprocessing.get_context("spawn")
     procs: dict[int, multiprocessing.Process] = {}
@@ -90,7 +90,7 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning") -> int
     stopping = False
 
     def start(slot: int) -> None:
-        proc = ctx.Process(target=_worker, args=(host, port, log_level), name=f"bid-worker-{slot}")
+        proc = ctx.Process(target=_worker, args=(host, port, log_level, app), name=f"bid-worker-{slot}")
         proc.start()
         procs[slot] = proc
         started[slot] = time.monotonic()
@@ -139,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--app", default=APP, help="another ASGI app on the same server (bench/ceiling.py's raw app)")
     args = parser.parse_args(argv)
-    return serve(args.host, args.port, max(1, args.workers), args.log_level)
+    return serve(args.host, args.port, max(1, args.workers), args.log_level, args.app)
 
 
 if __name__ == "__main__":

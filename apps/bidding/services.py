@@ -50,6 +50,10 @@ def offer_rows_biddable() -> tuple[list[snap.OfferRow], dict[int, int]]:
             continue
         spent[campaign.pk] = _micros(campaign.spent)
         for offer in campaign.offers.all():
+            blocked = campaign_selectors.offer_creative_blocked(offer)
+            if blocked:  # a DAM asset that is expired, withdrawn or unapproved does not bid (issue 14)
+                log.info("offer_not_biddable", offer_id=offer.pk, campaign_id=campaign.pk, reason=blocked)
+                continue
             rows.append(snap.OfferRow(
                 offer_id=offer.pk, campaign_id=campaign.pk, name=offer.name, advertiser=campaign.advertiser,
                 markup=offer.creative_markup, width=offer.width, height=offer.height, format=offer.format,

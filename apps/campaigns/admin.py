@@ -21,7 +21,8 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from apps.core.exceptions import ServiceError
 from apps.core.roles import Role, user_has_role
@@ -92,8 +93,22 @@ class OfferInline(admin.StackedInline):
     form = OfferAdminForm
     extra = 0
     fields = ("name", ("width", "height", "format"), "creative_markup", "landing_url", ("advertiser_domain", "category"),
-              ("max_bid_cpm", "priority", "observed_ctr"), "creative_preview")
-    readonly_fields = ("creative_preview",)
+              ("max_bid_cpm", "priority", "observed_ctr"), "creative_preview", "creative_library")
+    readonly_fields = ("creative_preview", "creative_library")
+
+    @admin.display(description="Creative library")
+    def creative_library(self, offer: Offer):
+        """The DAM asset behind the creative (and whether it may bid), and the search panel."""
+        if not offer or not offer.pk:
+            return "Save the offer, then search the creative library."
+        link = format_html('<a href="{}">Search the creative library…</a>',
+                           reverse("admin:integrations_creative_search", args=[offer.pk]))
+        if not offer.creative_source:
+            return link
+        blocked = selectors.offer_creative_blocked(offer)
+        state = format_html('<strong style="color:#c33">not bidding: {}</strong>', blocked) if blocked else "valid"
+        return format_html("{} asset {} ({}, valid until {}): {} · {}", offer.creative_source, offer.creative_asset_id,
+                           offer.creative_mime or "?", offer.creative_valid_until or "no expiry", state, link)
 
     @admin.display(description="Preview")
     def creative_preview(self, offer: Offer):
@@ -185,10 +200,11 @@ class CampaignAdmin(CockpitMixin, admin.ModelAdmin):
         ("Audience", {"fields": ("target_countries", "target_device_types", "target_segments",
                                  ("max_impressions_per_hour", "max_impressions_per_day"))}),
         ("Approval", {"fields": ("approval_rule", "required_approvals", "review_round", "created_by", "submitted_by",
-                                 "submitted_at")}),
+                                 "submitted_at", "external_items")}),
+        ("Reports", {"fields": ("report_download",)}),
     )
     BASE_READONLY = ("status_badge", "spent", "approval_rule", "required_approvals", "review_round", "created_by",
-                     "submitted_by", "submitted_at")
+                     "submitted_by", "submitted_at", "external_items", "report_download")
 
     # list columns
     @admin.display(description="Status", ordering="status")
@@ -198,6 +214,30 @@ class CampaignAdmin(CockpitMixin, admin.ModelAdmin):
             'border-radius:8px;white-space:nowrap">{}</span>',
             campaign.status, STATUS_COLOURS.get(campaign.status, "#666"), campaign.get_status_display(),
         )
+
+    @admin.display(description="Asana / Jira")
+    def external_items(self, campaign: Campaign):
+        """The approval task/issue of each submission, its link and the status seen there."""
+        from apps.integrations.selectors import external_tasks_for_campaign
+
+        if campaign.pk is None:
+            return "—"
+        items = external_tasks_for_campaign(campaign_id=campaign.pk)
+        if not items:
+            return "—"
+        return format_html_join(mark_safe("<br>"), '{} round {}: <a href="{}" target="_blank" rel="noopener">{}</a> {} {}', (
+            (item.connection.get_kind_display(), item.review_round, item.url or "#",
+             item.external_key or item.external_id or item.get_state_display(),
+             f"— {item.external_status}" if item.external_status else "", f"({item.note})" if item.note else "")
+            for item in items))
+
+    @admin.display(description="Excel report")
+    def report_download(self, campaign: Campaign):
+        if campaign.pk is None:
+            return "—"
+        url = reverse("report-campaign-xlsx", args=[campaign.pk])
+        return format_html('<a href="{}">Last 24 hours by hour</a> · <a href="{}?granularity=day">last 30 days by day</a>'
+                           " (.xlsx)", url, url)
 
     @admin.display(description="Channels")
     def channel_list(self, campaign: Campaign):

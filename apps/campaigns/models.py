@@ -167,6 +167,19 @@ class Offer(models.Model):
         help_text="The most you pay per 1,000 ads shown, in the campaign's currency: 2.50 means at most 0.0025 per ad")
     priority = models.PositiveSmallIntegerField(default=5, help_text="Higher goes first when candidates are capped")
     observed_ctr = models.FloatField(default=0.0, help_text="Click-through rate observed so far (a model feature)")
+    # The creative imported from a DAM (apps.integrations): where it lives and whether it may be served.
+    creative_source = models.CharField(max_length=16, blank=True, default="",
+                                       help_text="aem, bynder or aprimo when the creative comes from a DAM")
+    creative_connection_id = models.PositiveIntegerField(null=True, blank=True,
+                                                         help_text="The integration connection it was imported from")
+    creative_asset_id = models.CharField(max_length=200, blank=True, default="")
+    creative_asset_url = models.URLField(max_length=1000, blank=True, default="")
+    creative_mime = models.CharField(max_length=100, blank=True, default="")
+    creative_valid_until = models.DateTimeField(null=True, blank=True, help_text="The DAM's expiry, if any")
+    creative_blocked_reason = models.CharField(
+        max_length=200, blank=True, default="",
+        help_text="Set while the DAM says the asset is expired, withdrawn or unapproved: the offer does not bid")
+    creative_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -246,6 +246,19 @@ def campaign_counts_by_status() -> dict[str, int]:
     return dict(Campaign.objects.values_list("status").annotate(n=Count("id")).order_by())
 
 
+def offer_creative_blocked(offer: Offer, *, now: datetime | None = None) -> str:
+    """Why the offer's DAM asset may not be served now ("" when it may)."""
+    if offer.creative_blocked_reason:
+        return offer.creative_blocked_reason
+    if offer.creative_valid_until is not None and offer.creative_valid_until <= (now or timezone.now()):
+        return f"asset expired {offer.creative_valid_until:%Y-%m-%d %H:%M} UTC"
+    return ""
+
+
+def offer_ids_with_dam_assets() -> list[tuple[int, int | None, str]]:
+    """(offer id, connection id, asset id) of every offer whose creative came from a DAM, for the validity sync."""
+    return list(Offer.objects.exclude(creative_source="").order_by("id")
+                .values_list("id", "creative_connection_id", "creative_asset_id"))
 DECISION_ACTIONS = ("approve", "reject", "request_changes")
 
 

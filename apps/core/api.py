@@ -17,6 +17,15 @@ from apps.core.exceptions import KINDS, InvalidInput, ServiceError, first_field,
 __all__ = ["error_body", "exception_handler", "service_error_from", "service_error_response"]
 
 
+def query_value(request, name: str) -> str | None:
+    """One query parameter's value, None when absent; given more than once is a 400 naming it
+    (``?limit=5&limit=`` must not quietly mean the last one)."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise ServiceError(f"{name}: give it once, not {len(values)} times", field=name)
+    return values[0] if values else None
+
+
 def service_error_from(status_code: int, body: dict) -> ServiceError:
     """The service error a stored answer (status + envelope) stands for: the kind of that status, with
     the stored code and field (``apps.core.idempotency`` replays refusals with it)."""

@@ -93,3 +93,34 @@ class OutboundCall(models.Model):
     def __str__(self) -> str:
         status = self.status_code or self.outcome
         return f"{self.name} {self.method} {self.url} -> {status}"
+
+
+class ExportState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ExportJob(models.Model):
+    """A back-office ``.xlsx`` export too big to write inside a request (``apps.core.exports``): the
+    admin shows its progress and, when done, a download link (the requester's, or an Admin's)."""
+
+    kind = models.CharField(max_length=64, help_text="Which registered export, e.g. outbound_calls")
+    params = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="+")
+    state = models.CharField(max_length=10, choices=ExportState.choices, default=ExportState.QUEUED, db_index=True)
+    rows_total = models.PositiveIntegerField(null=True, blank=True)
+    rows_done = models.PositiveIntegerField(default=0)
+    file_name = models.CharField(max_length=200, blank=True, default="")
+    error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "export"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.state})"

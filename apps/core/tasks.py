@@ -16,3 +16,11 @@ def purge_outbound_calls() -> int:
     deleted = purge_calls(older_than_days=settings.OUTBOUND_CALL_LOG_RETENTION_DAYS)
     log.info("outbound_calls_purged", deleted=deleted, retention_days=settings.OUTBOUND_CALL_LOG_RETENTION_DAYS)
     return deleted
+
+
+@shared_task(name="core.run_export", acks_late=True)
+def run_export(job_id: int) -> int:
+    """Write one background Excel export (apps.core.exports)."""
+    from apps.core.exports import export_run
+
+    return export_run(job_id=job_id).rows_done

@@ -54,6 +54,12 @@ def interaction_user_items(*, user_id: str) -> set[str]:
     return set(Interaction.objects.filter(user_id=user_id).values_list("item_id", flat=True).distinct())
 
 
+def interaction_user_weights(*, user_id: str) -> dict[str, float]:
+    """Item → summed interaction weight for one user, in one query (recommendations score from it)."""
+    rows = Interaction.objects.filter(user_id=user_id).values("item_id").annotate(total=Sum("weight"))
+    return {row["item_id"]: float(row["total"]) for row in rows.order_by()}
+
+
 def interaction_baskets(*, since: datetime | None = None) -> dict[str, set[str]]:
     """Items bought together: basket / order id → its item ids (purchases only)."""
     qs = Interaction.objects.filter(event_type="purchase").exclude(basket_id="")

@@ -56,5 +56,6 @@ SPECTACULAR_SETTINGS = {
         "DecisionStatusEnum": "apps.rl.models.DecisionStatus",
         "DecisionSourceEnum": "apps.rl.models.DecisionSource",
         "RewardSourceEnum": "apps.rl.models.RewardSource",
+        "CatalogImportFormatEnum": "apps.recommendations.models.CatalogImport.Format",
     },
 }

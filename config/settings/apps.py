@@ -179,4 +179,34 @@ OFFERFIT_BREAKER_RESET_SECONDS = env.env_int("OFFERFIT_BREAKER_RESET_SECONDS", 3
 # OUTBOUND_SECRET_KEYS itself is read by apps.core.outbound.crypto from config.env (the bid workers
 # decrypt without Django settings).
 OUTBOUND_CALL_LOG_RETENTION_DAYS = env.env_int("OUTBOUND_CALL_LOG_RETENTION_DAYS", 30, minimum=1)
+# Back-office Excel exports (apps.core.exports): up to this many rows inside the request, beyond it a
+# background job writing under EXPORT_DIR (relative: from the project root).
+EXPORT_INLINE_MAX_ROWS = env.env_int("EXPORT_INLINE_MAX_ROWS", 100_000, minimum=0)
+EXPORT_DIR = env.env_str("EXPORT_DIR", "var/exports")
 # --- end outbound --------------------------------------------------------------------------------
+# --- recommendations (docs/RULES.md §7) ----------------------------------------------------------
+# Models are rebuilt from all interactions every this many minutes (a divisor of 60, or a multiple of
+# 60 that divides 1440: the beat entry is a crontab).
+RECS_REBUILD_EVERY_MINUTES = env.env_int("RECS_REBUILD_EVERY_MINUTES", 60, minimum=1, maximum=1440)
+if not (60 % RECS_REBUILD_EVERY_MINUTES == 0 or (RECS_REBUILD_EVERY_MINUTES % 60 == 0
+                                               and 1440 % RECS_REBUILD_EVERY_MINUTES == 0)):
+    raise env.ImproperlyConfiguredEnv("RECS_REBUILD_EVERY_MINUTES must divide 60, or be a multiple of 60 "
+                                      f"that divides 1440, got {RECS_REBUILD_EVERY_MINUTES}")
+# Trending is recomputed from the recent interactions this often (under a minute: new interactions
+# reach it within a minute), over this window with this half-life, keeping this many items.
+RECS_TRENDING_REFRESH_SECONDS = env.env_int("RECS_TRENDING_REFRESH_SECONDS", 30, minimum=1, maximum=59)
+RECS_TRENDING_WINDOW_HOURS = env.env_float("RECS_TRENDING_WINDOW_HOURS", 24.0, minimum=1.0)
+RECS_TRENDING_HALF_LIFE_HOURS = env.env_float("RECS_TRENDING_HALF_LIFE_HOURS", 6.0, minimum=0.1)
+RECS_TRENDING_KEEP = env.env_int("RECS_TRENDING_KEEP", 1000, minimum=10)
+# cf is EASE (dense: items² memory, items³ time) up to this many items, RP3beta (sparse) beyond;
+# EASE's L2 penalty; neighbours kept per item (cf and frequently-bought-together).
+RECS_EASE_MAX_ITEMS = env.env_int("RECS_EASE_MAX_ITEMS", 5000, minimum=0, maximum=20_000)
+RECS_EASE_LAMBDA = env.env_float("RECS_EASE_LAMBDA", 300.0, minimum=0.0)
+RECS_NEIGHBOURS = env.env_int("RECS_NEIGHBOURS", 200, minimum=1, maximum=2000)
+# How often a serving process checks Redis for a newer model (and trending).
+RECS_MODEL_POLL_SECONDS = env.env_float("RECS_MODEL_POLL_SECONDS", 1.0, minimum=0.0)
+RECS_DEFAULT_LIMIT = env.env_int("RECS_DEFAULT_LIMIT", 10, minimum=1)
+RECS_MAX_LIMIT = env.env_int("RECS_MAX_LIMIT", 100, minimum=1)
+# Catalogue imports up to this many rows run inside the upload request; larger ones as a Celery task.
+RECS_IMPORT_INLINE_MAX_ROWS = env.env_int("RECS_IMPORT_INLINE_MAX_ROWS", 2000, minimum=0)
+# --- end recommendations -------------------------------------------------------------------------

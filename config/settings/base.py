@@ -36,7 +36,9 @@ INSTALLED_APPS = [
     "apps.omnichannel",
     "apps.analytics",
     "apps.training",
+    "apps.integrations",
     "apps.rl",
+    "apps.recommendations",
     # staff login lockout (config/settings/security.py, apps.core.auth)
     "axes",
 ]

@@ -24,5 +24,16 @@ CHANNEL_LAYERS = {
 CLICKHOUSE_URL = env.CLICKHOUSE_URL
 CLICKHOUSE_CONNECT_TIMEOUT = env.env_float("CLICKHOUSE_CONNECT_TIMEOUT", 2.0)
 CLICKHOUSE_QUERY_TIMEOUT = env.env_float("CLICKHOUSE_QUERY_TIMEOUT", 30.0)
+# Sharded analytics (docs/CLICKHOUSE_CLUSTER.md): the ``remote_servers`` cluster the node of
+# CLICKHOUSE_URL names. Empty: one node, plain tables. Set: ``<table>_local`` on every shard plus a
+# ``Distributed`` table under the table's own name, which inserts and reports use.
+CLICKHOUSE_CLUSTER = env.env_str("CLICKHOUSE_CLUSTER", "").strip()
+# How the migration runner reaches the shards: ``per_shard`` (default; no Keeper needed) connects to every
+# host of ``system.clusters`` itself, ``on_cluster`` sends ``ON CLUSTER`` DDL once (needs Keeper/ZooKeeper).
+CLICKHOUSE_CLUSTER_DDL = env.env_str("CLICKHOUSE_CLUSTER_DDL", "per_shard").strip().lower()
+if CLICKHOUSE_CLUSTER_DDL not in ("per_shard", "on_cluster"):
+    raise env.ImproperlyConfiguredEnv(f"CLICKHOUSE_CLUSTER_DDL must be per_shard or on_cluster, got {CLICKHOUSE_CLUSTER_DDL!r}")
+# Local tables as Replicated*MergeTree (needs Keeper and the {shard}/{replica} macros on every server).
+CLICKHOUSE_REPLICATED = env.env_bool("CLICKHOUSE_REPLICATED", False)
 
 NATS_URL = env.NATS_URL

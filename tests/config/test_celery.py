@@ -12,7 +12,8 @@ from config.celery import _beat_schedule, app, beat_schedules
 from tests.support.beat import min_period_seconds
 
 SLICES_WITH_SCHEDULES = {"apps.campaigns", "apps.bidding", "apps.loyalty", "apps.suppression", "apps.omnichannel",
-                         "apps.analytics", "apps.training"}
+                         "apps.analytics", "apps.training", "apps.core", "apps.rl", "apps.recommendations",
+                         "apps.integrations"}
 
 
 def test_the_schedule_is_every_installed_apps_entries():
@@ -32,8 +33,8 @@ def test_the_schedule_is_every_installed_apps_entries():
 
 
 def test_an_app_without_schedules_adds_nothing_and_a_new_one_is_picked_up():
-    assert _beat_schedule(["apps.core", "apps.inference", "django.contrib.auth"]) == {}
-    assert set(_beat_schedule(["apps.core", "apps.omnichannel"])) == {"omnichannel-recover"}
+    assert _beat_schedule(["apps.inference", "django.contrib.auth"]) == {}
+    assert set(_beat_schedule(["apps.inference", "apps.omnichannel"])) == {"omnichannel-recover"}
 
 
 def test_a_key_declared_twice_is_refused():
@@ -59,4 +60,21 @@ def test_the_crontab_periods():
         "loyalty-rollover-periods": 3600, "loyalty-expire-inactive": 86400, "loyalty-republish-reward-signals": 60,
         "loyalty-keep-profiles-alive": 1200, "loyalty-purge-idempotency-records": 86400,
         "omnichannel-recover": 300, "suppression-purge-expired": 3600, "training-train-and-publish": 86400,
+        "core-purge-outbound-calls": 86400, "rl-expire-decisions": 60, "rl-sync-catalog": 3600,
+        "recommendations-rebuild": 3600,
+        "integrations-push-powerbi": 3600, "integrations-sync-approval-status": 60,
+        "integrations-sync-creative-validity": 900,
     }
+
+
+def test_every_task_is_routed_to_a_declared_queue_and_a_plain_worker_consumes_them_all():
+    """docker/k8s runs one worker per queue: a route to a queue nobody declares would never run."""
+    app.loader.import_default_modules()
+    declared = {queue.name for queue in app.conf.task_queues}
+    assert declared == set(settings.CELERY_QUEUE_NAMES)
+    ours = [name for name in app.tasks if not name.startswith("celery.")]
+    assert len(ours) > 20
+    routed = {name: (app.amqp.router.route({}, name).get("queue") or app.amqp.default_queue).name for name in ours}
+    assert set(routed.values()) <= declared
+    assert routed["analytics.consume_events"] == "analytics" and routed["training.train_and_publish"] == "training"
+    assert routed["omnichannel.send_activation"] == "messaging" and routed["campaigns.go_live_due"] == "celery"

@@ -216,3 +216,32 @@ async def test_the_async_client_times_out(server):
 def test_outbound_error_kinds_are_checked():
     with pytest.raises(ValueError, match="kind must be one of"):
         OutboundError("x", name="v", kind="weird", retryable=False)
+
+
+def test_a_post_that_may_have_arrived_is_not_sent_again_but_a_get_is(server):
+    server.hold()
+    try:
+        with pytest.raises(OutboundError) as caught:
+            client_for(server, timeout=0.2, retries=2).post("/tasks", json={"data": {}})
+        assert len(server.requests) == 1 and caught.value.retryable is True
+        with pytest.raises(OutboundError):
+            client_for(server, timeout=0.2, retries=2).get("/tasks")
+        assert len(server.requests) == 4  # 1 POST + 3 GETs
+        with pytest.raises(OutboundError):
+            client_for(server, timeout=0.2, retries=1).post("/rows", json={}, idempotent=True)
+        assert len(server.requests) == 6
+    finally:
+        server.release()
+
+
+@pytest.mark.django_db
+def test_a_post_that_never_connected_is_retried():
+    from apps.core.models import OutboundCall
+
+    port = free_port()
+    client = OutboundClient("vendor", f"http://127.0.0.1:{port}", retries=2, backoff=0, log_calls=True)
+    with pytest.raises(OutboundError) as caught:
+        client.post("/tasks", json={})
+    assert caught.value.kind == "network"
+    assert list(OutboundCall.objects.order_by("id").values_list("attempt", "outcome")) == [
+        (1, "network"), (2, "network"), (3, "network")]

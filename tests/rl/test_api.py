@@ -36,6 +36,9 @@ def test_default_candidates_are_the_live_offers_for_the_channel(integration_clie
     ({"user_id": "u", "channel": "email", "candidates": []}, "candidates"),
     ({"user_id": "u", "channel": "email", "candidates": ["a", "a"]}, "candidates"),
     ({"user_id": "u", "channel": "email", "candidates": ["a"], "context": {"tier": "iron"}}, "context.tier"),
+    # found by Schemathesis: an integer past 64 bits cannot be logged (it was a 500)
+    ({"user_id": "u", "channel": "email", "candidates": ["a"], "context": {"n": [2 ** 70]}}, "context"),
+    ({"user_id": "u", "channel": "email", "candidates": ["a"], "context": {"k": "x" * 9000}}, "context"),
 ])
 def test_bad_requests_are_400_naming_the_field(integration_client, body, field):
     answer = integration_client.post(URL, body, format="json")

@@ -53,6 +53,7 @@ from .collaboration import (
     notify_decided,
 )
 from .common import ACTION_LABELS, TRANSITIONS, VOTES, VOTES_VOIDED
+from .creatives import DAM_SOURCES, offer_creative_import, offer_creative_validity_set
 from .lifecycle import (
     campaign_approve,
     campaign_archive,
@@ -71,7 +72,8 @@ from .lifecycle import (
 from .offers import offer_create, offer_delete, offer_update
 
 __all__ = [
-    "ACTION_LABELS", "CAMPAIGN_FIELDS", "CREATE_SCOPE", "IDEMPOTENCY_RETENTION", "OFFER_FIELDS",
+    "ACTION_LABELS", "CAMPAIGN_FIELDS", "DAM_SOURCES", "offer_creative_import",
+    "offer_creative_validity_set", "CREATE_SCOPE", "IDEMPOTENCY_RETENTION", "OFFER_FIELDS",
     "OFFER_OPERATIONAL_FIELDS", "OFFER_SET_EDITABLE_STATES", "OPERATIONAL_FIELDS", "SPEND_QUANTUM", "TRANSITIONS",
     "VOTES", "VOTES_VOIDED", "campaign_add_spend", "campaign_approve", "campaign_archive",
     "campaign_complete", "campaign_complete_due", "campaign_create", "campaign_create_once",

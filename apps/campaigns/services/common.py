@@ -49,6 +49,28 @@ def _refresh_bidding_after_commit() -> None:
     transaction.on_commit(_offer_snapshot_refresh)
 
 
+#: transitions the integrations slice acts on (an approval task on submit; the decision pushed back)
+INTEGRATION_ACTIONS = frozenset({"submit", "approve", "reject", "request_changes"})
+
+
+def _notify_integrations_after_commit(campaign: Campaign, action: str) -> None:
+    """After commit, let apps.integrations queue its work (Asana/Jira tasks). ``robust``: a broker
+    hiccup is logged, never turned into an error of a transition that already committed."""
+    from apps.integrations.selectors import integrations_want_lifecycle
+
+    campaign_id, review_round = campaign.pk, campaign.review_round
+    if not integrations_want_lifecycle(campaign_id=campaign_id, action=action, review_round=review_round):
+        return  # off unless configured: no connection, no callback
+
+    def notify() -> None:
+        # Imported when called: apps.integrations.services imports this package at module level.
+        from apps.integrations.services import campaign_lifecycle_notify
+
+        campaign_lifecycle_notify(campaign_id=campaign_id, action=action, review_round=review_round)
+
+    transaction.on_commit(notify, robust=True)
+
+
 def _lock(campaign_id: int) -> Campaign:
     try:
         return Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -115,6 +137,8 @@ def _transition(campaign: Campaign, action: str, *, actor: AbstractBaseUser | No
              to_status=str(campaign.status), actor_id=getattr(actor, "pk", None), reason=reason or None)
     if S.LIVE in (from_status, campaign.status):
         _refresh_bidding_after_commit()
+    if action in INTEGRATION_ACTIONS:
+        _notify_integrations_after_commit(campaign, action)
     return campaign
 
 

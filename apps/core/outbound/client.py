@@ -1,7 +1,10 @@
 """The one way to call a vendor's HTTP API: pooled connections, per-attempt timeouts, bounded retries
 that honour ``Retry-After``, a rate limit, a circuit breaker, metrics and the call log.
 
-Retried (up to ``retries`` more attempts): network errors, timeouts, 5xx, 408 and 429. The wait
+Retried (up to ``retries`` more attempts): network errors, timeouts, 5xx, 408 and 429 — except that
+a POST or PATCH whose request may already have arrived (a read timeout, a dropped connection) is not
+re-sent inside the call (``idempotent=True`` allows it): the error says ``retryable`` and the caller,
+which can look for what the first attempt made, decides. Connect failures are always retried. The wait
 before the next attempt is the vendor's ``Retry-After`` (seconds or an HTTP date) when it gives one,
 else ``backoff × 2^(attempt-1)`` with jitter. A ``Retry-After`` longer than ``max_retry_wait`` is not
 slept through inside the call: the call fails with ``retryable=True, retry_after=<seconds>`` so the
@@ -74,12 +77,13 @@ os.register_at_fork(after_in_child=_drop_pools_after_fork)
 class _Attempt:
     """What one attempt came to: a response (any status) or a transport failure."""
 
-    __slots__ = ("error", "kind", "outcome", "response", "retry_after")
+    __slots__ = ("error", "kind", "outcome", "response", "retry_after", "sent")
 
-    def __init__(self, *, response: httpx.Response | None = None, kind: str = "", error: str = ""):
+    def __init__(self, *, response: httpx.Response | None = None, kind: str = "", error: str = "", sent: bool = True):
         self.response = response
         self.kind = kind
         self.error = error
+        self.sent = sent  # False when the request cannot have reached the vendor (connect failed)
         self.retry_after: float | None = None
         if response is None:
             self.outcome = TIMEOUT if kind == "timeout" else NETWORK
@@ -98,6 +102,18 @@ class _Attempt:
     @property
     def breaker_failure(self) -> bool:
         return self.outcome in (RETRYABLE, TIMEOUT, NETWORK)
+
+
+#: failures before any byte of the request left: safe to send again whatever the method
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _transport_failure(exc: httpx.TransportError, timeout: float) -> _Attempt:
+    sent = not isinstance(exc, _NOT_SENT)
+    if isinstance(exc, httpx.TimeoutException):
+        return _Attempt(kind="timeout", error=f"timed out after {timeout:g} s: {exc!r}", sent=sent)
+    return _Attempt(kind="network", error=f"network error: {exc!r}", sent=sent)
 
 
 def _error_text(attempt: _Attempt) -> str:
@@ -149,10 +165,13 @@ class _Base:
         base = self.backoff * (2 ** (attempt_no - 1))
         return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
 
-    def _next_wait(self, attempt: _Attempt, attempt_no: int, attempts: int, deadline_at: float | None) -> float | None:
+    def _next_wait(self, attempt: _Attempt, attempt_no: int, attempts: int, deadline_at: float | None,
+                   idempotent: bool) -> float | None:
         """Seconds to wait before the next attempt, or None when this attempt's outcome is final."""
         if attempt.outcome in (OK, REJECTED) or attempt_no >= attempts:
             return None
+        if attempt.response is None and attempt.sent and not idempotent:
+            return None  # a POST that may have arrived is not sent again blindly: the caller can look first
         wait = attempt.retry_after if attempt.retry_after is not None else self._backoff(attempt_no)
         if wait > self.max_retry_wait:
             return None
@@ -227,10 +246,14 @@ class OutboundClient(_Base):
                     return
 
     def request(self, method: str, path_or_url: str, *, log_context: dict | None = None, retries: int | None = None,
-                deadline: float | None = None, raise_for_status: bool = True, **kwargs) -> httpx.Response:
+                deadline: float | None = None, raise_for_status: bool = True, idempotent: bool | None = None,
+                **kwargs) -> httpx.Response:
         """Send ``method`` to ``path_or_url`` (joined to ``base_url``) with httpx's ``kwargs``
         (``json=``, ``params=``, ``headers=``, ``timeout=``...). ``deadline`` bounds the whole call,
-        waits included (seconds); ``retries`` overrides the client's for this call."""
+        waits included (seconds); ``retries`` overrides the client's for this call. ``idempotent``
+        (default: by method, POST and PATCH are not) allows re-sending after a timeout or a dropped
+        connection once the request may have arrived."""
+        idempotent = method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
         url = self.url(path_or_url)
         attempts = 1 + (self.retries if retries is None else retries)
         deadline_at = None if deadline is None else time.monotonic() + deadline
@@ -241,17 +264,15 @@ class OutboundClient(_Base):
             started = time.perf_counter()
             try:
                 attempt = _Attempt(response=self.http.request(method, url, **kwargs))
-            except httpx.TimeoutException as exc:
-                attempt = _Attempt(kind="timeout", error=f"timed out after {self.timeout:g} s: {exc!r}")
             except httpx.TransportError as exc:
-                attempt = _Attempt(kind="network", error=f"network error: {exc!r}")
+                attempt = _transport_failure(exc, self.timeout)
             seconds = time.perf_counter() - started
             self._count(attempt.outcome, seconds)
             if self.breaker is not None:
                 (self.breaker.record_failure if attempt.breaker_failure else self.breaker.record_success)()
             self._log(**self._log_fields(method, url, attempt_no, attempt.outcome, attempt.status_code, seconds,
                                          _error_text(attempt), log_context))
-            wait = self._next_wait(attempt, attempt_no, attempts, deadline_at)
+            wait = self._next_wait(attempt, attempt_no, attempts, deadline_at, idempotent)
             if wait is None:
                 break
             time.sleep(wait)
@@ -318,7 +339,8 @@ class AsyncOutboundClient(_Base):
 
     async def request(self, method: str, path_or_url: str, *, log_context: dict | None = None,
                       retries: int | None = None, deadline: float | None = None, raise_for_status: bool = True,
-                      **kwargs) -> httpx.Response:
+                      idempotent: bool | None = None, **kwargs) -> httpx.Response:
+        idempotent = method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
         url = self.url(path_or_url)
         attempts = 1 + (self.retries if retries is None else retries)
         deadline_at = None if deadline is None else time.monotonic() + deadline
@@ -329,10 +351,8 @@ class AsyncOutboundClient(_Base):
             started = time.perf_counter()
             try:
                 attempt = _Attempt(response=await self.http.request(method, url, **kwargs))
-            except httpx.TimeoutException as exc:
-                attempt = _Attempt(kind="timeout", error=f"timed out after {self.timeout:g} s: {exc!r}")
             except httpx.TransportError as exc:
-                attempt = _Attempt(kind="network", error=f"network error: {exc!r}")
+                attempt = _transport_failure(exc, self.timeout)
             seconds = time.perf_counter() - started
             self._count(attempt.outcome, seconds)
             if self.breaker is not None:
@@ -342,7 +362,7 @@ class AsyncOutboundClient(_Base):
                     await self.breaker.record_success_async()
             await self._log(**self._log_fields(method, url, attempt_no, attempt.outcome, attempt.status_code,
                                                seconds, _error_text(attempt), log_context))
-            wait = self._next_wait(attempt, attempt_no, attempts, deadline_at)
+            wait = self._next_wait(attempt, attempt_no, attempts, deadline_at, idempotent)
             if wait is None:
                 break
             await asyncio.sleep(wait)

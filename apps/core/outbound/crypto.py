@@ -141,6 +141,10 @@ class EncryptedJSONField(models.TextField):
     unreadable) and is written back unchanged unless new values are given.
     ``secret_keys`` names the credential entries the admin widget offers by default."""
 
+    # django-stubs: what the attribute holds once read, and what may be assigned to it
+    _pyi_private_set_type: dict | SecretDict  # type: ignore[assignment]
+    _pyi_private_get_type: SecretDict  # type: ignore[assignment]
+
     def __init__(self, *args: Any, secret_keys: tuple[str, ...] | list[str] = (), **kwargs: Any):
         self.secret_keys = tuple(secret_keys)
         kwargs.setdefault("blank", True)

@@ -13,6 +13,7 @@ from apps.core.fields import (
 )
 from apps.core.filters import FilterParams
 from apps.core.identifiers import USER_ID_MAX_LENGTH, USER_ID_PATTERN
+from apps.recommendations.selectors import STRATEGY_NAMES as RECOMMENDATION_STRATEGIES
 
 from ..models import Activation, ActivationTransition, Channel, Contact, InboxMessage, SendLedger
 
@@ -64,6 +65,10 @@ class ActivateIn(serializers.Serializer):
     offer_id = StrictIntegerField(required=False, allow_null=True, default=None)
     channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), required=False,
                                      allow_empty=False, min_length=1, help_text="Limit the cascade to these channels")
+    recommend = serializers.ChoiceField(
+        choices=RECOMMENDATION_STRATEGIES, required=False, allow_blank=True, default="",
+        help_text="Instead of a fixed offer, send the best catalogue item for this user by this "
+                  "recommendation strategy (title: the item's name, body: its reason, data.item_id)")
 
 
 class SendOut(serializers.ModelSerializer):
@@ -105,8 +110,18 @@ class InboxMessageOut(serializers.ModelSerializer):
                   "created_at", "expires_at"]
 
 
+class SurfaceItemOut(serializers.Serializer):
+    item_id = serializers.CharField()
+    name = serializers.CharField()
+    price = serializers.CharField(allow_null=True)
+    score = serializers.FloatField()
+    reason = serializers.CharField()
+
+
 class InboxOut(serializers.Serializer):
     messages = InboxMessageOut(many=True)
+    recommendations = SurfaceItemOut(many=True, required=False,
+                                     help_text="With ?recommendations=N: the user's top N catalogue items")
 
 
 class EmailAnalyticsFilters(FilterParams):

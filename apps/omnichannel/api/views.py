@@ -12,10 +12,12 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api import query_value
 from apps.core.filters import filter_params
 from apps.core.idempotency import KEY_HEADER, idempotent_call
 from apps.core.pagination import PageNumberPagination
 from apps.core.roles import Role, role_permission
+from apps.recommendations import selectors as recommendation_selectors
 
 from .. import selectors, services
 from ..ingest_schema import IngestEventInput
@@ -132,27 +134,42 @@ class ActivationDetailView(APIView):
         return Response(s.ActivationDetailOut(selectors.activation_get(activation_id=activation_id)).data)
 
 
-def _inbox_response(channel: str, **where):
+def _inbox_response(channel: str, request=None, **where):
+    """The surface's messages; with ``?recommendations=N`` (in-app and web) also the user's top N
+    catalogue items by ``?strategy=`` (default auto), from apps.recommendations."""
+    extra = {}
+    if request is not None and ("recommendations" in request.query_params or "strategy" in request.query_params):
+        count, strategy = (query_value(request, "recommendations"), query_value(request, "strategy"))
+        if count != "0":
+            extra["recommendations"] = recommendation_selectors.recommendations_for_surface(
+                user_id=where["user_id"], count=count, strategy=strategy)
     messages = services.inbox_fetch(channel=channel, **where)
-    return Response({"messages": s.InboxMessageOut(messages, many=True).data})
+    return Response({"messages": s.InboxMessageOut(messages, many=True).data, **extra})
+
+
+_SURFACE_PARAMS = [
+    OpenApiParameter("recommendations", int, required=False,
+                     description="Also answer the user's top N recommended catalogue items (1–100; 0 = none)"),
+    OpenApiParameter("strategy", str, required=False, description="Their recommendation strategy (default auto)"),
+]
 
 
 class InAppMessagesView(APIView):
     permission_classes = [IsIntegration]
 
-    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut, **ERRORS},
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut, **ERRORS}, parameters=_SURFACE_PARAMS,
                    summary="In-app messages for the app to show (fetching delivers them)")
     def get(self, request, user_id: str):
-        return _inbox_response(Channel.IN_APP, user_id=user_id)
+        return _inbox_response(Channel.IN_APP, request, user_id=user_id)
 
 
 class WebOffersView(APIView):
     permission_classes = [IsIntegration]
 
-    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut, **ERRORS},
+    @extend_schema(tags=["omnichannel"], responses={200: s.InboxOut, **ERRORS}, parameters=_SURFACE_PARAMS,
                    summary="Personalised offers for the web site to render (fetching delivers them)")
     def get(self, request, user_id: str):
-        return _inbox_response(Channel.WEB, user_id=user_id)
+        return _inbox_response(Channel.WEB, request, user_id=user_id)
 
 
 class InStoreOffersView(APIView):

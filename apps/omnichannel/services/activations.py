@@ -10,6 +10,7 @@ from prometheus_client import Counter
 
 from apps.campaigns import selectors as campaign_selectors
 from apps.core.exceptions import NotFound, ServiceError, Unprocessable
+from apps.recommendations import selectors as recommendation_selectors
 
 from .. import cascade
 from ..models import (
@@ -58,7 +59,7 @@ def _decided_offer(*, user_id: str, channel: str, campaign) -> tuple:
 def activation_create(*, user_id: str, title: str = "", body: str = "", url: str = "", data: dict | None = None,
                       campaign_id: int | None = None, offer_id: int | None = None, channels: list[str] | None = None,
                       trigger: str = "api", ingest_event: IngestEvent | None = None,
-                      actor: AbstractBaseUser | None = None) -> Activation:
+                      actor: AbstractBaseUser | None = None, recommend: str = "") -> Activation:
     """Create an activation for ``user_id``: pick the channel by the cascade, record the send in the
     ledger and queue it (after commit). When no channel can reach the user the activation is stored
     as ``skipped`` with the cascade's reasons, and nothing is queued.
@@ -68,8 +69,23 @@ def activation_create(*, user_id: str, title: str = "", body: str = "", url: str
     the offer is a decision (``apps.rl``, docs/RULES.md §8) for the user on the chosen channel, among
     the campaign's offers or the channel's live offers; its id is kept in ``data["decision_id"]`` and
     the email clicks and loyalty signals for that offer close it.
+    Title and URL default to the offer's name and landing page.
+
+    ``recommend`` (a recommendation strategy, e.g. ``"auto"``) offers the best catalogue item for
+    this user instead of a fixed offer: the title defaults to the item's name, the body to its
+    reason, and ``data`` carries ``item_id``, ``item_reason`` and ``recommend_strategy``.
     """
     user_id = _clean_user_id(user_id)
+    if recommend:
+        if offer_id is not None:
+            raise ServiceError("give offer_id or recommend, not both: recommend picks the item", field="recommend")
+        picked = recommendation_selectors.best_item_for_user(user_id=user_id, strategy=recommend)
+        if picked is None:
+            raise Unprocessable(f"nothing to recommend to {user_id} with strategy {recommend!r}", field="recommend")
+        item, scored = picked
+        data = {**(data or {}), "item_id": item.item_id, "item_reason": scored.reason, "recommend_strategy": recommend}
+        title = title or item.name
+        body = body or f"{item.name}: {scored.reason}"
     campaign = offer = None
     if offer_id is not None:
         offer = campaign_selectors.offer_get_or_none(offer_id=offer_id)

@@ -1,4 +1,5 @@
 """Request and response shapes of /v1/decisions (the response serializers document the schema)."""
+import orjson
 from rest_framework import serializers
 
 from apps.core import fields
@@ -7,6 +8,7 @@ from apps.core.identifiers import USER_ID_PATTERN
 from apps.rl.models import Decision, DecisionSource, DecisionStatus
 from apps.rl.services.decisions import ID_MAX, MAX_CANDIDATES, TIERS
 
+CONTEXT_MAX_BYTES = 8192
 CHANNELS = [c for c in Channel.values if c != Channel.ALL]
 
 
@@ -16,8 +18,20 @@ class DecisionRequestSerializer(serializers.Serializer):
         declared["context"] = serializers.DictField(
             required=False, default=dict,
             help_text=f"Free-form context features, logged with the decision; `tier` ({', '.join(TIERS)}) "
-                      "overrides the member's loyalty tier")
+                      "overrides the member's loyalty tier; at most "
+                      f"{CONTEXT_MAX_BYTES:,} bytes as JSON, integers within 64 bits")
         return declared
+
+    def validate_context(self, value):
+        """The context is logged as JSON (Postgres and ClickHouse): it must encode, and stay small."""
+        try:
+            encoded = orjson.dumps(value)
+        except orjson.JSONEncodeError as exc:
+            raise serializers.ValidationError(f"cannot be logged as JSON: {exc}") from exc
+        if len(encoded) > CONTEXT_MAX_BYTES:
+            raise serializers.ValidationError(
+                f"is {len(encoded):,} bytes as JSON; at most {CONTEXT_MAX_BYTES:,} are logged with a decision")
+        return value
 
     user_id = fields.StrictRegexField(USER_ID_PATTERN, max_length=128, help_text="1-128 characters, no whitespace")
     channel = serializers.ChoiceField(choices=CHANNELS)

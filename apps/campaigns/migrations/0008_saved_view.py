@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0006_review_conversation_and_labels'),
+        ('campaigns', '0007_offer_creative_asset'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

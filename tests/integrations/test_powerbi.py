@@ -1,0 +1,198 @@
+"""Power BI push dataset against a local server speaking the documented API: the dataset made once,
+closed hours only, batched within the row limit, a retried push never appends an hour twice."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+
+import pytest
+
+from apps.core.outbound import OutboundError
+from apps.integrations import services, tasks
+from apps.integrations.adaptors.powerbi import TABLE_COLUMNS
+from apps.integrations.models import Connection, PowerBIPush
+
+from .fakes import PBI_CLIENT, PBI_SECRET, PBI_TENANT, PowerBIServer
+
+pytestmark = pytest.mark.django_db
+UTC = dt.UTC
+
+
+@pytest.fixture
+def powerbi():
+    with PowerBIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def window():
+    from apps.analytics import testing
+    from apps.core import clickhouse as ch
+
+    testing.clickhouse_schema()
+    rng = random.Random()
+    start = dt.datetime(rng.randrange(1975, 2100), rng.randrange(1, 13), rng.randrange(1, 26), tzinfo=UTC)
+    yield start
+    ch.execute(f"ALTER TABLE analytics_events DROP PARTITION {start:%Y%m}", kind="ddl")
+
+
+def _row(event_type: str, ts: dt.datetime, **fields) -> tuple:
+    from apps.analytics import events
+
+    us = int(ts.timestamp()) * 1_000_000 + ts.microsecond
+    return events.row_to_insert(events.to_row(event_type, uuid.uuid4().hex, us, fields))
+
+
+@pytest.fixture
+def traffic(window, draft_campaign):
+    """Hours 0..3 of the window: 3 campaigns with bids and wins in each; a click in hour 1."""
+    from apps.analytics import events
+    from apps.core import clickhouse as ch
+
+    ours = str(draft_campaign.pk)
+    rows = []
+    for hour in range(4):
+        for cid in (ours, "x-other-1", "x-other-2"):
+            ts = window + dt.timedelta(hours=hour, minutes=5)
+            rows += [_row("bid_response", ts, request_id=f"{cid}-{hour}-{n}", campaign_id=cid, price=2.0, latency_us=300)
+                     for n in range(4)]
+            rows += [_row("win", ts, request_id=f"{cid}-{hour}-0", campaign_id=cid, win_price=1.5)]
+    rows.append(_row("click", window + dt.timedelta(hours=1, minutes=9), request_id=f"{ours}-1-0", campaign_id=ours))
+    ch.insert("analytics_events", events.COLUMNS, rows)
+    return ours
+
+
+@pytest.fixture
+def connection(powerbi, window):
+    return Connection.objects.create(
+        name="BI", kind="powerbi", base_url=powerbi.api_url,
+        credentials={"tenant_id": PBI_TENANT, "client_id": PBI_CLIENT, "client_secret": PBI_SECRET},
+        options={"group_id": powerbi.group, "token_url": powerbi.token_url, "start": window.isoformat(),
+                 "timeout_seconds": 2})
+
+
+def rows_posts(powerbi):
+    return [r for r in powerbi.requests if r.method == "POST" and r.path.endswith("/rows")]
+
+
+def test_the_dataset_is_created_once_from_the_documented_schema(powerbi, connection, traffic, window):
+    now = window + dt.timedelta(hours=3, minutes=30)  # hours 0, 1, 2 are closed; 3 is open
+    summary = services.powerbi_push(connection_id=connection.pk, now=now)
+    [create] = [r for r in powerbi.requests if r.method == "POST" and r.path.endswith("/datasets")]
+    assert create.query == {"defaultRetentionPolicy": ["basicFIFO"]}
+    assert create.header("Authorization") == "Bearer eyJ0eXAiOiJKV1Qi.pbi-token"
+    body = create.json()
+    assert body["name"] == "Campaign Express" and body["defaultMode"] == "Push"
+    assert body["tables"] == [{"name": "CampaignHourly",
+                               "columns": [{"name": n, "dataType": t} for n, t in TABLE_COLUMNS]}]
+    [dataset_id] = powerbi.datasets
+    pushed = powerbi.rows[dataset_id]
+    assert summary.rows == len(pushed) == 9  # 3 closed hours x 3 campaigns, the open hour not yet
+    assert {r["hour"] for r in pushed} == {(window + dt.timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                                          for h in range(3)}
+    hour1 = (window + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ours_hour1 = next(r for r in pushed if r["campaign_id"] == traffic and r["hour"] == hour1)
+    assert (ours_hour1["campaign_name"], ours_hour1["bids"], ours_hour1["impressions"], ours_hour1["clicks"]) == (
+        "Spring Sale", 4, 1, 1)
+    assert ours_hour1["spend"] == 0.0015 and ours_hour1["ctr"] == 1.0 and ours_hour1["win_rate"] == 0.25
+    assert powerbi.tokens_issued == 1
+
+    # the next run, same hour: nothing new; once hour 3 closes, only hour 3
+    assert services.powerbi_push(connection_id=connection.pk, now=now).rows == 0
+    assert services.powerbi_push(connection_id=connection.pk, now=now + dt.timedelta(hours=1)).rows == 3
+    assert len(powerbi.datasets) == 1 and len(powerbi.rows[dataset_id]) == 12
+    push = PowerBIPush.objects.get()
+    assert push.rows_pushed == 12 and push.cursor == window + dt.timedelta(hours=4)
+
+
+def test_batches_stay_within_rows_per_request_and_resume_exactly(powerbi, connection, traffic, window):
+    connection.options = {**connection.options, "rows_per_request": 4}
+    connection.save()
+    now = window + dt.timedelta(hours=5)
+    # the third POST of rows fails with a 400: the first two batches (8 rows) are in, the position kept
+    calls = {"n": 0}
+    original = powerbi.answer
+
+    def answer(r):
+        if r.path.endswith("/rows"):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                return 400, {}, {"error": {"code": "InvalidRequest", "message": "try again"}}
+        return original(r)
+
+    powerbi.answer = answer
+    with pytest.raises(OutboundError):
+        services.powerbi_push(connection_id=connection.pk, now=now)
+    [dataset_id] = powerbi.datasets
+    assert len(powerbi.rows[dataset_id]) == 8
+    push = PowerBIPush.objects.get()
+    assert (push.cursor, push.cursor_offset, push.uncertain_from) == (window + dt.timedelta(hours=2), 2, None)
+    assert services.powerbi_push(connection_id=connection.pk, now=now).rows == 4
+    pushed = powerbi.rows[dataset_id]
+    assert len(pushed) == 12 and len({(r["hour"], r["campaign_id"]) for r in pushed}) == 12  # each row once
+    assert all(len(p.json()["rows"]) <= 4 for p in rows_posts(powerbi))
+
+
+def test_a_429_is_waited_for_and_a_redelivered_push_appends_nothing_twice(powerbi, connection, traffic, window):
+    import time
+
+    services.powerbi_push(connection_id=connection.pk, now=window + dt.timedelta(hours=1, minutes=30))  # hour 0
+    powerbi.script(429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "1"})
+    now = window + dt.timedelta(hours=5)
+    started = time.monotonic()
+    assert services.powerbi_push(connection_id=connection.pk, now=now).rows == 9
+    assert time.monotonic() - started >= 0.95
+    statuses = [r.path.endswith("/rows") for r in powerbi.requests]
+    assert statuses.count(True) == 3  # hour 0, then the 429'd batch and its retry
+    assert services.powerbi_push(connection_id=connection.pk, now=now).rows == 0  # a redelivery: nothing
+    [dataset_id] = powerbi.datasets
+    pushed = powerbi.rows[dataset_id]
+    assert len(pushed) == len({(r["hour"], r["campaign_id"]) for r in pushed}) == 12
+
+
+def test_the_celery_task_pushes_through_the_service(powerbi, connection, traffic, window, settings):
+    connection.options = {**connection.options, "start": (dt.datetime.now(UTC) - dt.timedelta(hours=3)).isoformat()}
+    connection.save()
+    pushed = tasks.push_powerbi.apply(args=(connection.pk,)).get()  # whatever the last hours hold
+    [dataset_id] = powerbi.datasets
+    assert pushed == len(powerbi.rows[dataset_id]) == PowerBIPush.objects.get().rows_pushed
+    cursor = PowerBIPush.objects.get().cursor
+    assert cursor.minute == 0 and dt.datetime.now(UTC) - dt.timedelta(hours=2) <= cursor <= dt.datetime.now(UTC)
+
+
+def test_a_lost_answer_stops_the_push_until_a_person_resumes(powerbi, connection, traffic, window):
+    now = window + dt.timedelta(hours=5)
+    services.powerbi_push(connection_id=connection.pk, now=window + dt.timedelta(hours=2))  # hours 0 and... 1
+    [dataset_id] = powerbi.datasets
+    before = len(powerbi.rows[dataset_id])
+    powerbi.hold()
+    try:
+        with pytest.raises(OutboundError) as caught:
+            services.powerbi_push(connection_id=connection.pk, now=now)
+    finally:
+        powerbi.release()
+    assert caught.value.kind == "timeout"
+    push = PowerBIPush.objects.get()
+    assert push.uncertain_from is not None and "failed" in push.note
+    assert services.powerbi_push(connection_id=connection.pk, now=now).rows == 0  # not re-sent blindly
+    services.powerbi_resume(connection_id=connection.pk)
+    assert services.powerbi_push(connection_id=connection.pk, now=now).rows > 0
+    assert len(powerbi.rows[dataset_id]) > before
+
+
+def test_test_connection_says_whether_the_dataset_exists(powerbi, connection):
+    result = services.connection_test(connection_id=connection.pk)
+    assert result.ok and result.message == \
+        "Connected to Power BI; workspace found, dataset 'Campaign Express' will be created on the first push."
+    connection.credentials = {**connection.credentials, "client_secret": "wrong"}
+    connection.save()
+    result = services.connection_test(connection_id=connection.pk)
+    assert not result.ok and "Entra ID refused the client credentials" in result.message
+
+
+def test_the_push_is_on_the_beat_schedule():
+    from config.celery import app
+
+    entry = app.conf.beat_schedule["integrations-push-powerbi"]
+    assert entry["task"] == "integrations.push_powerbi_all"
