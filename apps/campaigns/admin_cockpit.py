@@ -6,8 +6,7 @@ past ``CAMPAIGN_PACING_MARGIN_PCT``) and approvals. Filters by status, owner, ch
 dates; saved views per user; CSV export of exactly the filtered list; clone; bulk pause / resume /
 archive all or nothing (``services.campaign_bulk_transition``: each refusal listed).
 
-XLSX export is left for the integrations issue's Excel writer (``apps/core/xlsx.py``), not yet on
-main: the export is CSV until then.
+Exports: CSV and XLSX (the back office's Excel writer, ``apps.core.xlsx``), the same rows.
 """
 from __future__ import annotations
 
@@ -167,6 +166,7 @@ class CockpitMixin(admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("export.csv", view(self.export_csv_view), name="campaigns_campaign_export_csv"),
+            path("export.xlsx", view(self.export_xlsx_view), name="campaigns_campaign_export_xlsx"),
             path("views/save/", view(self.saved_view_save_view), name="campaigns_campaign_view_save"),
             path("views/<int:view_id>/delete/", view(self.saved_view_delete_view), name="campaigns_campaign_view_delete"),
             path("<int:object_id>/clone/", view(self.clone_view), name="campaigns_campaign_clone"),
@@ -179,8 +179,8 @@ class CockpitMixin(admin.ModelAdmin):
                      "currency", "spent", "spent_recorded", "reconciled_at", "budget_pct", "flight_pct", "pacing_flag",
                      "approvals")
 
-    def export_csv_view(self, request):
-        """The list as filtered (same query string), every matching row, as CSV."""
+    def _export_rows(self, request) -> list[list]:
+        """The list as filtered (same query string), every matching row, one list per campaign."""
         if not self.has_view_permission(request):
             from django.core.exceptions import PermissionDenied
 
@@ -190,14 +190,11 @@ class CockpitMixin(admin.ModelAdmin):
 
         rows = list(cl.queryset.select_related("created_by"))
         figures = campaign_spend(campaigns=rows)
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="campaigns-{timezone.now():%Y%m%d-%H%M}.csv"'
-        writer = csv.writer(response)
-        writer.writerow(self.EXPORT_HEADER)
+        out = []
         for c in rows:
             figure = figures[c.pk]
             pace = pacing(budget=c.budget, spent=figure.spent, start_at=c.start_at, end_at=c.end_at)
-            writer.writerow([
+            out.append([
                 c.pk, c.name, c.advertiser, c.status, self.owner(c), " ".join(c.channels), c.start_at.isoformat(),
                 c.end_at.isoformat(), f"{c.budget:.2f}", c.currency, f"{figure.spent:.6f}", f"{figure.recorded:.6f}",
                 figure.reconciled_at.isoformat() if figure.reconciled_at else "",
@@ -205,6 +202,29 @@ class CockpitMixin(admin.ModelAdmin):
                 pace.flag if c.status in FLAGGED_STATES else "",
                 f"{c.approvals_so_far}/{c.required_approvals}" if c.status == CampaignStatus.IN_REVIEW else "",
             ])
+        return out
+
+    def export_csv_view(self, request):
+        rows = self._export_rows(request)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="campaigns-{timezone.now():%Y%m%d-%H%M}.csv"'
+        writer = csv.writer(response)
+        writer.writerow(self.EXPORT_HEADER)
+        writer.writerows(rows)
+        return response
+
+    def export_xlsx_view(self, request):
+        """The same rows as the CSV, through the back office's Excel writer (apps.core.xlsx)."""
+        import io
+
+        from apps.core.xlsx import Column, Sheet, write_xlsx
+
+        rows = self._export_rows(request)
+        buffer = io.BytesIO()
+        write_xlsx(buffer, [Sheet("Campaigns", [Column(name) for name in self.EXPORT_HEADER], rows)])
+        response = HttpResponse(buffer.getvalue(),
+                                content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        response["Content-Disposition"] = f'attachment; filename="campaigns-{timezone.now():%Y%m%d-%H%M}.xlsx"'
         return response
 
     # --- saved views ---------------------------------------------------------------------------

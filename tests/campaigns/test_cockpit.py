@@ -102,6 +102,12 @@ def test_csv_export_is_the_filtered_list(client, marketer, approver, make_campai
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert [r["name"] for r in rows] == ["Export me, please"]
     assert rows[0]["owner"] == marketer.username and rows[0]["status"] == "live" and rows[0]["id"] == str(live.pk)
+    xlsx = client.get(reverse("admin:campaigns_campaign_export_xlsx"), {"status__exact": "live"})
+    assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+    import zipfile
+
+    sheet = zipfile.ZipFile(io.BytesIO(xlsx.content)).read("xl/worksheets/sheet1.xml").decode()
+    assert "Export me, please" in sheet and "Not this one" not in sheet
     selected = client.post(LIST, {"action": "export_selected_csv", "_selected_action": [live.pk]})
     assert selected.status_code == 302 and f"id__in={live.pk}" in selected["Location"]
 
