@@ -78,7 +78,7 @@ def _totals(figures: dict) -> dict:
 
 
 def overview_view(model_admin, request):
-    from apps.analytics import selectors as analytics
+    from apps.analytics import overview as analytics
 
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
