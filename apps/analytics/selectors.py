@@ -145,6 +145,35 @@ def campaign_report(*, campaign_id: int | str, start: dt.datetime, end: dt.datet
     }
 
 
+def spend_to_date(*, campaign) -> dict[str, Any]:
+    """The campaign's whole spend as the report API, the dashboard and the campaign list show it
+    (``apps.bidding.selectors.campaign_spend``: Redis's running total first)."""
+    from apps.bidding.selectors import campaign_spend
+
+    figure = campaign_spend(campaigns=[campaign])[campaign.pk]
+    return {"spent": f"{figure.spent:.6f}", "recorded": f"{figure.recorded:.6f}", "pending": f"{figure.pending:.6f}",
+            "in_sync": figure.in_sync,
+            "reconciled_at": _iso(figure.reconciled_at) if figure.reconciled_at else None}
+
+
+def sampled_requests_estimate(*, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+    """Bid requests received platform-wide over ``[start, end)``, estimated from the sampled
+    ``bid_request`` events: each stands for ``1 / extra.sample_rate`` requests. ``sampled`` is the raw
+    count, ``estimate`` the scaled one (None without samples)."""
+    rows = ch.execute(
+        f"""
+        SELECT count(), sum(if(visitParamExtractFloat(extra, 'sample_rate') > 0, 1 / visitParamExtractFloat(extra, 'sample_rate'), 1))
+        FROM {TABLE} FINAL
+        WHERE event_type = 'bid_request'
+          AND timestamp >= toDateTime(%(start)s) AND timestamp < toDateTime(%(end)s)
+        """,
+        {"start": _ts(start), "end": _ts(end)},
+        kind="report",
+    )
+    sampled, scaled = rows[0] if rows else (0, 0)
+    return {"sampled": int(sampled), "estimate": int(round(scaled)) if sampled else None}
+
+
 def _aware(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 

@@ -350,3 +350,21 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+class SavedView(models.Model):
+    """One user's named view of the campaign list: the list's query string (filters, search, order)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=2000, blank=True, help_text="The list's query string, e.g. status__exact=live")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "saved view"
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="one_saved_view_name_per_user")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -313,3 +313,8 @@ def notification_unread_count(*, user) -> int:
     if not getattr(user, "is_authenticated", False):
         return 0
     return Notification.objects.filter(recipient=user, read_at__isnull=True).count()
+
+
+def campaign_status_by_id(*, campaign_ids: Iterable[int]) -> dict[int, str]:
+    """``{campaign id: status}`` for the ids that exist (others are left out)."""
+    return dict(Campaign.objects.filter(pk__in=list(campaign_ids)).values_list("pk", "status"))

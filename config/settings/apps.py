@@ -130,6 +130,12 @@ ANALYTICS_RETENTION_DAYS = env.env_int("ANALYTICS_RETENTION_DAYS", 90, minimum=1
 ANALYTICS_LIVE_INTERVAL_MS = env.env_int("ANALYTICS_LIVE_INTERVAL_MS", 1000, minimum=1)
 # --- end analytics -------------------------------------------------------------------------------
 
+# --- campaign cockpit (apps.campaigns.cockpit) ---------------------------------------------------
+# A campaign's pacing (% of budget spent against % of flight elapsed) is flagged when the two differ
+# by more than this many percentage points.
+CAMPAIGN_PACING_MARGIN_PCT = env.env_float("CAMPAIGN_PACING_MARGIN_PCT", 10.0, minimum=0, maximum=100)
+# --- end campaign cockpit ------------------------------------------------------------------------
+
 # --- bidding -------------------------------------------------------------------------------------
 # The bid path's own knobs are config.env's BID_* constants (apps.bidding.conf.BidConfig); only the
 # management commands' process plumbing is read here. Empty = var/prometheus/bid-<port>.

@@ -106,8 +106,14 @@ def test_dashboard_renders_report_and_chart_data(client, campaign_with_events):
     )
     assert response.status_code == 200
     html = response.content.decode()
-    assert "vendor/chartjs/chart.umd.js" in html and 'id="chart-latency"' in html
+    assert response.context["error"] is None, response.context["error"]
+    assert "vendor/chartjs/chart.umd.js" in html and 'id="chart-spend"' in html
+    assert 'id="chart-latency"' not in html and "µs" not in html  # engineering latency: the operations page
     assert f"#{campaign.pk} Dashboard test" in html
+    assert "platform-wide" in html  # requests are every campaign's opportunities, and say so
+    rows = response.context["rows"]
+    assert rows[0]["label"] == f"{start:%Y-%m-%d} 00:00" and rows[0]["ctr_pct"] == "100.00 %"  # one format, percents
+    assert f"/admin/campaigns/campaign/{campaign.pk}/change/" in html  # a link to the campaign
     data = json.loads(html.split('<script id="chart-data" type="application/json">')[1].split("</script>")[0])
     assert data["bids"] == [10, 11, 12, 13, 14, 15]
     assert data["wins"] == [1, 2, 3, 4, 5, 6]
@@ -138,7 +144,73 @@ def test_dashboard_opens_on_the_newest_campaign(client, campaign_with_events):
     response = client.get("/admin/analytics/dashboard/")
     assert response.status_code == 200
     assert response.context["campaign_id"] == str(campaign.pk)
-    assert response.context["report"] is not None and 'id="chart-latency"' in response.content.decode()
+    assert response.context["report"] is not None and 'id="chart-spend"' in response.content.decode()
+
+
+def _live_campaign(marketer, name: str):
+    from tests.campaigns.conftest import OFFER_DEFAULTS
+
+    now = dt.datetime.now(UTC)
+    campaign = campaign_services.campaign_create(
+        actor=marketer, name=name, advertiser="Example", budget=Decimal("1000.00"), channels=["display"],
+        start_at=now - dt.timedelta(hours=2), end_at=now + dt.timedelta(days=10))
+    campaign_services.offer_create(campaign_id=campaign.pk, actor=marketer, **OFFER_DEFAULTS)
+    campaign_services.campaign_submit(campaign_id=campaign.pk, actor=marketer)
+    campaign_services.campaign_approve(campaign_id=campaign.pk, actor=make_user(Role.APPROVER))
+    campaign_services.campaign_go_live(campaign_id=campaign.pk, actor=marketer)
+    return campaign
+
+
+def test_dashboard_opens_on_a_live_campaign_with_data_not_the_newest_draft(client, db, clickhouse_db):
+    marketer = make_user(Role.MARKETER)
+    live = _live_campaign(marketer, "Live with data")
+    now = dt.datetime.now(UTC)
+    campaign_services.campaign_create(  # newer, but an empty draft
+        actor=marketer, name="Empty draft", advertiser="Example", budget=Decimal("10.00"), channels=["display"],
+        start_at=now + dt.timedelta(days=1), end_at=now + dt.timedelta(days=2))
+    ch.insert("analytics_events", events.COLUMNS,
+              [_row("bid_response", now - dt.timedelta(minutes=30), campaign_id=str(live.pk), request_id=f"r{n}",
+                    latency_us=700) for n in range(5)])
+    try:
+        client.force_login(marketer)
+        response = client.get("/admin/analytics/dashboard/")
+        assert response.status_code == 200
+        assert response.context["campaign_id"] == str(live.pk)
+        assert response.context["report"]["totals"]["bids"] >= 5  # (ids restart per test database)
+    finally:
+        ch.execute("ALTER TABLE analytics_events DELETE WHERE campaign_id = %(cid)s",
+                   {"cid": str(live.pk)}, kind="ddl")
+
+
+def test_dashboard_exports_csv_and_scales_sampled_requests(client, campaign_with_events):
+    marketer, campaign, start = campaign_with_events
+    ch.insert("analytics_events", events.COLUMNS, [
+        _row("bid_request", start + dt.timedelta(minutes=10), request_id=f"s{n}", extra={"sample_rate": 0.01})
+        for n in range(3)])
+    client.force_login(marketer)
+    params = {"campaign": campaign.pk, "from": f"{start:%Y-%m-%dT%H:%M}", "to": f"{start:%Y-%m-%d}T06:00",
+              "granularity": "hour"}
+    page = client.get("/admin/analytics/dashboard/", params)
+    assert page.context["requests_estimate"] == {"sampled": 3, "estimate": 300}
+    assert "estimate" in page.content.decode() and "≈ 300" in page.content.decode()
+    response = client.get("/admin/analytics/dashboard/", {**params, "export": "csv"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    lines = response.content.decode().splitlines()
+    assert lines[0] == "bucket,requests,bids,wins,spend,clicks,ctr,win_rate"
+    assert len(lines) == 7 and lines[1].split(",")[2:6] == ["10", "1", "1.5", "1"]
+
+
+def test_latency_lives_on_the_operations_page_for_admins(client, campaign_with_events):
+    marketer, campaign, start = campaign_with_events
+    params = {"campaign": campaign.pk, "from": f"{start:%Y-%m-%dT%H:%M}", "to": f"{start:%Y-%m-%d}T06:00"}
+    client.force_login(marketer)
+    assert client.get("/admin/analytics/dashboard/operations/", params).status_code == 403
+    assert b"to-operations" not in client.get("/admin/analytics/dashboard/", params).content
+    client.force_login(make_user(Role.ADMIN))
+    response = client.get("/admin/analytics/dashboard/operations/", params)
+    assert response.status_code == 200 and 'id="chart-latency"' in response.content.decode()
+    assert response.context["latency_chart"]["p50"][0] == 550
+    assert b"to-operations" in client.get("/admin/analytics/dashboard/", params).content
 
 
 def test_dashboard_is_listed_in_the_admin_for_roles_only(client, db):

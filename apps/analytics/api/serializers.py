@@ -40,6 +40,15 @@ class ReportBucketSerializer(ReportFiguresSerializer):
     latency_p99_us = serializers.IntegerField(allow_null=True)
 
 
+class SpendToDateSerializer(serializers.Serializer):
+    spent = serializers.CharField(help_text="The campaign's whole spend so far (decimal string, USD): Redis's "
+                                            "running total, the owner of the number (Postgres's when Redis has none)")
+    recorded = serializers.CharField(help_text="`Campaign.spent` in Postgres (brought up to date every few seconds)")
+    pending = serializers.CharField(help_text="Counted in Redis, not yet flushed to Postgres")
+    in_sync = serializers.BooleanField(help_text="Postgres holds everything Redis counted")
+    reconciled_at = serializers.CharField(allow_null=True, help_text="When spend last moved to Postgres (UTC), null: never")
+
+
 class CampaignReportSerializer(serializers.Serializer):
     campaign_id = serializers.CharField()
     campaign_name = serializers.CharField()
@@ -48,6 +57,8 @@ class CampaignReportSerializer(serializers.Serializer):
     granularity = serializers.ChoiceField(choices=["hour", "day"])
     buckets = ReportBucketSerializer(many=True)
     totals = ReportFiguresSerializer()
+    spend_to_date = SpendToDateSerializer(help_text="The campaign's spend over its whole life (not only this range): "
+                                                    "the same number as the campaign list and the dashboard")
 
     def get_fields(self):
         fields = super().get_fields()

@@ -27,7 +27,8 @@ class CampaignReportView(APIView):
             "Role: Marketer (or Admin). Figures per UTC bucket over `[from, to)` computed from the "
             "deduplicated raw events in ClickHouse: requests, bids, wins, spend (USD, CPM semantics), "
             "clicks, CTR = clicks / wins, win rate = wins / bids, and p50/p95/p99 bid latency in µs. "
-            "Empty buckets are included with zeros."
+            "Empty buckets are included with zeros. `spend_to_date` is the campaign's whole spend (Redis's "
+            "running total, the owner) beside Postgres's copy and when that was last reconciled."
         ),
         parameters=[ReportFilters],
         responses={
@@ -51,6 +52,7 @@ class CampaignReportView(APIView):
             # the store gets the analytics message.
             raise outages.as_unavailable(exc) or Unavailable("Analytics store unavailable, try again shortly.") from None
         report["campaign_name"] = campaign.name
+        report["spend_to_date"] = selectors.spend_to_date(campaign=campaign)
         return Response(report)
 
 

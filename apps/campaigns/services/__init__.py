@@ -35,6 +35,14 @@ from .campaigns import (
     campaign_purge_idempotency_records,
     campaign_update,
 )
+from .cockpit import (
+    BULK_ACTIONS,
+    BulkRefused,
+    campaign_bulk_transition,
+    campaign_clone,
+    saved_view_delete,
+    saved_view_save,
+)
 from .collaboration import (
     campaign_comment_add,
     notification_mark_read,
@@ -75,4 +83,5 @@ __all__ = [
     "campaign_validate_new", "offer_create", "offer_delete", "offer_editable_fields", "offer_update",
     "offer_validate_changes", "campaign_comment_add", "notification_mark_read", "notification_mark_read_for_campaign", "notification_send_email", "notification_send_pending_emails",
     "notify_awaiting_decision", "notify_decided",
+    "BULK_ACTIONS", "BulkRefused", "campaign_bulk_transition", "campaign_clone", "saved_view_delete", "saved_view_save",
 ]
