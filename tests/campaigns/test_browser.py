@@ -55,7 +55,7 @@ def test_approver_approves_a_campaign_in_the_browser(live_server, browser, make_
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
 
     # the campaign is listed under "Awaiting my decision"; open it
-    wait.until(EC.element_to_be_clickable((By.LINK_TEXT, "Holiday gift guide"))).click()
+    wait.until(EC.element_to_be_clickable((By.PARTIAL_LINK_TEXT, "Holiday gift guide"))).click()
     status = wait.until(EC.presence_of_element_located((By.ID, "campaign-status")))
     assert status.get_attribute("data-status") == "in_review"
     assert status.text == "In review"
