@@ -13,6 +13,7 @@ through aiohttp (``transport_class``).
 """
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +23,7 @@ from prometheus_client import Counter
 NEW_CONNECTIONS = Counter("dsp_new_connections", "TCP connections opened to DSP platforms", ["platform"])
 
 
-class Transport:
+class Transport(abc.ABC):
     name = "base"
 
     def __init__(self, platform: str, pool_size: int):
@@ -30,12 +31,13 @@ class Transport:
         self.pool_size = pool_size
         self.new_connections = 0
 
+    @abc.abstractmethod
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def notify(self, url: str) -> int:
         """A fire-and-forget GET (timeout notices): the status, body read and dropped."""
-        raise NotImplementedError
 
     async def close(self) -> None:
         return None

@@ -15,6 +15,7 @@ per arm, estimated from ``draws`` joint draws — what the service logs).
 """
 from __future__ import annotations
 
+import abc
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,11 +43,12 @@ class Round:
     pscore: float
 
 
-class Policy:
+class Policy(abc.ABC):
     name = "policy"
 
+    @abc.abstractmethod
     def distribution(self, successes: np.ndarray, failures: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        ...
 
 
 class Uniform(Policy):

@@ -7,6 +7,7 @@ pass a :class:`ConnectionConfig`; adaptors speak HTTP and return dataclasses.
 """
 from __future__ import annotations
 
+import abc
 import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -80,7 +81,7 @@ def plain_words(exc: OutboundError, vendor: str, *, what: str = "") -> Connectio
     return ConnectionProblem(text, retryable=exc.retryable, retry_after=exc.retry_after)
 
 
-class Adaptor:
+class Adaptor(abc.ABC):
     """Base: subclasses set ``kind``/``vendor`` and implement ``auth()`` and ``test()``."""
 
     kind: ClassVar[str] = ""
@@ -103,9 +104,9 @@ class Adaptor:
     def auth(self) -> Any:
         return None
 
+    @abc.abstractmethod
     def test(self) -> str:
         """Check the credentials and the configured resource; a sentence on success, ConnectionProblem otherwise."""
-        raise NotImplementedError
 
     def quick(self, method: str, path: str, *, what: str = "", **kwargs):
         """One call for "Test connection": no retries, inside the test deadline, short timeout."""

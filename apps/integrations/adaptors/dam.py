@@ -14,6 +14,7 @@ Each adaptor searches assets and reads one asset's validity from the DAM's own f
 """
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import mimetypes
 import threading
@@ -62,11 +63,13 @@ def _expired(until: dt.datetime | None, now: dt.datetime) -> str:
 
 
 class DamAdaptor(Adaptor):
+    @abc.abstractmethod
     def search(self, query: str, *, limit: int = 20) -> list[Asset]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def fetch(self, asset_id: str) -> Asset:
-        raise NotImplementedError
+        ...
 
 
 @register

@@ -1,6 +1,7 @@
 """The task-management side shared by Asana and Jira: what we send, what we get back."""
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -58,16 +59,18 @@ class ExternalState:
 
 
 class TaskAdaptor(Adaptor):
+    @abc.abstractmethod
     def create_task(self, item: ApprovalItem) -> ExternalRef:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def find_task(self, *, marker: str, since: datetime) -> ExternalRef | None:
         """The item an earlier attempt may have made (carrying ``marker``), or None."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def fetch_state(self, ref: ExternalRef) -> ExternalState:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def push_decision(self, ref: ExternalRef, *, decision: str, note: str) -> str:
         """Complete or transition the item after a decision made in the platform; says what was done."""
-        raise NotImplementedError
