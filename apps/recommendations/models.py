@@ -3,6 +3,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.core.models import FileImport
+
 
 class CatalogItem(models.Model):
     """A product or offer that can be recommended. Interactions may name items not here yet: they
@@ -27,51 +29,23 @@ class CatalogItem(models.Model):
         return f"{self.item_id} {self.name}"
 
 
-class ImportStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
-
-
-class CatalogImport(models.Model):
+class CatalogImport(FileImport):
     """A JSON-lines or CSV upload of catalogue items and its progress (``services.catalog_import_run``)."""
 
     class Format(models.TextChoices):
         JSONL = "jsonl", "JSON lines"
         CSV = "csv", "CSV"
 
-    filename = models.CharField(max_length=255)
     format = models.CharField(max_length=5, choices=Format.choices)
-    content = models.TextField(help_text="The uploaded file, decoded as UTF-8")
-    status = models.CharField(max_length=8, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
-    total_rows = models.PositiveIntegerField(default=0)
-    processed_rows = models.PositiveIntegerField(default=0)
     created = models.PositiveIntegerField(default=0)
-    updated = models.PositiveIntegerField(default=0)
     refused = models.PositiveIntegerField(default=0)
     # [[line, reason], ...] — the first REFUSED_DETAIL_LIMIT refused rows; ``refused`` has the exact count.
     refused_rows = models.JSONField(default=list, blank=True)
-    error = models.TextField(blank=True, default="")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-                                   related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     REFUSED_DETAIL_LIMIT = 5000
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
     def __str__(self) -> str:
         return f"catalogue import #{self.pk} {self.filename} ({self.status})"
-
-    @property
-    def percent(self) -> int:
-        if not self.total_rows:
-            return 100 if self.status == ImportStatus.DONE else 0
-        return min(100, self.processed_rows * 100 // self.total_rows)
 
 
 class ModelBuild(models.Model):

@@ -24,11 +24,12 @@ from django.utils.html import format_html
 
 from apps.core.admin_mixins import ReadOnlyAdminMixin, ViewerAdminMixin, action_selection
 from apps.core.exceptions import ServiceError
+from apps.core.models import ImportStatus
 from apps.core.roles import Role, user_has_role
 
 from . import services
 from .identifiers import classify_and_normalise
-from .models import ImportStatus, SuppressionAudit, SuppressionEntry, SuppressionImport
+from .models import SuppressionAudit, SuppressionEntry, SuppressionImport
 
 log = structlog.get_logger(__name__)
 

@@ -18,8 +18,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.exceptions import NotFound, ServiceError
+from apps.core.models import ImportStatus
 
-from .models import ImportStatus, SuppressionImport
+from .models import SuppressionImport
 from .validation import require_writer, user_or_none
 from .writes import suppression_bulk_add
 

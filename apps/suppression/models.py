@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.channels import SuppressionChannel
+from apps.core.models import FileImport
 
 #: What an entry covers: the suppressible subset of the one vocabulary (apps/core/channels.py).
 Channel = SuppressionChannel
@@ -110,44 +111,17 @@ class SuppressionAudit(models.Model):
         return f"{self.action} {self.identifier} [{self.channel}] at {self.at:%Y-%m-%d %H:%M}"
 
 
-class ImportStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
-
-
-class SuppressionImport(models.Model):
+class SuppressionImport(FileImport):
     """A CSV upload and its progress; processed in chunks by ``services.suppression_import_run``."""
 
-    filename = models.CharField(max_length=255)
     content = models.TextField(help_text="The uploaded CSV, decoded as UTF-8")
     source = models.CharField(max_length=200, blank=True, default="")
-    status = models.CharField(max_length=8, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
-    total_rows = models.PositiveIntegerField(default=0)
-    processed_rows = models.PositiveIntegerField(default=0)
     added = models.PositiveIntegerField(default=0)
-    updated = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
     # [[line, reason], ...] — the first SKIP_DETAIL_LIMIT skipped rows; ``skipped`` has the exact count.
     skipped_rows = models.JSONField(default=list, blank=True)
-    error = models.TextField(blank=True, default="")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-                                   related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     SKIP_DETAIL_LIMIT = 1000
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
     def __str__(self) -> str:
         return f"import #{self.pk} {self.filename} ({self.status})"
-
-    @property
-    def percent(self) -> int:
-        if not self.total_rows:
-            return 100 if self.status == ImportStatus.DONE else 0
-        return min(100, int(self.processed_rows * 100 / self.total_rows))

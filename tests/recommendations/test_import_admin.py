@@ -5,8 +5,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from apps.core.models import ImportStatus
 from apps.recommendations import services
-from apps.recommendations.models import CatalogImport, CatalogItem, ImportStatus, ModelBuild
+from apps.recommendations.models import CatalogImport, CatalogItem, ModelBuild
 from tests.factories import make_user
 from tests.support.admin import changelist
 

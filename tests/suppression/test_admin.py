@@ -7,8 +7,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
+from apps.core.models import ImportStatus
 from apps.suppression import selectors, services
-from apps.suppression.models import ImportStatus, SuppressionAudit, SuppressionEntry, SuppressionImport
+from apps.suppression.models import SuppressionAudit, SuppressionEntry, SuppressionImport
 from apps.suppression.tasks import run_suppression_import
 from tests.support.admin import changelist
 

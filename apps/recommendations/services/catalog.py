@@ -12,9 +12,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.exceptions import Forbidden, NotFound, ServiceError
+from apps.core.models import ImportStatus
 from apps.core.roles import Role, user_has_role
 
-from ..models import CatalogAudit, CatalogImport, CatalogItem, ImportStatus
+from ..models import CatalogAudit, CatalogImport, CatalogItem
 from ..validation import ITEM_FIELDS, clean_item, clean_item_id
 
 log = structlog.get_logger(__name__)

@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from apps.core.exceptions import ServiceError
+from apps.core.models import ImportStatus
 from apps.suppression import services
-from apps.suppression.models import ImportStatus
 
 
 class Command(BaseCommand):
