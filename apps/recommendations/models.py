@@ -3,7 +3,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from apps.core.models import FileImport
+from apps.core.file_imports import FileImport
 
 
 class CatalogItem(models.Model):

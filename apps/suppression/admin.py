@@ -24,7 +24,7 @@ from django.utils.html import format_html
 
 from apps.core.admin_mixins import ReadOnlyAdminMixin, ViewerAdminMixin, action_selection
 from apps.core.exceptions import ServiceError
-from apps.core.models import ImportStatus
+from apps.core.file_imports import ImportStatus
 from apps.core.roles import Role, user_has_role
 
 from . import services

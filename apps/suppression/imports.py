@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.exceptions import NotFound, ServiceError
-from apps.core.models import ImportStatus
+from apps.core.file_imports import ImportStatus
 
 from .models import SuppressionImport
 from .validation import require_writer, user_or_none

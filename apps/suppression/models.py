@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.channels import SuppressionChannel
-from apps.core.models import FileImport
+from apps.core.file_imports import FileImport
 
 #: What an entry covers: the suppressible subset of the one vocabulary (apps/core/channels.py).
 Channel = SuppressionChannel

@@ -5,7 +5,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from apps.core.models import ImportStatus
+from apps.core.file_imports import ImportStatus
 from apps.recommendations import services
 from apps.recommendations.models import CatalogImport, CatalogItem, ModelBuild
 from tests.factories import make_user

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from apps.core.models import ImportStatus
+from apps.core.file_imports import ImportStatus
 from apps.suppression import selectors, services
 from apps.suppression.models import SuppressionAudit, SuppressionEntry, SuppressionImport
 from apps.suppression.tasks import run_suppression_import

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.exceptions import Forbidden, NotFound, ServiceError
-from apps.core.models import ImportStatus
+from apps.core.file_imports import ImportStatus
 from apps.core.roles import Role, user_has_role
 
 from ..models import CatalogAudit, CatalogImport, CatalogItem

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from apps.core.exceptions import ServiceError
-from apps.core.models import ImportStatus
+from apps.core.file_imports import ImportStatus
 from apps.suppression import services
 
 
