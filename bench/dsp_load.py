@@ -179,7 +179,12 @@ def main() -> None:
     parser.add_argument("--inprocess", type=int, default=0, metavar="N",
                         help="instead: N fan-outs in this process with each client in turn (CPU per fan-out)")
     parser.add_argument("--redis-url", default=None, help="default: REDIS_URL with database 9")
+    parser.add_argument("--realtime", action="store_true",
+                        help="run this process and all it starts (bid app, local DSPs) under SCHED_RR (needs root): "
+                             "on a shared machine, what the exchange does with the CPU it would have on its own")
     args = parser.parse_args()
+    if args.realtime:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))  # inherited by every process started below
     if args.inprocess:
         inprocess(args.inprocess, ["lean", "aiohttp", "httpx"])
         return
@@ -263,6 +268,7 @@ def main() -> None:
             "machine_busy_cores": round(bid_load.busy_cores(busy0, busy1), 2),
             "new_connections_per_s": {"/".join(k): round(v / elapsed, 1) for k, v in new_conns.items()},
             "other_processes": bid_load.other_processes(table0, table1),
+            "realtime": args.realtime,
         }
         print(json.dumps(row), flush=True)
     finally:
