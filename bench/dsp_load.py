@@ -10,6 +10,7 @@ app's ``dsp_outcomes`` counters), the timeout share among the on-time platforms,
 CPU µs per fan-out and new DSP connections per second.
 
     .venv/bin/python bench/dsp_load.py                                 # 1,000/s for 60 s, the lean client
+    .venv/bin/python bench/dsp_load.py --realtime                      # the same under SCHED_RR (root): a shared box
     .venv/bin/python bench/dsp_load.py --client httpx --rate 300 --duration 15
     .venv/bin/python bench/dsp_load.py --inprocess 2000                # CPU per fan-out, each client
 """
