@@ -317,3 +317,37 @@ def test_the_push_is_on_the_beat_schedule():
 
     entry = app.conf.beat_schedule["integrations-push-powerbi"]
     assert entry["task"] == "integrations.push_powerbi_all"
+
+
+def test_the_rows_per_hour_limit_stops_a_run_and_the_next_hour_carries_on(powerbi, connection, traffic, window,
+                                                                        monkeypatch, redis_client):
+    from apps.integrations.services import bi
+
+    monkeypatch.setattr(bi, "MAX_ROWS_PER_HOUR", 5)  # Power BI's 1,000,000, scaled down
+    connection.options = {**connection.options, "rows_per_request": 4}
+    connection.save()
+    now = window + dt.timedelta(hours=5)  # 12 closed rows
+    first = services.powerbi_push(connection_id=connection.pk, now=now)
+    assert (first.rows, first.requests) == (5, 2)  # 4, then the 1 left of the hour's budget
+    push = PowerBIPush.objects.get()
+    assert "rows per hour reached" in push.note and (push.cursor, push.cursor_offset) == (
+        window + dt.timedelta(hours=1), 2)
+    assert services.powerbi_push(connection_id=connection.pk, now=now).rows == 0  # same hour: nothing more
+    for key in redis_client.keys(f"integrations:powerbi:{connection.pk}:rows:*"):  # two clock hours later
+        redis_client.delete(key)
+    assert services.powerbi_push(connection_id=connection.pk, now=now).rows == 5
+    for key in redis_client.keys(f"integrations:powerbi:{connection.pk}:rows:*"):
+        redis_client.delete(key)
+    assert services.powerbi_push(connection_id=connection.pk, now=now).rows == 2
+    [dataset_id] = powerbi.datasets
+    pushed = powerbi.rows[dataset_id]
+    assert len(pushed) == 12 and _keys(pushed) == sorted(set(_keys(pushed)))
+    assert all(len(p.json()["rows"]) <= 4 for p in rows_posts(powerbi))
+
+
+def test_our_request_rate_stays_within_120_post_rows_a_minute(powerbi, connection):
+    from apps.integrations.adaptors import adaptor_for
+    from apps.integrations.services.connections import connection_config
+
+    bucket = adaptor_for(connection_config(Connection.objects.get(pk=connection.pk))).client.rate_limit
+    assert bucket.rate_per_s * 60 <= 120 and bucket.burst <= 5  # Power BI: 120 POST rows per minute, 5 pending

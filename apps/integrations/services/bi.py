@@ -46,7 +46,9 @@ log = structlog.get_logger("apps.integrations")
 HOUR = dt.timedelta(hours=1)
 QUERY_SPAN = dt.timedelta(days=7)  # hours read from ClickHouse per query
 MAX_SPAN_PER_RUN = dt.timedelta(days=92)  # a cursor far behind catches up over several runs
-MAX_ROWS_PER_RUN = 1_000_000  # Power BI: 1,000,000 rows per hour per dataset
+#: Power BI: 1,000,000 rows added per hour per dataset. Counted in Redis per clock hour; a push may
+#: use what this hour and the one before left together, so no 60-minute window holds more.
+MAX_ROWS_PER_HOUR = 1_000_000
 _CERTAIN = {"uncertain_from": None, "uncertain_to": None, "uncertain_rows": 0, "uncertain_next": None,
             "uncertain_next_offset": 0}
 POWERBI_UNCERTAIN = Counter("integrations_powerbi_uncertain_total",
@@ -122,14 +124,20 @@ def _push(connection: Connection, now: dt.datetime) -> PushSummary:
     closed_until = min(_floor_hour(now - delay), cursor + MAX_SPAN_PER_RUN)
     summary = PushSummary(cursor=cursor.isoformat())
     name = _names()
-    while cursor < closed_until and summary.rows < MAX_ROWS_PER_RUN:
+    redis = redis_store.client()
+    budget = _hour_budget(redis, connection.pk)
+    limited = False
+    while cursor < closed_until and not limited:
         span_end = min(cursor + QUERY_SPAN, closed_until)
         items = analytics.campaign_hourly_totals(start=cursor, end=span_end)
         # rows are ordered by hour then campaign: skip what accepted batches already sent of the cursor hour
         pending = [i for i in items if i["hour"] == cursor][offset:] + [i for i in items if i["hour"] > cursor]
-        position = 0
+        position, pushed_to = 0, cursor
         while position < len(pending):
-            batch = pending[position:position + adaptor.rows_per_request]
+            if budget <= 0:
+                limited = True
+                break
+            batch = pending[position:position + min(adaptor.rows_per_request, budget)]
             after = position + len(batch)
             if after < len(pending):
                 next_hour = pending[after]["hour"]
@@ -158,11 +166,18 @@ def _push(connection: Connection, now: dt.datetime) -> PushSummary:
                 raise
             summary.rows += len(batch)
             summary.requests += 1
+            budget -= len(batch)
+            _count_rows(redis, connection.pk, len(batch))
             with transaction.atomic():
                 PowerBIPush.objects.filter(pk=push.pk).update(
                     cursor=next_hour, cursor_offset=next_offset, last_push_at=timezone.now(),
                     rows_pushed=F("rows_pushed") + len(batch), note="", **_CERTAIN)
             position = after
+            pushed_to = next_hour
+        if limited:
+            _save(push.pk, note=f"Power BI's {MAX_ROWS_PER_HOUR:,} rows per hour reached: the next run carries on")
+            cursor = pushed_to
+            break
         cursor, offset = span_end, 0
         _save(push.pk, cursor=cursor, cursor_offset=0)
     summary.cursor = cursor.isoformat()
@@ -170,6 +185,25 @@ def _push(connection: Connection, now: dt.datetime) -> PushSummary:
         log.info("powerbi_rows_pushed", connection_id=connection.pk, rows=summary.rows, requests=summary.requests,
                  cursor=summary.cursor)
     return summary
+
+
+def _hour_keys(connection_id: int) -> tuple[str, str]:
+    now = dt.datetime.now(dt.UTC)
+    return tuple(f"integrations:powerbi:{connection_id}:rows:{t:%Y%m%d%H}" for t in (now, now - HOUR))  # type: ignore[return-value]
+
+
+def _hour_budget(redis, connection_id: int) -> int:
+    """Rows this dataset may still take now within Power BI's rows-per-hour limit."""
+    used = sum(int(v or 0) for v in redis.mget(_hour_keys(connection_id)))
+    return max(0, MAX_ROWS_PER_HOUR - used)
+
+
+def _count_rows(redis, connection_id: int, rows: int) -> None:
+    key = _hour_keys(connection_id)[0]
+    pipe = redis.pipeline()
+    pipe.incrby(key, rows)
+    pipe.expire(key, 3 * 3600)
+    pipe.execute()
 
 
 def powerbi_resume(*, connection_id: int, arrived: bool, actor: str = "") -> str:
