@@ -259,3 +259,28 @@ def test_the_validity_sync_is_on_the_beat_schedule():
 
     entry = app.conf.beat_schedule["integrations-sync-creative-validity"]
     assert entry["task"] == "integrations.sync_creative_validity"
+
+
+def test_test_connection_of_each_dam_says_in_plain_words(bynder, bynder_connection):
+    assert services.connection_test(connection_id=bynder_connection.pk) == services.TestResult(
+        True, "Connected to Bynder; the asset bank answers.")
+    bynder_connection.credentials = {"token": "wrong"}
+    bynder_connection.save()
+    assert services.connection_test(connection_id=bynder_connection.pk).message == \
+        "Bynder refused the credentials (HTTP 401)"
+    with AEMServer() as aem:
+        aem.add("hero.png")
+        ok = Connection.objects.create(name="AEM", kind="aem", base_url=aem.url, credentials={"token": AEM_TOKEN},
+                                       options={"folder": "offers"})
+        assert services.connection_test(connection_id=ok.pk).message == \
+            "Connected to AEM Assets; folder offers holds 1 item(s)."
+        missing = Connection.objects.create(name="AEM 2", kind="aem", base_url=aem.url,
+                                            credentials={"token": AEM_TOKEN}, options={"folder": "nope"})
+        assert services.connection_test(connection_id=missing.pk).message == \
+            "AEM Assets does not know folder nope (HTTP 404)"
+    with AprimoServer() as aprimo:
+        bad = Connection.objects.create(name="Aprimo", kind="aprimo", base_url=aprimo.url,
+                                        credentials={"client_id": APRIMO_CLIENT, "client_secret": "wrong"},
+                                        options={"token_url": aprimo.url + "/login/connect/token"})
+        result = services.connection_test(connection_id=bad.pk)
+        assert not result.ok and result.message == "Aprimo refused the client credentials (HTTP 400)"
