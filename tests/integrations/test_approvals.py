@@ -383,3 +383,23 @@ def test_a_far_jira_reset_is_handed_to_the_celery_retry(jira, jira_connection, d
     assert 500 < tasks._countdown(caught.value, 0) <= 600  # the task retries after the reset, not before
     task = ExternalTask.objects.get()
     assert task.state == "creating" and "rate limiting" in task.note and jira.issues == {}
+
+
+def test_an_asana_create_whose_answer_was_lost_is_adopted_by_the_retry(
+        asana, asana_connection, draft_campaign, marketer, django_capture_on_commit_callbacks):
+    # Asana makes the task, the connection drops before its answer: the POST is not re-sent blindly;
+    # the Celery task's retry finds the task by the marker line in its notes and adopts it.
+    asana.drop(when=lambda r: r.method == "POST" and r.path == "/api/1.0/tasks")
+    campaign = submit(draft_campaign, marketer, django_capture_on_commit_callbacks)  # the attempt fails retryable
+    posts = [r for r in asana.requests if r.method == "POST" and r.path == "/api/1.0/tasks"]
+    assert len(posts) == 1 and len(asana.tasks) == 1  # made, answer lost, not re-sent
+    task = ExternalTask.objects.get()
+    assert (task.state, task.maybe_created) == ("creating", True)
+    [gid] = asana.tasks
+    assert tasks.create_approval_task.apply(args=(asana_connection.pk, campaign.pk, 1)).get() == gid  # the retry
+    task.refresh_from_db()
+    assert (task.state, task.external_id) == ("created", gid) and "adopted" in task.note
+    assert len([r for r in asana.requests if r.method == "POST" and r.path == "/api/1.0/tasks"]) == 1
+    [lookup] = [r for r in asana.requests if r.method == "GET" and r.path == "/api/1.0/tasks"]
+    assert lookup.query["project"] == [asana.project] and "notes" in lookup.query["opt_fields"][0]
+    assert f"[ce-campaign-{campaign.pk}-round-1]" in asana.tasks[gid]["notes"]
