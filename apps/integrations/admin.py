@@ -184,17 +184,38 @@ class ExternalTaskAdmin(ReadOnlyAdminMixin, AdminOnlyMixin, admin.ModelAdmin):
 
 @admin.register(PowerBIPush)
 class PowerBIPushAdmin(ReadOnlyAdminMixin, AdminOnlyMixin, admin.ModelAdmin):
-    list_display = ("connection", "dataset_id", "cursor", "cursor_offset", "rows_pushed", "uncertain_from",
-                    "last_push_at", "note")
+    """Where each push dataset stands. A push whose answer was lost stops the dataset (shown in red
+    with the batch's hours and rows): count those hours' rows in the Power BI table, then say which."""
+
+    list_display = ("connection", "state", "dataset_id", "cursor", "cursor_offset", "rows_pushed", "last_push_at",
+                    "note")
     list_filter = ("connection",)
     readonly_fields = [f.name for f in PowerBIPush._meta.fields]
-    actions = ["resume_selected"]
+    actions = ["resume_arrived", "resume_resend"]
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return self._allowed(request)  # for the resume action; every field stays read-only
+        return self._allowed(request)  # for the resume actions; every field stays read-only
 
-    @admin.action(description="Resume after checking the table (clears 'uncertain')")
-    def resume_selected(self, request, queryset):
+    @admin.display(description="State")
+    def state(self, push: PowerBIPush):
+        if push.uncertain_from is None:
+            return format_html('<span style="color:{}">pushing</span>', "#2a7")
+        last = push.uncertain_to or push.uncertain_from
+        return format_html(
+            '<strong class="powerbi-needs-check" style="color:#c33">stopped: needs a check</strong><br>'
+            "{} rows of {} to {} UTC sent, answer lost. Count those hours in the table, then use an action.",
+            push.uncertain_rows, f"{push.uncertain_from:%Y-%m-%d %H:00}", f"{last:%Y-%m-%d %H:00}")
+
+    def _resume(self, request, queryset, *, arrived: bool) -> None:
         for push in queryset:
-            services.powerbi_resume(connection_id=push.connection_id)
-        messages.success(request, f"{queryset.count()} dataset(s) resumed.")
+            done = services.powerbi_resume(connection_id=push.connection_id, arrived=arrived,
+                                           actor=request.user.get_username())
+            messages.info(request, f"{push.connection.name}: {done}")
+
+    @admin.action(description="Resume: the unconfirmed rows ARE in the table (skip them)")
+    def resume_arrived(self, request, queryset):
+        self._resume(request, queryset, arrived=True)
+
+    @admin.action(description="Resume: the unconfirmed rows are NOT in the table (send them again)")
+    def resume_resend(self, request, queryset):
+        self._resume(request, queryset, arrived=False)

@@ -105,8 +105,13 @@ class PowerBIPush(models.Model):
     cursor = models.DateTimeField(null=True, blank=True, help_text="First hour (UTC) not fully pushed yet")
     cursor_offset = models.PositiveIntegerField(default=0, help_text="Rows of the cursor hour already pushed")
     # A batch whose POST may have reached Power BI without an answer: never re-sent blindly (push
-    # datasets cannot delete single rows); a person checks the table and clears it here to resume.
-    uncertain_from = models.DateTimeField(null=True, blank=True)
+    # datasets cannot delete single rows and take no idempotency key); a person checks the table for
+    # those hours and resumes here: "arrived" moves the cursor past the batch, "not there" sends it again.
+    uncertain_from = models.DateTimeField(null=True, blank=True, help_text="First hour of the unconfirmed batch")
+    uncertain_to = models.DateTimeField(null=True, blank=True, help_text="Last hour of the unconfirmed batch")
+    uncertain_rows = models.PositiveIntegerField(default=0, help_text="Rows in the unconfirmed batch")
+    uncertain_next = models.DateTimeField(null=True, blank=True, help_text="The cursor after the batch")
+    uncertain_next_offset = models.PositiveIntegerField(default=0)
     rows_pushed = models.PositiveBigIntegerField(default=0)
     last_push_at = models.DateTimeField(null=True, blank=True)
     note = models.CharField(max_length=500, blank=True, default="")

@@ -245,3 +245,98 @@ def test_a_post_that_never_connected_is_retried():
     assert caught.value.kind == "network"
     assert list(OutboundCall.objects.order_by("id").values_list("attempt", "outcome")) == [
         (1, "network"), (2, "network"), (3, "network")]
+
+
+# --- X-RateLimit-Reset / X-RateLimit-Remaining (Jira Cloud's rate-limit headers) -------------------
+
+def _iso(epoch: float, *, minutes_only: bool = False) -> str:
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(epoch, UTC)
+    return when.strftime("%Y-%m-%dT%H:%MZ" if minutes_only else "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_parse_rate_limit_reset_reads_jiras_iso_timestamps_and_epochs():
+    from apps.core.outbound import parse_rate_limit_reset
+
+    now = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    assert parse_rate_limit_reset("2027-01-15T08:01Z", now=now) == 60.0  # Jira: yyyy-MM-ddTHH:mmZ
+    assert parse_rate_limit_reset("2027-01-15T08:00:30+00:00", now=now) == 30.0
+    assert parse_rate_limit_reset("2027-01-15T07:59Z", now=now) == 0.0  # past: no wait
+    assert parse_rate_limit_reset(str(int(now) + 45), now=now) == 45.0  # a Unix epoch
+    assert parse_rate_limit_reset("12", now=now) is None  # not a point in time
+    assert parse_rate_limit_reset("tomorrow", now=now) is None and parse_rate_limit_reset(None) is None
+
+
+class WindowServer(LocalHTTPServer):
+    """A vendor that refuses (429, ``X-RateLimit-Reset`` only, no Retry-After) anything sent before
+    its window resets, and counts how often it had to."""
+
+    def __init__(self):
+        super().__init__()
+        self.reset_at = 0.0
+        self.refused = 0
+        self.first_headers: dict = {}
+
+    def answer(self, recorded):
+        if time.time() < self.reset_at:
+            self.refused += 1
+            return 429, {"X-RateLimit-Reset": _iso(self.reset_at), "RateLimit-Reason": "jira-quota-global-based"}, {
+                "errorMessages": ["Rate limit exceeded."], "errors": {}}
+        headers, self.first_headers = self.first_headers, {}
+        return 200, headers, {"ok": True}
+
+
+@pytest.fixture
+def window_server():
+    with WindowServer() as running:
+        yield running
+
+
+def test_a_429_with_only_x_ratelimit_reset_waits_until_the_reset(window_server):
+    window_server.reset_at = time.time() + 1.5
+    response = client_for(window_server, retries=3).get("/rest/api/3/issue/OPS-1")  # backoff 0
+    assert response.status_code == 200
+    # one refusal: the retry went after the reset, not at once (backoff 0 would have been refused thrice)
+    assert window_server.refused == 1 and len(window_server.requests) == 2
+
+
+def test_a_reset_beyond_the_max_wait_is_handed_to_the_caller(window_server):
+    window_server.reset_at = time.time() + 600
+    with pytest.raises(OutboundError) as caught:
+        client_for(window_server, retries=3, max_retry_wait=5).post("/rest/api/3/issue", json={})
+    assert len(window_server.requests) == 1 and caught.value.retryable and caught.value.status_code == 429
+    assert 540 < caught.value.retry_after <= 600  # the Celery task retries then
+
+
+def test_remaining_zero_holds_the_next_request_until_the_reset(window_server):
+    client = client_for(window_server, retries=0)  # no retries: a request sent early would fail
+    reset = time.time() + 1.2
+    window_server.first_headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": _iso(reset)}
+    assert client.get("/rest/api/3/myself").status_code == 200
+    window_server.reset_at = reset  # from now on the vendor refuses anything before the reset
+    assert client.get("/rest/api/3/myself").status_code == 200
+    assert window_server.refused == 0 and len(window_server.requests) == 2
+
+
+def test_remaining_zero_with_a_far_reset_refuses_without_sending(window_server):
+    client = client_for(window_server, retries=0, max_retry_wait=5)
+    window_server.first_headers = {"X-RateLimit-Remaining": "0",
+                                   "X-RateLimit-Reset": _iso(time.time() + 180, minutes_only=True)}
+    client.get("/rest/api/3/myself")
+    with pytest.raises(OutboundError) as caught:
+        client.get("/rest/api/3/myself")
+    assert caught.value.kind == "rate_limited" and caught.value.retryable and caught.value.retry_after > 100
+    assert len(window_server.requests) == 1
+    other = client_for(window_server, retries=0)  # another client (another connection) is not held
+    assert other.get("/rest/api/3/myself").status_code == 200
+
+
+async def test_the_async_client_waits_for_x_ratelimit_reset_too(window_server):
+    window_server.reset_at = time.time() + 1.2
+    client = AsyncOutboundClient("vendor", window_server.url, backoff=0, retries=3, log_calls=False)
+    try:
+        assert (await client.get("/rest/api/3/issue/OPS-1")).status_code == 200
+    finally:
+        await client.aclose()
+    assert window_server.refused == 1

@@ -5,9 +5,11 @@ Tests change an item's state as a person in that tool would (``move``, ``complet
 from __future__ import annotations
 
 import base64
+import datetime
 import itertools
 import re
 import threading
+import time
 from urllib.parse import unquote
 
 from tests.support.http_server import LocalHTTPServer, Recorded
@@ -16,8 +18,46 @@ ASANA_TOKEN = "1/1200000000000000:asana-pat-SECRET"
 JIRA_EMAIL, JIRA_TOKEN = "bot@acme.example", "jira-api-token-SECRET"
 
 
+def asana_select(obj, opt_fields: str | None):
+    """What Asana returns for ``opt_fields``: only the named (dotted) fields, plus ``gid`` and
+    ``resource_type``; an object named without subfields comes back compact (its gid)."""
+    if opt_fields is None:
+        return obj
+    paths = [p.split(".") for p in opt_fields.split(",") if p]
+    return _select(obj, paths)
+
+
+def _select(obj, paths):
+    if isinstance(obj, list):
+        return [_select(item, paths) for item in obj]
+    if not isinstance(obj, dict):
+        return obj
+    out = {k: obj[k] for k in ("gid", "resource_type") if k in obj}
+    for head in {p[0] for p in paths}:
+        if head not in obj:
+            continue
+        rest = [p[1:] for p in paths if p[0] == head and len(p) > 1]
+        value = obj[head]
+        if rest:
+            out[head] = _select(value, rest)
+        elif isinstance(value, dict):
+            out[head] = {k: value[k] for k in ("gid", "resource_type") if k in value}
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            out[head] = [{k: v[k] for k in ("gid", "resource_type") if k in v} for v in value]
+        else:
+            out[head] = value
+    return out
+
+
 class AsanaServer(LocalHTTPServer):
-    """``/api/1.0``; bodies wrapped in ``data``; ``{"errors": [{"message": ...}]}``."""
+    """``/api/1.0``; bodies wrapped in ``data``; ``{"errors": [{"message": ...}]}``; ``opt_fields``
+    honoured (only what is asked for comes back). The project has sections and an enum custom field
+    "Approval" (options Pending / Approved / Rejected) on every task."""
+
+    SECTIONS = {"To review": "1400000000000001", "Approved": "1400000000000002", "Rejected": "1400000000000003",
+                "Parked": "1400000000000004"}
+    FIELD_GID = "1500000000000001"
+    OPTIONS = {"Pending": "1500000000000011", "Approved": "1500000000000012", "Rejected": "1500000000000013"}
 
     def __init__(self, *, project: str = "1200000000000456", workspace: str = "1200000000000123"):
         super().__init__()
@@ -26,6 +66,31 @@ class AsanaServer(LocalHTTPServer):
         self.stories: dict[str, list[dict]] = {}
         self._ids = itertools.count(1209000000000001)
         self._state_lock = threading.Lock()
+
+    def _story(self, gid: str, subtype: str, text: str, by: str) -> None:
+        self.stories[gid].append({"gid": str(next(self._ids)), "resource_type": "story", "resource_subtype": subtype,
+                                  "text": text, "created_by": {"gid": "77", "resource_type": "user", "email": by}})
+
+    def move_to_section(self, gid: str, section: str, *, by: str, comment: str = "") -> None:
+        """Someone drags the task to another section of the project (board column)."""
+        with self._state_lock:
+            self.tasks[gid]["memberships"] = [{"project": {"gid": self.project, "resource_type": "project"},
+                                               "section": {"gid": self.SECTIONS[section], "resource_type": "section",
+                                                           "name": section}}]
+            if comment:
+                self._story(gid, "comment_added", comment, by)
+            self._story(gid, "section_changed", f"moved this Task from \"To review\" to \"{section}\"", by)
+
+    def set_approval(self, gid: str, option: str | None, *, by: str, comment: str = "") -> None:
+        """Someone picks an option of the "Approval" enum custom field (None clears it)."""
+        with self._state_lock:
+            [field] = self.tasks[gid]["custom_fields"]
+            field["enum_value"] = None if option is None else {
+                "gid": self.OPTIONS[option], "resource_type": "enum_option", "name": option, "enabled": True}
+            field["display_value"] = option
+            if comment:
+                self._story(gid, "comment_added", comment, by)
+            self._story(gid, "enum_custom_field_changed", f"changed Approval to \"{option}\"", by)
 
     @property
     def base_url(self) -> str:
@@ -39,6 +104,10 @@ class AsanaServer(LocalHTTPServer):
                                           "created_by": {"gid": "77", "email": by}})
             self.stories[gid].append({"resource_subtype": "marked_complete", "text": "completed this task",
                                       "created_by": {"gid": "77", "email": by}})
+
+    @staticmethod
+    def _out(r: Recorded, obj):
+        return asana_select(obj, r.query.get("opt_fields", [None])[0])
 
     def answer(self, r: Recorded):
         if r.header("Authorization") != f"Bearer {ASANA_TOKEN}":
@@ -59,20 +128,27 @@ class AsanaServer(LocalHTTPServer):
                     return 400, {}, {"errors": [{"message": "projects: [0]: Not a recognized ID"}]}
                 gid = str(next(self._ids))
                 task = {"gid": gid, "resource_type": "task", "name": data.get("name", ""), "notes": data.get("notes", ""),
-                        "completed": False, "permalink_url": f"https://app.asana.com/0/{self.project}/{gid}",
-                        "memberships": [{"project": {"gid": self.project}, "section": {"name": "To review"}}]}
+                        "completed": False, "completed_at": None, "completed_by": None,
+                        "permalink_url": f"https://app.asana.com/0/{self.project}/{gid}",
+                        "memberships": [{"project": {"gid": self.project, "resource_type": "project"},
+                                         "section": {"gid": self.SECTIONS["To review"], "resource_type": "section",
+                                                     "name": "To review"}}],
+                        "custom_fields": [{"gid": self.FIELD_GID, "resource_type": "custom_field", "name": "Approval",
+                                           "type": "enum", "resource_subtype": "enum", "display_value": None,
+                                           "enum_value": None}]}
                 self.tasks[gid] = task
                 self.stories[gid] = []
-                return 201, {}, {"data": task}
+                self._story(gid, "added_to_project", "added to Campaign approvals", "ops@acme.example")
+                return 201, {}, {"data": self._out(r, task)}
             if r.method == "GET" and path == "/tasks":
                 items = [t for t in self.tasks.values() if r.query.get("project") == [self.project]]
-                return 200, {}, {"data": items, "next_page": None}
+                return 200, {}, {"data": self._out(r, items), "next_page": None}
             if m := re.fullmatch(r"/tasks/(\d+)(/stories)?", path):
                 task = self.tasks.get(m[1])
                 if task is None:
                     return 404, {}, {"errors": [{"message": "task: Unknown object"}]}
                 if m[2] and r.method == "GET":
-                    return 200, {}, {"data": list(self.stories[m[1]])}
+                    return 200, {}, {"data": self._out(r, list(self.stories[m[1]]))}
                 if m[2] and r.method == "POST":
                     story = {"resource_subtype": "comment_added", "text": r.json()["data"]["text"],
                              "created_by": {"gid": "42", "email": "ops@acme.example"}}
@@ -80,8 +156,8 @@ class AsanaServer(LocalHTTPServer):
                     return 201, {}, {"data": story}
                 if r.method == "PUT":
                     task.update(r.json().get("data") or {})
-                    return 200, {}, {"data": task}
-                return 200, {}, {"data": task}
+                    return 200, {}, {"data": self._out(r, task)}
+                return 200, {}, {"data": self._out(r, task)}
         return 404, {}, {"errors": [{"message": f"No matching route for request {r.method} {path}"}]}
 
 
@@ -97,6 +173,22 @@ class JiraServer(LocalHTTPServer):
         self.issues: dict[str, dict] = {}
         self._ids = itertools.count(10000)
         self._state_lock = threading.Lock()
+        self.limited_until = 0.0
+        self.refused = 0
+
+    def limit_for(self, seconds: float) -> None:
+        """Jira's cost-based limit is hit: every call is a 429 until the reset, which the answer gives
+        only as ``X-RateLimit-Reset`` (ISO 8601, UTC), with ``RateLimit-Reason`` and no Retry-After."""
+        self.limited_until = time.time() + seconds
+
+    def _rate_limited(self):
+        if time.time() >= self.limited_until:
+            return None
+        self.refused += 1
+        reset = datetime.datetime.fromtimestamp(self.limited_until, datetime.UTC)
+        return 429, {"X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "X-RateLimit-Limit": "100",
+                     "X-RateLimit-Remaining": "0", "RateLimit-Reason": "jira-quota-tenant-based"}, {
+            "errorMessages": ["Rate limit exceeded."], "errors": {}}
 
     def move(self, key: str, status: str, *, by: str, comment: str = "") -> None:
         """Someone moves the issue in Jira (and maybe comments)."""
@@ -124,6 +216,8 @@ class JiraServer(LocalHTTPServer):
                              "errors": {}}
         path = r.path
         with self._state_lock:
+            if (limited := self._rate_limited()) is not None:
+                return limited
             if r.method == "GET" and path == "/rest/api/3/myself":
                 return 200, {}, {"accountId": "5b10ac", "emailAddress": JIRA_EMAIL, "displayName": "Ops Bot"}
             if r.method == "GET" and (m := re.fullmatch(r"/rest/api/3/project/(\w+)", path)):

@@ -277,3 +277,129 @@ def test_the_sync_is_on_the_beat_schedule():
 
 def test_services_module_is_the_public_face():
     assert callable(services.approval_task_create) and callable(services.connection_test)
+
+
+# --- Asana: the status from a section or an enum custom field --------------------------------------
+
+def _asana_source(connection, source: str, status_map: dict) -> None:
+    connection.options = {**connection.options, "status_source": source, "status_map": status_map}
+    connection.save()
+
+
+def test_asana_status_from_the_section_maps_by_name_or_gid_and_unmapped_casts_nothing(
+        asana, asana_connection, draft_campaign, marketer, django_capture_on_commit_callbacks):
+    from .fakes import AsanaServer
+
+    _asana_source(asana_connection, "section", {"Approved": "approve", AsanaServer.SECTIONS["Rejected"]: "reject"})
+    campaign = submit(draft_campaign, marketer, django_capture_on_commit_callbacks)
+    gid = ExternalTask.objects.get().external_id
+    assert sync()["votes_cast"] == 0
+    assert ExternalTask.objects.get().external_status == "To review"
+    [poll] = [r for r in asana.requests if r.method == "GET" and r.path == f"/api/1.0/tasks/{gid}"]
+    assert "memberships.section.name" in poll.query["opt_fields"][0]
+
+    asana.move_to_section(gid, "Parked", by="ann@acme.example")  # a section the map does not name
+    assert sync()["votes_cast"] == 0
+    task = ExternalTask.objects.get()
+    assert task.external_status == "Parked" and "not in the connection's status_map" in task.note
+    asana.move_to_section(gid, "Approved", by="stranger@acme.example")  # mapped status, unmapped user
+    assert sync()["votes_cast"] == 0
+    assert "not a mapped approver" in ExternalTask.objects.get().note
+    assert list(campaign_selectors.campaign_votes(campaign_id=campaign.pk)) == []
+
+    asana.move_to_section(gid, "Rejected", by="ann@acme.example", comment="Price is wrong")  # mapped by gid
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sync()["votes_cast"] == 1
+    [vote] = campaign_selectors.campaign_votes(campaign_id=campaign.pk)
+    assert (vote.approver.username, vote.decision, vote.reason) == ("ann", "reject", "Price is wrong")
+    assert campaign_selectors.campaign_get(campaign_id=campaign.pk).status == "rejected"
+    # the vote came from the item: the platform's reject is not pushed back as a completion
+    assert not [r for r in asana.requests if r.method == "PUT"]
+
+
+@pytest.mark.parametrize("field_ref", ["Approval", "1500000000000001"], ids=["by-name", "by-gid"])
+def test_asana_status_from_an_enum_custom_field_casts_mapped_votes(
+        asana, asana_connection, draft_campaign, marketer, django_capture_on_commit_callbacks, field_ref):
+    from .fakes import AsanaServer
+
+    _asana_source(asana_connection, f"custom_field:{field_ref}",
+                  {AsanaServer.OPTIONS["Approved"]: "approve", "Rejected": "reject"})
+    campaign = submit(draft_campaign, marketer, django_capture_on_commit_callbacks)
+    gid = ExternalTask.objects.get().external_id
+    assert sync()["votes_cast"] == 0 and ExternalTask.objects.get().external_status == ""  # no option chosen
+    asana.set_approval(gid, "Pending", by="ann@acme.example")
+    assert sync()["votes_cast"] == 0 and ExternalTask.objects.get().external_status == "Pending"
+    asana.move_to_section(gid, "Approved", by="ann@acme.example")  # the section is not the source here
+    asana.complete(gid, by="ann@acme.example")  # nor is completion
+    assert sync()["votes_cast"] == 0
+    assert list(campaign_selectors.campaign_votes(campaign_id=campaign.pk)) == []
+
+    asana.set_approval(gid, "Approved", by="ann@acme.example")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sync()["votes_cast"] == 1
+    [vote] = campaign_selectors.campaign_votes(campaign_id=campaign.pk)
+    assert (vote.approver.username, vote.decision, vote.reason) == ("ann", "approve", f"approved in Asana task {gid}")
+    assert ExternalTask.objects.get().decision_cast == "approve:Approved"
+    assert sync()["votes_cast"] == 0  # nothing cast twice
+
+
+def test_asana_custom_field_reject_takes_the_last_comment(asana, asana_connection, draft_campaign, marketer,
+                                                         django_capture_on_commit_callbacks):
+    _asana_source(asana_connection, "custom_field:Approval", {"Approved": "approve", "Rejected": "reject"})
+    campaign = submit(draft_campaign, marketer, django_capture_on_commit_callbacks)
+    gid = ExternalTask.objects.get().external_id
+    asana.set_approval(gid, "Rejected", by="ann@acme.example", comment="Hero image is blurry")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sync()["votes_cast"] == 1
+    [vote] = campaign_selectors.campaign_votes(campaign_id=campaign.pk)
+    assert (vote.decision, vote.reason) == ("reject", "Hero image is blurry")
+
+
+# --- Jira Cloud's rate-limit headers ------------------------------------------------------------------
+
+def test_a_jira_429_with_only_x_ratelimit_reset_waits_until_then_and_makes_one_issue(
+        jira, jira_connection, draft_campaign, marketer, django_capture_on_commit_callbacks):
+    import time
+
+    jira.limit_for(1.5)  # Jira refuses every call until the reset, saying so only in X-RateLimit-Reset
+    submit(draft_campaign, marketer, django_capture_on_commit_callbacks)
+    assert jira.refused == 1  # the retry waited for the reset (the client's own backoff is 0.25-0.5 s)
+    assert len(issue_posts(jira)) == 2 and len(jira.issues) == 1
+    assert ExternalTask.objects.get().state == "created"
+    assert time.time() >= jira.limited_until
+
+
+def test_a_far_jira_reset_is_handed_to_the_celery_retry(jira, jira_connection, draft_campaign, marketer,
+                                                        django_capture_on_commit_callbacks):
+    jira_connection.enabled = False
+    jira_connection.save()
+    campaign = submit(draft_campaign, marketer, django_capture_on_commit_callbacks)
+    jira_connection.enabled = True
+    jira_connection.save()
+    jira.limit_for(600)
+    with pytest.raises(OutboundError) as caught:
+        services.approval_task_create(connection_id=jira_connection.pk, campaign_id=campaign.pk, review_round=1)
+    assert jira.refused == 1 and caught.value.status_code == 429 and caught.value.retryable
+    assert 500 < tasks._countdown(caught.value, 0) <= 600  # the task retries after the reset, not before
+    task = ExternalTask.objects.get()
+    assert task.state == "creating" and "rate limiting" in task.note and jira.issues == {}
+
+
+def test_an_asana_create_whose_answer_was_lost_is_adopted_by_the_retry(
+        asana, asana_connection, draft_campaign, marketer, django_capture_on_commit_callbacks):
+    # Asana makes the task, the connection drops before its answer: the POST is not re-sent blindly;
+    # the Celery task's retry finds the task by the marker line in its notes and adopts it.
+    asana.drop(when=lambda r: r.method == "POST" and r.path == "/api/1.0/tasks")
+    campaign = submit(draft_campaign, marketer, django_capture_on_commit_callbacks)  # the attempt fails retryable
+    posts = [r for r in asana.requests if r.method == "POST" and r.path == "/api/1.0/tasks"]
+    assert len(posts) == 1 and len(asana.tasks) == 1  # made, answer lost, not re-sent
+    task = ExternalTask.objects.get()
+    assert (task.state, task.maybe_created) == ("creating", True)
+    [gid] = asana.tasks
+    assert tasks.create_approval_task.apply(args=(asana_connection.pk, campaign.pk, 1)).get() == gid  # the retry
+    task.refresh_from_db()
+    assert (task.state, task.external_id) == ("created", gid) and "adopted" in task.note
+    assert len([r for r in asana.requests if r.method == "POST" and r.path == "/api/1.0/tasks"]) == 1
+    [lookup] = [r for r in asana.requests if r.method == "GET" and r.path == "/api/1.0/tasks"]
+    assert lookup.query["project"] == [asana.project] and "notes" in lookup.query["opt_fields"][0]
+    assert f"[ce-campaign-{campaign.pk}-round-1]" in asana.tasks[gid]["notes"]

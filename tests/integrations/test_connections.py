@@ -144,3 +144,25 @@ def test_the_campaign_admin_shows_the_jira_issue(client, admin_user, jira, jira_
     page = client.get(f"/admin/campaigns/campaign/{draft_campaign.pk}/change/").content.decode()
     assert f'href="{jira.url}/browse/OPS-1"' in page and "Jira Cloud round 1" in page
     assert f'href="/v1/reports/campaigns/{draft_campaign.pk}.xlsx?granularity=day"' in page
+    # the status sync's reading of the issue is shown on the campaign
+    from apps.integrations import tasks
+
+    jira.move("OPS-1", "In Progress", by="someone@acme.example")
+    tasks.sync_approval_status.apply().get()
+    page = client.get(f"/admin/campaigns/campaign/{draft_campaign.pk}/change/").content.decode()
+    assert "OPS-1</a> — In Progress" in page
+
+
+def test_a_refused_issue_shows_in_the_admin_with_the_vendors_message(
+        client, admin_user, jira, jira_connection, draft_campaign, marketer, django_capture_on_commit_callbacks):
+    from apps.campaigns import services as campaign_services
+
+    jira_connection.options = {**jira_connection.options, "project_key": "NOPE"}
+    jira_connection.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign_services.campaign_submit(campaign_id=draft_campaign.pk, actor=marketer)
+    client.force_login(admin_user)
+    listing = client.get("/admin/integrations/externaltask/").content.decode()
+    assert "Failed (not retried)" in listing and "valid project is required" in listing
+    page = client.get(f"/admin/campaigns/campaign/{draft_campaign.pk}/change/").content.decode()
+    assert "Failed (not retried)" in page and "HTTP 400" in page

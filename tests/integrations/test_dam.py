@@ -194,3 +194,93 @@ def test_the_offer_form_has_a_search_panel_that_imports(client, marketer, bynder
     assert "bynder asset A1 (image/png" in page
     client.force_login(make_user(Role.APPROVER, username="not-a-marketer"))
     assert client.get(f"/admin/integrations/connection/creatives/{offer.pk}/").status_code == 403
+
+
+def test_aem_validity_sync_reads_expiration_and_status_of_the_one_asset(marketer):
+    # the beat reads the asset itself (GET /api/assets/<folder>/<name>.json), not a search
+    with AEMServer() as aem:
+        aem.add("hero.png", expires=FUTURE.isoformat())
+        connection = Connection.objects.create(name="AEM", kind="aem", base_url=aem.url,
+                                               credentials={"token": AEM_TOKEN}, options={"folder": "offers"})
+        campaign, offer = _live_campaign_with_asset(marketer, connection, asset_id="offers/hero.png")
+        assert offer.pk in biddable_offer_ids()
+        aem.requests.clear()
+
+        aem.assets["hero.png"]["expires"] = PAST.isoformat()  # prism:expirationDate passed
+        assert tasks.sync_creative_validity.apply().get() == {"checked": 1, "changed": 1, "errors": 0}
+        assert [r.path for r in aem.requests] == ["/api/assets/offers/hero.png.json"]
+        assert aem.requests[0].header("Authorization") == f"Bearer {AEM_TOKEN}"
+        assert offer.pk not in biddable_offer_ids()
+
+        aem.assets["hero.png"].update(expires=FUTURE.isoformat(), status="rejected")  # dam:status
+        tasks.sync_creative_validity.apply().get()
+        fresh = campaign_selectors.offer_get_or_none(offer_id=offer.pk)
+        assert fresh.creative_blocked_reason == "not approved in AEM (dam:status rejected)"
+        assert offer.pk not in biddable_offer_ids()
+
+        aem.assets["hero.png"]["status"] = "approved"
+        tasks.sync_creative_validity.apply().get()
+        assert offer.pk in biddable_offer_ids()
+
+        del aem.assets["hero.png"]  # deleted in AEM: 404
+        tasks.sync_creative_validity.apply().get()
+        assert campaign_selectors.offer_get_or_none(offer_id=offer.pk).creative_blocked_reason == \
+            "withdrawn: no longer in Adobe AEM Assets"
+        assert offer.pk not in biddable_offer_ids()
+
+
+def test_aprimo_validity_sync_uses_status_only():
+    with AprimoServer() as aprimo:
+        aprimo.add("r1", "Spring banner")
+        connection = Connection.objects.create(
+            name="Aprimo", kind="aprimo", base_url=aprimo.url,
+            credentials={"client_id": APRIMO_CLIENT, "client_secret": APRIMO_SECRET},
+            options={"token_url": aprimo.url + "/login/connect/token"})
+        marketer = make_user(Role.MARKETER, username="aprimo-marketer")
+        campaign, offer = _live_campaign_with_asset(marketer, connection, asset_id="r1")
+        assert offer.pk in biddable_offer_ids()
+        aprimo.requests.clear()
+
+        aprimo.records["r1"]["status"] = "Archived"
+        assert tasks.sync_creative_validity.apply().get()["changed"] == 1
+        [read] = [r for r in aprimo.requests if r.path == "/api/core/record/r1"]
+        assert read.header("API-VERSION") == "1" and read.header("Authorization") == "Bearer aprimo-jwt"
+        fresh = campaign_selectors.offer_get_or_none(offer_id=offer.pk)
+        assert fresh.creative_blocked_reason == "withdrawn in Aprimo (status Archived)" and fresh.creative_valid_until is None
+        assert offer.pk not in biddable_offer_ids()
+
+        aprimo.records["r1"]["status"] = "Released"
+        tasks.sync_creative_validity.apply().get()
+        assert offer.pk in biddable_offer_ids()
+
+
+def test_the_validity_sync_is_on_the_beat_schedule():
+    from config.celery import app
+
+    entry = app.conf.beat_schedule["integrations-sync-creative-validity"]
+    assert entry["task"] == "integrations.sync_creative_validity"
+
+
+def test_test_connection_of_each_dam_says_in_plain_words(bynder, bynder_connection):
+    assert services.connection_test(connection_id=bynder_connection.pk) == services.TestResult(
+        True, "Connected to Bynder; the asset bank answers.")
+    bynder_connection.credentials = {"token": "wrong"}
+    bynder_connection.save()
+    assert services.connection_test(connection_id=bynder_connection.pk).message == \
+        "Bynder refused the credentials (HTTP 401)"
+    with AEMServer() as aem:
+        aem.add("hero.png")
+        ok = Connection.objects.create(name="AEM", kind="aem", base_url=aem.url, credentials={"token": AEM_TOKEN},
+                                       options={"folder": "offers"})
+        assert services.connection_test(connection_id=ok.pk).message == \
+            "Connected to AEM Assets; folder offers holds 1 item(s)."
+        missing = Connection.objects.create(name="AEM 2", kind="aem", base_url=aem.url,
+                                            credentials={"token": AEM_TOKEN}, options={"folder": "nope"})
+        assert services.connection_test(connection_id=missing.pk).message == \
+            "AEM Assets does not know folder nope (HTTP 404)"
+    with AprimoServer() as aprimo:
+        bad = Connection.objects.create(name="Aprimo", kind="aprimo", base_url=aprimo.url,
+                                        credentials={"client_id": APRIMO_CLIENT, "client_secret": "wrong"},
+                                        options={"token_url": aprimo.url + "/login/connect/token"})
+        result = services.connection_test(connection_id=bad.pk)
+        assert not result.ok and result.message == "Aprimo refused the client credentials (HTTP 400)"

@@ -4,6 +4,9 @@ It records every request (method, path, query, headers, raw body) and answers fr
 (``script(status, body, headers, times)``: used first, in order) or from ``answer(recorded)``, which
 a vendor fake overrides (or passes as ``handler=``) to speak that vendor's format. ``hold()`` keeps
 answers waiting until ``release()`` (a slow vendor, a timeout); the request is recorded first.
+``drop(times, when=)`` is the lost answer: the matching request is read and acted on (``answer`` runs,
+the vendor's state changes) and the connection is then closed without a byte of the answer
+(``act=False``: read, not acted on, closed: the vendor failed before doing anything).
 
     with LocalHTTPServer() as server:
         server.script(503, {"error": "busy"}, {"Retry-After": "0"})
@@ -56,6 +59,7 @@ class LocalHTTPServer:
         self.requests: list[Recorded] = []
         self._handler = handler
         self._scripted: deque[Answer] = deque()
+        self._drops: list[list] = []  # [times left, predicate, act]
         self._lock = threading.Lock()
         self._go = threading.Event()
         self._go.set()
@@ -73,9 +77,20 @@ class LocalHTTPServer:
                 recorded = Recorded(self.command, self.path, dict(self.headers.items()), body)
                 with server._lock:
                     server.requests.append(recorded)
-                    scripted = server._scripted.popleft() if server._scripted else None
+                    drop = next((d for d in server._drops if d[0] > 0 and d[1](recorded)), None)
+                    if drop is not None:
+                        drop[0] -= 1
+                    scripted = None if drop is not None or not server._scripted else server._scripted.popleft()
                 server._go.wait(30)
+                if drop is not None and not drop[2]:
+                    self.close_connection = True
+                    recorded.answered.set()
+                    return
                 status, headers, payload = scripted if scripted is not None else server.answer(recorded)
+                if drop is not None:  # acted on, answer lost: close without a status line
+                    self.close_connection = True
+                    recorded.answered.set()
+                    return
                 if isinstance(payload, bytes):
                     data = payload
                 elif payload is None:
@@ -135,6 +150,12 @@ class LocalHTTPServer:
             for _ in range(times):
                 self._scripted.append((status, dict(headers or {}), body))
 
+    def drop(self, times: int = 1, *, when: Callable[[Recorded], bool] | None = None, act: bool = True) -> None:
+        """Lose the answer to the next ``times`` requests matching ``when`` (all by default), after
+        acting on them (``act=False``: without)."""
+        with self._lock:
+            self._drops.append([times, when or (lambda recorded: True), act])
+
     def hold(self) -> None:
         self._go.clear()
 
@@ -145,4 +166,5 @@ class LocalHTTPServer:
         with self._lock:
             self.requests.clear()
             self._scripted.clear()
+            self._drops.clear()
         self._go.set()

@@ -14,10 +14,10 @@ See ``apps/core/outbound/README.md``.
 """
 from apps.core.outbound.breaker import CircuitBreaker
 from apps.core.outbound.client import AsyncOutboundClient, OutboundClient, join_url
-from apps.core.outbound.errors import OutboundError, parse_retry_after, retryable_status
+from apps.core.outbound.errors import OutboundError, parse_rate_limit_reset, parse_retry_after, retryable_status
 from apps.core.outbound.ratelimit import RedisTokenBucket, TokenBucket
 
 __all__ = [
     "AsyncOutboundClient", "CircuitBreaker", "OutboundClient", "OutboundError", "RedisTokenBucket",
-    "TokenBucket", "join_url", "parse_retry_after", "retryable_status",
+    "TokenBucket", "join_url", "parse_rate_limit_reset", "parse_retry_after", "retryable_status",
 ]

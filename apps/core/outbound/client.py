@@ -10,6 +10,13 @@ else ``backoff × 2^(attempt-1)`` with jitter. A ``Retry-After`` longer than ``m
 slept through inside the call: the call fails with ``retryable=True, retry_after=<seconds>`` so the
 caller (a Celery task) retries that much later. Any other 4xx is final at once.
 
+Rate-limit headers (Jira Cloud's, and the common ``X-RateLimit-*`` pair): a retryable answer without
+``Retry-After`` but with ``X-RateLimit-Reset`` (an ISO 8601 timestamp, or a Unix epoch) waits until
+that reset, bounded the same way; any answer with ``X-RateLimit-Remaining: 0`` and a reset ahead
+holds this client's next requests until the reset (not sent before it; a hold longer than
+``max_retry_wait`` or past the call's deadline refuses with ``kind="rate_limited"`` and the
+``retry_after`` left, without sending).
+
 The breaker counts network errors, timeouts, 5xx, 408 and 429 as failures; any other answer
 (2xx-4xx) shows the vendor is up and counts as a success. Success is 2xx/3xx (redirects are not
 followed). A final non-success raises :class:`OutboundError`; ``raise_for_status=False`` returns the
@@ -29,7 +36,7 @@ from prometheus_client import Counter, Histogram
 
 from apps.core.outbound.breaker import CircuitBreaker
 from apps.core.outbound.calllog import arecord_call, record_call
-from apps.core.outbound.errors import OutboundError, parse_retry_after, retryable_status
+from apps.core.outbound.errors import OutboundError, parse_rate_limit_reset, parse_retry_after, retryable_status
 from apps.core.outbound.ratelimit import RedisTokenBucket, TokenBucket
 
 __all__ = ["AsyncOutboundClient", "OutboundClient", "join_url"]
@@ -92,6 +99,9 @@ class _Attempt:
         elif retryable_status(response.status_code):
             self.outcome = RETRYABLE
             self.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if self.retry_after is None:
+                reset = parse_rate_limit_reset(response.headers.get(RATE_LIMIT_RESET))
+                self.retry_after = reset or None  # a reset already past: our own backoff
         else:
             self.outcome = REJECTED
 
@@ -99,10 +109,18 @@ class _Attempt:
     def status_code(self) -> int | None:
         return None if self.response is None else self.response.status_code
 
+    def exhausted_for(self) -> float | None:
+        """Seconds until the vendor's window resets when it says none are left (``X-RateLimit-Remaining: 0``)."""
+        if self.response is None or self.response.headers.get(RATE_LIMIT_REMAINING, "").strip() != "0":
+            return None
+        return parse_rate_limit_reset(self.response.headers.get(RATE_LIMIT_RESET)) or None
+
     @property
     def breaker_failure(self) -> bool:
         return self.outcome in (RETRYABLE, TIMEOUT, NETWORK)
 
+
+RATE_LIMIT_RESET, RATE_LIMIT_REMAINING = "X-RateLimit-Reset", "X-RateLimit-Remaining"
 
 #: failures before any byte of the request left: safe to send again whatever the method
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -152,6 +170,7 @@ class _Base:
         self.http2 = http2
         self.verify = verify
         self._http: Any = None
+        self._hold_until = 0.0  # monotonic: the vendor said no requests are left until then
 
     def url(self, path_or_url: str) -> str:
         return join_url(self.base_url, path_or_url)
@@ -178,6 +197,28 @@ class _Base:
         if deadline_at is not None and time.monotonic() + wait >= deadline_at:
             return None
         return wait
+
+    def _note_window(self, attempt: _Attempt) -> None:
+        left = attempt.exhausted_for()
+        if left is not None:
+            self._hold_until = max(self._hold_until, time.monotonic() + left)
+
+    def _hold(self, method: str, url: str, attempt_no: int, log_context: dict | None,
+              deadline_at: float | None) -> tuple[float, dict | None]:
+        """Seconds to wait before sending while the vendor's window is exhausted (0: none); the
+        fields to log and refuse with instead when that wait is too long."""
+        wait = self._hold_until - time.monotonic()
+        if wait <= 0:
+            return 0.0, None
+        if wait > self.max_retry_wait or (deadline_at is not None and time.monotonic() + wait >= deadline_at):
+            self._count(RATE_LIMITED)
+            return wait, self._log_fields(method, url, attempt_no, RATE_LIMITED, None, 0,
+                                          f"vendor rate limit exhausted for {wait:.1f} s more", log_context)
+        return wait, None
+
+    def _held_error(self, wait: float) -> OutboundError:
+        return OutboundError(f"the vendor's rate limit window is exhausted; it resets in {wait:.1f} s", name=self.name,
+                             kind="rate_limited", retryable=True, retry_after=wait)
 
     def _count(self, outcome: str, seconds: float | None = None) -> None:
         OUTBOUND_REQUESTS.labels(self.name, outcome).inc()
@@ -226,7 +267,14 @@ class OutboundClient(_Base):
         if self.log_calls:
             record_call(**fields)
 
-    def _gate(self, method: str, url: str, attempt_no: int, log_context: dict | None) -> None:
+    def _gate(self, method: str, url: str, attempt_no: int, log_context: dict | None,
+              deadline_at: float | None = None) -> None:
+        wait, refused = self._hold(method, url, attempt_no, log_context, deadline_at)
+        if refused is not None:
+            self._log(**refused)
+            raise self._held_error(wait)
+        if wait:
+            time.sleep(wait)
         if self.breaker is not None and not self.breaker.allow():
             self._count(BREAKER_OPEN)
             self._log(**self._log_fields(method, url, attempt_no, BREAKER_OPEN, None, 0, "circuit breaker open",
@@ -260,13 +308,14 @@ class OutboundClient(_Base):
         attempt_no = 0
         while True:
             attempt_no += 1
-            self._gate(method, url, attempt_no, log_context)
+            self._gate(method, url, attempt_no, log_context, deadline_at)
             started = time.perf_counter()
             try:
                 attempt = _Attempt(response=self.http.request(method, url, **kwargs))
             except httpx.TransportError as exc:
                 attempt = _transport_failure(exc, self.timeout)
             seconds = time.perf_counter() - started
+            self._note_window(attempt)
             self._count(attempt.outcome, seconds)
             if self.breaker is not None:
                 (self.breaker.record_failure if attempt.breaker_failure else self.breaker.record_success)()
@@ -318,7 +367,14 @@ class AsyncOutboundClient(_Base):
         if self.log_calls:
             await arecord_call(**fields)
 
-    async def _gate(self, method: str, url: str, attempt_no: int, log_context: dict | None) -> None:
+    async def _gate(self, method: str, url: str, attempt_no: int, log_context: dict | None,
+                    deadline_at: float | None = None) -> None:
+        wait, refused = self._hold(method, url, attempt_no, log_context, deadline_at)
+        if refused is not None:
+            await self._log(**refused)
+            raise self._held_error(wait)
+        if wait:
+            await asyncio.sleep(wait)
         if self.breaker is not None and not await self.breaker.allow_async():
             self._count(BREAKER_OPEN)
             await self._log(**self._log_fields(method, url, attempt_no, BREAKER_OPEN, None, 0,
@@ -347,13 +403,14 @@ class AsyncOutboundClient(_Base):
         attempt_no = 0
         while True:
             attempt_no += 1
-            await self._gate(method, url, attempt_no, log_context)
+            await self._gate(method, url, attempt_no, log_context, deadline_at)
             started = time.perf_counter()
             try:
                 attempt = _Attempt(response=await self.http.request(method, url, **kwargs))
             except httpx.TransportError as exc:
                 attempt = _transport_failure(exc, self.timeout)
             seconds = time.perf_counter() - started
+            self._note_window(attempt)
             self._count(attempt.outcome, seconds)
             if self.breaker is not None:
                 if attempt.breaker_failure:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import email.utils
 import math
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 
 import httpx
 
-__all__ = ["KINDS", "OutboundError", "parse_retry_after", "retryable_status"]
+__all__ = ["KINDS", "OutboundError", "parse_rate_limit_reset", "parse_retry_after", "retryable_status"]
 
 #: timeout / network: the request may not have arrived; http: the vendor answered non-2xx;
 #: breaker_open: refused before sending (vendor marked down); rate_limited: our bucket is empty.
@@ -77,3 +77,26 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+def parse_rate_limit_reset(value: str | None, *, now: float | None = None) -> float | None:
+    """``X-RateLimit-Reset`` as seconds from now. Jira Cloud sends an ISO 8601 timestamp to the
+    minute (``2026-12-04T18:31Z``: "the request timestamp plus the Retry-After period"); seconds and
+    offsets are read too, and so is a Unix epoch in seconds (other vendors' gateways). None when
+    absent or unreadable; never negative (a reset already past is 0)."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        epoch = float(value)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        epoch = when.timestamp()
+    if not math.isfinite(epoch) or epoch < 1_000_000_000:
+        return None  # not a point in time
+    return max(0.0, epoch - (time.time() if now is None else now))

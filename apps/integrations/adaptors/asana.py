@@ -4,9 +4,20 @@
 ``{"errors": [{"message": ...}]}``; 429 carries ``Retry-After`` seconds (150/min per token on free).
 
 Options: ``workspace`` (gid), ``project`` (gid), ``assignee`` (gid, optional), ``status_source``
-(``completed`` — default —, ``section``, or ``custom_field:<name>``), ``status_map``
+(``completed`` — default —, ``section``, or ``custom_field:<name or gid>``), ``status_map``
 (``{"completed": "approve", "Rejected": "reject"}``), ``user_map`` (``{"ann@acme.com": "ann"}``).
 Credentials: ``token``.
+
+Where the status is read (``GET /tasks/{gid}`` with ``opt_fields``, Asana returns only those):
+
+* ``completed``: ``completed`` → ``"completed"`` / ``"open"``; the actor is ``completed_by``.
+* ``section``: the section of the task's membership in ``options.project``
+  (``memberships[].section.{gid,name}``); ``status_map`` may name the section or its gid.
+* ``custom_field:<name or gid>``: that enum custom field's chosen option (``custom_fields[].enum_value
+  .{gid,name}``); ``status_map`` may name the option or its gid. No option chosen → ``""``.
+
+For a section or field change the actor is whoever made the last status story
+(``section_changed``, ``enum_custom_field_changed``, ``marked_complete``) in ``/tasks/{gid}/stories``.
 """
 from __future__ import annotations
 
@@ -16,6 +27,13 @@ from .base import ConnectionProblem, register
 from .tasking import ApprovalItem, ExternalRef, ExternalState, TaskAdaptor
 
 STATUS_STORIES = {"marked_complete", "section_changed", "enum_custom_field_changed", "added_to_project"}
+TASK_FIELDS = ("completed,completed_at,completed_by.email,memberships.project.gid,memberships.section.gid,"
+               "memberships.section.name,custom_fields.gid,custom_fields.name,custom_fields.resource_subtype,"
+               "custom_fields.enum_value.gid,custom_fields.enum_value.name,custom_fields.display_value")
+
+
+def _gids(obj: dict) -> tuple[str, ...]:
+    return (str(obj["gid"]),) if obj.get("gid") else ()
 
 
 def _data(response) -> dict:
@@ -82,27 +100,30 @@ class AsanaAdaptor(TaskAdaptor):
             params = {**params, "offset": offset}
         return None
 
-    def _status_of(self, task: dict) -> str:
+    def _status_of(self, task: dict) -> tuple[str, tuple[str, ...]]:
+        """(status name, other keys it may be mapped by: the section's or enum option's gid)."""
         source = str(self.config.option("status_source", "completed"))
         if source == "section":
             project = str(self.config.option("project", ""))
             for membership in task.get("memberships") or []:
                 if not project or str((membership.get("project") or {}).get("gid")) == project:
-                    return ((membership.get("section") or {}).get("name")) or ""
-            return ""
+                    section = membership.get("section") or {}
+                    return str(section.get("name") or ""), _gids(section)
+            return "", ()
         if source.startswith("custom_field:"):
-            wanted = source.split(":", 1)[1]
+            wanted = source.split(":", 1)[1].strip()
             for custom in task.get("custom_fields") or []:
-                if custom.get("name") == wanted:
-                    return custom.get("display_value") or ""
-            return ""
-        return "completed" if task.get("completed") else "open"
+                if wanted in (custom.get("name"), str(custom.get("gid"))):
+                    option = custom.get("enum_value") or {}
+                    if option:
+                        return str(option.get("name") or ""), _gids(option)
+                    return str(custom.get("display_value") or ""), ()
+            return "", ()
+        return ("completed" if task.get("completed") else "open"), ()
 
     def fetch_state(self, ref: ExternalRef) -> ExternalState:
-        task = _data(self.client.get(f"/tasks/{ref.id}", params={
-            "opt_fields": "completed,completed_at,completed_by.email,memberships.project.gid,memberships.section.name,"
-                          "custom_fields.name,custom_fields.display_value"}))
-        status = self._status_of(task)
+        task = _data(self.client.get(f"/tasks/{ref.id}", params={"opt_fields": TASK_FIELDS}))
+        status, aliases = self._status_of(task)
         stories = _data_list(self.client.get(f"/tasks/{ref.id}/stories", params={
             "opt_fields": "resource_subtype,text,created_by.email,created_by.gid,created_at"}))
         actor = comment = ""
@@ -114,7 +135,7 @@ class AsanaAdaptor(TaskAdaptor):
                 actor = who.get("email") or who.get("gid") or actor
         if status == "completed":
             actor = ((task.get("completed_by") or {}).get("email")) or actor
-        return ExternalState(status=status, actor=actor, last_comment=comment)
+        return ExternalState(status=status, actor=actor, last_comment=comment, aliases=aliases)
 
     def push_decision(self, ref: ExternalRef, *, decision: str, note: str) -> str:
         self.client.post(f"/tasks/{ref.id}/stories", json={"data": {"text": note}})

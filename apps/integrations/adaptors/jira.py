@@ -2,7 +2,9 @@
 
 ``Authorization: Basic base64(email:api_token)``; the description is Atlassian Document Format (v3
 refuses a plain string); 400s are ``{"errorMessages": [...], "errors": {field: message}}``; 429 and
-some 503s carry ``Retry-After``. Transition ids differ per workflow, so they are looked up by name.
+some 503s carry ``Retry-After`` and/or ``X-RateLimit-Reset`` (ISO 8601, ``yyyy-MM-ddTHH:mmZ``) with
+``RateLimit-Reason``, and ``X-RateLimit-Remaining`` counts down: ``apps.core.outbound`` honours all
+three. Transition ids differ per workflow, so they are looked up by name.
 
 Options: ``project_key`` (``OPS``), ``issue_type`` (``Task``), ``status_map``
 (``{"Approved": "approve", "Rejected": "reject"}``: status names), ``user_map`` (email or account id

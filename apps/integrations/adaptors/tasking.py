@@ -51,11 +51,20 @@ class ExternalRef:
 @dataclass(frozen=True)
 class ExternalState:
     """Where the item stands: ``status`` is what the connection's ``status_map`` is keyed by; ``actor``
-    who made it so (email or account id, matched against ``user_map``); ``last_comment`` for a reject."""
+    who made it so (email or account id, matched against ``user_map``); ``last_comment`` for a reject;
+    ``aliases`` other keys ``status_map`` may use for the same status (an Asana section's gid)."""
 
     status: str
     actor: str = ""
     last_comment: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def decision(self, status_map: dict) -> str | None:
+        """What ``status_map`` maps this status to (by name, then by alias), or None."""
+        for key in (self.status, *self.aliases):
+            if key and key in status_map:
+                return status_map[key]
+        return None
 
 
 class TaskAdaptor(Adaptor):

@@ -185,7 +185,7 @@ def approval_sync_one(*, task_id: int) -> bool:
     if state.status != task.external_status:
         changes.update(external_status=state.status[:100], external_status_at=timezone.now())
     status_map = (task.connection.options or {}).get("status_map") or {}
-    decision = status_map.get(state.status)
+    decision = state.decision(status_map)
     cast = False
     if decision in DECISIONS and task.decision_cast != f"{decision}:{state.status}"[:120]:
         note = _cast(task, decision, state, label)
@@ -195,6 +195,8 @@ def approval_sync_one(*, task_id: int) -> bool:
         cast = "cast for" in note
         log.info("integration_status_mapped", task_id=task.pk, campaign_id=task.campaign_id, decision=decision,
                  external_status=state.status, actor=state.actor, note=note)
+    elif decision is None and state.status != task.external_status:
+        changes.update(note=f"{label}: status {state.status!r} is not in the connection's status_map; no vote cast"[:500])
     if changes:
         ExternalTask.objects.filter(pk=task.pk).update(**changes, updated_at=timezone.now())
     return cast
@@ -228,7 +230,7 @@ def approval_decision_push(*, campaign_id: int, review_round: int, action: str) 
         words = {"approve": "approved", "reject": "rejected", "request_changes": "sent back for changes"}[action]
         adaptor = _adaptor(task.connection)
         status_map = (task.connection.options or {}).get("status_map") or {}
-        if action in DECISIONS and status_map.get(adaptor.fetch_state(ref).status) == action:
+        if action in DECISIONS and adaptor.fetch_state(ref).decision(status_map) == action:
             what = "already decided there"  # the vote came from this item: nothing to push
         else:
             what = adaptor.push_decision(ref, decision=action, note=f"Campaign Express: the campaign was {words}.")
