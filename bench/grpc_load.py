@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bid_load  # noqa: E402  (bench/bid_load.py: seeding, request mix, ports, CPU accounting)
 import redis  # noqa: E402
-
-import bid_load  # noqa: E402  (bench/bid_load.py: seeding, request mix, CPU accounting)
 
 
 def _client(target: str, bodies: list[bytes], channels: int, inflight: int, start_at: float, duration: float,
@@ -79,7 +78,7 @@ def _client(target: str, bodies: list[bytes], channels: int, inflight: int, star
 
 
 def _start_sidecar(workers: int, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = bid_load.free_port()
     proc = subprocess.Popen([sys.executable, "manage.py", "run_grpc", "--port", str(port), "--workers", str(workers)],
                             cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     ready = " serving on " if workers > 1 else "BiddingService listening on"
@@ -89,14 +88,6 @@ def _start_sidecar(workers: int, env: dict[str, str], log: Path) -> tuple[subpro
             raise SystemExit(f"run_grpc --workers {workers} did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
     return proc, port
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_once(workers: int, args, env: dict[str, str], bodies: list[bytes]) -> dict:
