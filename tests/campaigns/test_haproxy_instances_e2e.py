@@ -196,10 +196,19 @@ def test_bids_and_grpc_calls_pass_through_haproxy_to_both_instances(fleet):
                                                              metadata=(("x-exchange-key", KEY),), timeout=5)
                                              for _ in range(20)))
             health = await stub.HealthCheck(bidding_pb2.HealthCheckRequest(), timeout=5)
-        return replies, health
+            bodies = [_request(user=f"s{n}", request_id=f"stream-{n}") for n in range(10)]
 
-    replies, health = asyncio.run(over_grpc())
+            async def messages():
+                for body in bodies:
+                    yield bidding_pb2.BidRequestProto(openrtb_json=body)
+
+            streamed = [json.loads(r.openrtb_json)["id"] async for r in
+                        stub.StreamBids(messages(), metadata=(("x-exchange-key", KEY),), timeout=10)]
+        return replies, health, streamed
+
+    replies, health, streamed = asyncio.run(over_grpc())
     assert [json.loads(r.openrtb_json)["seatbid"][0]["bid"][0]["adid"] for r in replies] == ["9301"] * 20
+    assert streamed == [f"stream-{n}" for n in range(10)]  # a stream through HAProxy, answered in order
     assert health.status == bidding_pb2.HealthCheckResponse.SERVING and health.model_version == "golden-1"
 
 
@@ -289,7 +298,7 @@ def test_a_model_publish_reaches_every_instance_within_a_second(fleet, tmp_path)
     before = asyncio.run(_decisions(fleet, body))
     (price,) = {answer[1] for got in before.values() for answer in got}
     base = golden_weights("golden-2")
-    # golden-1 with the CTR it predicts doubled in effect (output bias up): another price for the same offer
+    # golden-1 with its output bias raised: another predicted CTR, so another price for the same offer
     source = tmp_path / "colanet-golden-2.npz"
     type(base)(W1=base.W1, b1=base.b1, theta=base.theta, W2=base.W2, b2=base.b2 + 1.0, version="golden-2").to_npz(source)
     model_publish(source=source, model_dir=fleet["models"], redis_client=fleet["redis"])
@@ -373,6 +382,22 @@ def test_an_instance_killed_mid_load_loses_no_acknowledged_win(fleet, people):  
     assert int(redis_client.get(wins.spend_total_key(campaign.pk))) == total
     print(f"wins acknowledged {len(acked)} ({len(after_kill)} after the kill), counted {len(counted)}, "
           f"failed requests {len(failures)}: { {f: failures.count(f) for f in set(failures)} }")
+
+
+def test_a_killed_sidecar_worker_is_replaced_and_calls_keep_flowing(fleet):
+    proc = fleet["procs"]["grpc0"]
+    pids = [int(p) for p in re.findall(r"\d+", proc.wait_for_line(r"gRPC sidecar: 2 workers .* pids \[([\d, ]+)\]").group(1))]
+    assert len(pids) == 2
+    os.kill(pids[0], signal.SIGKILL)
+    proc.wait_for_line(rf"worker {pids[0]} exited with code -9; restarting", timeout=10)
+    wait_until(lambda: proc.output().count(" serving on ") >= 3, timeout=START_TIMEOUT, interval=0.2,
+               message="the replacement worker serving", detail=proc.tail)
+
+    async def calls():  # each on a new connection, straight to the sidecar: whichever worker the kernel picks
+        return await asyncio.gather(*(_grpc_decision(fleet["grpcs"][0], _request(user=f"after-{n}")) for n in range(8)))
+
+    assert [adid for adid, _ in asyncio.run(calls())] == ["9301"] * 8
+    proc.assert_alive()
 
 
 def test_a_sidecar_stops_gracefully_and_haproxy_sends_its_calls_to_the_other(fleet):
