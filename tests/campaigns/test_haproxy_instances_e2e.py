@@ -182,7 +182,7 @@ async def _decisions(fleet, body: bytes) -> dict[str, list[tuple[str | None, flo
 
 # --- tests ---------------------------------------------------------------------------------------
 
-def test_bids_and_grpc_calls_pass_through_haproxy_to_both_instances(fleet):
+def test_bids_and_grpc_calls_and_streams_pass_through_haproxy(fleet):
     with httpx.Client(timeout=5) as http:
         for _ in range(10):
             bid = _only_bid(_bid(http, fleet["front"], _request(user="through")))
@@ -310,7 +310,8 @@ def test_a_model_publish_reaches_every_instance_within_a_second(fleet, tmp_path)
 
 
 def test_an_instance_killed_mid_load_loses_no_acknowledged_win(fleet, people):  # noqa: F811 - fixture
-    """Last but one: it kills bid app 1 (supervisor and worker, SIGKILL) while wins flow through HAProxy."""
+    """It kills bid app 1 (supervisor and worker, SIGKILL) while wins flow through HAProxy: the tests after
+    it use the sidecars only."""
     from apps.bidding import services
     from apps.campaigns import selectors as campaign_selectors
 
@@ -326,8 +327,10 @@ def test_an_instance_killed_mid_load_loses_no_acknowledged_win(fleet, people):  
     killed = asyncio.Event()
     after_kill: list[str] = []
     stop = asyncio.Event()
+    duplicates = 0
 
     async def exchange(worker: int):
+        nonlocal duplicates
         async with httpx.AsyncClient(base_url=fleet["front"], timeout=5) as http:
             n = 0
             while not stop.is_set():
@@ -346,8 +349,11 @@ def test_an_instance_killed_mid_load_loses_no_acknowledged_win(fleet, people):  
                     failures.append(type(exc).__name__)
                     continue
                 if 200 <= w.status_code < 300:
-                    assert w.json() == {"status": "counted", "bid_id": bid["id"]}, w.text
+                    # "duplicate" too, once in a while: the killed instance counted the notice and died before
+                    # answering, and HAProxy sent it again to the survivor (empty-response retry)
+                    assert w.json()["bid_id"] == bid["id"] and w.json()["status"] in ("counted", "duplicate"), w.text
                     acked.append(bid["id"])
+                    duplicates += w.json()["status"] == "duplicate"
                     if killed.is_set():
                         after_kill.append(bid["id"])
                 else:
@@ -380,7 +386,7 @@ def test_an_instance_killed_mid_load_loses_no_acknowledged_win(fleet, people):  
         again = [http.get(notices[bid_id]).json()["status"] for bid_id in acked]
     assert again == ["duplicate"] * len(acked)
     assert int(redis_client.get(wins.spend_total_key(campaign.pk))) == total
-    print(f"wins acknowledged {len(acked)} ({len(after_kill)} after the kill), counted {len(counted)}, "
+    print(f"wins acknowledged {len(acked)} ({len(after_kill)} after the kill, {duplicates} as duplicates), counted {len(counted)}, "
           f"failed requests {len(failures)}: { {f: failures.count(f) for f in set(failures)} }")
 
 
