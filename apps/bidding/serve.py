@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 APP = "apps.bidding.asgi:app"
 BACKLOG = 2048
@@ -70,27 +71,31 @@ def _forget_metrics_of(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def _port_is_free(host: str, port: int) -> None:
-    """Fail at once, with a clear message, when something else listens there."""
+def port_is_free(host: str, port: int, *, label: str) -> None:
+    """Fail at once, with a clear message, when something else listens there (workers bind with
+    ``SO_REUSEPORT``, which would otherwise share the port with another server of the same user)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise SystemExit(f"bid app: cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise SystemExit(f"{label}: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def serve(host: str, port: int, workers: int, log_level: str = "warning", app: str = APP) -> int:
-    _port_is_free(host, port)
+def supervise(target: Callable[..., None], args: tuple, *, workers: int, label: str, where: str) -> int:
+    """Run ``target(*args)`` in ``workers`` spawned processes and keep them running: a worker that dies
+    is restarted (giving up after repeated crashes at start-up), SIGTERM/SIGINT are passed on for a
+    graceful shutdown. ``label`` and ``where`` name the server in its log lines. Shared by the bid app
+    and the gRPC sidecar (``apps.bidding.grpc_server.serve_workers``)."""
     ctx = multiprocessing.get_context("spawn")
-    procs: dict[int, multiprocessing.Process] = {}
+    procs: dict[int, multiprocessing.process.BaseProcess] = {}
     started: dict[int, float] = {}
     crashes: list[float] = []
     stopping = False
 
     def start(slot: int) -> None:
-        proc = ctx.Process(target=_worker, args=(host, port, log_level, app), name=f"bid-worker-{slot}")
+        proc = ctx.Process(target=target, args=args, name=f"{label.replace(' ', '-')}-worker-{slot}")
         proc.start()
         procs[slot] = proc
         started[slot] = time.monotonic()
@@ -100,13 +105,13 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning", app: s
         stopping = True
         for proc in procs.values():
             if proc.is_alive():
-                proc.terminate()  # SIGTERM: uvicorn finishes in-flight requests, runs lifespan shutdown
+                proc.terminate()  # SIGTERM: the worker finishes in-flight requests, then shuts down
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     for slot in range(workers):
         start(slot)
-    print(f"bid app: {workers} workers on {host}:{port} (one SO_REUSEPORT socket each), "
+    print(f"{label}: {workers} workers on {where} (one SO_REUSEPORT socket each), "
           f"pids {[p.pid for p in procs.values()]}", flush=True)
     while not stopping:
         time.sleep(0.2)
@@ -118,11 +123,12 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning", app: s
                 crashes.append(now)
             recent = [t for t in crashes if now - t < 60]
             if len(recent) >= MAX_QUICK_CRASHES:
-                print(f"bid app: workers keep dying at start-up (exit code {proc.exitcode}); giving up", flush=True)
+                print(f"{label}: workers keep dying at start-up (exit code {proc.exitcode}); giving up", flush=True)
                 stop(signal.SIGTERM, None)
                 break
-            print(f"bid app: worker {proc.pid} exited with code {proc.exitcode}; restarting", flush=True)
-            _forget_metrics_of(proc.pid)
+            print(f"{label}: worker {proc.pid} exited with code {proc.exitcode}; restarting", flush=True)
+            if proc.pid is not None:
+                _forget_metrics_of(proc.pid)
             start(slot)
     deadline = time.monotonic() + 15
     for proc in procs.values():
@@ -131,6 +137,11 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning", app: s
             proc.kill()
             proc.join()
     return 1 if len([t for t in crashes if time.monotonic() - t < 60]) >= MAX_QUICK_CRASHES else 0
+
+
+def serve(host: str, port: int, workers: int, log_level: str = "warning", app: str = APP) -> int:
+    port_is_free(host, port, label="bid app")
+    return supervise(_worker, (host, port, log_level, app), workers=workers, label="bid app", where=f"{host}:{port}")
 
 
 def main(argv: list[str] | None = None) -> int:

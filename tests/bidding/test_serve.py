@@ -165,3 +165,16 @@ async def test_idle_keep_alive_connections_are_closed_by_the_sweep(server):
     assert b"".join(idle.chunks).startswith(b"HTTP/1.1 200")
     assert not busy.closed.done()
     busy_t.close()
+
+
+def test_a_taken_port_stops_the_supervisor_with_its_name_before_any_worker_starts():
+    # Workers bind with SO_REUSEPORT, which would share a port another server of ours already holds:
+    # the bid app and the gRPC sidecar (run_grpc --workers N) check first, without it.
+    taken = listening_socket()
+    host, port = taken.getsockname()
+    try:
+        with pytest.raises(SystemExit, match=rf"^gRPC sidecar: cannot listen on {host}:{port}: "):
+            serve.port_is_free(host, port, label="gRPC sidecar")
+    finally:
+        taken.close()
+    serve.port_is_free(host, port, label="gRPC sidecar")  # free again: no error

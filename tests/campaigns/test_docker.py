@@ -35,7 +35,8 @@ def test_every_process_and_store_is_a_service(compose):
     commands = {name: " ".join(services[name]["command"]) for name in APP_SERVICES}
     assert commands["web"].startswith("uvicorn config.asgi:application --host 0.0.0.0 --port 8080")
     assert commands["bid"].startswith("uvicorn apps.bidding.asgi:app --host 0.0.0.0 --port 8081 --workers 2")
-    assert commands["grpc"] == "python manage.py run_grpc --host 0.0.0.0 --port 9090"
+    assert commands["grpc"] == "python manage.py run_grpc --host 0.0.0.0 --port 9090 --workers 2"
+    assert "ports" not in services["grpc"] and '${GRPC_PORT:-9090}:9090' in services["haproxy"]["ports"]
     assert commands["agents"] == "python manage.py run_agents"
     assert commands["worker"].startswith("celery -A config worker")
     assert commands["beat"].startswith("celery -A config beat")
@@ -85,7 +86,9 @@ def test_haproxy_declares_the_rate_limits_and_health_checks():
     assert "track-sc1 req.hdr(X-Exchange-Key) table exchange_rate if is_bid has_exchange_key" in cfg
     assert "sc-inc-gpc(0,1) if is_bid has_exchange_key" in cfg  # admitted requests only count against a key
     assert "http-server-close" not in cfg and "http-reuse safe" in cfg
-    assert cfg.count("balance leastconn") == 2
+    assert cfg.count("balance leastconn") == 3  # web, bid, grpc
+    assert 'bind "${HAPROXY_GRPC_BIND-*:9090}" proto h2' in cfg
+    assert cfg.count("retry-on conn-failure empty-response") == 2  # bid and grpc: to another instance
     assert cfg.count("http-check send meth GET uri /ready") == 2
 
 

@@ -120,7 +120,8 @@ def test_haproxy_runs_docker_haproxy_cfg_with_a_slot_for_every_pod():
     assert int(env["BID_SERVER_SLOTS"]) >= hpas["bid"]["spec"]["maxReplicas"]
     assert int(env["WEB_SERVER_SLOTS"]) >= hpas["web"]["spec"]["maxReplicas"]
     services = _kind("Service")
-    for backend, port in (("WEB_SERVER", 8080), ("BID_SERVER", 8081), ("STATIC_SERVER", 8082)):
+    assert int(env["GRPC_SERVER_SLOTS"]) >= _kind("Deployment")["grpc"]["spec"]["replicas"]
+    for backend, port in (("WEB_SERVER", 8080), ("BID_SERVER", 8081), ("GRPC_SERVER", 9090), ("STATIC_SERVER", 8082)):
         host, _, target = env[backend].partition(":")
         name = host.split(".")[0]
         assert services[name]["spec"]["clusterIP"] == "None" and int(target) == port  # headless: an A record per pod
