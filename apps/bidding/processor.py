@@ -12,7 +12,6 @@ import html
 import random
 import time
 
-import numpy as np
 import redis.exceptions
 import structlog
 
@@ -231,7 +230,6 @@ class BidProcessor:
 
         # Step 5: features and inference (offer features were precomputed with the snapshot).
         n = len(candidates)
-        index = np.array(candidates, dtype=np.intp)
         if segments is state.segments:
             # The profile part of the row only changes with the profile: built once per L1 entry.
             base = state.base_row
@@ -246,7 +244,8 @@ class BidProcessor:
             row = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty, recency=state.recency,
                            impressions_1h=impressions_1h, max_per_hour=cfg.freq_max_per_hour, device_type=device_type)
         # the provider keeps each offer's share of layer 1 per (snapshot, model): only rows are gathered
-        score, predicted_ctr = await self.inference.score_indexed_async(row, snap.features, index, self._positions[n])
+        # order: candidate positions best score first; scores and CTRs as Python floats (the float32 values)
+        order, score, ctrs = await self.inference.rank_indexed_async(row, snap.features, candidates, self._positions[n])
         model_version = self.inference.model_version  # no await since scoring: the weights that scored
         if _perf() >= deadline:
             return self._no_bid(request, t0, "deadline", openrtb.NBR_TECHNICAL_ERROR, user_id=user_id)
@@ -254,7 +253,6 @@ class BidProcessor:
         # Step 6: recommended bid and loyalty boost, capped at the offer's max bid. Priced only for the
         # candidates step 7 looks at (usually one per impression), in float64 like numpy would.
         entries = snap.entries
-        ctrs = predicted_ctr.tolist()
         f = cfg.min_bid_fraction
         boost = TIER_BOOST.get(state.tier, 1.0)
 
@@ -267,7 +265,6 @@ class BidProcessor:
             return round(price if price < max_bid else max_bid, 4)
 
         # Step 7: winner per impression: highest score among fitting candidates at or above the floor.
-        order = np.argsort(-score, kind="stable").tolist()
         used: set[int] = set()
         winners: list[tuple[openrtb.Imp, int, float, str | None]] = []
         for imp_index, imp in enumerate(request.imp):

@@ -338,15 +338,15 @@ async def test_candidates_are_capped_at_the_batch_size_best_priority_first(make_
     rows = [make_row(offer_id=200 + i, priority=i % 10, observed_ctr=0.01) for i in range(80)]
     processor = make_processor(rows, batch_size=64)
     seen = {}
-    original = runtime.score_indexed_async
+    original = runtime.rank_indexed_async
 
-    async def spy(user_row, offer_features, index, positions):
-        seen["n"] = index.shape[0]
+    async def spy(user_row, offer_features, candidates, positions):
+        seen["n"] = len(candidates)
         seen["positions"] = positions.copy()
         assert offer_features is processor.snapshot.features  # the whole table: its layer-1 share is cached
-        return await original(user_row, offer_features, index, positions)
+        return await original(user_row, offer_features, candidates, positions)
 
-    runtime.score_indexed_async = spy
+    runtime.rank_indexed_async = spy
     await processor.process(bid_request())
     assert seen["n"] == 64
     np.testing.assert_allclose(seen["positions"], np.arange(64) / 64)
@@ -375,13 +375,13 @@ async def test_cached_profile_row_equals_the_feature_builders_row(make_processor
     processor.cache.put(UserState("u", tier="gold", interests=interests, segments=(3, 70), loyalty=loyalty,
                                   recency=0.25, wins=[(now - 60, 1)], known=True, loaded_at=now))
     rows = []
-    original = runtime.score_indexed_async
+    original = runtime.rank_indexed_async
 
-    async def spy(user_row_, offer_features, index, positions):
+    async def spy(user_row_, offer_features, candidates, positions):
         rows.append(user_row_.copy())
-        return await original(user_row_, offer_features, index, positions)
+        return await original(user_row_, offer_features, candidates, positions)
 
-    runtime.score_indexed_async = spy
+    runtime.rank_indexed_async = spy
     for devicetype in (4, 2):  # the second request reuses the cached profile part
         await processor.process(bid_request(user_id="u", devicetype=devicetype))
     assert len(rows) == 2
