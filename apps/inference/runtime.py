@@ -107,13 +107,13 @@ class InferenceRuntime:
         )
 
     def buffer_metrics(self) -> None:
-        """Count the latency histogram through ``apps.core.metrics.buffered`` (multiprocess mode: the
-        caller must run ``flush_buffered`` periodically, as the bid workers do). Only for a runtime
+        """Count the latency histogram through ``apps.core.metrics.buffered`` (in either metrics mode:
+        the caller must run ``flush_buffered`` periodically, as the Bidder does). Only for a runtime
         scored from one thread."""
         from apps.core.metrics import buffered
 
-        self._latency_direct = buffered(self._latency_direct)
-        self._latency_batched = buffered(self._latency_batched)
+        self._latency_direct = buffered(self._latency_direct, always=True)
+        self._latency_batched = buffered(self._latency_batched, always=True)
 
     @classmethod
     def from_env(cls) -> "InferenceRuntime":

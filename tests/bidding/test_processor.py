@@ -12,6 +12,7 @@ import pytest
 from apps.bidding import openrtb
 from apps.bidding.cache import UserState
 from apps.bidding.tokens import parse_click_token, parse_win_token
+from apps.core.metrics import flush_buffered
 from tests.bidding.helpers import SECRET, bid_request, expected_ctr, expected_price, expected_score, make_row
 
 
@@ -72,8 +73,10 @@ async def test_boosted_bids_are_counted(make_processor):
 
     processor = make_processor([make_row()])
     put_user(processor, tier="reserve")
+    flush_buffered()  # the hot path's counters are buffered (the Bidder flushes them)
     before = metrics.LOYALTY_BOOSTED._value.get()
     await processor.process(bid_request())
+    flush_buffered()
     assert metrics.LOYALTY_BOOSTED._value.get() == before + 1
 
 
@@ -223,11 +226,13 @@ async def test_frequency_cap_per_hour_and_per_day(make_processor, events):
     put_user(processor, "u-hour", wins=[(now - 60 * i, 999) for i in range(1, 4)])
     put_user(processor, "u-day", wins=[(now - 7200 * i, 999) for i in range(1, 6)])
     put_user(processor, "u-ok", wins=[(now - 7200, 999), (now - 90_000, 999)])  # one stale entry is pruned
+    flush_buffered()  # the hot path's counters are buffered (the Bidder flushes them)
     capped_before = metrics.FREQUENCY_CAPPED._value.get()
     for user in ("u-hour", "u-day"):
         outcome = await processor.process(bid_request(user_id=user))
         assert not outcome.is_bid and outcome.reason == "frequency_cap"
         assert outcome.response.nbr == openrtb.NBR_DAILY_USER_CAP
+    flush_buffered()
     assert metrics.FREQUENCY_CAPPED._value.get() == capped_before + 2
     assert [e["reason"] for e in events.of("no_bid")] == ["frequency_cap", "frequency_cap"]
     assert (await processor.process(bid_request(user_id="u-ok"))).is_bid
