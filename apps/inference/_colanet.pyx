@@ -61,8 +61,8 @@ def spikes(cnp.ndarray table, list candidates, cnp.ndarray positions, cnp.ndarra
         p = pos[i]
         trow = t + idx * H
         orow = out + i * H
-        for k in range(H):
-            orow[k] = 1.0 if trow[k] + p * w[k] > thr[k] else 0.0
+        for k in range(H):  # branch-free, so the C compiler vectorises it
+            orow[k] = <float>(trow[k] + p * w[k] > thr[k])
 
 
 def add_bias(cnp.ndarray out, cnp.ndarray b2):
