@@ -16,6 +16,20 @@ if [ ! -f "$stamp" ]; then
     || { echo "[setup] requirements did not install"; exit 1; }
   rm -f "$VENV"/.installed-*; touch "$stamp"
 fi
+# The compiled kernels of the bid path (scripts/build_ext.py: Cython from the requirements, a C compiler,
+# the Python headers of the virtualenv's interpreter and OpenSSL's; Debian: build-essential, python3-dev,
+# libssl-dev)
+PYINC=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+if ! command -v gcc >/dev/null || [ ! -f "$PYINC/Python.h" ] || [ ! -f /usr/include/openssl/sha.h ]; then
+  echo "[setup] apt-get install build-essential python3-dev libssl-dev"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || true
+  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 build-essential python3-dev libssl-dev \
+    >/dev/null
+fi
+"$VENV/bin/python" scripts/build_ext.py >/dev/null || { echo "[setup] scripts/build_ext.py failed"; exit 1; }
+"$VENV/bin/python" -c "import apps.inference._colanet, apps.bidding._tokens" \
+  || { echo "[setup] the compiled kernels do not import"; exit 1; }
 DB=${POSTGRES_DB:-campaign_express}
 psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$DB'" | grep -q 1 \
   || createdb -h 127.0.0.1 -U postgres "$DB"

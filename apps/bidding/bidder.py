@@ -58,7 +58,7 @@ class Bidder:
         # L1 misses read through a lean pipelined connection (apps.bidding.l2); wins and snapshots use redis-py.
         self.l2 = L2Client(url) if url.startswith("redis://") else self.redis
         self.processor = BidProcessor(config=self.config, inference=inference, redis=self.l2)
-        if core_metrics.multiprocess_dir() and hasattr(inference, "buffer_metrics"):
+        if hasattr(inference, "buffer_metrics"):  # its latency histogram off the metric's lock, as the hot path's
             inference.buffer_metrics()
         self._tasks: list[asyncio.Task] = []
         self._flushes_analytics = False
@@ -82,8 +82,8 @@ class Bidder:
         ]
         if self.config.gc_freeze_seconds > 0:
             self._tasks.append(loop.create_task(self._freeze_long_lived(), name="bid-gc-freeze"))
-        if core_metrics.multiprocess_dir():
-            self._tasks.append(loop.create_task(self._flush_metrics(), name="bid-metrics-flush"))
+        # the hot path's metric updates are buffered (apps.bidding.metrics._Hot): written every FLUSH_SECONDS
+        self._tasks.append(loop.create_task(self._flush_metrics(), name="bid-metrics-flush"))
         if self.processor.emit is emit:
             # analytics events are written from this loop, not by a thread contending for the GIL
             default_emitter().run_in_loop()

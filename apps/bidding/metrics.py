@@ -28,12 +28,17 @@ SNAPSHOT_LOADS = Counter("bids_snapshot_loads", "Offer snapshots loaded by this 
 
 
 class _Hot:
-    """The per-request updates of the bid path, through ``apps.core.metrics.buffered``: plain adds in
-    multiprocess mode (the ``Bidder`` flushes them every ``FLUSH_SECONDS``), the metrics themselves
-    otherwise. Built on first use, so the decision follows the process's environment."""
+    """The per-request updates of the bid path, through ``apps.core.metrics.buffered(always=True)``:
+    plain adds off the metrics' locks, in either metrics mode; the ``Bidder`` flushes them every
+    ``FLUSH_SECONDS`` and ``/metrics`` before rendering (``apps.core.metrics.render``), so a reader
+    lags the requests by at most one flush (a processor without a Bidder: call ``flush_buffered``)."""
 
     def __init__(self) -> None:
-        from apps.core.metrics import buffered
+        from functools import partial
+
+        from apps.core.metrics import buffered as buffered_when
+
+        buffered = partial(buffered_when, always=True)
 
         self.total_latency_us = buffered(TOTAL_LATENCY_US)
         self.responded = buffered(RESPONDED)

@@ -48,7 +48,8 @@ def render() -> bytes:
 # ~3-4 µs each, ~25 µs per bid request with the bid path's 6-7 updates. A hot path instead counts in
 # plain Python numbers and the owner flushes them into the real metric every ~100 ms (and /metrics
 # does before rendering), so a scrape lags this process by at most one flush interval.
-# In single-process mode an update is a cheap in-memory add: ``buffered`` hands back the metric itself.
+# In single-process mode an update is an in-memory add under a lock: ``buffered`` hands back the metric
+# itself, unless the caller asks for buffering ``always`` (the bid path: its owner, the Bidder, flushes).
 
 
 class _BufferedCounter:
@@ -101,12 +102,14 @@ _buffered: list = []
 _flush_lock = threading.Lock()
 
 
-def buffered(metric):
+def buffered(metric, *, always: bool = False):
     """A counter / histogram (an unlabelled metric or a ``.labels(...)`` child) for a hot path:
     buffered in multiprocess mode (see above; call :func:`flush_buffered` periodically), else the
-    metric itself. Only for code running on one thread (the bid workers' event loop)."""
-    if not multiprocess_dir():
-        return metric
+    metric itself — or buffered in either mode with ``always`` (prometheus_client's single-process
+    update still takes a lock: ~1 µs each). Only for code running on one thread (the bid workers'
+    event loop)."""
+    if (not multiprocess_dir() and not always) or isinstance(metric, (_BufferedCounter, _BufferedHistogram)):
+        return metric  # (a proxy already: buffering twice would lose the histogram's buckets)
     proxy = _BufferedHistogram(metric) if hasattr(metric, "_upper_bounds") else _BufferedCounter(metric)
     _buffered.append(proxy)
     return proxy

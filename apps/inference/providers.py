@@ -23,6 +23,7 @@ from __future__ import annotations
 import platform
 import threading
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -31,11 +32,18 @@ from apps.inference.features import N_FEATURES, N_OFFER, N_USER, OFFER_COLS, POS
 from apps.inference.model import CoLaNetWeights, heads
 from config import env
 
+_colanet: ModuleType | None
+try:  # the compiled per-request kernel (scripts/build_ext.py); without it the numpy path, same results
+    import apps.inference._colanet as _colanet
+except ImportError:  # pragma: no cover - a checkout where scripts/build_ext.py has not run
+    _colanet = None
+
 PROVIDER_ENV = "CAMPAIGN_EXPRESS__NPU__PROVIDER"
 DEFAULT_PROVIDER = "cpu"
 
 ScoreRequest = tuple[np.ndarray, np.ndarray, np.ndarray]  # (user_row[256], offer_features[n,64], positions[n])
 ScoreResult = tuple[np.ndarray, np.ndarray]  # (score[n], predicted_ctr[n])
+RankResult = tuple[list[int], list[float], list[float]]  # (candidates best score first, scores, predicted_ctrs)
 
 
 class ProviderUnavailable(RuntimeError):
@@ -159,6 +167,33 @@ class CpuProvider:
         pre += self._position_term(positions)
         np.greater(pre, self._thresholds(user_row), out=pre, casting="unsafe")  # spike: 1.0/0.0 in place
         return self._output(pre)
+
+    def rank_indexed(self, user_row: np.ndarray, offer_features: np.ndarray, candidates: list[int],
+                     positions: np.ndarray) -> RankResult:
+        """``score_indexed`` for the bid path, as plain lists: the candidates' positions best score first
+        (``np.argsort(-score, kind="stable")``), then score and predicted CTR per candidate (Python
+        floats of the float32 values). ``candidates`` is a list of row numbers of ``offer_features``.
+        With the compiled kernel (``apps.inference._colanet``) one call replaces the ~15 numpy calls of
+        ``score_indexed``; without it, that numpy path. Both give the same bits."""
+        kernel = _colanet
+        n = len(candidates)
+        if kernel is None or n == 0 or n > 256:
+            score, ctr = self.score_indexed(user_row, offer_features, np.array(candidates, dtype=np.intp), positions)
+            return np.argsort(-score, kind="stable").tolist(), score.tolist(), ctr.tolist()
+        table = self.offer_table(offer_features)
+        user_row = np.asarray(user_row, dtype=np.float32)
+        positions = np.asarray(positions, dtype=np.float32)
+        if user_row.shape != (N_FEATURES,):
+            raise ValueError(f"user_row must have shape ({N_FEATURES},), got {user_row.shape}")
+        if positions.shape != (n,):
+            raise ValueError(f"positions must have shape ({n},) (one per candidate), got {positions.shape}")
+        hidden = np.empty((n, table.shape[1]), dtype=np.float32)
+        kernel.spikes(table, candidates, np.ascontiguousarray(positions), self._w1_position, self._thresholds(user_row),
+                      hidden)
+        out = hidden @ self._W2  # the BLAS GEMM of _output: its own summation order
+        kernel.add_bias(out, self._b2)
+        np.tanh(out, out=out)
+        return kernel.ranked(out, n)
 
     def _position_term(self, positions: np.ndarray) -> np.ndarray:
         """``positions x W1[139]`` (n x H), cached when the positions cannot change (read-only, and

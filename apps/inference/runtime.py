@@ -45,6 +45,7 @@ from apps.inference.model import CoLaNetWeights, ModelFileError, validate_versio
 from apps.inference.providers import (
     InferenceProvider,
     ProviderUnavailable,
+    RankResult,
     ScoreResult,
     get_provider,
     provider_name_from_env,
@@ -106,13 +107,13 @@ class InferenceRuntime:
         )
 
     def buffer_metrics(self) -> None:
-        """Count the latency histogram through ``apps.core.metrics.buffered`` (multiprocess mode: the
-        caller must run ``flush_buffered`` periodically, as the bid workers do). Only for a runtime
+        """Count the latency histogram through ``apps.core.metrics.buffered`` (in either metrics mode:
+        the caller must run ``flush_buffered`` periodically, as the Bidder does). Only for a runtime
         scored from one thread."""
         from apps.core.metrics import buffered
 
-        self._latency_direct = buffered(self._latency_direct)
-        self._latency_batched = buffered(self._latency_batched)
+        self._latency_direct = buffered(self._latency_direct, always=True)
+        self._latency_batched = buffered(self._latency_batched, always=True)
 
     @classmethod
     def from_env(cls) -> "InferenceRuntime":
@@ -264,6 +265,24 @@ class InferenceRuntime:
                 self._latency_direct.observe((time.perf_counter_ns() - start) / 1000.0)
                 return result
         return await self.score_async(user_row, offer_features[index], positions)
+
+    async def rank_indexed_async(self, user_row: np.ndarray, offer_features: np.ndarray, candidates: list[int],
+                                 positions: np.ndarray) -> RankResult:
+        """``score_indexed_async`` as the bid path consumes it: ``(order, scores, ctrs)`` lists — the
+        candidates' positions best score first (a stable sort), score and predicted CTR per candidate.
+        A CPU provider without batching answers in one call (``CpuProvider.rank_indexed``); otherwise
+        the scores come from ``score_indexed_async`` and are ranked here. Same result either way."""
+        if self.batcher is None:
+            provider = self._current_provider()
+            ranker = getattr(provider, "rank_indexed", None)
+            if ranker is not None:
+                start = time.perf_counter_ns()
+                result = ranker(user_row, offer_features, candidates, positions)
+                self._latency_direct.observe((time.perf_counter_ns() - start) / 1000.0)
+                return result
+        score, ctr = await self.score_indexed_async(user_row, offer_features, np.array(candidates, dtype=np.intp),
+                                                    positions)
+        return np.argsort(-score, kind="stable").tolist(), score.tolist(), ctr.tolist()
 
     # --- hot reload ----------------------------------------------------------------------------
     async def watch(self, redis_client=None, *, poll_interval_s: float | None = None) -> None:

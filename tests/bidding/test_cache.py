@@ -13,12 +13,14 @@ from apps.bidding.bidder import Bidder, bid_redis
 from apps.bidding.cache import L1Cache, UserState, freq_key
 from apps.bidding.snapshot import BUDGET_CHANNEL, WINS_CHANNEL, next_version, publish_snapshot
 from apps.core import redis as redis_store
+from apps.core.metrics import flush_buffered
 from apps.core.profiles import PROFILE_CHANNEL, profile_write
 from tests.bidding.helpers import bid_config, bid_request, expected_price, make_row
 from tests.support.wait import async_wait_until
 
 
 def counter(c) -> float:
+    flush_buffered()  # the bid path's counters are buffered (the Bidder flushes them)
     return c._value.get()
 
 

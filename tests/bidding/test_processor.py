@@ -12,6 +12,7 @@ import pytest
 from apps.bidding import openrtb
 from apps.bidding.cache import UserState
 from apps.bidding.tokens import parse_click_token, parse_win_token
+from apps.core.metrics import flush_buffered
 from tests.bidding.helpers import SECRET, bid_request, expected_ctr, expected_price, expected_score, make_row
 
 
@@ -72,8 +73,10 @@ async def test_boosted_bids_are_counted(make_processor):
 
     processor = make_processor([make_row()])
     put_user(processor, tier="reserve")
+    flush_buffered()  # the hot path's counters are buffered (the Bidder flushes them)
     before = metrics.LOYALTY_BOOSTED._value.get()
     await processor.process(bid_request())
+    flush_buffered()
     assert metrics.LOYALTY_BOOSTED._value.get() == before + 1
 
 
@@ -223,11 +226,13 @@ async def test_frequency_cap_per_hour_and_per_day(make_processor, events):
     put_user(processor, "u-hour", wins=[(now - 60 * i, 999) for i in range(1, 4)])
     put_user(processor, "u-day", wins=[(now - 7200 * i, 999) for i in range(1, 6)])
     put_user(processor, "u-ok", wins=[(now - 7200, 999), (now - 90_000, 999)])  # one stale entry is pruned
+    flush_buffered()  # the hot path's counters are buffered (the Bidder flushes them)
     capped_before = metrics.FREQUENCY_CAPPED._value.get()
     for user in ("u-hour", "u-day"):
         outcome = await processor.process(bid_request(user_id=user))
         assert not outcome.is_bid and outcome.reason == "frequency_cap"
         assert outcome.response.nbr == openrtb.NBR_DAILY_USER_CAP
+    flush_buffered()
     assert metrics.FREQUENCY_CAPPED._value.get() == capped_before + 2
     assert [e["reason"] for e in events.of("no_bid")] == ["frequency_cap", "frequency_cap"]
     assert (await processor.process(bid_request(user_id="u-ok"))).is_bid
@@ -338,15 +343,15 @@ async def test_candidates_are_capped_at_the_batch_size_best_priority_first(make_
     rows = [make_row(offer_id=200 + i, priority=i % 10, observed_ctr=0.01) for i in range(80)]
     processor = make_processor(rows, batch_size=64)
     seen = {}
-    original = runtime.score_indexed_async
+    original = runtime.rank_indexed_async
 
-    async def spy(user_row, offer_features, index, positions):
-        seen["n"] = index.shape[0]
+    async def spy(user_row, offer_features, candidates, positions):
+        seen["n"] = len(candidates)
         seen["positions"] = positions.copy()
         assert offer_features is processor.snapshot.features  # the whole table: its layer-1 share is cached
-        return await original(user_row, offer_features, index, positions)
+        return await original(user_row, offer_features, candidates, positions)
 
-    runtime.score_indexed_async = spy
+    runtime.rank_indexed_async = spy
     await processor.process(bid_request())
     assert seen["n"] == 64
     np.testing.assert_allclose(seen["positions"], np.arange(64) / 64)
@@ -375,13 +380,13 @@ async def test_cached_profile_row_equals_the_feature_builders_row(make_processor
     processor.cache.put(UserState("u", tier="gold", interests=interests, segments=(3, 70), loyalty=loyalty,
                                   recency=0.25, wins=[(now - 60, 1)], known=True, loaded_at=now))
     rows = []
-    original = runtime.score_indexed_async
+    original = runtime.rank_indexed_async
 
-    async def spy(user_row_, offer_features, index, positions):
+    async def spy(user_row_, offer_features, candidates, positions):
         rows.append(user_row_.copy())
-        return await original(user_row_, offer_features, index, positions)
+        return await original(user_row_, offer_features, candidates, positions)
 
-    runtime.score_indexed_async = spy
+    runtime.rank_indexed_async = spy
     for devicetype in (4, 2):  # the second request reuses the cached profile part
         await processor.process(bid_request(user_id="u", devicetype=devicetype))
     assert len(rows) == 2

@@ -39,9 +39,9 @@ class RecordingInference:
     def model_version(self) -> str | None:
         return self.runtime.model_version
 
-    async def score_indexed_async(self, row, features, index, positions):
-        self.scored.append(feature_matrix(row, features[index], positions))
-        return await self.runtime.score_indexed_async(row, features, index, positions)
+    async def rank_indexed_async(self, row, features, candidates, positions):
+        self.scored.append(feature_matrix(row, features[candidates], positions))
+        return await self.runtime.rank_indexed_async(row, features, candidates, positions)
 
 
 @pytest.fixture(scope="module")
