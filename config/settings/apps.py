@@ -91,6 +91,9 @@ if env.IS_PRODUCTION and SENDGRID_WEBHOOK_ALLOW_UNSIGNED:
         "SendGrid events would let anyone plant suppressions and fake opens, clicks and bounces; set "
         "SENDGRID_WEBHOOK_VERIFICATION_KEY instead"
     )
+# Idempotency records of omnichannel writes (ingest events, activations) are kept this long; a replay
+# of an older event is still answered from its stored IngestEvent (a duplicate, not a second credit).
+OMNICHANNEL_IDEMPOTENCY_RETENTION_DAYS = env.env_int("OMNICHANNEL_IDEMPOTENCY_RETENTION_DAYS", 30, minimum=1)
 # --- end omnichannel -----------------------------------------------------------------------------
 
 # --- loyalty -------------------------------------------------------------------------------------
@@ -186,6 +189,9 @@ DSP_BREAKER_RESET_SECONDS = env.DSP_BREAKER_RESET_SECONDS
 # OUTBOUND_SECRET_KEYS itself is read by apps.core.outbound.crypto from config.env (the bid workers
 # decrypt without Django settings).
 OUTBOUND_CALL_LOG_RETENTION_DAYS = env.env_int("OUTBOUND_CALL_LOG_RETENTION_DAYS", 30, minimum=1)
+# Retention purges (apps.core.retention) delete at most this many rows per statement, each batch its
+# own short transaction, so a purge never holds a long lock on a busy table.
+RETENTION_PURGE_BATCH_SIZE = env.env_int("RETENTION_PURGE_BATCH_SIZE", 5000, minimum=1)
 # Back-office Excel exports (apps.core.exports): up to this many rows inside the request, beyond it a
 # background job writing under EXPORT_DIR (relative: from the project root).
 EXPORT_INLINE_MAX_ROWS = env.env_int("EXPORT_INLINE_MAX_ROWS", 100_000, minimum=0)
