@@ -205,6 +205,10 @@ if not (60 % RECS_REBUILD_EVERY_MINUTES == 0 or (RECS_REBUILD_EVERY_MINUTES % 60
                                                and 1440 % RECS_REBUILD_EVERY_MINUTES == 0)):
     raise env.ImproperlyConfiguredEnv("RECS_REBUILD_EVERY_MINUTES must divide 60, or be a multiple of 60 "
                                       f"that divides 1440, got {RECS_REBUILD_EVERY_MINUTES}")
+# One rebuild at a time: its Redis lease lasts this long and the build renews it every third of it; a
+# build whose process died is given up (a new one may start) within this time, and shown failed by the
+# reaper's next minute.
+RECS_REBUILD_LEASE_SECONDS = env.env_float("RECS_REBUILD_LEASE_SECONDS", 30.0, minimum=1.0, maximum=600.0)
 # Trending is recomputed from the recent interactions this often (under a minute: new interactions
 # reach it within a minute), over this window with this half-life, keeping this many items.
 RECS_TRENDING_REFRESH_SECONDS = env.env_int("RECS_TRENDING_REFRESH_SECONDS", 30, minimum=1, maximum=59)

@@ -62,7 +62,7 @@ def test_the_crontab_periods():
         "loyalty-keep-profiles-alive": 1200, "loyalty-purge-idempotency-records": 86400,
         "omnichannel-recover": 300, "omnichannel-purge-idempotency-records": 86400, "suppression-purge-expired": 3600, "training-train-and-publish": 86400,
         "core-purge-outbound-calls": 86400, "core-purge-auth-audit": 86400, "rl-expire-decisions": 60, "rl-sync-catalog": 3600,
-        "recommendations-rebuild": 3600,
+        "recommendations-rebuild": 3600, "recommendations-reap-abandoned-builds": 60,
         "integrations-push-powerbi": 3600, "integrations-sync-approval-status": 60,
         "integrations-sync-creative-validity": 900,
     }

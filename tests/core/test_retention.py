@@ -89,6 +89,7 @@ def test_the_outbound_call_purge_is_bounded_too(settings):
 
 
 def test_the_login_audit_purge_is_on_the_beat_schedule_with_an_expiry():
+    import apps.core.tasks  # noqa: F401  (registers the tasks, as the worker's autodiscovery does)
     from config.celery import app
 
     entry = app.conf.beat_schedule["core-purge-auth-audit"]

@@ -65,6 +65,7 @@ def test_an_event_sent_again_after_its_record_was_purged_is_still_a_duplicate(se
 
 
 def test_the_purge_is_on_the_beat_schedule_with_an_expiry():
+    import apps.omnichannel.tasks  # noqa: F401  (registers the tasks, as the worker's autodiscovery does)
     from config.celery import app
 
     entry = app.conf.beat_schedule["omnichannel-purge-idempotency-records"]
