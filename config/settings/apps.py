@@ -137,6 +137,11 @@ ANALYTICS_LIVE_INTERVAL_MS = env.env_int("ANALYTICS_LIVE_INTERVAL_MS", 1000, min
 # A campaign's pacing (% of budget spent against % of flight elapsed) is flagged when the two differ
 # by more than this many percentage points.
 CAMPAIGN_PACING_MARGIN_PCT = env.env_float("CAMPAIGN_PACING_MARGIN_PCT", 10.0, minimum=0, maximum=100)
+# A staff notification email claimed ("sending") longer than this belongs to a worker that died during
+# the SendGrid call: the minute sweep puts it back to pending (same Message-ID) or, after
+# CAMPAIGN_NOTIFICATION_EMAIL_MAX_ATTEMPTS claims, fails it. Far above one provider call's timeout.
+CAMPAIGN_NOTIFICATION_EMAIL_LEASE_SECONDS = env.env_int("CAMPAIGN_NOTIFICATION_EMAIL_LEASE_SECONDS", 300, minimum=30)
+CAMPAIGN_NOTIFICATION_EMAIL_MAX_ATTEMPTS = env.env_int("CAMPAIGN_NOTIFICATION_EMAIL_MAX_ATTEMPTS", 3, minimum=1)
 # --- end campaign cockpit ------------------------------------------------------------------------
 
 # --- bidding -------------------------------------------------------------------------------------
