@@ -17,30 +17,19 @@ from django.utils import timezone
 from apps.campaigns import services
 from apps.campaigns.models import EmailStatus, Notification
 from apps.core.roles import Role
-from tests.omnichannel.fakes import SendGridServer
 from tests.support.processes import ManagedProcess
 from tests.support.threads import run_together
 from tests.support.wait import wait_until
 
-from .conftest import make_user
+from .conftest import SENDGRID_FROM, SENDGRID_KEY, make_user
 
-KEY = "SG.notification-recovery"
-FROM = "noreply@campaign-express.example"
+KEY, FROM = SENDGRID_KEY, SENDGRID_FROM
 
 
-@pytest.fixture
-def sendgrid(settings):
-    server = SendGridServer(KEY).start()
-    settings.SENDGRID_API_URL = server.url
-    settings.SENDGRID_API_KEY = KEY
-    settings.SENDGRID_FROM_EMAIL = FROM
-    settings.PUBLIC_BASE_URL = "https://ce.example.com"
+@pytest.fixture(autouse=True)
+def lease(settings):
     settings.CAMPAIGN_NOTIFICATION_EMAIL_LEASE_SECONDS = 300
     settings.CAMPAIGN_NOTIFICATION_EMAIL_MAX_ATTEMPTS = 3
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _note(make_campaign, email: str) -> Notification:
