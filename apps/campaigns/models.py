@@ -339,6 +339,10 @@ class Notification(models.Model):
     email_message_id = models.CharField(max_length=100, blank=True)
     email_error = models.CharField(max_length=300, blank=True)
     emailed_at = models.DateTimeField(null=True, blank=True)
+    # The claim of the attempt in flight ("sending"): who holds it and since when. A claim older than
+    # CAMPAIGN_NOTIFICATION_EMAIL_LEASE_SECONDS belongs to a worker that died; the sweep takes it back.
+    email_claim_token = models.CharField(max_length=32, blank=True, default="")
+    email_claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -121,6 +121,21 @@ def auth_audit_record(*, event: str, request=None, username: str = "", user=None
     return row
 
 
+def auth_audit_purge(*, older_than_days: int | None = None, batch_size: int | None = None) -> int:
+    """Delete audit rows older than ``older_than_days`` (default ``AUTH_AUDIT_RETENTION_DAYS``) in
+    bounded batches; returns how many went."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from apps.core.retention import delete_in_batches
+
+    days = settings.AUTH_AUDIT_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    return delete_in_batches(AuthAudit.objects.filter(at__lt=cutoff), batch_size=batch_size)
+
+
 def _user_named(username: str):
     from django.contrib.auth import get_user_model
 

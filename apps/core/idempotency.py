@@ -47,6 +47,7 @@ from django.utils import timezone
 from apps.core.api import error_body, service_error_from
 from apps.core.exceptions import Conflict, ServiceError, Unavailable
 from apps.core.models import IdempotencyRecord
+from apps.core.retention import delete_in_batches
 
 KEY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -150,8 +151,9 @@ def idempotent_call(
     return outcome
 
 
-def idempotency_purge(*, scope_prefix: str, older_than: timedelta) -> int:
-    """Delete records of scopes starting with ``scope_prefix`` created before now - ``older_than``."""
+def idempotency_purge(*, scope_prefix: str, older_than: timedelta, batch_size: int | None = None) -> int:
+    """Delete records of scopes starting with ``scope_prefix`` created before now - ``older_than``, in
+    bounded batches (:func:`apps.core.retention.delete_in_batches`); returns how many went."""
     cutoff = timezone.now() - older_than
-    deleted, _ = IdempotencyRecord.objects.filter(scope__startswith=scope_prefix, created_at__lt=cutoff).delete()
-    return deleted
+    return delete_in_batches(IdempotencyRecord.objects.filter(scope__startswith=scope_prefix, created_at__lt=cutoff),
+                             batch_size=batch_size)

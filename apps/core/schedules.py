@@ -7,4 +7,9 @@ BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=17),
         "options": {"expires": 3600},
     },
+    "core-purge-auth-audit": {
+        "task": "core.purge_auth_audit",
+        "schedule": crontab(hour=3, minute=29),
+        "options": {"expires": 3600},
+    },
 }

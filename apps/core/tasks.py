@@ -18,6 +18,16 @@ def purge_outbound_calls() -> int:
     return deleted
 
 
+@shared_task(name="core.purge_auth_audit", ignore_result=True)
+def purge_auth_audit() -> int:
+    """Drop staff login audit rows older than AUTH_AUDIT_RETENTION_DAYS (daily, in bounded batches)."""
+    from apps.core.auth import auth_audit_purge
+
+    deleted = auth_audit_purge()
+    log.info("auth_audit_purged", deleted=deleted, retention_days=settings.AUTH_AUDIT_RETENTION_DAYS)
+    return deleted
+
+
 @shared_task(name="core.run_export", acks_late=True)
 def run_export(job_id: int) -> int:
     """Write one background Excel export (apps.core.exports)."""

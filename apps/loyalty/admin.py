@@ -127,6 +127,7 @@ class LoyaltyAccountAdmin(admin.ModelAdmin):
             "title": "Adjust stars",
             "opts": self.model._meta,
             "form": form,
+            "action": "adjust_stars",
         }
         return TemplateResponse(request, "admin/loyalty/adjust_stars.html", context)
 

@@ -7,4 +7,9 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute="*/5"),
         "options": {"expires": 240},
     },
+    "omnichannel-purge-idempotency-records": {
+        "task": "omnichannel.purge_idempotency_records",
+        "schedule": crontab(hour=3, minute=41),
+        "options": {"expires": 3600},
+    },
 }

@@ -40,3 +40,13 @@ def recover() -> dict:
     from .services import sendgrid_batches_requeue_unprocessed, sends_requeue_stale
 
     return {"sends": sends_requeue_stale(), "sendgrid_batches": sendgrid_batches_requeue_unprocessed()}
+
+
+@shared_task(name="omnichannel.purge_idempotency_records", ignore_result=True)
+def purge_idempotency_records() -> int:
+    """Drop omnichannel idempotency records older than OMNICHANNEL_IDEMPOTENCY_RETENTION_DAYS (daily)."""
+    from .services import omnichannel_purge_idempotency_records
+
+    deleted = omnichannel_purge_idempotency_records()
+    log.info("omnichannel_idempotency_records_purged", deleted=deleted)
+    return deleted

@@ -14,6 +14,12 @@ BEAT_SCHEDULE = {
                      else crontab(minute=23, hour=f"*/{_EVERY // 60}")),
         "options": {"expires": _EVERY * 60 * 0.9},
     },
+    # A build whose process died is shown failed within a minute of its lease expiring.
+    "recommendations-reap-abandoned-builds": {
+        "task": "recommendations.reap_abandoned_builds",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 50},
+    },
     "recommendations-refresh-trending": {
         "task": "recommendations.refresh_trending",
         "schedule": float(settings.RECS_TRENDING_REFRESH_SECONDS),

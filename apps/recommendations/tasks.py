@@ -12,6 +12,14 @@ def rebuild_recommendations() -> str | None:
     return build.version if build is not None else None
 
 
+@shared_task(name="recommendations.reap_abandoned_builds", ignore_result=True)
+def reap_abandoned_builds() -> int:
+    """Mark failed the builds left "running" by a process that died (their lease expired)."""
+    from . import services
+
+    return services.recommendations_builds_reap()
+
+
 @shared_task(name="recommendations.refresh_trending", ignore_result=True)
 def refresh_trending() -> int:
     from . import services

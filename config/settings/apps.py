@@ -91,6 +91,9 @@ if env.IS_PRODUCTION and SENDGRID_WEBHOOK_ALLOW_UNSIGNED:
         "SendGrid events would let anyone plant suppressions and fake opens, clicks and bounces; set "
         "SENDGRID_WEBHOOK_VERIFICATION_KEY instead"
     )
+# Idempotency records of omnichannel writes (ingest events, activations) are kept this long; a replay
+# of an older event is still answered from its stored IngestEvent (a duplicate, not a second credit).
+OMNICHANNEL_IDEMPOTENCY_RETENTION_DAYS = env.env_int("OMNICHANNEL_IDEMPOTENCY_RETENTION_DAYS", 30, minimum=1)
 # --- end omnichannel -----------------------------------------------------------------------------
 
 # --- loyalty -------------------------------------------------------------------------------------
@@ -134,6 +137,11 @@ ANALYTICS_LIVE_INTERVAL_MS = env.env_int("ANALYTICS_LIVE_INTERVAL_MS", 1000, min
 # A campaign's pacing (% of budget spent against % of flight elapsed) is flagged when the two differ
 # by more than this many percentage points.
 CAMPAIGN_PACING_MARGIN_PCT = env.env_float("CAMPAIGN_PACING_MARGIN_PCT", 10.0, minimum=0, maximum=100)
+# A staff notification email claimed ("sending") longer than this belongs to a worker that died during
+# the SendGrid call: the minute sweep puts it back to pending (same Message-ID) or, after
+# CAMPAIGN_NOTIFICATION_EMAIL_MAX_ATTEMPTS claims, fails it. Far above one provider call's timeout.
+CAMPAIGN_NOTIFICATION_EMAIL_LEASE_SECONDS = env.env_int("CAMPAIGN_NOTIFICATION_EMAIL_LEASE_SECONDS", 300, minimum=30)
+CAMPAIGN_NOTIFICATION_EMAIL_MAX_ATTEMPTS = env.env_int("CAMPAIGN_NOTIFICATION_EMAIL_MAX_ATTEMPTS", 3, minimum=1)
 # --- end campaign cockpit ------------------------------------------------------------------------
 
 # --- bidding -------------------------------------------------------------------------------------
@@ -186,6 +194,9 @@ DSP_BREAKER_RESET_SECONDS = env.DSP_BREAKER_RESET_SECONDS
 # OUTBOUND_SECRET_KEYS itself is read by apps.core.outbound.crypto from config.env (the bid workers
 # decrypt without Django settings).
 OUTBOUND_CALL_LOG_RETENTION_DAYS = env.env_int("OUTBOUND_CALL_LOG_RETENTION_DAYS", 30, minimum=1)
+# Retention purges (apps.core.retention) delete at most this many rows per statement, each batch its
+# own short transaction, so a purge never holds a long lock on a busy table.
+RETENTION_PURGE_BATCH_SIZE = env.env_int("RETENTION_PURGE_BATCH_SIZE", 5000, minimum=1)
 # Back-office Excel exports (apps.core.exports): up to this many rows inside the request, beyond it a
 # background job writing under EXPORT_DIR (relative: from the project root).
 EXPORT_INLINE_MAX_ROWS = env.env_int("EXPORT_INLINE_MAX_ROWS", 100_000, minimum=0)
@@ -199,6 +210,10 @@ if not (60 % RECS_REBUILD_EVERY_MINUTES == 0 or (RECS_REBUILD_EVERY_MINUTES % 60
                                                and 1440 % RECS_REBUILD_EVERY_MINUTES == 0)):
     raise env.ImproperlyConfiguredEnv("RECS_REBUILD_EVERY_MINUTES must divide 60, or be a multiple of 60 "
                                       f"that divides 1440, got {RECS_REBUILD_EVERY_MINUTES}")
+# One rebuild at a time: its Redis lease lasts this long and the build renews it every third of it; a
+# build whose process died is given up (a new one may start) within this time, and shown failed by the
+# reaper's next minute.
+RECS_REBUILD_LEASE_SECONDS = env.env_float("RECS_REBUILD_LEASE_SECONDS", 30.0, minimum=1.0, maximum=600.0)
 # Trending is recomputed from the recent interactions this often (under a minute: new interactions
 # reach it within a minute), over this window with this half-life, keeping this many items.
 RECS_TRENDING_REFRESH_SECONDS = env.env_int("RECS_TRENDING_REFRESH_SECONDS", 30, minimum=1, maximum=59)

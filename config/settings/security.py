@@ -43,6 +43,8 @@ AXES_FAILURE_LIMIT = env.env_int("STAFF_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(seconds=env.env_int("STAFF_LOGIN_COOLOFF_SECONDS", 900))
 if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME.total_seconds() < 1:
     raise env.ImproperlyConfiguredEnv("STAFF_LOGIN_FAILURE_LIMIT and STAFF_LOGIN_COOLOFF_SECONDS must be at least 1")
+# Staff login audit rows (apps.core.models.AuthAudit) older than this are purged daily (core.purge_auth_audit).
+AUTH_AUDIT_RETENTION_DAYS = env.env_int("AUTH_AUDIT_RETENTION_DAYS", 365, minimum=1)
 
 
 def _lockout_parameters(raw: str) -> list:

@@ -213,6 +213,26 @@ def test_latency_lives_on_the_operations_page_for_admins(client, campaign_with_e
     assert b"to-operations" in client.get("/admin/analytics/dashboard/", params).content
 
 
+def test_the_dashboard_and_the_operations_page_share_one_filter_form(client, campaign_with_events):
+    """One template (admin/analytics/report_base.html) owns the style, breadcrumbs and filter form of
+    both report pages: the same form, the dashboard alone offering "pick a campaign"."""
+    _, campaign, start = campaign_with_events
+    params = {"campaign": campaign.pk, "from": f"{start:%Y-%m-%dT%H:%M}", "to": f"{start:%Y-%m-%d}T06:00"}
+    client.force_login(make_user(Role.ADMIN))
+    pages = {name: client.get(url, params) for name, url in
+             [("Dashboard", "/admin/analytics/dashboard/"), ("Operations", "/admin/analytics/dashboard/operations/")]}
+    for title, response in pages.items():
+        assert response.status_code == 200
+        assert "admin/analytics/report_base.html" in [t.name for t in response.templates]
+        html = response.content.decode()
+        assert f"Analytics &rsaquo; {title}</div>" in html
+        for field in ('name="campaign"', 'name="from"', 'name="to"', 'name="granularity"', 'id="report-form"'):
+            assert html.count(field) == 1, (title, field)
+        assert f'<option value="{campaign.pk}" selected>' in html
+    assert "— pick a campaign —" in pages["Dashboard"].content.decode()
+    assert "— pick a campaign —" not in pages["Operations"].content.decode()
+
+
 def test_dashboard_is_listed_in_the_admin_for_roles_only(client, db):
     marketer, outsider = make_user(Role.MARKETER), make_user()
     client.force_login(marketer)

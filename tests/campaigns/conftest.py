@@ -135,3 +135,23 @@ def tls_cert(tmp_path_factory):
     from scripts.dev_cert import write_self_signed_pem
 
     return write_self_signed_pem(tmp_path_factory.mktemp("certs") / "site.pem")
+
+
+SENDGRID_KEY = "SG.notifications-test"
+SENDGRID_FROM = "noreply@campaign-express.example"
+
+
+@pytest.fixture
+def sendgrid(settings):
+    """A local server speaking SendGrid's v3 mail/send, with the settings that send staff emails to it."""
+    from tests.omnichannel.fakes import SendGridServer
+
+    server = SendGridServer(SENDGRID_KEY).start()
+    settings.SENDGRID_API_URL = server.url
+    settings.SENDGRID_API_KEY = SENDGRID_KEY
+    settings.SENDGRID_FROM_EMAIL = SENDGRID_FROM
+    settings.PUBLIC_BASE_URL = "https://ce.example.com"
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -9,25 +9,9 @@ from apps.campaigns import services
 from apps.campaigns.models import EmailStatus, Notification
 from apps.campaigns.tasks import campaigns_notification_email
 from apps.core.roles import Role
-from tests.omnichannel.fakes import SendGridServer
 from tests.support.threads import run_together
 
 from .conftest import make_user
-
-KEY = "SG.notifications-test"
-
-
-@pytest.fixture
-def sendgrid(settings):
-    server = SendGridServer(KEY).start()
-    settings.SENDGRID_API_URL = server.url
-    settings.SENDGRID_API_KEY = KEY
-    settings.SENDGRID_FROM_EMAIL = "noreply@campaign-express.example"
-    settings.PUBLIC_BASE_URL = "https://ce.example.com"
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

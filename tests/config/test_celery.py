@@ -34,7 +34,8 @@ def test_the_schedule_is_every_installed_apps_entries():
 
 def test_an_app_without_schedules_adds_nothing_and_a_new_one_is_picked_up():
     assert _beat_schedule(["apps.inference", "django.contrib.auth"]) == {}
-    assert set(_beat_schedule(["apps.inference", "apps.omnichannel"])) == {"omnichannel-recover"}
+    assert set(_beat_schedule(["apps.inference", "apps.omnichannel"])) == {"omnichannel-recover",
+                                                                          "omnichannel-purge-idempotency-records"}
 
 
 def test_a_key_declared_twice_is_refused():
@@ -59,9 +60,9 @@ def test_the_crontab_periods():
         "campaigns-notification-emails-pending": 60,
         "loyalty-rollover-periods": 3600, "loyalty-expire-inactive": 86400, "loyalty-republish-reward-signals": 60,
         "loyalty-keep-profiles-alive": 1200, "loyalty-purge-idempotency-records": 86400,
-        "omnichannel-recover": 300, "suppression-purge-expired": 3600, "training-train-and-publish": 86400,
-        "core-purge-outbound-calls": 86400, "rl-expire-decisions": 60, "rl-sync-catalog": 3600,
-        "recommendations-rebuild": 3600,
+        "omnichannel-recover": 300, "omnichannel-purge-idempotency-records": 86400, "suppression-purge-expired": 3600, "training-train-and-publish": 86400,
+        "core-purge-outbound-calls": 86400, "core-purge-auth-audit": 86400, "rl-expire-decisions": 60, "rl-sync-catalog": 3600,
+        "recommendations-rebuild": 3600, "recommendations-reap-abandoned-builds": 60,
         "integrations-push-powerbi": 3600, "integrations-sync-approval-status": 60,
         "integrations-sync-creative-validity": 900,
     }

@@ -91,6 +91,9 @@ def test_adjust_action_asks_then_adjusts_once(admin_client_, members):
     ids = [str(a.pk) for a in members]
     form = admin_client_.post(CHANGELIST, {"action": "adjust_stars", "_selected_action": ids})
     assert form.status_code == 200 and b"Adjust stars" in form.content
+    assert "admin/action_form.html" in [t.name for t in form.templates]  # one page for every asking action
+    assert re.search(r"<li>m-1 — Green, [0-9]+ stars</li>", form.content.decode())
+    assert 'name="action" value="adjust_stars"' in form.content.decode()
     request_key = re.search(r'name="request_key" value="([0-9a-f]+)"', form.content.decode()).group(1)
     submit = {"action": "adjust_stars", "_selected_action": ids, "apply": "1", "stars": "-50",
               "reason": "Goodwill correction", "request_key": request_key}

@@ -310,6 +310,9 @@ def test_remove_selected_asks_why_and_audits(admin_user):
     page = _action(client, "remove_selected", [a.pk, b.pk])
     assert page.status_code == 200
     assert "These 2 entries will be removed" in page.content.decode()
+    assert "admin/action_form.html" in [t.name for t in page.templates]  # one page for every asking action
+    assert "<li>a@example.com — Email (Unsubscribe)</li>" in page.content.decode()
+    assert 'value="Remove 2 entries"' in page.content.decode()
     assert SuppressionEntry.objects.count() == 3
     page = _action(client, "remove_selected", [a.pk, b.pk], apply="1", note="")
     assert page.status_code == 200 and SuppressionEntry.objects.count() == 3  # a note is required
@@ -334,7 +337,10 @@ def test_extend_expiry_action(marketer):
                                     expires_at=timezone.now() + timedelta(days=1))
     forever = services.suppression_add(identifier="b@example.com", channel="email", reason="manual")
     client = _client(marketer)
-    assert "Lengthen the expiry" in _action(client, "extend_expiry", [soon.pk, forever.pk]).content.decode()
+    page = _action(client, "extend_expiry", [soon.pk, forever.pk])
+    assert "Lengthen the expiry" in page.content.decode()
+    assert "admin/action_form.html" in [t.name for t in page.templates]
+    assert "<li>b@example.com — Email: permanent</li>" in page.content.decode()
     response = _action(client, "extend_expiry", [soon.pk, forever.pk], apply="1", until="2999-12-31 00:00:00")
     assert response.status_code == 302
     assert SuppressionEntry.objects.get(pk=soon.pk).expires_at.isoformat() == "2999-12-31T00:00:00+00:00"

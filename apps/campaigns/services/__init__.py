@@ -45,8 +45,10 @@ from .cockpit import (
 )
 from .collaboration import (
     campaign_comment_add,
+    notification_emails_recover_stale,
     notification_mark_read,
     notification_mark_read_for_campaign,
+    notification_message_id,
     notification_send_email,
     notification_send_pending_emails,
     notify_awaiting_decision,
@@ -81,7 +83,8 @@ __all__ = [
     "campaign_purge_idempotency_records", "campaign_reject", "campaign_request_changes", "campaign_resume",
     "campaign_revise", "campaign_schedule", "campaign_submit", "campaign_update", "campaign_validate_changes",
     "campaign_validate_new", "offer_create", "offer_delete", "offer_editable_fields", "offer_update",
-    "offer_validate_changes", "campaign_comment_add", "notification_mark_read", "notification_mark_read_for_campaign", "notification_send_email", "notification_send_pending_emails",
+    "offer_validate_changes", "campaign_comment_add", "notification_mark_read", "notification_mark_read_for_campaign", "notification_emails_recover_stale", "notification_message_id",
+    "notification_send_email", "notification_send_pending_emails",
     "notify_awaiting_decision", "notify_decided",
     "BULK_ACTIONS", "BulkRefused", "campaign_bulk_transition", "campaign_clone", "saved_view_delete", "saved_view_save",
 ]

@@ -4,11 +4,17 @@
 A notification row exists at most once per (campaign, review round, recipient, kind) — the unique
 constraint makes the fan-out safe to repeat — and its email is sent through the SendGrid client
 directly (``sendgrid_send_staff``: no activation, no tracking, so it never counts in campaign
-analytics). The email is claimed before the provider call (pending → sending) and marked after it,
-so a retried task never sends twice: a retry finds the claim taken and stops.
+analytics). The email is claimed before the provider call (pending → sending, with a claim token
+and time) and marked after it, so a retried task never sends twice: a retry finds the claim taken and
+stops. A worker that dies during the provider call leaves its claim behind; once it is older than
+``CAMPAIGN_NOTIFICATION_EMAIL_LEASE_SECONDS`` (far longer than a call can take, so its worker is gone)
+the minute sweep takes it back (:func:`notification_emails_recover_stale`) and the email is sent again
+under a new claim, with the same ``Message-ID`` (:func:`notification_message_id`). Marks after the
+call check the claim token, so the dead claim can never overwrite what the new one recorded.
 """
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from functools import partial
 
@@ -16,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from prometheus_client import Counter
@@ -111,12 +118,50 @@ PENDING_GRACE = timedelta(minutes=1)
 SWEEP_BATCH = 200
 
 
+def notification_message_id(notification: Notification) -> str:
+    """The email's ``Message-ID``: one per notification, the same for every attempt, so a copy sent
+    again after a lost worker is the same message to mail systems that deduplicate by it."""
+    domain = (settings.SENDGRID_FROM_EMAIL or "").rpartition("@")[2] or "campaign-express.invalid"
+    return f"<campaign-notification-{notification.pk}.{notification.created_at:%Y%m%d%H%M%S}@{domain}>"
+
+
+def notification_emails_recover_stale(*, now=None) -> int:
+    """Take back the claims of emails "sending" for longer than the lease (their worker died during the
+    provider call): back to pending, so the sweep sends them again, or failed once
+    ``CAMPAIGN_NOTIFICATION_EMAIL_MAX_ATTEMPTS`` claims were made. Each update is conditional on the
+    claim token it read, so two sweeps (or a sweep and a late worker) never both act on one claim.
+    Returns how many claims were taken back."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.CAMPAIGN_NOTIFICATION_EMAIL_LEASE_SECONDS)
+    stale = list(Notification.objects.filter(email_status=EmailStatus.SENDING)
+                 .filter(Q(email_claimed_at__lt=cutoff) | Q(email_claimed_at__isnull=True))
+                 .order_by("pk").values_list("pk", "email_claim_token", "email_attempts")[:SWEEP_BATCH])
+    recovered = 0
+    for pk, token, attempts in stale:
+        claim = Notification.objects.filter(pk=pk, email_status=EmailStatus.SENDING, email_claim_token=token)
+        if attempts >= settings.CAMPAIGN_NOTIFICATION_EMAIL_MAX_ATTEMPTS:
+            done = claim.update(email_status=EmailStatus.FAILED, email_claim_token="",
+                                email_error=f"worker lost during the provider call on {attempts} attempts; given up")
+            outcome = "abandoned_failed"
+        else:
+            done = claim.update(email_status=EmailStatus.PENDING, email_claim_token="", email_claimed_at=None,
+                                email_error="worker lost during the provider call; sent again")
+            outcome = "abandoned_retry"
+        if done:
+            recovered += 1
+            NOTIFICATION_EMAILS.labels(outcome).inc()
+            log.warning("campaign_notification_email_claim_recovered", notification_id=pk, attempts=attempts,
+                        outcome=outcome)
+    return recovered
+
+
 def notification_send_pending_emails(*, now=None) -> int:
     """Send the emails still pending ``PENDING_GRACE`` after their notification was created (the
     enqueue after commit failed, or the task's retries ran out); returns how many were sent.
     A provider error leaves a row pending for the next sweep."""
     from apps.omnichannel.providers import ProviderError
 
+    notification_emails_recover_stale(now=now)
     cutoff = (now or timezone.now()) - PENDING_GRACE
     ids = list(Notification.objects.filter(email_status=EmailStatus.PENDING, created_at__lt=cutoff)
                .order_by("created_at").values_list("pk", flat=True)[:SWEEP_BATCH])
@@ -160,23 +205,31 @@ def notification_send_email(*, notification_id: int) -> str:
             return row.email_status
         row.email_status = EmailStatus.SENDING
         row.email_attempts += 1
-        row.save(update_fields=["email_status", "email_attempts"])
+        row.email_claim_token = uuid.uuid4().hex
+        row.email_claimed_at = timezone.now()
+        row.save(update_fields=["email_status", "email_attempts", "email_claim_token", "email_claimed_at"])
+    mine = Notification.objects.filter(pk=row.pk, email_status=EmailStatus.SENDING,
+                                       email_claim_token=row.email_claim_token)
     subject = f"[Campaign Express] {row.get_kind_display()}: {row.campaign.name}"
     try:
         message_id = sendgrid_send_staff(to_email=address, subject=subject, text=row.message,
-                                         url=_campaign_url(row.campaign_id))
+                                         url=_campaign_url(row.campaign_id), message_id=notification_message_id(row))
     except ProviderError as exc:
         status = EmailStatus.PENDING if exc.retryable else EmailStatus.FAILED
-        Notification.objects.filter(pk=row.pk, email_status=EmailStatus.SENDING).update(
-            email_status=status, email_error=exc.message[:300])
+        mine.update(email_status=status, email_error=exc.message[:300], email_claim_token="")
         NOTIFICATION_EMAILS.labels("retry" if exc.retryable else "failed").inc()
         log.warning("campaign_notification_email_failed", notification_id=row.pk, retryable=exc.retryable,
                     detail=exc.message)
         if exc.retryable:
             raise
         return status
-    Notification.objects.filter(pk=row.pk, email_status=EmailStatus.SENDING).update(
-        email_status=EmailStatus.SENT, email_message_id=message_id[:100], emailed_at=timezone.now(), email_error="")
+    # Sent: ours while we hold the claim, and also when a sweep took our claim back for lost (the row is
+    # pending again) — marking it sent now keeps the sweep from sending it a second time.
+    Notification.objects.filter(
+        Q(email_status=EmailStatus.SENDING, email_claim_token=row.email_claim_token) | Q(email_status=EmailStatus.PENDING),
+        pk=row.pk,
+    ).update(email_status=EmailStatus.SENT, email_message_id=message_id[:100], emailed_at=timezone.now(),
+             email_error="", email_claim_token="")
     NOTIFICATION_EMAILS.labels("sent").inc()
     log.info("campaign_notification_emailed", notification_id=row.pk, kind=row.kind)
     return EmailStatus.SENT

@@ -82,14 +82,14 @@ async def arecord_call(**kwargs) -> None:
 
 
 def purge_calls(*, older_than_days: int) -> int:
-    """Delete rows older than ``older_than_days``; returns how many went."""
+    """Delete rows older than ``older_than_days`` in bounded batches; returns how many went."""
     from django.utils import timezone
 
     from apps.core.models import OutboundCall
+    from apps.core.retention import delete_in_batches
 
     cutoff = timezone.now() - timedelta(days=older_than_days)
-    deleted, _ = OutboundCall.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+    return delete_in_batches(OutboundCall.objects.filter(created_at__lt=cutoff))
 
 
 def recent_calls(*, connection: str, limit: int = 20):

@@ -38,9 +38,11 @@ def sendgrid_send(*, to_email: str, message: OutboundMessage) -> str:
     return _mail_send(sendgrid_payload(to_email=to_email, message=message))
 
 
-def sendgrid_staff_payload(*, to_email: str, subject: str, text: str, url: str = "") -> dict:
+def sendgrid_staff_payload(*, to_email: str, subject: str, text: str, url: str = "", message_id: str = "") -> dict:
     """A staff notification (not a marketing activation): no custom_args and no open or click
-    tracking, so no Event Webhook event of it can be attributed to a campaign's analytics."""
+    tracking, so no Event Webhook event of it can be attributed to a campaign's analytics.
+    ``message_id`` (``<...@...>``) is sent as the email's ``Message-ID``: the caller keeps it the same
+    across retries of one notification, so mail systems see a resent copy as the same message."""
     body = text + (f"\n\n{url}" if url else "")
     html_body = f"<p>{html.escape(text)}</p>"
     if url:
@@ -54,12 +56,14 @@ def sendgrid_staff_payload(*, to_email: str, subject: str, text: str, url: str =
             "click_tracking": {"enable": False, "enable_text": False},
             "open_tracking": {"enable": False},
         },
+        **({"headers": {"Message-ID": message_id}} if message_id else {}),
     }
 
 
-def sendgrid_send_staff(*, to_email: str, subject: str, text: str, url: str = "") -> str:
+def sendgrid_send_staff(*, to_email: str, subject: str, text: str, url: str = "", message_id: str = "") -> str:
     """Send one staff notification email directly (see :func:`sendgrid_staff_payload`)."""
-    return _mail_send(sendgrid_staff_payload(to_email=to_email, subject=subject, text=text, url=url))
+    return _mail_send(sendgrid_staff_payload(to_email=to_email, subject=subject, text=text, url=url,
+                                             message_id=message_id))
 
 
 def _mail_send(payload: dict) -> str:

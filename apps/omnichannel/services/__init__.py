@@ -43,6 +43,7 @@ from .ingest import (
     ingest_source_disabled_reason,
     ingest_source_set_enabled,
     ingest_transaction_id,
+    omnichannel_purge_idempotency_records,
 )
 from .sends import (
     ALLOWED_TRANSITIONS,
@@ -73,7 +74,8 @@ __all__ = [
     "INTERACTION_WEIGHT", "LOYALTY_CHANNEL", "LOYALTY_RELEVANT", "PRESENCE_EVENTS", "SENDGRID_EVENTS", "SENDS",
     "TWILIO_DELIVERED", "TWILIO_FAILED", "IngestOutcome", "InvalidIngestEvent", "SendOutcome", "WebhookRejected", "activation_create",
     "contact_forget_push_token", "contact_upsert", "inbox_fetch", "ingest_caller", "ingest_event_process",
-    "ingest_source_disabled_reason", "ingest_source_set_enabled", "ingest_transaction_id", "send_enqueue",
+    "ingest_source_disabled_reason", "ingest_source_set_enabled", "ingest_transaction_id",
+    "omnichannel_purge_idempotency_records", "send_enqueue",
     "send_execute", "send_mark_delivered", "send_mark_failed", "sendgrid_batch_enqueue", "sendgrid_batch_process",
     "sendgrid_batches_requeue_unprocessed", "sendgrid_webhook_receive", "sends_requeue_stale", "task_options",
     "twilio_status_record",

@@ -17,7 +17,7 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from apps.core.exceptions import Conflict, InvalidInput, ServiceError
-from apps.core.idempotency import canonical_json, idempotent_call, request_fingerprint
+from apps.core.idempotency import canonical_json, idempotency_purge, idempotent_call, request_fingerprint
 
 from ..ingest_schema import IngestEventInput
 from ..models import (
@@ -240,15 +240,20 @@ def _ingest_key(*, source: str, caller: str, event_id: str) -> str:
     return request_fingerprint({"source": source, "caller": caller, "event_id": event_id})
 
 
-def _legacy_replay(*, source: str, event_id: str, payload: dict) -> IngestOutcome | None:
-    """The first answer of an event recorded before callers were kept, when ``payload`` is exactly
-    its body: a client retrying across the upgrade is answered as a duplicate, not credited twice.
-    A different body with that id is another event (no answer of someone else's leaks)."""
-    legacy = (IngestEvent.objects.filter(source=source, caller=LEGACY_CALLER, event_id=event_id)
-              .values_list("payload", "result").first())
-    if legacy is None or canonical_json(legacy[0]) != canonical_json(payload):
-        return None
-    return IngestOutcome(status=200, body={**legacy[1], "duplicate": True})
+def _stored_replay(*, source: str, caller: str, event_id: str, payload: dict) -> IngestOutcome | None:
+    """The first answer of an event already recorded, read from its IngestEvent row, when ``payload``
+    is exactly its body: an event recorded before callers were kept (a client retrying across the
+    upgrade), or one whose idempotency record was purged (``OMNICHANNEL_IDEMPOTENCY_RETENTION_DAYS``)
+    is answered as a duplicate, not credited twice. A different body with that id is another event
+    (no answer of someone else's leaks; this caller's own is a 409 from the idempotency record or
+    the event's unique constraint). One indexed read, as before records could be purged."""
+    rows = (IngestEvent.objects.filter(source=source, caller__in=[LEGACY_CALLER, caller], event_id=event_id)
+            .values_list("payload", "result"))
+    wanted = canonical_json(payload)
+    for stored, result in rows:
+        if canonical_json(stored) == wanted and result:
+            return IngestOutcome(status=200, body={**result, "duplicate": True})
+    return None
 
 
 def _ingest_record(*, clean: dict, payload: dict, caller: str, transport: str, occurred_at: datetime,
@@ -326,10 +331,11 @@ def ingest_event_process(*, data: Any, transport: str, caller: str, subject_sour
 
     # The body as received, in JSON terms: what is stored, and what "the same body" compares.
     payload = json.loads(json.dumps(data, default=str))
-    legacy = _legacy_replay(source=source, event_id=event_id, payload=payload)
-    if legacy is not None:
+    stored = _stored_replay(source=source, caller=caller, event_id=event_id, payload=payload)
+    if stored is not None:
         INGEST_EVENTS.labels(source, transport, "duplicate").inc()
-        return legacy
+        log.info("ingest_duplicate", event_id=event_id, source=source, caller=caller, transport=transport)
+        return stored
     try:
         outcome = idempotent_call(
             scope=INGEST_IDEMPOTENCY_SCOPE,
@@ -357,3 +363,11 @@ def ingest_event_process(*, data: Any, transport: str, caller: str, subject_sour
              transport=transport, activation_id=body["activation"]["activation_id"],
              stars=body["loyalty"].get("stars_earned"))
     return IngestOutcome(status=201, body=body)
+
+
+def omnichannel_purge_idempotency_records() -> int:
+    """Delete the idempotency records of omnichannel writes (ingest events, activations) older than
+    ``OMNICHANNEL_IDEMPOTENCY_RETENTION_DAYS``, in bounded batches. An ingest event replayed after
+    that is still answered as a duplicate from its IngestEvent row (:func:`_stored_replay`)."""
+    return idempotency_purge(scope_prefix="omnichannel.",
+                             older_than=timedelta(days=settings.OMNICHANNEL_IDEMPOTENCY_RETENTION_DAYS))
