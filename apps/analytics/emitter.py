@@ -373,13 +373,12 @@ def default_emitter() -> Emitter:
     return _default
 
 
-def emit(event_type: str, **fields: Any) -> None:
-    """Queue one analytics event without blocking (see the module docstring).
-
-    ``event_type`` must be one of :data:`apps.analytics.events.EVENT_TYPES` (else ValueError) and
-    every keyword one of :data:`apps.analytics.events.FIELDS` (else TypeError).
-    """
-    _default.emit(event_type, **fields)
+#: ``emit(event_type, **fields)``: queue one analytics event without blocking (see the module
+#: docstring). ``event_type`` must be one of :data:`apps.analytics.events.EVENT_TYPES` (else
+#: ValueError) and every keyword one of :data:`apps.analytics.events.FIELDS` (else TypeError).
+#: The process-wide emitter's bound method itself: a function passing ``**fields`` on would build the
+#: keyword dict twice, +6.8k instructions per event under callgrind (14.5k -> 21.2k), on the bid path.
+emit = _default.emit
 
 
 def emit_with_id(event_type: str, *, event_id: str, timestamp_us: int, **fields: Any) -> None:
