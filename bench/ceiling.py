@@ -33,13 +33,17 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
 BODY_ENV = "CEILING_BODY_FILE"
+RESPONSE_EXTENSION = "campaign_express.http.response"  # apps.bidding.protocol's whole-response message
 _body: bytes | None = None
 _headers: list | None = None
+_whole: dict | None = None
 
 
 async def app(scope, receive, send) -> None:
-    """The raw ASGI app: read the request, answer 200 with the captured bid-sized JSON body."""
-    global _body, _headers
+    """The raw ASGI app: read the request, answer 200 with the captured bid-sized JSON body — in one
+    whole-response message where the server offers it (the bid workers' does, and the bid app uses it),
+    else as ``http.response.start`` + ``http.response.body``."""
+    global _body, _headers, _whole
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -51,10 +55,15 @@ async def app(scope, receive, send) -> None:
     if _body is None:
         _body = Path(os.environ[BODY_ENV]).read_bytes()
         _headers = [(b"content-type", b"application/json"), (b"content-length", str(len(_body)).encode())]
+        _whole = {"type": RESPONSE_EXTENSION, "body": _body,
+                  "head": b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(_body)}
     more = True
     while more:
         message = await receive()
         more = message.get("more_body", False)
+    if RESPONSE_EXTENSION in (scope.get("extensions") or ()):
+        await send(_whole)
+        return
     await send({"type": "http.response.start", "status": 200, "headers": _headers})
     await send({"type": "http.response.body", "body": _body})
 

@@ -259,9 +259,10 @@ class Emitter(LoopFlushing):
     def _round(self, per_pause: int):
         """One flush round as a sequence of steps, for :meth:`flush_once` (thread) and
         :meth:`_flush_once_async` (event loop), which differ only in how they send and pause: retry
-        the held entries, then drain the buffer. It yields entries to write (the driver sends back
-        whether they were written) or ``None`` after each ``per_pause`` conversions (the driver lets
-        other work run); it returns True when all was written. Call it holding ``_flush_lock``."""
+        the held entries, then write the events the buffer held when the round began. It yields
+        entries to write (the driver sends back whether they were written) or ``None`` after each
+        ``per_pause`` conversions (the driver lets other work run); it returns True when all was
+        written. Call it holding ``_flush_lock``."""
         if self._pending:
             if not (yield self._pending):
                 BUFFERED.set(self.backlog())
@@ -269,9 +270,15 @@ class Emitter(LoopFlushing):
             EVENTS_FLUSHED.inc(self._held)
             self._pending, self._held = [], 0
         buf = self._buf
-        while buf:
+        # Only the events buffered when the round began: those emitted while it converts or waits
+        # for Redis wait for the next round. Draining until empty, a busy asyncio worker (whose
+        # requests emit during every await of the pipeline) wrote one XADD pipeline per request or
+        # two instead of one per interval: ~25 µs of redis-py and a Redis round trip each time.
+        todo = len(buf)
+        while todo > 0 and buf:
             rows: list[tuple] = []
-            count = min(self.round_max, len(buf))
+            count = min(self.round_max, todo, len(buf))
+            todo -= count
             while count > 0:
                 take = min(count, per_pause)
                 # counted as held before they leave the buffer, so emit never sees room that is
@@ -292,7 +299,8 @@ class Emitter(LoopFlushing):
         return True
 
     def flush_once(self) -> bool:
-        """One flush round: retry held entries, then drain the buffer. True when all was written."""
+        """One flush round: retry held entries, then write what the buffer held when the round began.
+        True when all of it was written (events emitted meanwhile wait for the next round)."""
         with self._flush_lock:
             steps, written = self._round(_YIELD_EVERY), None
             try:
@@ -365,13 +373,12 @@ def default_emitter() -> Emitter:
     return _default
 
 
-def emit(event_type: str, **fields: Any) -> None:
-    """Queue one analytics event without blocking (see the module docstring).
-
-    ``event_type`` must be one of :data:`apps.analytics.events.EVENT_TYPES` (else ValueError) and
-    every keyword one of :data:`apps.analytics.events.FIELDS` (else TypeError).
-    """
-    _default.emit(event_type, **fields)
+#: ``emit(event_type, **fields)``: queue one analytics event without blocking (see the module
+#: docstring). ``event_type`` must be one of :data:`apps.analytics.events.EVENT_TYPES` (else
+#: ValueError) and every keyword one of :data:`apps.analytics.events.FIELDS` (else TypeError).
+#: The process-wide emitter's bound method itself: a function passing ``**fields`` on would build the
+#: keyword dict twice, +6.8k instructions per event under callgrind (14.5k -> 21.2k), on the bid path.
+emit = _default.emit
 
 
 def emit_with_id(event_type: str, *, event_id: str, timestamp_us: int, **fields: Any) -> None:

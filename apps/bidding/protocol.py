@@ -16,6 +16,15 @@ of requests a second per core:
   place of an ``asyncio.Event`` per request, the URL split by hand when it has no ``%`` or query,
   and header validity checked once per distinct header (the app sends the same few again and again).
 
+* **A whole response in one message**, for an app that has its bytes ready: when the request keeps
+  its connection alive and is not a HEAD, the scope's ``extensions`` offer ``RESPONSE_EXTENSION``
+  and the app may answer with one ``{"type": RESPONSE_EXTENSION, "head": ..., "body": ...}``:
+  ``head`` is the status line and the header lines (each ending in CRLF, ``content-length``
+  included where the status has one), written as given with the server's default headers (date)
+  after them. No header list, no validation per header (the app's bytes are constants it checked
+  once), no second message. Another server offers no such extension and the app sends the usual
+  ``http.response.start`` / ``http.response.body`` (``apps.bidding.asgi`` does both).
+
 Measured in process with callgrind (``/v1/bid``-sized request, trivial app): see bench/README.md.
 """
 from __future__ import annotations
@@ -34,6 +43,22 @@ from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 SWEEP_SECONDS = 1.0
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
+#: The message type of a whole response (module docstring), offered in ``scope["extensions"]``.
+RESPONSE_EXTENSION = "campaign_express.http.response"
+_EXTENSIONS: dict = {RESPONSE_EXTENSION: {}}
+# the server's default headers (uvicorn replaces the list every second: a new date) as bytes
+_defaults: tuple[list | None, bytes] = (None, b"")
+
+
+def _default_block(headers: list) -> bytes:
+    global _defaults
+    cached, block = _defaults
+    if cached is not headers:
+        for name, value in headers:
+            _check_header(name, value)
+        block = b"".join(b"%s: %s\r\n" % (name.lower(), value) for name, value in headers)
+        _defaults = (headers, block)
+    return block
 # header (name, value) pairs already checked: the app repeats a handful (content-length values vary)
 _VALID_HEADERS: set[tuple[bytes, bytes]] = set()
 _VALID_HEADERS_MAX = 4096
@@ -115,6 +140,9 @@ class BidCycle(RequestResponseCycle):
         if self.disconnected:
             return
         kind = message["type"]
+        if kind == RESPONSE_EXTENSION:
+            self._send_whole(message)
+            return
         if not self.response_started:
             if kind != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{kind}'.")
@@ -179,6 +207,28 @@ class BidCycle(RequestResponseCycle):
             if not self.keep_alive:
                 self.transport.close()
             self.on_response()
+
+
+    def _send_whole(self, message) -> None:
+        """A whole response in one message (``RESPONSE_EXTENSION``): one write, the cycle complete."""
+        if self.response_started:
+            raise RuntimeError(f"Unexpected ASGI message '{RESPONSE_EXTENSION}' after the response started.")
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        head = message["head"]
+        if self.access_log:
+            self.access_logger.info('%s - "%s %s HTTP/%s" %d', get_client_addr(self.scope), self.scope["method"],
+                                    get_path_with_query_string(self.scope), self.scope["http_version"],
+                                    int(head[9:12]))
+        block = _default_block(self.default_headers)
+        if not self.keep_alive:  # the server is shutting down since the request arrived
+            block += b"connection: close\r\n"
+        self.transport.write(b"".join((head, block, b"\r\n", message["body"])))
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
 
 
 class BidHttpProtocol(HttpToolsProtocol):
@@ -246,8 +296,10 @@ class BidHttpProtocol(HttpToolsProtocol):
         else:
             app = self.app
         existing = self.cycle
-        self.cycle = BidCycle(self, scope, http_version != "1.0" and parser.should_keep_alive(),
-                              self.expect_100_continue)
+        keep_alive = http_version != "1.0" and parser.should_keep_alive()
+        if keep_alive and scope["method"] != "HEAD":
+            scope["extensions"] = _EXTENSIONS
+        self.cycle = BidCycle(self, scope, keep_alive, self.expect_100_continue)
         if existing is None or existing.response_complete:
             self._start_asgi_task(self.cycle, app)
         else:  # pipelined: queued until the response before it is complete

@@ -168,6 +168,40 @@ async def test_loop_flusher_writes_without_a_thread_and_stop_flushes_the_rest(st
     em.close()
 
 
+class _BusyEmitter(emitter_mod.Emitter):
+    """Events keep arriving while a round waits for Redis (as in a loaded bid worker)."""
+
+    def _send(self, entries):
+        for n in range(3):
+            self.emit("click", request_id=f"meanwhile{len(self._buf)}-{n}")
+        return super()._send(entries)
+
+    async def _send_async(self, client, entries):
+        for n in range(3):
+            self.emit("click", request_id=f"meanwhile{len(self._buf)}-{n}")
+        return await super()._send_async(client, entries)
+
+
+def _request_ids(stream: str) -> list[str]:
+    return [row[events.COLUMNS.index("request_id")] for row in _rows(redis_store.client(), stream)]
+
+
+async def test_a_round_writes_what_was_buffered_when_it_began(stream):
+    # one write per round, not one for every few events that arrive while it waits for Redis
+    em = _BusyEmitter(stream=stream, autostart=False)
+    for n in range(5):
+        em.emit("click", request_id=f"first{n}")
+    assert em.flush_once()
+    assert sorted(_request_ids(stream)) == [f"first{n}" for n in range(5)]
+    assert em.backlog() == 3  # the next round's
+    assert em.flush_once() and em.backlog() == 3 and len(_request_ids(stream)) == 8
+    client = em._async_client()
+    assert await em._flush_once_async(client) and em.backlog() == 3 and len(_request_ids(stream)) == 11
+    await client.aclose()
+    em._aredis = None
+    em.close(flush=False)
+
+
 async def test_loop_flusher_keeps_events_while_redis_is_down(private_redis):
     stream = "analytics:events"
     em = emitter_mod.Emitter(redis_url=f"redis://127.0.0.1:{private_redis.port}/0", stream=stream, interval=0.02)

@@ -8,6 +8,7 @@ import pytest
 import uvicorn
 
 from apps.bidding import serve
+from apps.bidding.protocol import RESPONSE_EXTENSION
 from tests.support.ports import listening_socket
 from tests.support.wait import async_pause, async_wait_until
 
@@ -32,6 +33,15 @@ async def _app(scope, receive, send):
         text = f"{scope['path']}|{scope['query_string'].decode()}|{scope['raw_path'].decode()}".encode()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(text))]})
         await send({"type": "http.response.body", "body": text})
+        return
+    if scope["path"] == "/whole":  # the whole-response message where the server offers it
+        if RESPONSE_EXTENSION in scope.get("extensions", {}):
+            await send({"type": RESPONSE_EXTENSION, "body": body,
+                        "head": b"HTTP/1.1 201 Created\r\nx-whole: 1\r\ncontent-length: %d\r\n" % len(body)})
+        else:
+            await send({"type": "http.response.start", "status": 201,
+                        "headers": [(b"x-whole", b"0"), (b"content-length", b"%d" % len(body))]})
+            await send({"type": "http.response.body", "body": body})
         return
     if scope["path"] == "/empty":
         await send({"type": "http.response.start", "status": 204, "headers": []})
@@ -109,6 +119,38 @@ async def test_head_and_body_leave_in_one_write(server):
         assert response.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 4\r\n" in response
         assert len(client.chunks) == 1  # one send(): status line, headers and body together
     transport.close()
+
+
+async def test_a_whole_response_in_one_message_where_the_connection_stays_open(server):
+    transport, client = await asyncio.get_running_loop().create_connection(_Counting, "127.0.0.1", server)
+    transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for payload in (b"ping", b"pong!"):
+        client.chunks.clear()
+        transport.write(b"POST /whole HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s" % (len(payload), payload))
+        await async_wait_until(lambda p=payload: b"".join(client.chunks).endswith(p), timeout=2, message="the answer")
+        head, _, body = b"".join(client.chunks).partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"HTTP/1.1 201 Created" and body == payload and len(client.chunks) == 1
+        assert b"x-whole: 1" in lines and b"content-length: %d" % len(payload) in lines
+        assert any(line.startswith(b"date: ") for line in lines)  # the server's default headers follow
+    transport.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server)
+    writer.write(b"POST /whole HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\na"
+                 b"POST /whole HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nbc")  # pipelined
+    assert await _read_responses(reader, 2) == [(b"201", b"a"), (b"201", b"bc")]
+    writer.write(b"HEAD /whole HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")  # not offered: no body
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 201") and b"x-whole: 0" in head
+    writer.write(b"POST /whole HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nz")
+    assert await _read_responses(reader, 1) == [(b"201", b"z")]
+    writer.close()
+    for request in (b"POST /whole HTTP/1.0\r\ncontent-length: 2\r\n\r\nhi",  # closed after: not offered
+                    b"POST /whole HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 2\r\n\r\nhi"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server)
+        writer.write(request)
+        data = await asyncio.wait_for(reader.read(), 2)
+        assert b"x-whole: 0" in data and b"connection: close" in data and data.endswith(b"\r\n\r\nhi")
+        writer.close()
 
 
 async def test_chunked_responses_head_requests_queries_and_a_failing_app(server):
