@@ -28,7 +28,8 @@ reward = ``click``, pscore = ``propensity_score``.
    ln(T·p*) / KL(0‖p*), and a 10⁶-decision run with 5 seeds on the first campaign.
 3. **Decision latency in process** (``apps.rl.thompson.choose``): 50 candidates, the choice and its
    propensity from 256 joint draws; p50 / p99 over 20,000 decisions; and how far the propensity
-   estimate is from the exact one (200,000 draws) at 256 and 1,024 draws.
+   estimate is from the exact one (200,000 draws) at 256 and 1,024 draws; the cached table, and
+   a new version every decision (one arm changed: ``PropensityTable`` redraws that column only).
 
     .venv/bin/python bench/bandit_eval.py [--seeds 20] [--decisions 100000] [--skip-mabwiser]
 """
@@ -315,6 +316,17 @@ def latency_section(calls: int) -> None:
     p50, p99, worst = _percentiles(lambda: table.choose(s, f, draws=256), calls)
     print(f"cached table, 256 draws (hit: one draw per arm + lookup): p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  "
           f"max {worst:8.1f} µs  (hits {table.hits}, misses {table.misses}, floored {table.floored})")
+    refresh = thompson.PropensityTable()
+    running = f.copy()
+    arms = tuple(str(i) for i in range(k))
+
+    def one_arm_changed() -> None:  # a reward on one arm before every decision: a new version each time
+        running[int(rng.integers(0, k))] += 1
+        refresh.choose(s, running, arms=arms, draws=256)
+
+    p50, p99, worst = _percentiles(one_arm_changed, calls)
+    print(f"one arm changed before each, 256 draws (miss: that arm's column redrawn): p50 {p50:7.1f} µs  "
+          f"p99 {p99:7.1f} µs  max {worst:8.1f} µs  (misses {refresh.misses}, columns drawn {refresh.columns_drawn})")
 
 
 def main() -> None:
