@@ -30,6 +30,7 @@ log = structlog.get_logger("apps.rl.services")
 _tables = thompson.PropensityTable()
 
 TIERS = ("green", "gold", "reserve")
+_CHANNELS = frozenset(Channel.values) - {Channel.ALL.value}  # Channel.values builds a list per call
 MAX_CANDIDATES = candidates_cache.MAX_CANDIDATES  # Personalizer's limit on actions per rank call
 ID_MAX = 64
 
@@ -62,7 +63,11 @@ def _clean_candidates(candidates: Any) -> list[str]:
         raise ServiceError("candidates must be a non-empty list of offer ids.", field="candidates")
     if len(candidates) > MAX_CANDIDATES:
         raise ServiceError(f"At most {MAX_CANDIDATES} candidates per decision, got {len(candidates)}.", field="candidates")
-    out: list[str] = []
+    if all(type(c) is str for c in candidates):  # the usual shape: one pass, no per-item checks below
+        out = [c.strip() for c in candidates]
+        if all(0 < len(c) <= ID_MAX for c in out) and len(set(out)) == len(out):
+            return out
+    out = []
     for i, c in enumerate(candidates):
         if isinstance(c, bool) or not isinstance(c, (str, int)) or not str(c).strip() or len(str(c).strip()) > ID_MAX:
             raise ServiceError(f"candidates[{i}] must be an offer id (a string of 1..{ID_MAX} characters).",
@@ -136,7 +141,7 @@ def rl_decide(*, user_id: str, channel: str, context: dict[str, Any] | None = No
     if not isinstance(user_id, str) or not user_id.strip() or len(user_id.strip()) > 128:
         raise ServiceError("user_id is required (at most 128 characters).", field="user_id")
     user_id = user_id.strip()
-    if not isinstance(channel, str) or channel not in Channel.values or channel == Channel.ALL:
+    if not isinstance(channel, str) or channel not in _CHANNELS:
         raise ServiceError(f"Unknown channel {channel!r}.", field="channel")
     channel = str(channel)  # a TextChoices member (the cascade's) as its plain value
     context, context_json = _clean_context(context)
