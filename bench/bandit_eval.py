@@ -16,14 +16,20 @@ reward = ``click``, pscore = ``propensity_score``.
    normal interval and obp's bootstrap interval. obp's estimator module is imported from the wheel
    unchanged; only the package ``obp.ope``'s ``__init__`` is not run, because it imports the plotting
    module ``meta`` (matplotlib, seaborn) that the estimators do not use.
-2. **Simulation.** 80 arms whose click rates are the per-item click rates of ``random/all``; 10⁵
-   decisions with batched updates (every 100 decisions), 20 seeds; cumulative expected regret against
-   the oracle arm, mean and 95 % t-interval over the seeds, for ours (``apps.rl.thompson.choose_many``),
-   ε-greedy (ε = 0.1), UCB1 and mabwiser's ``LearningPolicy.ThompsonSampling``; also ours with an informed prior (``RL_PRIOR_ALPHA``/``RL_PRIOR_BETA`` at the
-   pooled click rate, weight 100), and a 10⁶-decision run with 5 seeds.
+2. **Simulation.** For each campaign of the sample (``random/all``, ``men``, ``women``: 80 / 34 / 46
+   arms), arms whose click rates are that file's per-item click rates; 10⁵ decisions with batched
+   updates (every 100 decisions), 20 seeds; cumulative expected regret against the oracle arm, mean
+   and 95 % t-interval over the seeds, for ours (Beta(1,1), ``apps.rl.thompson.choose_many``),
+   ε-greedy (ε = 0.1), UCB1 and mabwiser's ``LearningPolicy.ThompsonSampling``; also ours with an
+   empirical-Bayes prior refitted from the pooled counts at every batch
+   (``apps.rl.thompson.empirical_bayes_prior``, strength capped at 1,000 or at an average arm's
+   trials: ``ours-eb``, ``ours-eb-capped``), ours with the arms' true mean rate as the prior (a
+   reference: no policy knows it), what Beta(1,1) spends on the arms that never click against
+   ln(T·p*) / KL(0‖p*), and a 10⁶-decision run with 5 seeds on the first campaign.
 3. **Decision latency in process** (``apps.rl.thompson.choose``): 50 candidates, the choice and its
    propensity from 256 joint draws; p50 / p99 over 20,000 decisions; and how far the propensity
-   estimate is from the exact one (200,000 draws) at 256 and 1,024 draws.
+   estimate is from the exact one (200,000 draws) at 256 and 1,024 draws; the cached table, and
+   a new version every decision (one arm changed: ``PropensityTable`` redraws that column only).
 
     .venv/bin/python bench/bandit_eval.py [--seeds 20] [--decisions 100000] [--skip-mabwiser]
 """
@@ -133,17 +139,20 @@ def ope_section(bootstrap: int) -> list[dict]:
 
 # --- 2. regret simulation ----------------------------------------------------------------------------
 
-def click_rates() -> np.ndarray:
-    data = load("all")
+def click_rates(campaign: str = "all") -> np.ndarray:
+    data = load(campaign)
     k = data["n_actions"]
     clicks = np.bincount(data["action"], weights=data["reward"], minlength=k)
     shown = np.bincount(data["action"], minlength=k)
     return clicks / np.maximum(shown, 1)
 
 
+POLICIES = ("ours", "epsilon-greedy", "ucb1", "mabwiser", "ours-eb", "ours-eb-capped", "ours-informed-prior")
+
+
 def simulate(policy: str, rates: np.ndarray, *, decisions: int, batch: int, seed: int,
-             prior: tuple[float, float] = (1.0, 1.0)) -> float:
-    """Cumulative expected regret of one run."""
+             prior: tuple[float, float] = (1.0, 1.0)) -> tuple[float, np.ndarray]:
+    """Cumulative expected regret of one run, and each arm's pulls."""
     rng = np.random.default_rng(seed)
     k = len(rates)
     best = rates.max()
@@ -159,6 +168,9 @@ def simulate(policy: str, rates: np.ndarray, *, decisions: int, batch: int, seed
         size = min(batch, decisions - done)
         if policy == "ours":
             arms = thompson.choose_many(s, n - s, size, rng=rng)
+        elif policy in ("ours-eb", "ours-eb-capped"):  # the prior refitted from the pooled counts at every batch
+            alpha, beta = thompson.empirical_bayes_prior(s, n - s, max_strength=None if policy == "ours-eb-capped" else 1000.0)
+            arms = thompson.choose_many(s, n - s, size, prior_alpha=alpha, prior_beta=beta, rng=rng)
         elif policy == "ours-informed-prior":
             alpha, beta = prior
             arms = thompson.choose_many(s, n - s, size, prior_alpha=alpha, prior_beta=beta, rng=rng)
@@ -189,47 +201,87 @@ def simulate(policy: str, rates: np.ndarray, *, decisions: int, batch: int, seed
             (mab.fit if done == 0 else mab.partial_fit)(decisions=arms, rewards=clicks)
         regret += float((best - rates[arms]).sum())
         done += size
-    return regret
+    return regret, n
 
 
-def regret_section(seeds: int, decisions: int, batch: int, skip_mabwiser: bool, long_horizon: int) -> dict:
-    rates = click_rates()
-    pooled = float(rates.mean())
-    informed = (100 * pooled, 100 * (1 - pooled))
+def _interval(runs: np.ndarray) -> tuple[float, float, float]:
+    from scipy.stats import t as student_t
+
+    seeds = len(runs)
+    half = student_t.ppf(0.975, seeds - 1) * runs.std(ddof=1) / math.sqrt(seeds) if seeds > 1 else math.inf
+    return float(runs.mean()), float(runs.mean() - half), float(runs.mean() + half)
+
+
+def kl_bernoulli(p: float, q: float) -> float:
+    out = 0.0
+    if p > 0:
+        out += p * math.log(p / q)
+    if p < 1:
+        out += (1 - p) * math.log((1 - p) / (1 - q))
+    return out
+
+
+def regret_section(seeds: int, decisions: int, batch: int, skip_mabwiser: bool, long_horizon: int,
+                   campaigns: list[str], policies: list[str]) -> dict:
     print(f"\n## 2. Regret over {decisions:,} decisions, batched updates every {batch}, {seeds} seeds")
-    print(f"arms: {len(rates)} items of OBD random/all, click rates max {rates.max():.4f}, mean {rates.mean():.4f}, "
-          f"{int((rates > 0).sum())} above 0")
-    results = {}
-    policies = ["ours", "epsilon-greedy", "ucb1"] + ([] if skip_mabwiser else ["mabwiser"]) + ["ours-informed-prior"]
-    for policy in policies:
-        started = time.perf_counter()
-        runs = np.array([simulate(policy, rates, decisions=decisions, batch=batch, seed=1000 + i, prior=informed)
-                         for i in range(seeds)])
-        from scipy.stats import t as student_t
-
-        half = student_t.ppf(0.975, seeds - 1) * runs.std(ddof=1) / math.sqrt(seeds) if seeds > 1 else math.inf
-        results[policy] = (runs.mean(), runs.mean() - half, runs.mean() + half)
-        print(f"{policy:<15} regret {runs.mean():9.1f}  95 % [{runs.mean() - half:9.1f}, {runs.mean() + half:9.1f}]  "
-              f"({time.perf_counter() - started:.1f} s)")
-    print(f"(ours-informed-prior: RL_PRIOR_ALPHA/BETA = Beta({informed[0]:.2f}, {informed[1]:.2f}), the pooled click "
-          f"rate with the weight of 100 trials)")
-    ours = results["ours"]
-    for other in ("epsilon-greedy", "ucb1"):
-        o = results[other]
-        print(f"ours / {other}: {ours[0] / o[0]:.3f} (target ≤ 0.5; intervals overlap: {ours[2] >= o[1]})")
-    if "mabwiser" in results:
-        m = results["mabwiser"]
-        print(f"ours mean within mabwiser's interval: {m[1] <= ours[0] <= m[2]}; mabwiser mean within ours: "
-              f"{ours[1] <= m[0] <= ours[2]}")
+    results: dict = {}
+    for campaign in campaigns:
+        rates = click_rates(campaign)
+        pooled = float(rates.mean())
+        informed = (100 * pooled, 100 * (1 - pooled))
+        best = float(rates.max())
+        zero = rates == 0
+        print(f"\n### random/{campaign}: {len(rates)} arms, click rates max {best:.4f}, mean {pooled:.4f}, "
+              f"{int((~zero).sum())} above 0, {int(zero.sum())} at 0")
+        found = results[campaign] = {}
+        pulls: dict[str, np.ndarray] = {}
+        for policy in policies:
+            if policy == "mabwiser" and skip_mabwiser:
+                continue
+            started = time.perf_counter()
+            runs = [simulate(policy, rates, decisions=decisions, batch=batch, seed=1000 + i, prior=informed)
+                    for i in range(seeds)]
+            found[policy] = _interval(np.array([r for r, _ in runs]))
+            pulls[policy] = np.mean([n for _, n in runs], axis=0)
+            mean, low, high = found[policy]
+            print(f"{policy:<20} regret {mean:9.1f}  95 % [{low:9.1f}, {high:9.1f}]  ({time.perf_counter() - started:.1f} s)")
+        if "ours-informed-prior" in found:
+            print(f"(ours-informed-prior: Beta({informed[0]:.2f}, {informed[1]:.2f}), the arms' true mean rate with the "
+                  f"weight of 100 trials — knowledge no policy has: a reference, not a result)")
+        if "ours" not in found:
+            continue
+        ours = found["ours"]
+        for other in ("epsilon-greedy", "ucb1"):
+            if other in found:
+                o = found[other]
+                print(f"ours / {other}: {ours[0] / o[0]:.3f} (target ≤ 0.5; intervals overlap: {ours[2] >= o[1] and o[2] >= ours[1]})")
+        if "mabwiser" in found:
+            m = found["mabwiser"]
+            print(f"ours mean within mabwiser's interval: {m[1] <= ours[0] <= m[2]}; mabwiser mean within ours: "
+                  f"{ours[1] <= m[0] <= ours[2]}")
+        for variant in ("ours-eb", "ours-eb-capped", "ours-informed-prior"):
+            if variant in found and "epsilon-greedy" in found:
+                eb, o = found[variant], found["epsilon-greedy"]
+                print(f"{variant} / epsilon-greedy: {eb[0] / o[0]:.3f} (intervals overlap: {eb[2] >= o[1] and o[2] >= eb[1]})")
+        # Why Beta(1,1) cannot reach half of ε-greedy here: what its never-clicking arms alone cost.
+        if zero.any():
+            kl = kl_bernoulli(0.0, best)
+            need = math.log(decisions * best) / kl
+            spent = float(pulls["ours"][zero].mean())
+            cost = float(((best - rates[zero]) * pulls["ours"][zero]).sum())
+            print(f"Beta(1,1) and the {int(zero.sum())} arms at 0: each pulled {spent:.0f} times on average "
+                  f"(ln(T·p*) / KL(0‖p*) = {need:.0f}; Lai–Robbins ln T / KL = {math.log(decisions) / kl:.0f}); "
+                  f"their regret alone {cost:.1f}" + (f" vs half of ε-greedy's {found['epsilon-greedy'][0] / 2:.1f}"
+                                                     if "epsilon-greedy" in found else ""))
     if long_horizon:
-        print(f"\nlonger horizon: {long_horizon:,} decisions, 5 seeds (ε-greedy's exploration cost grows linearly)")
-        for policy in ("ours", "epsilon-greedy", "ucb1"):
-            runs = np.array([simulate(policy, rates, decisions=long_horizon, batch=batch, seed=2000 + i)
+        rates = click_rates(campaigns[0])
+        print(f"\nlonger horizon, random/{campaigns[0]}: {long_horizon:,} decisions, 5 seeds (ε-greedy's exploration "
+              f"cost grows linearly)")
+        for policy in ("ours", "epsilon-greedy", "ucb1", "ours-eb", "ours-eb-capped"):
+            runs = np.array([simulate(policy, rates, decisions=long_horizon, batch=batch, seed=2000 + i)[0]
                              for i in range(5)])
-            from scipy.stats import t as student_t
-
-            half = student_t.ppf(0.975, 4) * runs.std(ddof=1) / math.sqrt(5)
-            print(f"{policy:<15} regret {runs.mean():9.1f}  95 % [{runs.mean() - half:9.1f}, {runs.mean() + half:9.1f}]")
+            mean, low, high = _interval(runs)
+            print(f"{policy:<20} regret {mean:9.1f}  95 % [{low:9.1f}, {high:9.1f}]", flush=True)
     return results
 
 
@@ -264,6 +316,17 @@ def latency_section(calls: int) -> None:
     p50, p99, worst = _percentiles(lambda: table.choose(s, f, draws=256), calls)
     print(f"cached table, 256 draws (hit: one draw per arm + lookup): p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  "
           f"max {worst:8.1f} µs  (hits {table.hits}, misses {table.misses}, floored {table.floored})")
+    refresh = thompson.PropensityTable()
+    running = f.copy()
+    arms = tuple(str(i) for i in range(k))
+
+    def one_arm_changed() -> None:  # a reward on one arm before every decision: a new version each time
+        running[int(rng.integers(0, k))] += 1
+        refresh.choose(s, running, arms=arms, draws=256)
+
+    p50, p99, worst = _percentiles(one_arm_changed, calls)
+    print(f"one arm changed before each, 256 draws (miss: that arm's column redrawn): p50 {p50:7.1f} µs  "
+          f"p99 {p99:7.1f} µs  max {worst:8.1f} µs  (misses {refresh.misses}, columns drawn {refresh.columns_drawn})")
 
 
 def main() -> None:
@@ -276,12 +339,15 @@ def main() -> None:
     parser.add_argument("--skip-mabwiser", action="store_true")
     parser.add_argument("--long-horizon", type=int, default=1_000_000, help="decisions of the 5-seed long run (0: skip)")
     parser.add_argument("--only", choices=["ope", "regret", "latency"])
+    parser.add_argument("--campaigns", default="all,men,women", help="OBD random campaigns whose rates the arms take")
+    parser.add_argument("--policies", default=",".join(POLICIES), help=f"comma-separated, of: {', '.join(POLICIES)}")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     if args.only in (None, "ope"):
         ope_section(args.bootstrap)
     if args.only in (None, "regret"):
-        regret_section(args.seeds, args.decisions, args.batch, args.skip_mabwiser, args.long_horizon)
+        regret_section(args.seeds, args.decisions, args.batch, args.skip_mabwiser, args.long_horizon,
+                       args.campaigns.split(","), args.policies.split(","))
     if args.only in (None, "latency"):
         latency_section(args.latency_calls)
 

@@ -11,7 +11,8 @@ would put an untried arm at 0.5, far off click rates of a few per thousand).
 
 Policies (``policy_from_spec``): ``uniform``; ``epsilon-greedy[:ε]`` (ε/K each, the rest on the best
 empirical rate, ties shared); ``thompson[:α,β]`` (probability of being the argmax of one Beta draw
-per arm, estimated from ``draws`` joint draws — what the service logs).
+per arm, estimated from ``draws`` joint draws — what the service logs); ``thompson:eb`` (the same
+with an empirical-Bayes prior fitted to the candidates' pooled counts at each batch).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from apps.rl import estimators
+from apps.rl import estimators, thompson
 
 Q_PSEUDO_TRIALS = 10.0
 
@@ -88,8 +89,22 @@ class Thompson(Policy):
         return np.bincount(theta.argmax(axis=1), minlength=k) / self.draws
 
 
+class ThompsonEmpiricalBayes(Thompson):
+    """Thompson sampling whose Beta prior is fitted to the candidates' pooled counts at each batch
+    (``thompson.empirical_bayes_prior``) instead of a fixed one."""
+
+    def __init__(self, draws: int = 2000):
+        super().__init__(1.0, 1.0, draws)
+        self.name = "thompson:eb"
+
+    def distribution(self, successes, failures, rng):
+        self.alpha, self.beta = thompson.empirical_bayes_prior(successes, failures)
+        return super().distribution(successes, failures, rng)
+
+
 def policy_from_spec(spec: str) -> Policy:
-    """``uniform`` | ``epsilon-greedy[:0.1]`` | ``thompson[:1,1]`` → a policy; ValueError names the problem."""
+    """``uniform`` | ``epsilon-greedy[:0.1]`` | ``thompson[:1,1]`` | ``thompson:eb`` → a policy;
+    ValueError names the problem."""
     name, _, args = spec.strip().partition(":")
     try:
         if name == "uniform" and not args:
@@ -99,11 +114,13 @@ def policy_from_spec(spec: str) -> Policy:
         if name == "thompson":
             if not args:
                 return Thompson()
+            if args == "eb":
+                return ThompsonEmpiricalBayes()
             alpha, beta = (float(v) for v in args.split(","))
             return Thompson(alpha, beta)
     except ValueError as exc:
         raise ValueError(f"bad policy {spec!r}: {exc}") from exc
-    raise ValueError(f"unknown policy {spec!r}; use uniform, epsilon-greedy[:ε] or thompson[:α,β]")
+    raise ValueError(f"unknown policy {spec!r}; use uniform, epsilon-greedy[:ε], thompson[:α,β] or thompson:eb")
 
 
 @dataclass(frozen=True)

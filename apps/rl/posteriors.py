@@ -106,10 +106,26 @@ def _db_counts(segment: str, offer_ids: Sequence[str]) -> dict[str, tuple[int, i
 def posterior_counts(*, segment: str, offer_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Successes and failures of ``offer_ids`` in ``segment`` (0, 0 for an arm never closed), from
     Redis, with the misses read from Postgres and written back."""
+    successes, failures, _ = posterior_read(segment=segment, offer_ids=offer_ids)
+    return successes, failures
+
+
+def posterior_read(*, segment: str, offer_ids: Sequence[str], also_get: str | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, bytes | None]:
+    """:func:`posterior_counts`, and the value of the Redis key ``also_get`` read in the same round
+    trip (one pipeline: ``HMGET`` + ``GET``; None when absent or Redis did not answer)."""
     offer_ids = list(offer_ids)
     raw: list = [None] * len(offer_ids)
+    extra: bytes | None = None
     try:
-        raw = redis_store.client().hmget(_key(segment), offer_ids)
+        client = redis_store.client()
+        if also_get is None:
+            raw = client.hmget(_key(segment), offer_ids)
+        else:
+            pipe = client.pipeline(transaction=False)
+            pipe.hmget(_key(segment), offer_ids)
+            pipe.get(also_get)
+            raw, extra = pipe.execute()
     except Exception as exc:  # noqa: BLE001 - fall back to Postgres
         CACHE_ERRORS.inc()
         log.warning("rl_posterior_cache_read_failed", segment=segment, error=f"{type(exc).__name__}: {exc}")
@@ -132,4 +148,4 @@ def posterior_counts(*, segment: str, offer_ids: Sequence[str]) -> tuple[np.ndar
             successes[i], failures[i] = s, f
             fill[offer_ids[i]] = (s, f)
         _cache_write(segment, fill)
-    return successes, failures
+    return successes, failures, extra

@@ -170,6 +170,9 @@ RL_PRIOR_ALPHA = env.env_float("RL_PRIOR_ALPHA", 1.0, minimum=0.001)
 RL_PRIOR_BETA = env.env_float("RL_PRIOR_BETA", 1.0, minimum=0.001)
 # Redis copy of the posteriors: how long a segment's hash lives after its last write.
 RL_POSTERIOR_CACHE_SECONDS = env.env_int("RL_POSTERIOR_CACHE_SECONDS", 3600, minimum=1)
+# Default candidates (the live offers of a channel) kept per process this long at most; a saved or
+# deleted campaign or offer drops them at once (apps.rl.candidates). 0: read them on every decision.
+RL_CANDIDATE_CACHE_SECONDS = env.env_int("RL_CANDIDATE_CACHE_SECONDS", 10, minimum=0)
 # Feedback (loyalty reward signals, email clicks) is re-read this far back on every poll, so events
 # that reached ClickHouse late are not missed (each closes at most one decision).
 RL_FEEDBACK_OVERLAP_SECONDS = env.env_int("RL_FEEDBACK_OVERLAP_SECONDS", 600, minimum=0)

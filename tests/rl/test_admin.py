@@ -58,3 +58,13 @@ def test_read_only_and_staff_only(marketer_admin):
     nobody = Client()
     nobody.force_login(make_user(username="nobody"))
     assert nobody.get("/admin/rl/decision/").status_code in (302, 403)
+
+
+def test_the_share_counts_each_source(marketer_admin):
+    now = timezone.now()
+    for i, source in enumerate(["offerfit", "thompson", "thompson", "thompson"]):
+        Decision.objects.create(decision_id=f"00000000-0000-0000-0000-00000000000{i}", user_id=f"u-{i}", channel="web",
+                                tier="green", segment="web:green", offer_id="a", propensity=0.5, source=source,
+                                candidates=["a", "b"], created_at=now, expires_at=now + timedelta(days=1))
+    text = html.unescape(marketer_admin.get("/admin/rl/decision/").content.decode())
+    assert "served: offerfit 25.0%, thompson 75.0%" in text

@@ -76,3 +76,12 @@ def test_evaluate_policy_refuses_bad_input():
         call_command("evaluate_policy", "--policy", "oracle")
     with pytest.raises(CommandError, match="--since must be an ISO date"):
         call_command("evaluate_policy", "--policy", "uniform", "--since", "yesterday")
+
+
+def test_thompson_with_an_empirical_bayes_prior_is_a_policy():
+    policy = evaluation.policy_from_spec("thompson:eb")
+    assert policy.name == "thompson:eb"
+    log = [R("s", ("a", "b"), a, r, 0.5) for a, r in [("a", 1), ("b", 0)] * 100]
+    result = evaluation.evaluate(log, policy, batch=50)
+    assert [e.estimator for e in result.estimates] == ["ips", "snips", "dr"]
+    assert result.estimates[0].value > 0.5  # "a" always pays: the fitted prior still lets it win

@@ -15,7 +15,7 @@ def _finite(value: float) -> float | None:
 
 def rl_evaluate_policy(*, policy: str, start: datetime, end: datetime, batch: int = 100,
                        seed: int = 0) -> EvaluationRun:
-    """Estimate ``policy`` (``uniform``, ``epsilon-greedy[:ε]``, ``thompson[:α,β]``, ``offerfit-off`` = the
+    """Estimate ``policy`` (``uniform``, ``epsilon-greedy[:ε]``, ``thompson[:α,β]``, ``thompson:eb``, ``offerfit-off`` = the
     service's Thompson with the configured prior) with IPS, SNIPS and
     DR on the closed decisions made in ``[start, end)`` (ClickHouse decision log) and store the result."""
     from django.conf import settings

@@ -27,7 +27,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--policy", action="append", required=True,
-                            help="uniform | epsilon-greedy[:ε] | thompson[:α,β] | offerfit-off; repeat to compare several")
+                            help="uniform | epsilon-greedy[:ε] | thompson[:α,β] | thompson:eb | offerfit-off; repeat to compare several")
         parser.add_argument("--since", help="start of the decision range (ISO, UTC; default: --until minus 7 days)")
         parser.add_argument("--until", help="end of the range, exclusive (ISO, UTC; default: now)")
         parser.add_argument("--batch", type=int, default=100, help="rounds between the policy's posterior updates")
