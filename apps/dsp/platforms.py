@@ -52,7 +52,7 @@ _PUBLISH_LUA = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 if tonumber(ARGV[1]) <= current then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'blob', ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
 return 1
 """
 
@@ -83,8 +83,8 @@ def decode(raw: bytes) -> tuple[int, tuple[PlatformConf, ...]]:
 def publish(client, platforms: list[PlatformConf]) -> int:
     """Store a new snapshot (sync client) and announce it; returns its version."""
     version = int(client.incr(PLATFORMS_SEQ_KEY))
-    client.eval(_PUBLISH_LUA, 2, PLATFORMS_KEY, redis_store.channel(PLATFORMS_CHANNEL, client), version,
-                encode(version, platforms))
+    client.eval(_PUBLISH_LUA, 1, PLATFORMS_KEY, version, encode(version, platforms),
+                redis_store.channel(PLATFORMS_CHANNEL, client))
     return version
 
 
