@@ -20,6 +20,7 @@ export API_RATE_LIMIT_WEBHOOK=${API_RATE_LIMIT_WEBHOOK:-1000000/m}
 # Runs after a full run (no arguments) unless REDIS_CLUSTER_TESTS=0; REDIS_CLUSTER_TESTS=1 forces it.
 CLUSTER_TEST_MODULES=(
   tests/bidding/test_cluster_wins.py   # wins, spend flush, exhausted set: crash and interleaving proofs
+  tests/bidding/test_cluster_l2.py     # the L2 read routed by slot
   tests/bidding/test_http.py           # bid and win notices through the bid app, win idempotency
   tests/bidding/test_services.py       # snapshot publish, spend flush to Postgres, budgets
   tests/bidding/test_cache.py          # frequency caps, profiles, L1/L2, announcements

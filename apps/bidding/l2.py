@@ -174,6 +174,11 @@ class L2Client:
             protocol.transport.close()
 
 
+def _consume(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class ClusterL2Client:
     """``L2Client`` for a Redis Cluster: one pipelined connection per master, keys routed by slot."""
 
@@ -241,13 +246,19 @@ class ClusterL2Client:
         profile_node = table[key_slot(profile_key(user_id).encode())]
         freq_node = table[key_slot(freq_key(user_id).encode())]
         try:
+            first = await self._node(profile_node)._ready()
             if profile_node == freq_node:
-                profile, freq = await self._node(profile_node).request(
-                    _profile_command(user_id) + _freq_command(user_id, since), 2)
-            else:
-                (profile,), (freq,) = await asyncio.gather(
-                    self._node(profile_node).request(_profile_command(user_id), 1),
-                    self._node(freq_node).request(_freq_command(user_id, since), 1))
+                profile, freq = await first.request(_profile_command(user_id) + _freq_command(user_id, since), 2)
+            else:  # both written before either is awaited: one round trip, no task per read
+                second = await self._node(freq_node)._ready()
+                profile_reply = first.request(_profile_command(user_id), 1)
+                freq_reply = second.request(_freq_command(user_id, since), 1)
+                try:
+                    (profile,) = await profile_reply
+                finally:
+                    if not freq_reply.done():
+                        freq_reply.add_done_callback(_consume)  # never an unretrieved exception
+                (freq,) = await freq_reply
         except ConnectionError:
             self._slots = None  # a master gone: a failover moves its slots
             raise

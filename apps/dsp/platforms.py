@@ -32,15 +32,30 @@ def hour_of(ts: float) -> int:
     return int(ts // 3600)
 
 
+# A platform's win markers, hour counters and over-budget flags share its hash tag ``{p:<id>}``: one
+# Redis Cluster slot, so the win script stays atomic there (issue 20).
 def over_key(platform_id: int, hour: int) -> str:
-    return f"dsp:over:{platform_id}:{hour}"
+    return f"dsp:{{p:{platform_id}}}:over:{hour}"
 
 
 def spend_key(platform_id: int, hour: int) -> str:
-    return f"dsp:spend:{platform_id}:{hour}"
+    return f"dsp:{{p:{platform_id}}}:spend:{hour}"
 
 
 def win_key(platform_id: int, bid_id: str) -> str:
+    return f"dsp:{{p:{platform_id}}}:win:{bid_id}"
+
+
+# The names before issue 20, read on a single Redis only while what an old version wrote lives on.
+def legacy_over_key(platform_id: int, hour: int) -> str:
+    return f"dsp:over:{platform_id}:{hour}"
+
+
+def legacy_spend_key(platform_id: int, hour: int) -> str:
+    return f"dsp:spend:{platform_id}:{hour}"
+
+
+def legacy_win_key(platform_id: int, bid_id: str) -> str:
     return f"dsp:win:{platform_id}:{bid_id}"
 
 
@@ -104,5 +119,9 @@ async def over_budget(aclient, platforms, hour: int) -> frozenset[int]:
     capped = [p for p in platforms if p.hourly_budget > 0]
     if not capped:
         return frozenset()
-    values = await aclient.mget([over_key(p.id, hour) for p in capped])
-    return frozenset(p.id for p, v in zip(capped, values, strict=False) if v is not None)
+    if redis_store.is_cluster(aclient):
+        values = await aclient.mget_nonatomic([over_key(p.id, hour) for p in capped])
+        return frozenset(p.id for p, v in zip(capped, values, strict=False) if v is not None)
+    values = await aclient.mget([over_key(p.id, hour) for p in capped] + [legacy_over_key(p.id, hour) for p in capped])
+    n = len(capped)
+    return frozenset(p.id for i, p in enumerate(capped) if values[i] is not None or values[n + i] is not None)
