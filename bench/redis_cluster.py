@@ -7,7 +7,9 @@ cluster… for ``--rounds`` rounds, so drift in the shared machine's load hits b
 seeding its own store and starting its own bid app (2 uvicorn workers). Prints, per target, the
 median over the rounds of: the closed-loop throughput, the open-loop mix's server p99, and the
 server p99 of the L1-hit phase (known users only: no Redis read at all on the bid path), and the
-cluster/single ratios. The targets of issue 20: throughput within 10 %, L1-hit p99 unchanged.
+cluster/single ratios; then ``bench/bid_inprocess.py`` (CPU per request, one Bidder, no HTTP) on
+both, with known users only (L1 hits) and with 10 % unknown users (an L2 read each). The targets of
+issue 20: throughput within 10 %, L1-hit p99 unchanged.
 
     .venv/bin/python bench/redis_cluster.py                      # 2 rounds, ~3 minutes
     .venv/bin/python bench/redis_cluster.py --rounds 3 --duration 10
@@ -48,6 +50,19 @@ def run_load(redis_url: str, args) -> dict[str, dict]:
     return phases
 
 
+def run_inprocess(redis_url: str, unknown_ratio: float, args) -> float:
+    """Median CPU µs per request of ``bench/bid_inprocess.py`` (one Bidder in this machine's process,
+    no HTTP): the figure that repeats within a few per cent where the HTTP runs move by ±15 %."""
+    cmd = [sys.executable, str(ROOT / "bench" / "bid_inprocess.py"), "--redis-url", redis_url,
+           "--requests", str(args.inprocess_requests), "--rounds", "3", "--unknown-ratio", str(unknown_ratio)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    for line in out.stdout.splitlines():
+        if line.startswith("median "):
+            return float(line.split()[1])
+    raise SystemExit(f"bid_inprocess.py against {redis_url} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--single-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
@@ -55,7 +70,10 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=3000, help="open-loop rate, req/s")
     parser.add_argument("--duration", type=float, default=10, help="seconds per phase")
     parser.add_argument("--warmup", type=float, default=4)
+    parser.add_argument("--inprocess-requests", type=int, default=10_000,
+                        help="requests per round of the in-process CPU comparison (0: skip it)")
     args = parser.parse_args()
+    inprocess: dict[tuple[str, float], list[float]] = {}
 
     with LocalRedisCluster() as cluster:
         print(f"# single {args.single_url} vs cluster {cluster.url}; {os.cpu_count()} CPUs, "
@@ -69,6 +87,13 @@ def main() -> None:
                       f"{phases['mix']['server_p99_us']} µs, L1-hit server p99 {phases['l1']['server_p99_us']} µs, "
                       f"errors {phases['closed']['errors'] + phases['mix']['errors'] + phases['l1']['errors']}; "
                       f"load average {load_average()}", flush=True)
+        for n in range(args.rounds if args.inprocess_requests else 0):
+            for unknown in (0.0, 0.1):
+                for name, url in (("single", args.single_url), ("cluster", cluster.url)):
+                    inprocess.setdefault((name, unknown), []).append(run_inprocess(url, unknown, args))
+            print(f"# in-process round {n + 1}: " + ", ".join(
+                f"{name} {unknown:.0%} unknown {values[-1]:.1f} µs" for (name, unknown), values in inprocess.items())
+                + f"; load average {load_average()}", flush=True)
 
     def median(name: str, phase: str, field: str) -> float:
         return statistics.median(float(r[phase][field] or 0) for r in runs[name])
@@ -85,6 +110,11 @@ def main() -> None:
         single, clustered = median("single", phase, field), median("cluster", phase, field)
         ratio = f"{clustered / single:.3f}" if single else "-"
         print(f"| {label} | {single:,.1f} | {clustered:,.1f} | {ratio} |")
+    for unknown in (0.0, 0.1) if inprocess else ():
+        single = statistics.median(inprocess[("single", unknown)])
+        clustered = statistics.median(inprocess[("cluster", unknown)])
+        print(f"| in-process CPU per request, {unknown:.0%} unknown users (L2 reads), µs | {single:.1f} | "
+              f"{clustered:.1f} | {clustered / single:.3f} |")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ CLUSTER_TEST_MODULES=(
   tests/loyalty/test_profile.py        # profile writes
   tests/analytics/test_pipeline.py     # the analytics stream: consumer group, ack, claim, lock
   tests/analytics/test_emitter.py      # the analytics stream: the emitter
+  tests/dsp/test_wins.py               # DSP wins and hourly spend per platform
 )
 set +e
 # The slowest tests in every log; under CI=true a skip is a failure (tests/support/ci.py).

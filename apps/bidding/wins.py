@@ -130,7 +130,7 @@ return {1, total}
 
 # Cluster step 2, the user's slot. KEYS: freq. ARGV: ts, member, day window, announce (0/1), channel, message.
 _WIN_USER_LUA = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[1]) - tonumber(ARGV[3])))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]) + 3600)
 if ARGV[4] == '1' then redis.call('PUBLISH', ARGV[5], ARGV[6]) end

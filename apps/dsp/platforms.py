@@ -7,7 +7,7 @@ reloads; it also polls every ``DSP_SNAPSHOT_POLL_SECONDS`` (0.5 s), so an edit r
 within a second even when an announcement is lost.
 
 Budgets work without reads on the hot path: the win script (``apps.dsp.spend``) sets
-``dsp:over:{platform_id}:{hour}`` when a platform's hourly spend reaches its budget and publishes the
+``dsp:{p:<platform_id>}:over:<hour>`` when a platform's hourly spend reaches its budget and publishes the
 platform on ``dsp:budget@<db>``; workers keep the set of platforms over budget this hour.
 """
 from __future__ import annotations
