@@ -37,7 +37,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import bid_load  # noqa: E402
-import redis  # noqa: E402
 
 
 async def run(args) -> None:
@@ -142,7 +141,9 @@ def main() -> None:
     os.environ.setdefault("BID_FREQ_MAX_PER_HOUR", "1000000")
     os.environ.setdefault("BID_FREQ_MAX_PER_DAY", "1000000")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    bid_load.seed(redis.Redis.from_url(args.redis_url), offers=bid_load.N_OFFERS, users=bid_load.N_USERS,
+    from apps.core.redis import sync_from_url  # redis:// or redis+cluster://
+
+    bid_load.seed(sync_from_url(args.redis_url), offers=bid_load.N_OFFERS, users=bid_load.N_USERS,
                   rng=random.Random(args.seed))
     import uvloop
 

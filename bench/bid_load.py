@@ -48,7 +48,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httptools  # noqa: E402
-import redis  # noqa: E402
 
 SIZES = [(300, 250), (320, 50), (728, 90), (300, 600), (160, 600)]
 CATEGORIES = ["IAB1-1", "IAB2-3", "IAB3-1", "IAB8-5", "IAB9-9", "IAB17-12", "IAB18-1", "IAB19-6", "IAB20-3", "IAB22-1"]
@@ -59,7 +58,7 @@ N_USERS = 10_000
 
 # --- seeding ---------------------------------------------------------------------------------------
 
-def seed(client: redis.Redis, *, offers: int, users: int, rng: random.Random) -> None:
+def seed(client, *, offers: int, users: int, rng: random.Random) -> None:
     """64 live offers across 8 campaigns (US, any device, common sizes) and ``users`` profiles. The
     analytics stream of the bench's database is emptied too: no consumer reads it here, and run after
     run it would grow by ~100 MB."""
@@ -676,7 +675,9 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    client = redis.Redis.from_url(args.redis_url)
+    from apps.core.redis import sync_from_url  # redis:// or redis+cluster:// (bench/redis_cluster.py)
+
+    client = sync_from_url(args.redis_url)
     print(f"# seeding {N_OFFERS} live offers and {N_USERS} profiles into {args.redis_url}", flush=True)
     seed(client, offers=N_OFFERS, users=N_USERS, rng=random.Random(args.seed))
     proc = None

@@ -66,7 +66,7 @@ def redis_bytes_per_win(url: str, wins: int) -> None:
     now = int(time.time())
     for n in range(wins):
         bid_id, campaign = uuid.uuid4().hex, rng.randrange(1, 200)
-        pipe.set(win_mod.win_key(bid_id), now, ex=win_mod.WIN_KEY_TTL_SECONDS)
+        pipe.set(win_mod.win_key(bid_id, campaign), now, ex=win_mod.WIN_KEY_TTL_SECONDS)
         pipe.zadd(f"freq:{rng.choice(users)}", {f"{bid_id}:{campaign}": now})
         if n % 1000 == 999:
             pipe.execute()

@@ -9,7 +9,9 @@ restore_serialized_rows_over_recreated_ones()
 
 @pytest.fixture
 def redis_client():
-    """The test Redis database (REDIS_URL, db 10 under scripts/test.sh), emptied before the test."""
+    """The test Redis database (REDIS_URL, db 10 under scripts/test.sh), emptied before the test. In the
+    Redis Cluster pass (REDIS_URL=redis+cluster://..., tests/support/redis_cluster.py) a cluster client,
+    and FLUSHDB empties every master."""
     client = redis_store.client()
     client.flushdb()
     yield client

@@ -207,8 +207,10 @@ class Emitter(LoopFlushing):
 
     def _client(self) -> redis.Redis:
         if self._redis is None:
-            self._redis = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1, socket_timeout=2)
-        return self._redis
+            from apps.core.redis import sync_from_url  # redis:// or redis+cluster://
+
+            self._redis = sync_from_url(self.redis_url, socket_connect_timeout=1, socket_timeout=2)  # type: ignore[assignment]
+        return self._redis  # type: ignore[return-value]
 
     def _send(self, entries: list[tuple[bytes, int]]) -> bool:
         try:

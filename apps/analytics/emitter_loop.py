@@ -95,9 +95,9 @@ class LoopFlushing:
     def _async_client(self):
         client = self._aredis
         if client is None:
-            import redis.asyncio as aioredis
+            from apps.core.redis import async_from_url  # redis:// or redis+cluster://
 
-            client = self._aredis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=1, socket_timeout=2)
+            client = self._aredis = async_from_url(self.redis_url, socket_connect_timeout=1, socket_timeout=2)
         return client
 
     async def _run_async(self) -> None:

@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 from apps.analytics.emitter import default_emitter, emit
 from apps.bidding import metrics
 from apps.bidding.conf import BidConfig
-from apps.bidding.l2 import L2Client
+from apps.bidding.l2 import ClusterL2Client, L2Client
 from apps.bidding.processor import BidProcessor
 from apps.bidding.snapshot import BUDGET_CHANNEL, SNAPSHOT_CHANNEL, SNAPSHOT_KEY, WINS_CHANNEL, fetch_snapshot
 from apps.core import metrics as core_metrics
@@ -40,7 +40,7 @@ def bid_redis(url: str, **kwargs) -> aioredis.Redis:
     options = dict(socket_connect_timeout=0.25, socket_timeout=2.0, retry=Retry(NoBackoff(), 0),
                    max_connections=256)
     options.update(kwargs)
-    return aioredis.Redis.from_url(url, **options)
+    return redis_store.async_from_url(url, **options)  # type: ignore[return-value]
 
 
 class Bidder:
@@ -56,7 +56,8 @@ class Bidder:
             inference = InferenceRuntime.from_env()
         self.inference = inference
         # L1 misses read through a lean pipelined connection (apps.bidding.l2); wins and snapshots use redis-py.
-        self.l2 = L2Client(url) if url.startswith("redis://") else self.redis
+        self.l2 = (L2Client(url) if url.startswith("redis://")
+                   else ClusterL2Client(url) if url.startswith("redis+cluster://") else self.redis)
         self.processor = BidProcessor(config=self.config, inference=inference, redis=self.l2)
         if hasattr(inference, "buffer_metrics"):  # its latency histogram off the metric's lock, as the hot path's
             inference.buffer_metrics()
@@ -73,7 +74,16 @@ class Bidder:
         self.started = True
         if not self.inference.ready:
             await asyncio.to_thread(self.inference.load)
+        try:  # a cluster client's slot map, before concurrent requests race to load it
+            await redis_store.ready(self.redis)
+        except Exception as exc:  # noqa: BLE001 - Redis down: the first command retries
+            log.warning("bid_redis_not_ready", error=f"{type(exc).__name__}: {exc}")
         await self.refresh_snapshot(reason="startup")
+        if hasattr(self.l2, "warm"):  # a cluster's slot map and masters, before the first L1 miss
+            try:
+                await self.l2.warm()
+            except (ConnectionError, asyncio.TimeoutError) as exc:
+                log.warning("bid_l2_warm_failed", error=f"{type(exc).__name__}: {exc}")
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._listen(), name="bid-announcements"),
@@ -210,6 +220,7 @@ class Bidder:
         while True:
             pubsub = self.redis_pubsub.pubsub(ignore_subscribe_messages=True)
             try:
+                await redis_store.ready(self.redis_pubsub)
                 await pubsub.subscribe(*names)
                 if reconnect:
                     # Announcements sent while we were away are lost: forget what they would have changed.

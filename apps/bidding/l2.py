@@ -10,21 +10,46 @@ the connection (pipelining) and a cancelled request (deadline) simply has its re
 the connection is never left mid-reply.
 
 Connection failures raise ``ConnectionError`` at once; the caller falls back to the default profile.
+
+On a Redis Cluster (``redis+cluster://``) ``ClusterL2Client`` keeps one such connection per master,
+reads the slot map with ``CLUSTER SLOTS`` and sends each key to the master of its slot: the two reads
+go out at once (one request when both keys hash to the same master) and are awaited together, so an
+L1 miss still costs one round trip. A ``MOVED``/``ASK`` reply (resharding, failover) marks the map
+stale — that request falls back like any L2 failure, the next one reads the new map.
 """
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import hiredis
+from redis.crc import key_slot
 
 from apps.bidding.cache import freq_key
 from apps.core.profiles import profile_key
+from apps.core.redis import cluster_nodes
 
 
 class L2Unavailable(ConnectionError):
     pass
+
+
+def _profile_command(user_id: str) -> bytes:
+    return _command(b"HGETALL", profile_key(user_id).encode())
+
+
+def _freq_command(user_id: str, since: float) -> bytes:
+    return _command(b"ZRANGEBYSCORE", freq_key(user_id).encode(), repr(since).encode(), b"+inf", b"WITHSCORES")
+
+
+def _profile_and_freq(profile, freq) -> tuple[dict, list[tuple[bytes, float]]]:
+    for reply in (profile, freq):
+        if isinstance(reply, hiredis.ReplyError):
+            raise L2Unavailable(f"Redis error: {reply}")
+    # HGETALL and WITHSCORES replies alternate name and value: the halves are equal by construction.
+    return (dict(zip(profile[::2], profile[1::2], strict=False)),
+            [(m, float(s)) for m, s in zip(freq[::2], freq[1::2], strict=False)])
 
 
 def _command(*parts: bytes) -> bytes:
@@ -133,22 +158,117 @@ class L2Client:
         self._protocol = protocol
         return protocol
 
+    async def request(self, payload: bytes, replies: int) -> list:
+        return await (await self._ready()).request(payload, replies)
+
     async def profile_and_freq(self, user_id: str, since: float) -> tuple[dict, list[tuple[bytes, float]]]:
         """``HGETALL profile:{id}`` and the won impressions since ``since`` (unix seconds), in one round trip."""
         protocol = await self._ready()
-        payload = (_command(b"HGETALL", profile_key(user_id).encode())
-                   + _command(b"ZRANGEBYSCORE", freq_key(user_id).encode(), repr(since).encode(), b"+inf",
-                              b"WITHSCORES"))
-        profile, freq = await protocol.request(payload, 2)
-        for reply in (profile, freq):
-            if isinstance(reply, hiredis.ReplyError):
-                raise L2Unavailable(f"Redis error: {reply}")
-        # HGETALL and WITHSCORES replies alternate name and value: the halves are equal by construction.
-        return (dict(zip(profile[::2], profile[1::2], strict=False)),
-                [(m, float(s)) for m, s in zip(freq[::2], freq[1::2], strict=False)])
+        profile, freq = await protocol.request(_profile_command(user_id) + _freq_command(user_id, since), 2)
+        return _profile_and_freq(profile, freq)
 
     async def aclose(self) -> None:
         protocol = self._protocol
         self._protocol = None
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
+
+
+def _consume(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class ClusterL2Client:
+    """``L2Client`` for a Redis Cluster: one pipelined connection per master, keys routed by slot."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 0.25):
+        nodes, options = cluster_nodes(url)
+        if options.get("ssl"):
+            raise ValueError("ClusterL2Client speaks plain TCP only (rediss+cluster:// goes through redis-py)")
+        user, password = options.get("username"), options.get("password")
+        self._auth = (f"{quote(user or '')}:{quote(password)}@" if password is not None else "")
+        self.startup = nodes
+        self.connect_timeout = connect_timeout
+        self._nodes: dict[tuple[str, int], L2Client] = {}
+        self._slots: list[tuple[str, int]] | None = None
+        self._loading: asyncio.Future | None = None
+
+    def _node(self, address: tuple[str, int]) -> L2Client:
+        node = self._nodes.get(address)
+        if node is None:
+            node = self._nodes[address] = L2Client(f"redis://{self._auth}{address[0]}:{address[1]}/0",
+                                                   connect_timeout=self.connect_timeout)
+        return node
+
+    async def _load_slots(self) -> list[tuple[str, int]]:
+        error: Exception | None = None
+        for address in list(dict.fromkeys([*self._nodes, *self.startup])):
+            try:
+                (reply,) = await asyncio.wait_for(self._node(address).request(_command(b"CLUSTER", b"SLOTS"), 1),
+                                                  self.connect_timeout)
+            except (ConnectionError, asyncio.TimeoutError) as exc:
+                error = exc
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                error = L2Unavailable(f"CLUSTER SLOTS refused: {reply}")
+                continue
+            table: list[tuple[str, int]] = [("", 0)] * 16384
+            for start, end, master, *_ in reply:
+                host = master[0].decode() if isinstance(master[0], bytes) else master[0]
+                for slot in range(int(start), int(end) + 1):
+                    table[slot] = (host or address[0], int(master[1]))
+            return table
+        raise L2Unavailable(f"no cluster node answered CLUSTER SLOTS: {error}")
+
+    async def _table(self) -> list[tuple[str, int]]:
+        if self._slots is not None:
+            return self._slots
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load_slots())
+        loading = self._loading
+        try:
+            self._slots = await asyncio.shield(loading)
+        finally:
+            if self._loading is loading and loading.done():
+                self._loading = None
+        return self._slots
+
+    async def warm(self) -> None:
+        """Read the slot map and connect to every master now, not on the first L1 miss."""
+        table = await self._table()
+        for address in dict.fromkeys(table):
+            if address[1]:
+                await self._node(address)._ready()
+
+    async def profile_and_freq(self, user_id: str, since: float) -> tuple[dict, list[tuple[bytes, float]]]:
+        table = await self._table()
+        profile_node = table[key_slot(profile_key(user_id).encode())]
+        freq_node = table[key_slot(freq_key(user_id).encode())]
+        try:
+            first = await self._node(profile_node)._ready()
+            if profile_node == freq_node:
+                profile, freq = await first.request(_profile_command(user_id) + _freq_command(user_id, since), 2)
+            else:  # both written before either is awaited: one round trip, no task per read
+                second = await self._node(freq_node)._ready()
+                profile_reply = first.request(_profile_command(user_id), 1)
+                freq_reply = second.request(_freq_command(user_id, since), 1)
+                try:
+                    (profile,) = await profile_reply
+                finally:
+                    if not freq_reply.done():
+                        freq_reply.add_done_callback(_consume)  # never an unretrieved exception
+                (freq,) = await freq_reply
+        except ConnectionError:
+            self._slots = None  # a master gone: a failover moves its slots
+            raise
+        for reply in (profile, freq):
+            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith(("MOVED", "ASK")):
+                self._slots = None
+        return _profile_and_freq(profile, freq)
+
+    async def aclose(self) -> None:
+        for node in self._nodes.values():
+            await node.aclose()
+        self._nodes.clear()
+        self._slots = None

@@ -59,7 +59,7 @@ def campaign_spend(*, campaigns: Iterable, client: redis.Redis | None = None) ->
     pending: list = [None] * len(ids)
     try:
         client = client or redis_store.client()
-        values = client.mget([spend_total_key(i) for i in ids] + [spend_pending_key(i) for i in ids])
+        values = redis_store.mget(client, [spend_total_key(i) for i in ids] + [spend_pending_key(i) for i in ids])
         live, pending = values[: len(ids)], values[len(ids):]
     except redis.RedisError as exc:  # the page still shows Postgres's figure
         log.warning("campaign_spend_redis_unavailable", error=type(exc).__name__)

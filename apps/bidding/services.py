@@ -5,7 +5,8 @@
   snapshot of live offers from Postgres, stores it in Redis and announces its version; every bidder
   process loads it within milliseconds.
 * ``spend_flush()`` — moves win spend counted in Redis into ``Campaign.spent`` exactly once per
-  increment, and completes campaigns whose budget is spent.
+  increment, and completes campaigns whose budget is spent. Single Redis or Redis Cluster alike:
+  every script touches one campaign's slot, the global sets are ordered around it (see there).
 """
 from __future__ import annotations
 
@@ -20,7 +21,15 @@ from prometheus_client import Counter
 
 from apps.bidding import snapshot as snap
 from apps.bidding.models import SpendFlush
-from apps.bidding.wins import SPEND_DIRTY_KEY, spend_pending_key
+from apps.bidding.wins import (
+    LEGACY_SPEND_INFLIGHT_KEY,
+    SPEND_DIRTY_KEY,
+    legacy_spend_pending_key,
+    legacy_spend_total_key,
+    spend_inflight_key,
+    spend_pending_key,
+    spend_total_key,
+)
 from apps.campaigns import selectors as campaign_selectors
 from apps.campaigns import services as campaign_services
 from apps.core import channels
@@ -30,7 +39,7 @@ from apps.core.exceptions import NotFound, ServiceError
 log = structlog.get_logger(__name__)
 
 BIDDABLE_CHANNELS = channels.BIDDABLE_CHANNELS
-SPEND_INFLIGHT_KEY = "spend:inflight"  # hash batch_id -> "campaign_id:micros", claimed but not yet in Postgres
+SPEND_FLUSHING_KEY = "spend:flushing"  # campaigns a flush took out of spend:dirty and has not finished
 MICROS = Decimal(1_000_000)
 
 SNAPSHOT_REFRESHES = Counter("bids_snapshot_refreshes", "Offer snapshots built and published", ["result"])
@@ -77,7 +86,9 @@ def offer_snapshot_refresh(*, client: redis.Redis | None = None) -> bool:
     try:
         version = snap.next_version(client)  # reserved before reading the database: see publish_snapshot
         rows, spent = offer_rows_biddable()
+        migrate_legacy_spend(client, spent)  # before seeding: a legacy total is the campaign's total
         snap.seed_spend_totals(client, spent)
+        mark_pending_dirty(client, spent)
         published = snap.publish_snapshot(client, version=version, offers=rows)
     except redis.RedisError as exc:
         SNAPSHOT_REFRESHES.labels("failed").inc()
@@ -90,17 +101,71 @@ def offer_snapshot_refresh(*, client: redis.Redis | None = None) -> bool:
 
 # --- spend ----------------------------------------------------------------------------------------
 
-# Move a campaign's pending spend into the in-flight hash under a fresh batch id, atomically.
+# Move a campaign's pending spend into its in-flight hash under a fresh batch id, atomically (one slot).
+# KEYS: spend pending, spend in flight. ARGV: batch id.
 _CLAIM_LUA = """
 local amount = tonumber(redis.call('GET', KEYS[1]) or '0')
-if amount <= 0 then
-  redis.call('SREM', KEYS[2], ARGV[1])
-  return 0
-end
+if amount <= 0 then return 0 end
 redis.call('DECRBY', KEYS[1], amount)
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[1] .. ':' .. amount)
+redis.call('HSET', KEYS[2], ARGV[1], amount)
 return amount
 """
+
+# Single Redis only (legacy keys carry no hash tag): fold what a running pre-issue-20 version wrote
+# under the legacy names into the new ones. Both are increments, so adding and deleting the legacy
+# key is exact however often it runs. KEYS: legacy total, total, legacy pending, pending.
+_MIGRATE_LUA = """
+local moved = 0
+local total = redis.call('GET', KEYS[1])
+if total then
+  redis.call('INCRBY', KEYS[2], total)
+  redis.call('DEL', KEYS[1])
+end
+local pending = redis.call('GET', KEYS[3])
+if pending then
+  redis.call('INCRBY', KEYS[4], pending)
+  redis.call('DEL', KEYS[3])
+  moved = tonumber(pending)
+end
+return moved
+"""
+
+
+def migrate_legacy_spend(client, campaign_ids) -> int:
+    """Fold legacy ``spend:total:<cid>`` / ``spend:pending:<cid>`` into ``spend:{c:<cid>}:...`` (single
+    Redis; a cluster never had the legacy names). Returns the pending micros moved."""
+    if redis_store.is_cluster(client):
+        return 0
+    ids = list(campaign_ids)
+    if not ids:
+        return 0
+    with client.pipeline(transaction=False) as pipe:
+        for cid in ids:
+            pipe.eval(_MIGRATE_LUA, 4, legacy_spend_total_key(cid), spend_total_key(cid),
+                      legacy_spend_pending_key(cid), spend_pending_key(cid))
+        moved = sum(int(x) for x in pipe.execute())
+    if moved:
+        log.info("spend_legacy_keys_migrated", campaigns=len(ids), pending_micros=moved)
+    return moved
+
+
+def mark_pending_dirty(client, campaign_ids) -> None:
+    """Put back into ``spend:dirty`` any campaign with pending spend: on a cluster a win increments
+    pending, then adds the campaign to the set in a second step; a crash between the two would leave
+    the spend waiting for the campaign's next win; a flush that crashed after another flush took the
+    campaign out of ``spend:flushing`` would leave a batch in flight. The snapshot refresh runs this on
+    every beat."""
+    ids = list(campaign_ids)
+    if not ids:
+        return
+    with client.pipeline(transaction=False) as pipe:  # one trip per node on a cluster
+        for cid in ids:
+            pipe.get(spend_pending_key(cid))
+            pipe.hlen(spend_inflight_key(cid))  # a batch a crashed flush left behind
+        values = pipe.execute()
+    waiting = [cid for i, cid in enumerate(ids) if int(values[2 * i] or 0) > 0 or int(values[2 * i + 1] or 0) > 0]
+    if waiting:
+        client.sadd(SPEND_DIRTY_KEY, *waiting)
 
 
 @dataclass
@@ -125,31 +190,50 @@ def _apply_batch(batch_id: str, campaign_id: int, micros: int) -> bool:
     return created
 
 
+def _flush_batch(client, inflight_key: str, batch_id: str, campaign_id: int, micros: int,
+                 result: SpendFlushResult) -> None:
+    try:
+        added = _apply_batch(batch_id, campaign_id, micros)
+    except NotFound:
+        log.error("spend_flush_campaign_missing", campaign_id=campaign_id, micros=micros, batch_id=batch_id)
+        added = False
+    client.hdel(inflight_key, batch_id)
+    if added:
+        result.batches += 1
+        result.micros += micros
+        result.campaigns.add(campaign_id)
+        SPEND_FLUSHED_MICROS.inc(micros)
+
+
 def spend_flush(*, client: redis.Redis | None = None) -> SpendFlushResult:
     """Move win spend from Redis into ``Campaign.spent`` exactly once, then complete campaigns whose
-    budget is spent. Safe to run concurrently and to re-run after a crash at any point."""
+    budget is spent. Safe to run concurrently and to re-run after a crash at any point.
+
+    Per campaign, in this order: ``SADD spend:flushing``, ``SREM spend:dirty``, claim (one script in
+    the campaign's slot: pending -> a batch in ``spend:{c:<cid>}:inflight``), add every in-flight batch
+    to Postgres once (``SpendFlush`` row per batch id), ``SREM spend:flushing``. A win increments
+    pending *before* it adds the campaign to ``spend:dirty``, so whichever way a win and a flush
+    interleave, its spend is either claimed now or left with the campaign in the set; a crash leaves
+    the campaign in ``spend:flushing`` or ``spend:dirty``, and the next run picks it up there."""
     client = client or redis_store.client()
     result = SpendFlushResult()
-    for raw in client.smembers(SPEND_DIRTY_KEY):
-        campaign_id = int(raw)
-        client.eval(_CLAIM_LUA, 3, spend_pending_key(campaign_id), SPEND_DIRTY_KEY, SPEND_INFLIGHT_KEY,
-                    campaign_id, uuid.uuid4().hex)
-    # Every claimed batch, including those a crashed run left behind.
-    for raw_batch, raw_value in client.hgetall(SPEND_INFLIGHT_KEY).items():
-        batch_id = raw_batch.decode()
-        cid, _, amount = raw_value.decode().partition(":")
-        campaign_id, micros = int(cid), int(amount)
-        try:
-            added = _apply_batch(batch_id, campaign_id, micros)
-        except NotFound:
-            log.error("spend_flush_campaign_missing", campaign_id=campaign_id, micros=micros, batch_id=batch_id)
-            added = False
-        client.hdel(SPEND_INFLIGHT_KEY, batch_id)
-        if added:
-            result.batches += 1
-            result.micros += micros
-            result.campaigns.add(campaign_id)
-            SPEND_FLUSHED_MICROS.inc(micros)
+    dirty = {int(raw) for raw in client.smembers(SPEND_DIRTY_KEY)}
+    if not redis_store.is_cluster(client):
+        migrate_legacy_spend(client, dirty)
+        # batches a pre-issue-20 flush claimed into the one legacy hash and did not finish
+        for raw_batch, raw_value in client.hgetall(LEGACY_SPEND_INFLIGHT_KEY).items():
+            cid, _, amount = raw_value.decode().partition(":")
+            _flush_batch(client, LEGACY_SPEND_INFLIGHT_KEY, raw_batch.decode(), int(cid), int(amount), result)
+    todo = dirty | {int(raw) for raw in client.smembers(SPEND_FLUSHING_KEY)}
+    for campaign_id in sorted(todo):
+        client.sadd(SPEND_FLUSHING_KEY, campaign_id)
+        client.srem(SPEND_DIRTY_KEY, campaign_id)
+        inflight = spend_inflight_key(campaign_id)
+        client.eval(_CLAIM_LUA, 2, spend_pending_key(campaign_id), inflight, uuid.uuid4().hex)
+        # every claimed batch, including those a crashed run left behind
+        for raw_batch, raw_amount in client.hgetall(inflight).items():
+            _flush_batch(client, inflight, raw_batch.decode(), campaign_id, int(raw_amount), result)
+        client.srem(SPEND_FLUSHING_KEY, campaign_id)
     for campaign_id in sorted(result.campaigns):
         try:
             campaign = campaign_selectors.campaign_get(campaign_id=campaign_id)

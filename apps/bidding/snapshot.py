@@ -256,18 +256,24 @@ _PUBLISH_LUA = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if tonumber(ARGV[1]) <= current then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'blob', ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
 return 1
 """
 
+def spend_total_key(campaign_id: int) -> str:
+    """``apps.bidding.wins.spend_total_key`` (hash-tagged by the campaign); here too, as wins imports this module."""
+    return f"spend:{{c:{campaign_id}}}:total"
+
+
 # Recompute the exhausted set for campaigns whose budget may have changed: a campaign is exhausted
 # when its running spend total has reached its budget. Arguments come in (campaign_id, budget) pairs.
+# Single Redis only: it reads keys it does not declare (a cluster refuses that; see exhausted_campaigns).
 _EXHAUSTED_LUA = """
 local out = {}
 for i = 1, #ARGV, 2 do
   local cid = ARGV[i]
   local budget = tonumber(ARGV[i + 1])
-  local total = tonumber(redis.call('GET', 'spend:total:' .. cid) or '0')
+  local total = tonumber(redis.call('GET', 'spend:{c:' .. cid .. '}:total') or '0')
   if total >= budget then
     redis.call('SADD', KEYS[1], cid)
     table.insert(out, cid)
@@ -285,22 +291,45 @@ def next_version(client) -> int:
 
 
 def seed_spend_totals(client, totals: dict[int, int]) -> None:
-    """Initialise ``spend:total:{cid}`` from the database where Redis has none (first run, lost data)."""
+    """Initialise ``spend:{c:<cid>}:total`` from the database where Redis has none (first run, lost data)."""
     if not totals:
         return
     with client.pipeline(transaction=False) as pipe:
         for cid, micros in totals.items():
-            pipe.set(f"spend:total:{cid}", int(micros), nx=True)
+            pipe.set(spend_total_key(cid), int(micros), nx=True)
         pipe.execute()
 
 
 def exhausted_campaigns(client, budgets: dict[int, int]) -> list[int]:
     if not budgets:
         return []
+    if redis_store.is_cluster(client):
+        return _exhausted_campaigns_cluster(client, budgets)
     args: list = []
     for cid, budget in budgets.items():
         args += [cid, budget]
     return [int(x) for x in client.eval(_EXHAUSTED_LUA, 1, EXHAUSTED_KEY, *args)]
+
+
+def _exhausted_campaigns_cluster(client, budgets: dict[int, int]) -> list[int]:
+    """The exhausted set recomputed without one script over every slot, by ordering: a win ``INCRBY``s
+    the total, then ``SADD``s the set. Here: read the totals, add the exhausted, remove the others,
+    then read again the totals of those removed and add back any that a win pushed over its budget
+    meanwhile — whichever of a win's two steps comes after our ``SREM``, the campaign ends in the set."""
+    ids = list(budgets)
+    totals = redis_store.mget(client, [spend_total_key(cid) for cid in ids])
+    over = [cid for cid, total in zip(ids, totals, strict=True) if int(total or 0) >= budgets[cid]]
+    under = [cid for cid in ids if cid not in set(over)]
+    if over:
+        client.sadd(EXHAUSTED_KEY, *over)
+    if under:
+        client.srem(EXHAUSTED_KEY, *under)
+        again = redis_store.mget(client, [spend_total_key(cid) for cid in under])
+        back = [cid for cid, total in zip(under, again, strict=True) if int(total or 0) >= budgets[cid]]
+        if back:
+            client.sadd(EXHAUSTED_KEY, *back)
+            over += back
+    return over
 
 
 def publish_snapshot(client, *, version: int, offers: list[OfferRow], features: np.ndarray | None = None) -> bool:
@@ -313,7 +342,7 @@ def publish_snapshot(client, *, version: int, offers: list[OfferRow], features: 
         budgets[row.campaign_id] = row.budget_micros
     exhausted = exhausted_campaigns(client, budgets)
     blob = encode_blob(version=version, offers=offers, features=features, exhausted=exhausted)
-    return bool(client.eval(_PUBLISH_LUA, 2, SNAPSHOT_KEY, redis_store.channel(SNAPSHOT_CHANNEL, client), version, blob))
+    return bool(client.eval(_PUBLISH_LUA, 1, SNAPSHOT_KEY, version, blob, redis_store.channel(SNAPSHOT_CHANNEL, client)))
 
 
 async def fetch_snapshot(aclient, *, newer_than: int = -1) -> Snapshot | None:

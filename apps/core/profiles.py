@@ -48,6 +48,14 @@ def profile_write(*, user_id: str, fields: dict[str, Any], client=None, announce
     payload["updated_at"] = orjson.dumps(time.time())
     r = client or redis_store.client()
     key = profile_key(user_id)
+    if redis_store.is_cluster(r):  # MULTI on the profile's slot; PUBLISH has no key: after it, on its own
+        with r.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=payload)
+            pipe.expire(key, PROFILE_TTL_SECONDS)
+            pipe.execute()
+        if announce:
+            r.publish(redis_store.channel(PROFILE_CHANNEL, r), user_id)
+        return
     with r.pipeline(transaction=True) as pipe:
         pipe.hset(key, mapping=payload)
         pipe.expire(key, PROFILE_TTL_SECONDS)

@@ -169,6 +169,7 @@ class PlatformBook:
         while True:
             pubsub = self.pubsub_redis.pubsub(ignore_subscribe_messages=True)
             try:
+                await redis_store.ready(self.pubsub_redis)
                 await pubsub.subscribe(*names)
                 await self.refresh(reason="subscribed")
                 while True:

@@ -7,7 +7,7 @@ reloads; it also polls every ``DSP_SNAPSHOT_POLL_SECONDS`` (0.5 s), so an edit r
 within a second even when an announcement is lost.
 
 Budgets work without reads on the hot path: the win script (``apps.dsp.spend``) sets
-``dsp:over:{platform_id}:{hour}`` when a platform's hourly spend reaches its budget and publishes the
+``dsp:{p:<platform_id>}:over:<hour>`` when a platform's hourly spend reaches its budget and publishes the
 platform on ``dsp:budget@<db>``; workers keep the set of platforms over budget this hour.
 """
 from __future__ import annotations
@@ -32,15 +32,30 @@ def hour_of(ts: float) -> int:
     return int(ts // 3600)
 
 
+# A platform's win markers, hour counters and over-budget flags share its hash tag ``{p:<id>}``: one
+# Redis Cluster slot, so the win script stays atomic there (issue 20).
 def over_key(platform_id: int, hour: int) -> str:
-    return f"dsp:over:{platform_id}:{hour}"
+    return f"dsp:{{p:{platform_id}}}:over:{hour}"
 
 
 def spend_key(platform_id: int, hour: int) -> str:
-    return f"dsp:spend:{platform_id}:{hour}"
+    return f"dsp:{{p:{platform_id}}}:spend:{hour}"
 
 
 def win_key(platform_id: int, bid_id: str) -> str:
+    return f"dsp:{{p:{platform_id}}}:win:{bid_id}"
+
+
+# The names before issue 20, read on a single Redis only while what an old version wrote lives on.
+def legacy_over_key(platform_id: int, hour: int) -> str:
+    return f"dsp:over:{platform_id}:{hour}"
+
+
+def legacy_spend_key(platform_id: int, hour: int) -> str:
+    return f"dsp:spend:{platform_id}:{hour}"
+
+
+def legacy_win_key(platform_id: int, bid_id: str) -> str:
     return f"dsp:win:{platform_id}:{bid_id}"
 
 
@@ -52,7 +67,7 @@ _PUBLISH_LUA = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 if tonumber(ARGV[1]) <= current then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'blob', ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
 return 1
 """
 
@@ -83,8 +98,8 @@ def decode(raw: bytes) -> tuple[int, tuple[PlatformConf, ...]]:
 def publish(client, platforms: list[PlatformConf]) -> int:
     """Store a new snapshot (sync client) and announce it; returns its version."""
     version = int(client.incr(PLATFORMS_SEQ_KEY))
-    client.eval(_PUBLISH_LUA, 2, PLATFORMS_KEY, redis_store.channel(PLATFORMS_CHANNEL, client), version,
-                encode(version, platforms))
+    client.eval(_PUBLISH_LUA, 1, PLATFORMS_KEY, version, encode(version, platforms),
+                redis_store.channel(PLATFORMS_CHANNEL, client))
     return version
 
 
@@ -104,5 +119,9 @@ async def over_budget(aclient, platforms, hour: int) -> frozenset[int]:
     capped = [p for p in platforms if p.hourly_budget > 0]
     if not capped:
         return frozenset()
-    values = await aclient.mget([over_key(p.id, hour) for p in capped])
-    return frozenset(p.id for p, v in zip(capped, values, strict=False) if v is not None)
+    if redis_store.is_cluster(aclient):
+        values = await aclient.mget_nonatomic([over_key(p.id, hour) for p in capped])
+        return frozenset(p.id for p, v in zip(capped, values, strict=False) if v is not None)
+    values = await aclient.mget([over_key(p.id, hour) for p in capped] + [legacy_over_key(p.id, hour) for p in capped])
+    n = len(capped)
+    return frozenset(p.id for i, p in enumerate(capped) if values[i] is not None or values[n + i] is not None)

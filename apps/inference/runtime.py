@@ -316,6 +316,7 @@ class InferenceRuntime:
         while True:
             pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
             try:
+                await redis_store.ready(redis_client)
                 await pubsub.subscribe(redis_store.channel(self.channel, redis_client))
                 self.subscribed = True
                 if failing:

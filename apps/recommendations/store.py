@@ -38,12 +38,21 @@ class ModelStore:
         self._trending: engine.Trending | None = None
         self._trending_checked = -1e18
 
-    # keys
+    # keys: the model blobs and the pointer are swapped in one MULTI, so they share a hash tag (one
+    # Redis Cluster slot). Before issue 20 they were ``recs:model:...`` without one: a store that has
+    # no tagged pointer yet still serves the legacy one until the next publish writes the new keys.
     def _model_key(self, version: str) -> str:
-        return f"{self._prefix}:model:{version}"
+        return f"{{{self._prefix}}}:model:{version}"
 
     @property
     def _pointer(self) -> str:
+        return f"{{{self._prefix}}}:model:current"
+
+    def _legacy_model_key(self, version: str) -> str:
+        return f"{self._prefix}:model:{version}"
+
+    @property
+    def _legacy_pointer(self) -> str:
         return f"{self._prefix}:model:current"
 
     @property
@@ -80,10 +89,13 @@ class ModelStore:
             if now - self._model_checked < self._poll:
                 return self._model
             try:
-                raw = self._client().get(self._pointer)
+                client = self._client()
+                raw, model_key = client.get(self._pointer), self._model_key
+                if raw is None:
+                    raw, model_key = client.get(self._legacy_pointer), self._legacy_model_key
                 version = _bytes(raw).decode() if raw is not None else None
                 if version is not None and (self._model is None or version != self._model.version):
-                    blob = self._client().get(self._model_key(version))
+                    blob = client.get(model_key(version))
                     if blob is not None:
                         loaded = engine.loads(_bytes(blob))  # complete before it becomes visible
                         self._model = loaded

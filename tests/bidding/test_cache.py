@@ -30,6 +30,7 @@ async def aredis(redis_client):
     from config import env
 
     client = bid_redis(env.env_str("REDIS_URL", env.REDIS_URL))
+    await redis_store.ready(client)  # a cluster client's slot map, before a bid's deadline runs
     yield client
     await client.aclose()
 
@@ -143,6 +144,7 @@ async def test_profile_change_announcement_drops_l1_within_a_second(bidder, redi
     assert again.bids[0].price == expected_price(3.7, 0.02, "reserve")
 
 
+@pytest.mark.single_redis  # a Redis Cluster has database 0 only
 async def test_announcements_of_another_database_on_the_same_server_are_not_ours(bidder, redis_client):
     """Pub/sub is server-wide: a campaign 50 whose budget ran out in another environment's database
     (or a user "ben" who won there) must not silence or cap ours."""

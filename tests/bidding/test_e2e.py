@@ -21,6 +21,7 @@ import redis
 from apps.bidding import openrtb
 from apps.bidding.grpc_gen import bidding_pb2, bidding_pb2_grpc
 from apps.bidding.snapshot import next_version, publish_snapshot
+from apps.bidding.wins import spend_pending_key
 from apps.core.profiles import profile_write
 from apps.inference.services import model_publish
 from config import env
@@ -291,7 +292,7 @@ def test_win_notice_from_the_bid_app_counts_once(stack):
     nurl = r.json()["seatbid"][0]["bid"][0]["nurl"].replace("${AUCTION_PRICE}", "0.9")
     assert httpx.get(nurl).json()["status"] == "counted"
     assert httpx.get(nurl).json()["status"] == "duplicate"
-    assert int(stack["redis"].get("spend:pending:1")) >= 900
+    assert int(stack["redis"].get(spend_pending_key(1))) >= 900
     assert stack["redis"].zcard("freq:winner") == 1
 
 

@@ -18,6 +18,7 @@ from apps.bidding.asgi import BidApp
 from apps.bidding.bidder import Bidder
 from apps.bidding.snapshot import next_version, publish_snapshot
 from apps.bidding.tokens import WinToken, win_token
+from apps.bidding.wins import spend_pending_key, spend_total_key
 from apps.core.profiles import profile_write
 from tests.bidding import fuzz
 from tests.bidding.helpers import SECRET, bid_config, expected_price, golden_runtime, make_row
@@ -192,8 +193,8 @@ async def test_win_notice_counts_impression_and_spend_once(client, redis_client)
     again = await client.get(_win_path(bid["nurl"], "1.25"))
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
     # 1.25 CPM for one impression = $0.00125 = 1250 micro-dollars, counted once.
-    assert int(redis_client.get("spend:pending:1")) == 1250
-    assert int(redis_client.get("spend:total:1")) == 1250
+    assert int(redis_client.get(spend_pending_key(1))) == 1250
+    assert int(redis_client.get(spend_total_key(1))) == 1250
     assert redis_client.smembers("spend:dirty") == {b"1"}
     assert redis_client.zcard("freq:u1") == 1
 
@@ -210,7 +211,7 @@ async def test_bad_win_prices_are_refused_and_count_nothing(client, redis_client
     bid = (await client.post("/v1/bid", content=BANNER)).json()["seatbid"][0]["bid"][0]
     r = await client.get(bid["nurl"].replace("http://bid.test", "").replace("${AUCTION_PRICE}", price))
     assert r.status_code == status and r.json()["error"] == error
-    assert redis_client.get("spend:pending:1") is None and redis_client.zcard("freq:u1") == 0
+    assert redis_client.get(spend_pending_key(1)) is None and redis_client.zcard("freq:u1") == 0
 
 
 async def test_forged_or_stale_win_notices_are_refused(client, redis_client):
@@ -225,7 +226,7 @@ async def test_forged_or_stale_win_notices_are_refused(client, redis_client):
     old = win_token(SECRET, WinToken("b-old", "r", "1", 1, 1, "u1", 5_000_000, int(time.time()) - 2 * 86400))
     r = await client.get(f"/v1/win?t={old}&price=1.0")
     assert r.status_code == 410 and r.json()["error"] == "expired"
-    assert redis_client.get("spend:pending:1") is None
+    assert redis_client.get(spend_pending_key(1)) is None
 
 
 async def test_win_notices_drive_the_frequency_cap_within_a_second(redis_client, tmp_path):

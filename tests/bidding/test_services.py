@@ -84,7 +84,7 @@ def test_snapshot_holds_the_offers_of_live_display_campaigns_only(people, redis_
     assert first.countries == ["USA"] and first.device_types == ["mobile"] and first.segments == [12]
     assert first.budget_micros == 100_000_000 and first.format == "banner"
     assert len(blob.features) == len(blob.offers) * 64 * 4  # float32 offer features, precomputed once
-    assert int(redis_client.get(f"spend:total:{live.pk}")) == 0
+    assert int(redis_client.get(wins.spend_total_key(live.pk))) == 0
 
 
 def test_an_older_refresh_never_overwrites_a_newer_snapshot(people, redis_client):
@@ -211,7 +211,7 @@ def test_spend_is_flushed_to_postgres_exactly_once(people, redis_client, win):
     services.spend_flush()
     assert campaign_selectors.campaign_get(campaign_id=campaign.pk).spent == Decimal("0.007750")
     assert SpendFlush.objects.filter(campaign_id=campaign.pk).count() == 2
-    assert redis_client.hlen(services.SPEND_INFLIGHT_KEY) == 0
+    assert redis_client.hlen(wins.spend_inflight_key(campaign.pk)) == 0
 
 
 def test_spend_flush_survives_a_crash_at_any_point(people, redis_client, win):
@@ -219,18 +219,18 @@ def test_spend_flush_survives_a_crash_at_any_point(people, redis_client, win):
     services.offer_snapshot_refresh()
     win(campaign.pk, "c1", "3.00")
     # Crash after claiming (Redis moved 3000 to in-flight) but before Postgres: the next run applies it.
-    redis_client.eval(services._CLAIM_LUA, 3, wins.spend_pending_key(campaign.pk), wins.SPEND_DIRTY_KEY,
-                      services.SPEND_INFLIGHT_KEY, campaign.pk, "batch-a")
+    redis_client.eval(services._CLAIM_LUA, 2, wins.spend_pending_key(campaign.pk),
+                      wins.spend_inflight_key(campaign.pk), "batch-a")
     assert int(redis_client.get(wins.spend_pending_key(campaign.pk))) == 0
     # Crash after the Postgres commit but before the in-flight entry was removed: not applied twice.
     win(campaign.pk, "c2", "1.00")
-    redis_client.eval(services._CLAIM_LUA, 3, wins.spend_pending_key(campaign.pk), wins.SPEND_DIRTY_KEY,
-                      services.SPEND_INFLIGHT_KEY, campaign.pk, "batch-b")
+    redis_client.eval(services._CLAIM_LUA, 2, wins.spend_pending_key(campaign.pk),
+                      wins.spend_inflight_key(campaign.pk), "batch-b")
     assert services._apply_batch("batch-b", campaign.pk, 1000) is True
 
     services.spend_flush()
     assert campaign_selectors.campaign_get(campaign_id=campaign.pk).spent == Decimal("0.004000")
-    assert redis_client.hlen(services.SPEND_INFLIGHT_KEY) == 0
+    assert redis_client.hlen(wins.spend_inflight_key(campaign.pk)) == 0
     services.spend_flush()
     assert campaign_selectors.campaign_get(campaign_id=campaign.pk).spent == Decimal("0.004000")
 

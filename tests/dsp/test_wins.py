@@ -182,3 +182,28 @@ def test_a_deleted_platform_leaves_its_audit_trail(local_dsp):
     services.platform_delete(platform=row)
     actions = list(PlatformChange.objects.filter(platform_name="gone").order_by("id").values_list("action", "platform"))
     assert actions == [("create", None), ("delete", None)]
+
+
+def test_dsp_win_keys_share_the_platform_slot():
+    from redis.crc import key_slot
+
+    from apps.dsp import platforms
+
+    keys = [platforms.win_key(7, "b"), platforms.spend_key(7, 500), platforms.over_key(7, 500)]
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+
+
+@pytest.mark.single_redis  # the legacy names only ever existed on a single Redis
+def test_what_a_pre_cluster_version_counted_is_folded_in_and_never_counted_twice(redis_client):
+    from apps.dsp import platforms, spend
+
+    hour = store.hour_of(time.time())
+    redis_client.set(platforms.legacy_win_key(3, "old-bid"), hour)
+    redis_client.hset(platforms.legacy_spend_key(3, hour), mapping={"wins": 2, "spend_micros": 5000})
+    assert spend.hour_totals(platform_id=3, hour=hour) == (2, 5000)  # before any new win
+    again = spend.count_win(platform_id=3, bid_id="old-bid", hour=hour, spend_micros=100, budget_micros=0)
+    assert not again.counted and (again.wins, again.spend_micros) == (2, 5000)
+    new = spend.count_win(platform_id=3, bid_id="new-bid", hour=hour, spend_micros=1000, budget_micros=6000)
+    assert new.counted and (new.wins, new.spend_micros, new.over_budget) == (3, 6000, True)
+    assert not redis_client.exists(platforms.legacy_spend_key(3, hour))
+    assert spend.hour_totals(platform_id=3, hour=hour) == (3, 6000)

@@ -87,7 +87,7 @@ def test_the_store_swaps_whole_models_under_concurrent_reads(redis_client):
     run_together([write, *[read(s) for s in readers]])
     assert set(checked) == {"v0", "v1"}
     # the previous version's blob is kept a while for readers that saw the old pointer
-    assert redis_client.ttl("recs:model:v0") > 0 or redis_client.ttl("recs:model:v1") > 0
+    assert redis_client.ttl("{recs}:model:v0") > 0 or redis_client.ttl("{recs}:model:v1") > 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,0 +1,75 @@
+"""The bid path's L2 read on a Redis Cluster (``apps.bidding.l2.ClusterL2Client``): each key to the
+master of its slot, both reads in one round trip, and a stale slot map (``MOVED``) recovered from.
+
+Runs on the suite's cluster in the Redis Cluster pass, and on a cluster of its own otherwise."""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+from redis.crc import key_slot
+
+from apps.bidding.cache import freq_key
+from apps.bidding.l2 import ClusterL2Client, L2Unavailable
+from apps.core import redis as redis_store
+from apps.core.profiles import profile_key, profile_write
+
+
+@pytest.fixture(scope="module")
+def cluster_url():
+    url = os.environ.get("REDIS_URL", "")
+    if redis_store.is_cluster_url(url):
+        yield url
+        return
+    from tests.support.redis_cluster import LocalRedisCluster
+
+    with LocalRedisCluster() as cluster:
+        yield cluster.url
+
+
+@pytest.fixture
+def cluster(cluster_url):
+    client = redis_store.sync_from_url(cluster_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+async def test_profiles_and_frequency_come_from_the_master_of_each_slot(cluster, cluster_url):
+    now = time.time()
+    users = [hashlib.sha1(str(i).encode()).hexdigest()[:12] for i in range(24)]  # varied: CRC16 slots of similar names correlate
+    for i, user in enumerate(users):
+        profile_write(user_id=user, fields={"loyalty_tier": "gold", "recency": i / 10}, client=cluster, announce=False)
+        cluster.zadd(freq_key(user), {f"bid-{i}:7": now - 60, f"old-{i}:7": now - 3 * 86400})
+    l2 = ClusterL2Client(cluster_url)
+    try:
+        await l2.warm()
+        table = l2._slots
+        placements = {table[key_slot(profile_key(u).encode())] == table[key_slot(freq_key(u).encode())] for u in users}
+        assert placements == {True, False}  # both paths: one master for both keys, and two
+        for i, user in enumerate(users):
+            profile, freq = await l2.profile_and_freq(user, now - 86400)
+            assert profile[b"loyalty_tier"] == b'"gold"' and float(profile[b"recency"]) == i / 10
+            assert [(m, s) for m, s in freq] == [(f"bid-{i}:7".encode(), now - 60)]
+        assert await l2.profile_and_freq("nobody", now - 86400) == ({}, [])
+    finally:
+        await l2.aclose()
+
+
+async def test_a_stale_slot_map_fails_one_read_and_is_reloaded(cluster, cluster_url):
+    profile_write(user_id="moved", fields={"loyalty_tier": "reserve"}, client=cluster, announce=False)
+    l2 = ClusterL2Client(cluster_url)
+    try:
+        await l2.warm()
+        right = l2._slots[key_slot(profile_key("moved").encode())]
+        wrong = next(address for address in set(l2._slots) if address != right)
+        l2._slots = [wrong] * 16384  # as after a resharding or a failover
+        with pytest.raises(L2Unavailable, match="MOVED"):
+            await l2.profile_and_freq("moved", time.time() - 86400)
+        assert l2._slots is None  # marked stale: the next read loads the map again
+        profile, _ = await l2.profile_and_freq("moved", time.time() - 86400)
+        assert profile[b"loyalty_tier"] == b'"reserve"'
+    finally:
+        await l2.aclose()
