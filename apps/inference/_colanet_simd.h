@@ -48,18 +48,44 @@ static void colanet_layer2_c(const float* trow, float p, const float* w, const f
 __attribute__((target("avx2")))
 static void colanet_thresholds_avx2(const float* u, Py_ssize_t U, const float* wu, Py_ssize_t H,
                                     const float* tmb, float* thr) {
-    __m256 acc[32];
-    Py_ssize_t j, k, nv = H / 8;
-    for (k = 0; k < nv; k++) acc[k] = _mm256_setzero_ps();
-    for (j = 0; j < U; j++) {
-        float x = u[j];
-        if (x != 0.0f) {
-            const float* row = wu + j * H;
-            __m256 vx = _mm256_set1_ps(x);
-            for (k = 0; k < nv; k++) acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(vx, _mm256_loadu_ps(row + 8 * k)));
+    Py_ssize_t j, k = 0;
+    /* 64 units at a time in eight registers (an array of accumulators would live in memory) */
+    for (; k + 64 <= H; k += 64) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (j = 0; j < U; j++) {
+            float x = u[j];
+            if (x != 0.0f) {
+                const float* row = wu + j * H + k;
+                __m256 vx = _mm256_set1_ps(x);
+                a0 = _mm256_add_ps(a0, _mm256_mul_ps(vx, _mm256_loadu_ps(row)));
+                a1 = _mm256_add_ps(a1, _mm256_mul_ps(vx, _mm256_loadu_ps(row + 8)));
+                a2 = _mm256_add_ps(a2, _mm256_mul_ps(vx, _mm256_loadu_ps(row + 16)));
+                a3 = _mm256_add_ps(a3, _mm256_mul_ps(vx, _mm256_loadu_ps(row + 24)));
+                a4 = _mm256_add_ps(a4, _mm256_mul_ps(vx, _mm256_loadu_ps(row + 32)));
+                a5 = _mm256_add_ps(a5, _mm256_mul_ps(vx, _mm256_loadu_ps(row + 40)));
+                a6 = _mm256_add_ps(a6, _mm256_mul_ps(vx, _mm256_loadu_ps(row + 48)));
+                a7 = _mm256_add_ps(a7, _mm256_mul_ps(vx, _mm256_loadu_ps(row + 56)));
+            }
         }
+        const float* t = tmb + k;
+        float* o = thr + k;
+        _mm256_storeu_ps(o, _mm256_sub_ps(_mm256_loadu_ps(t), a0));
+        _mm256_storeu_ps(o + 8, _mm256_sub_ps(_mm256_loadu_ps(t + 8), a1));
+        _mm256_storeu_ps(o + 16, _mm256_sub_ps(_mm256_loadu_ps(t + 16), a2));
+        _mm256_storeu_ps(o + 24, _mm256_sub_ps(_mm256_loadu_ps(t + 24), a3));
+        _mm256_storeu_ps(o + 32, _mm256_sub_ps(_mm256_loadu_ps(t + 32), a4));
+        _mm256_storeu_ps(o + 40, _mm256_sub_ps(_mm256_loadu_ps(t + 40), a5));
+        _mm256_storeu_ps(o + 48, _mm256_sub_ps(_mm256_loadu_ps(t + 48), a6));
+        _mm256_storeu_ps(o + 56, _mm256_sub_ps(_mm256_loadu_ps(t + 56), a7));
     }
-    for (k = 0; k < nv; k++) _mm256_storeu_ps(thr + 8 * k, _mm256_sub_ps(_mm256_loadu_ps(tmb + 8 * k), acc[k]));
+    for (; k < H; k += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (j = 0; j < U; j++) {
+            float x = u[j];
+            if (x != 0.0f) a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(x), _mm256_loadu_ps(wu + j * H + k)));
+        }
+        _mm256_storeu_ps(thr + k, _mm256_sub_ps(_mm256_loadu_ps(tmb + k), a));
+    }
 }
 
 __attribute__((target("avx2")))
