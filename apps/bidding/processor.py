@@ -360,20 +360,28 @@ class BidProcessor:
         )
 
     def _candidates(self, request, snap: Snapshot, state: UserState, now: float, device_type: str,
-                    country: str | None, segments) -> tuple[list[int], list[set[int]]]:
+                    country: str | None, segments) -> tuple[list[int], list[set[int] | range]]:
         """Offers that fit at least one impression and pass targeting, blocks, budget and caps —
         best priority first, at most ``BID_BATCH_SIZE``; plus, per impression, which of them fit it."""
+        imps = request.imp
         per_imp: list[list[int]] = []
-        union: set[int] = set()
-        for imp in request.imp:
-            fitting = _offers_for_imp(imp, snap)
+        if len(imps) == 1:  # the usual case: no union to build
+            fitting = _offers_for_imp(imps[0], snap)
+            if not fitting:
+                return [], []
             per_imp.append(fitting)
-            union.update(fitting)
-        if not union:
-            return [], []
-        # Set algebra in C for what depends on the request only; a Python loop only for what depends
-        # on the user (segment targeting, per-campaign caps).
-        pool = union & snap.eligible(DEVICE_BITS.get(device_type, 0), country, now)
+            # Set algebra in C for what depends on the request only; a Python loop only for what
+            # depends on the user (segment targeting, per-campaign caps).
+            pool = snap.eligible(DEVICE_BITS.get(device_type, 0), country, now).intersection(fitting)
+        else:
+            union: set[int] = set()
+            for imp in imps:
+                fitting = _offers_for_imp(imp, snap)
+                per_imp.append(fitting)
+                union.update(fitting)
+            if not union:
+                return [], []
+            pool = union & snap.eligible(DEVICE_BITS.get(device_type, 0), country, now)
         if request.bcat or request.badv:
             pool -= snap.blocked(tuple(request.bcat or ()), tuple(request.badv or ()))
         if self.exhausted_offers:
@@ -397,8 +405,8 @@ class BidProcessor:
         chosen = ordered[: self.config.batch_size]
         if not chosen:
             return [], []
-        if len(per_imp) == 1:  # one impression: every candidate came from its fitting offers
-            return chosen, [set(range(len(chosen)))]
+        if len(per_imp) == 1:  # one impression: every candidate fits it (a range answers `in` without a set)
+            return chosen, [range(len(chosen))]
         position = {i: p for p, i in enumerate(chosen)}
         imp_fits = [{position[i] for i in fitting if i in position} for fitting in per_imp]
         return chosen, imp_fits
