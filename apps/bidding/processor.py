@@ -272,12 +272,12 @@ class BidProcessor:
         used: set[int] = set()
         winners: list[tuple[openrtb.Imp, int, float, str | None]] = []
         for imp_index, imp in enumerate(request.imp):
-            fits = imp_fits[imp_index]
-            if not fits:
+            fits = imp_fits[imp_index]  # the snapshot indexes that fit this impression; None: every candidate
+            if fits is not None and not fits:
                 continue
             deals, open_auction = _imp_deals(imp, seat)
             for pos in order:
-                if pos in used or pos not in fits:
+                if pos in used or (fits is not None and candidates[pos] not in fits):
                     continue
                 price = price_of(pos)
                 entry = entries[candidates[pos]]
@@ -360,9 +360,10 @@ class BidProcessor:
         )
 
     def _candidates(self, request, snap: Snapshot, state: UserState, now: float, device_type: str,
-                    country: str | None, segments) -> tuple[list[int], list[set[int] | range]]:
+                    country: str | None, segments) -> tuple[list[int], list[set[int] | None]]:
         """Offers that fit at least one impression and pass targeting, blocks, budget and caps —
-        best priority first, at most ``BID_BATCH_SIZE``; plus, per impression, which of them fit it."""
+        best priority first, at most ``BID_BATCH_SIZE``; plus, per impression, the snapshot indexes of
+        the offers that fit it (``None`` for a request's only impression: all of them do)."""
         imps = request.imp
         per_imp: list[list[int]] = []
         if len(imps) == 1:  # the usual case: no union to build
@@ -405,11 +406,10 @@ class BidProcessor:
         chosen = ordered[: self.config.batch_size]
         if not chosen:
             return [], []
-        if len(per_imp) == 1:  # one impression: every candidate fits it (a range answers `in` without a set)
-            return chosen, [range(len(chosen))]
-        position = {i: p for p, i in enumerate(chosen)}
-        imp_fits = [{position[i] for i in fitting if i in position} for fitting in per_imp]
-        return chosen, imp_fits
+        if len(per_imp) == 1:  # one impression: every candidate came from its fitting offers
+            return chosen, [None]
+        # per impression the snapshot indexes that fit it (a set built in C, no position map)
+        return chosen, [set(fitting) for fitting in per_imp]
 
     async def _load(self, user_id: str, now: float, deadline: float) -> UserState:
         """L2: one pipelined Redis read bounded by the deadline; the default profile if Redis fails."""
