@@ -82,6 +82,8 @@ def check_request(user_row: np.ndarray, offer_features: np.ndarray, positions: n
 
 
 _EMPTY = np.zeros(0, dtype=np.float32)
+_F32 = np.dtype(np.float32)  # numpy's built-in dtypes are singletons: `is` compares them
+_F32_STRIDES = (4,)  # a contiguous float32 vector
 
 
 class CpuProvider:
@@ -187,14 +189,18 @@ class CpuProvider:
             score, ctr = self.score_indexed(user_row, offer_features, np.array(candidates, dtype=np.intp), positions)
             return np.argsort(-score, kind="stable").tolist(), score.tolist(), ctr.tolist()
         table = self.offer_table(offer_features)
-        user_row = np.asarray(user_row, dtype=np.float32)
-        positions = np.asarray(positions, dtype=np.float32)
+        # the bid path passes float32 arrays, contiguous: converted only when they are not (a no-op
+        # np.asarray / np.ascontiguousarray still costs a call each)
+        if type(user_row) is not np.ndarray or user_row.dtype is not _F32:
+            user_row = np.asarray(user_row, dtype=np.float32)
+        if type(positions) is not np.ndarray or positions.dtype is not _F32 or positions.strides != _F32_STRIDES:
+            positions = np.ascontiguousarray(positions, dtype=np.float32)
         if user_row.shape != (N_FEATURES,):
             raise ValueError(f"user_row must have shape ({N_FEATURES},), got {user_row.shape}")
         if positions.shape != (n,):
             raise ValueError(f"positions must have shape ({n},) (one per candidate), got {positions.shape}")
         out = np.empty((n, 2), dtype=np.float32)
-        kernel.layers(table, candidates, np.ascontiguousarray(positions), self._w1_position, user_row, self._W1_user32,
+        kernel.layers(table, candidates, positions, self._w1_position, user_row, self._W1_user32,
                       self._theta_minus_b1, self._W2t, self._b2, out)
         np.tanh(out, out=out)  # numpy's float32 tanh: see _colanet.layers
         return kernel.ranked(out, n)
