@@ -3,8 +3,8 @@
 
 The numpy path costs ~15 array calls per request (the thresholds' BLAS matrix-vector product, gather,
 position term, spike, the n x H x 2 GEMM, the bias, the clipping, the argsort), each a few thousand
-instructions of dispatch around a few hundred of arithmetic. Here they are two calls around numpy's
-``tanh`` (``layers``, then ``ranked``):
+instructions of dispatch around a few hundred of arithmetic. Here it is one call, ``rank``
+(``layers``, numpy's float32 tanh loop, ``ranked``):
 
 * the thresholds ``theta - b1 - user x W1[:139]``: the rows of the user's non-zero features summed in
   feature order in float32 (as a BLAS matrix-vector product, in its own order), then the subtraction;
@@ -14,7 +14,8 @@ instructions of dispatch around a few hundred of arithmetic. Here they are two c
 * layer 2: the fired units' ``W2`` rows summed (eight float32 partial sums per head, added in
   float64), then ``+ b2`` in float32. The two loops are C in _colanet_simd.h, with AVX2 intrinsics on
   CPUs that have it (checked at import; the same operations in the same order, so the same bits);
-* ``tanh`` stays numpy's (``np.tanh`` on the n x 2 block: see ``layers``), then ``heads`` and a stable
+* ``tanh`` stays numpy's (see ``layers``): its own float32 inner loop, the one ``np.tanh`` dispatches
+  to, called on the n x 2 buffer without the ufunc machinery (same bits); then ``heads`` and a stable
   descending sort of the scores as ``np.argsort(-score, kind="stable")``.
 
 BLAS's summation order is its own and differs between its CPU kernels (OpenBLAS's SkylakeX and Zen
@@ -24,10 +25,12 @@ test_colanet_kernel.py checks both, and that a unit at its exact threshold does 
 """
 
 cimport numpy as cnp
+import numpy as np
 
 from apps.inference import model as _model
 
 cnp.import_array()
+cnp.import_ufunc()
 
 # the clipping bounds of apps.inference.model.heads, as the float32 values numpy compares with
 cdef float SCORE_MAX = float(_model.SCORE_MAX)
@@ -48,7 +51,10 @@ cdef inline float* _f32(cnp.ndarray a, int ndim, Py_ssize_t d0, Py_ssize_t d1, s
 def ranked(cnp.ndarray out, Py_ssize_t n):
     """``heads`` of the tanh output, as Python floats, and the candidates best score first (stable):
     ``(order, scores, ctrs)``."""
-    cdef float* o = _f32(out, 2, n, 2, "out")
+    return _ranked(_f32(out, 2, n, 2, "out"), n)
+
+
+cdef object _ranked(float* o, Py_ssize_t n):
     cdef float s, c
     cdef float sc[256]
     cdef int order[256]
@@ -117,6 +123,12 @@ def layers(cnp.ndarray table, list candidates, cnp.ndarray positions, cnp.ndarra
     * ``+ b2`` in float32. ``tanh`` stays numpy's (its float32 SIMD kernel is within 1 ulp of the true
       value, not correctly rounded: near a CTR of 0.1 % one ulp of tanh is 3e-5 of the CTR, so another
       tanh would move the CTR by more than the replay corpus allows); then ``ranked``."""
+    _layers(table, candidates, positions, w1_position, user_row, w1_user, theta_minus_b1, w2t, b2, out)
+
+
+cdef int _layers(cnp.ndarray table, list candidates, cnp.ndarray positions, cnp.ndarray w1_position,
+                 cnp.ndarray user_row, cnp.ndarray w1_user, cnp.ndarray theta_minus_b1, cnp.ndarray w2t,
+                 cnp.ndarray b2, cnp.ndarray out) except -1:
     cdef Py_ssize_t n = len(candidates)
     cdef Py_ssize_t H = cnp.PyArray_DIM(table, 1) if cnp.PyArray_NDIM(table) == 2 else -1
     cdef Py_ssize_t rows = cnp.PyArray_DIM(table, 0)
@@ -167,3 +179,60 @@ def layers(cnp.ndarray table, list candidates, cnp.ndarray positions, cnp.ndarra
             colanet_layer2_c(trow, pos[i], wpad, thr, v, v + Hp, Hp, &d0, &d1)
         o[2 * i] = <float>d0 + b[0]
         o[2 * i + 1] = <float>d1 + b[1]
+    return 0
+
+
+# numpy's own float32 tanh inner loop (the SIMD one np.tanh dispatches to on this CPU: the first
+# 'f->f' loop of the ufunc, the one its type resolution picks), called on the kernel's buffer directly
+cdef cnp.PyUFuncGenericFunction _tanh_loop = NULL
+cdef void* _tanh_data = NULL
+
+
+cdef int _find_tanh() except -1:
+    global _tanh_loop, _tanh_data
+    cdef cnp.ufunc uf = np.tanh
+    cdef int i
+    for i in range(uf.ntypes):
+        if uf.types[2 * i] == cnp.NPY_FLOAT32 and uf.types[2 * i + 1] == cnp.NPY_FLOAT32:
+            _tanh_loop = uf.functions[i]
+            _tanh_data = uf.data[i]
+            return 0
+    raise ImportError("numpy.tanh has no float32 loop")
+
+
+_find_tanh()
+
+
+cdef inline void _tanh32(float* x, Py_ssize_t m) noexcept:
+    cdef char* args[2]
+    cdef cnp.npy_intp dims[1]
+    cdef cnp.npy_intp steps[2]
+    args[0] = <char*>x
+    args[1] = <char*>x
+    dims[0] = m
+    steps[0] = sizeof(float)
+    steps[1] = sizeof(float)
+    _tanh_loop(args, dims, steps, _tanh_data)
+
+
+def tanh32(cnp.ndarray x):
+    """``np.tanh(x, out=x)`` for a C-contiguous float32 vector through the loop ``rank`` calls (tests)."""
+    _tanh32(_f32(x, 1, -1, 0, "x"), cnp.PyArray_DIM(x, 0))
+
+
+def rank(cnp.ndarray table, list candidates, cnp.ndarray positions, cnp.ndarray w1_position,
+         cnp.ndarray user_row, cnp.ndarray w1_user, cnp.ndarray theta_minus_b1, cnp.ndarray w2t,
+         cnp.ndarray b2):
+    """``layers`` into a buffer of its own, numpy's float32 tanh loop on it and ``ranked``, in one
+    call: ``(order, scores, ctrs)`` (no output array, no ufunc dispatch)."""
+    cdef Py_ssize_t n = len(candidates)
+    if n < 1 or n > 256:
+        raise ValueError("rank: 1 to 256 candidates")
+    cdef cnp.npy_intp dims[2]
+    dims[0] = n
+    dims[1] = 2
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+    _layers(table, candidates, positions, w1_position, user_row, w1_user, theta_minus_b1, w2t, b2, out)
+    cdef float* o = <float*>cnp.PyArray_DATA(out)
+    _tanh32(o, 2 * n)
+    return _ranked(o, n)

@@ -180,7 +180,7 @@ class CpuProvider:
         """``score_indexed`` for the bid path, as plain lists: the candidates' positions best score first
         (``np.argsort(-score, kind="stable")``), then score and predicted CTR per candidate (Python
         floats of the float32 values). ``candidates`` is a list of row numbers of ``offer_features``.
-        With the compiled kernel (``apps.inference._colanet.layers``) one call replaces the ~15 numpy calls
+        With the compiled kernel (``apps.inference._colanet.rank``) one call replaces the ~15 numpy calls
         of ``score_indexed``, both BLAS products included; without it, that numpy path. The two agree
         within a few float32 ulps (BLAS's own summation order differs between its CPU kernels)."""
         kernel = _colanet
@@ -199,11 +199,9 @@ class CpuProvider:
             raise ValueError(f"user_row must have shape ({N_FEATURES},), got {user_row.shape}")
         if positions.shape != (n,):
             raise ValueError(f"positions must have shape ({n},) (one per candidate), got {positions.shape}")
-        out = np.empty((n, 2), dtype=np.float32)
-        kernel.layers(table, candidates, positions, self._w1_position, user_row, self._W1_user32,
-                      self._theta_minus_b1, self._W2t, self._b2, out)
-        np.tanh(out, out=out)  # numpy's float32 tanh: see _colanet.layers
-        return kernel.ranked(out, n)
+        # layers, numpy's own float32 tanh loop (see _colanet.layers) and ranked, in one call
+        return kernel.rank(table, candidates, positions, self._w1_position, user_row, self._W1_user32,
+                           self._theta_minus_b1, self._W2t, self._b2)
 
     def _position_term(self, positions: np.ndarray) -> np.ndarray:
         """``positions x W1[139]`` (n x H), cached when the positions cannot change (read-only, and

@@ -102,6 +102,15 @@ def test_the_avx2_loops_give_the_bits_of_the_c_loops(hidden):
         kernel.use_avx2(True)
 
 
+def test_the_kernels_tanh_is_numpys_bit_for_bit():
+    """``rank`` calls numpy's float32 tanh loop directly (no ufunc dispatch): the same bits as np.tanh."""
+    x = np.random.default_rng(21).uniform(-12, 12, 200_000).astype(np.float32)
+    x[:6] = [0.0, -0.0, np.inf, -np.inf, 1e-30, np.nan]
+    y = x.copy()
+    kernel.tanh32(y)
+    assert np.array_equal(y.view(np.int32), np.tanh(x).view(np.int32))
+
+
 def test_a_unit_exactly_at_its_threshold_does_not_fire():
     """The seeded CTR ladder: unit j fires when the scaled CTR exceeds (j + 0.5) / 32; a CTR exactly on a
     step gives the same score as the numpy path (no unit flips at its threshold)."""
