@@ -6,8 +6,9 @@ Each extension is a Cython module next to the Python that uses it (``apps/infere
 ``apps/inference/_colanet.cpython-311-x86_64-linux-gnu.so``): the scorer kernel and the token packer
 (``apps/bidding/_tokens.pyx``, linked with OpenSSL's libcrypto). Needs Cython (requirements/base.txt), a C
 compiler, the Python headers and OpenSSL's (scripts/setup.sh installs build-essential, python3-dev and
-libssl-dev where missing). Each module has a Python path that gives the same results when it is missing. Floating point is compiled without contraction (-ffp-contract=off: no FMA fusing), so the
-kernels round exactly as the numpy code they replace; tests/inference/test_colanet_kernel.py checks it.
+libssl-dev where missing). Each module has a Python path that gives the same results when it is missing. Floating point is compiled without contraction (-ffp-contract=off: no FMA fusing), so every
+float32 product and sum is rounded on its own, in the C loops and their AVX2 versions alike
+(apps/inference/_colanet_simd.h, same bits; tests/inference/test_colanet_kernel.py checks it).
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def main() -> None:
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     flags.append("-Wno-deprecated-declarations")  # SHA256_Init/Update/Final: deprecated in OpenSSL 3, kept
     extensions = [Extension(name, [path], include_dirs=[numpy.get_include()], define_macros=macros, libraries=libs,
-                            extra_compile_args=flags) for name, (path, libs) in EXTENSIONS.items()]
+                            extra_compile_args=flags, depends=[str(h) for h in Path(path).parent.glob("_*.h")])
+                  for name, (path, libs) in EXTENSIONS.items()]
     setup(
         name="campaign-express-ext",
         ext_modules=cythonize(extensions, quiet=True, compiler_directives={"language_level": 3}),

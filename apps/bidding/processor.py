@@ -272,12 +272,12 @@ class BidProcessor:
         used: set[int] = set()
         winners: list[tuple[openrtb.Imp, int, float, str | None]] = []
         for imp_index, imp in enumerate(request.imp):
-            fits = imp_fits[imp_index]
-            if not fits:
+            fits = imp_fits[imp_index]  # the snapshot indexes that fit this impression; None: every candidate
+            if fits is not None and not fits:
                 continue
             deals, open_auction = _imp_deals(imp, seat)
             for pos in order:
-                if pos in used or pos not in fits:
+                if pos in used or (fits is not None and candidates[pos] not in fits):
                     continue
                 price = price_of(pos)
                 entry = entries[candidates[pos]]
@@ -360,20 +360,29 @@ class BidProcessor:
         )
 
     def _candidates(self, request, snap: Snapshot, state: UserState, now: float, device_type: str,
-                    country: str | None, segments) -> tuple[list[int], list[set[int]]]:
+                    country: str | None, segments) -> tuple[list[int], list[set[int] | None]]:
         """Offers that fit at least one impression and pass targeting, blocks, budget and caps —
-        best priority first, at most ``BID_BATCH_SIZE``; plus, per impression, which of them fit it."""
+        best priority first, at most ``BID_BATCH_SIZE``; plus, per impression, the snapshot indexes of
+        the offers that fit it (``None`` for a request's only impression: all of them do)."""
+        imps = request.imp
         per_imp: list[list[int]] = []
-        union: set[int] = set()
-        for imp in request.imp:
-            fitting = _offers_for_imp(imp, snap)
+        if len(imps) == 1:  # the usual case: no union to build
+            fitting = _offers_for_imp(imps[0], snap)
+            if not fitting:
+                return [], []
             per_imp.append(fitting)
-            union.update(fitting)
-        if not union:
-            return [], []
-        # Set algebra in C for what depends on the request only; a Python loop only for what depends
-        # on the user (segment targeting, per-campaign caps).
-        pool = union & snap.eligible(DEVICE_BITS.get(device_type, 0), country, now)
+            # Set algebra in C for what depends on the request only; a Python loop only for what
+            # depends on the user (segment targeting, per-campaign caps).
+            pool = snap.eligible(DEVICE_BITS.get(device_type, 0), country, now).intersection(fitting)
+        else:
+            union: set[int] = set()
+            for imp in imps:
+                fitting = _offers_for_imp(imp, snap)
+                per_imp.append(fitting)
+                union.update(fitting)
+            if not union:
+                return [], []
+            pool = union & snap.eligible(DEVICE_BITS.get(device_type, 0), country, now)
         if request.bcat or request.badv:
             pool -= snap.blocked(tuple(request.bcat or ()), tuple(request.badv or ()))
         if self.exhausted_offers:
@@ -398,10 +407,9 @@ class BidProcessor:
         if not chosen:
             return [], []
         if len(per_imp) == 1:  # one impression: every candidate came from its fitting offers
-            return chosen, [set(range(len(chosen)))]
-        position = {i: p for p, i in enumerate(chosen)}
-        imp_fits = [{position[i] for i in fitting if i in position} for fitting in per_imp]
-        return chosen, imp_fits
+            return chosen, [None]
+        # per impression the snapshot indexes that fit it (a set built in C, no position map)
+        return chosen, [set(fitting) for fitting in per_imp]
 
     async def _load(self, user_id: str, now: float, deadline: float) -> UserState:
         """L2: one pipelined Redis read bounded by the deadline; the default profile if Redis fails."""

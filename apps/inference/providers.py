@@ -82,6 +82,8 @@ def check_request(user_row: np.ndarray, offer_features: np.ndarray, positions: n
 
 
 _EMPTY = np.zeros(0, dtype=np.float32)
+_F32 = np.dtype(np.float32)  # numpy's built-in dtypes are singletons: `is` compares them
+_F32_STRIDES = (4,)  # a contiguous float32 vector
 
 
 class CpuProvider:
@@ -108,6 +110,11 @@ class CpuProvider:
         self._theta_minus_b1 = (weights.theta - weights.b1).astype(np.float32)
         self._W2 = weights.W2
         self._b2 = weights.b2
+        # the compiled kernel's layer 2: W2 transposed (2 x H), zero-padded to a multiple of 8 units
+        hp = -(-weights.hidden // 8) * 8
+        self._W2t = np.zeros((2, hp), dtype=np.float32)
+        self._W2t[:, : weights.hidden] = weights.W2.T
+        self._W1_user32 = np.ascontiguousarray(self._W1_user, dtype=np.float32)
         self._local = threading.local()
 
     @classmethod
@@ -173,27 +180,28 @@ class CpuProvider:
         """``score_indexed`` for the bid path, as plain lists: the candidates' positions best score first
         (``np.argsort(-score, kind="stable")``), then score and predicted CTR per candidate (Python
         floats of the float32 values). ``candidates`` is a list of row numbers of ``offer_features``.
-        With the compiled kernel (``apps.inference._colanet``) one call replaces the ~15 numpy calls of
-        ``score_indexed``; without it, that numpy path. Both give the same bits."""
+        With the compiled kernel (``apps.inference._colanet.rank``) one call replaces the ~15 numpy calls
+        of ``score_indexed``, both BLAS products included; without it, that numpy path. The two agree
+        within a few float32 ulps (BLAS's own summation order differs between its CPU kernels)."""
         kernel = _colanet
         n = len(candidates)
         if kernel is None or n == 0 or n > 256:
             score, ctr = self.score_indexed(user_row, offer_features, np.array(candidates, dtype=np.intp), positions)
             return np.argsort(-score, kind="stable").tolist(), score.tolist(), ctr.tolist()
         table = self.offer_table(offer_features)
-        user_row = np.asarray(user_row, dtype=np.float32)
-        positions = np.asarray(positions, dtype=np.float32)
+        # the bid path passes float32 arrays, contiguous: converted only when they are not (a no-op
+        # np.asarray / np.ascontiguousarray still costs a call each)
+        if type(user_row) is not np.ndarray or user_row.dtype is not _F32:
+            user_row = np.asarray(user_row, dtype=np.float32)
+        if type(positions) is not np.ndarray or positions.dtype is not _F32 or positions.strides != _F32_STRIDES:
+            positions = np.ascontiguousarray(positions, dtype=np.float32)
         if user_row.shape != (N_FEATURES,):
             raise ValueError(f"user_row must have shape ({N_FEATURES},), got {user_row.shape}")
         if positions.shape != (n,):
             raise ValueError(f"positions must have shape ({n},) (one per candidate), got {positions.shape}")
-        hidden = np.empty((n, table.shape[1]), dtype=np.float32)
-        kernel.spikes(table, candidates, np.ascontiguousarray(positions), self._w1_position, self._thresholds(user_row),
-                      hidden)
-        out = hidden @ self._W2  # the BLAS GEMM of _output: its own summation order
-        kernel.add_bias(out, self._b2)
-        np.tanh(out, out=out)
-        return kernel.ranked(out, n)
+        # layers, numpy's own float32 tanh loop (see _colanet.layers) and ranked, in one call
+        return kernel.rank(table, candidates, positions, self._w1_position, user_row, self._W1_user32,
+                           self._theta_minus_b1, self._W2t, self._b2)
 
     def _position_term(self, positions: np.ndarray) -> np.ndarray:
         """``positions x W1[139]`` (n x H), cached when the positions cannot change (read-only, and
