@@ -373,7 +373,7 @@ def test_an_instance_killed_mid_load_loses_no_acknowledged_win(fleet, people):  
         await asyncio.gather(*tasks)
 
     asyncio.run(run())
-    counted = [bid_id for bid_id in attempted if redis_client.exists(wins.win_key(bid_id))]
+    counted = [bid_id for bid_id in attempted if redis_client.exists(wins.win_key(bid_id, campaign.pk))]
     assert set(acked) <= set(counted), set(acked) - set(counted)  # no acknowledged win lost
     assert len(set(attempted)) == len(attempted)
     total = int(redis_client.get(wins.spend_total_key(campaign.pk)))

@@ -641,10 +641,12 @@ def test_snapshot_refresh_is_not_announced_for_changes_that_do_not_bid(make_camp
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         campaign = make_campaign("scheduled")
         services.campaign_update(campaign_id=campaign.pk, actor=marketer, name="Renamed")
-    # Only the notification emails of the submission and the decision are queued after commit.
+    # Only the notification emails of the submission and the decision are queued after commit (and the
+    # decisions slice's note that a campaign changed: its cached default candidates, apps/rl/candidates.py).
     from apps.campaigns.services import collaboration
 
-    assert [getattr(c, "func", c) for c in callbacks] == [collaboration._enqueue_emails] * 2
+    queued = [getattr(c, "func", c) for c in callbacks]
+    assert [f for f in queued if getattr(f, "__module__", "") != "apps.rl.candidates"] == [collaboration._enqueue_emails] * 2
     assert snapshot_calls == []
 
 
