@@ -26,6 +26,17 @@ def submit(campaign, actor, capture):
     return campaign_selectors.campaign_get(campaign_id=campaign.pk)
 
 
+def submit_unsynced(connection, campaign, actor, capture):
+    """Submitted while the connection is off (no task created on commit), then the connection back on:
+    the test drives the task creation itself."""
+    connection.enabled = False
+    connection.save()
+    campaign = submit(campaign, actor, capture)
+    connection.enabled = True
+    connection.save()
+    return campaign
+
+
 def issue_posts(jira):
     return [r for r in jira.requests if r.method == "POST" and r.path == "/rest/api/3/issue"]
 
@@ -114,11 +125,7 @@ def test_a_claim_held_by_a_running_attempt_is_not_taken_twice(jira, jira_connect
                                                               django_capture_on_commit_callbacks):
     from django.utils import timezone
 
-    jira_connection.enabled = False
-    jira_connection.save()
-    campaign = submit(draft_campaign, marketer, django_capture_on_commit_callbacks)
-    jira_connection.enabled = True
-    jira_connection.save()
+    campaign = submit_unsynced(jira_connection, draft_campaign, marketer, django_capture_on_commit_callbacks)
     ExternalTask.objects.create(connection=jira_connection, campaign_id=campaign.pk, review_round=1,
                                 claimed_at=timezone.now())
     with pytest.raises(services.AttemptInProgress):
@@ -371,11 +378,7 @@ def test_a_jira_429_with_only_x_ratelimit_reset_waits_until_then_and_makes_one_i
 
 def test_a_far_jira_reset_is_handed_to_the_celery_retry(jira, jira_connection, draft_campaign, marketer,
                                                         django_capture_on_commit_callbacks):
-    jira_connection.enabled = False
-    jira_connection.save()
-    campaign = submit(draft_campaign, marketer, django_capture_on_commit_callbacks)
-    jira_connection.enabled = True
-    jira_connection.save()
+    campaign = submit_unsynced(jira_connection, draft_campaign, marketer, django_capture_on_commit_callbacks)
     jira.limit_for(600)
     with pytest.raises(OutboundError) as caught:
         services.approval_task_create(connection_id=jira_connection.pk, campaign_id=campaign.pk, review_round=1)
