@@ -28,6 +28,7 @@ CLUSTER_TEST_MODULES=(
   tests/analytics/test_pipeline.py     # the analytics stream: consumer group, ack, claim, lock
   tests/analytics/test_emitter.py      # the analytics stream: the emitter
   tests/dsp/test_wins.py               # DSP wins and hourly spend per platform
+  tests/core/test_cache_cluster.py     # the Django cache and the API rate limiter (CACHE_URL on a cluster)
 )
 set +e
 # The slowest tests in every log; under CI=true a skip is a failure (tests/support/ci.py).

@@ -2,11 +2,17 @@ from config import env
 
 DATABASES = {"default": env.database_config(env.DATABASE_URL)}
 
+_CACHE_OPTIONS: dict[str, object] = {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1}
+_CACHE_LOCATION: str | list[str] = env.CACHE_URL
+if env.CACHE_URL.split("://", 1)[0] in ("redis+cluster", "rediss+cluster"):  # apps.core.redis.CLUSTER_SCHEMES
+    # One cluster URL (its commas list startup nodes), through redis-py's RedisCluster.
+    _CACHE_LOCATION = [env.CACHE_URL]
+    _CACHE_OPTIONS["CLIENT_CLASS"] = "apps.core.cache_cluster.ClusterCacheClient"
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": env.CACHE_URL,
-        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        "LOCATION": _CACHE_LOCATION,
+        "OPTIONS": _CACHE_OPTIONS,
         "KEY_PREFIX": "ce",
     }
 }
