@@ -19,6 +19,7 @@ from django.utils import timezone
 from apps.analytics import testing
 from apps.rl import evaluation, offerfit, services
 from apps.rl.models import Decision, EvaluationRun
+from apps.rl.services import evaluation as evaluation_service
 from tests.rl.conftest import fresh_range_start
 from tests.rl.personalizer import Personalizer
 from tests.support.http_server import LocalHTTPServer
@@ -210,3 +211,16 @@ def test_given_distributions_by_hand():
     assert dr == pytest.approx(((0.5 + w[0] * 0.5) + 1.0 + (0.5 + w[2] * 0.5)) / 3)
     with pytest.raises(ValueError, match="3 distributions for 4 rounds"):
         evaluation.evaluate(log, evaluation.GivenDistributions("short", policy.distributions[:3]))
+
+
+def test_a_logged_offerfit_round_is_read_whole_or_as_its_propensity_alone():
+    row = {"candidates": ["x", "y", "z"], "offer_id": "y", "propensity": 0.7, "probabilities": [0.15, 0.7, 0.15]}
+    probs, whole = evaluation_service._logged_distribution(row)
+    assert whole and probs.tolist() == [0.15, 0.7, 0.15]
+    # logged before the whole ranking was kept: only the chosen offer's probability
+    probs, whole = evaluation_service._logged_distribution({**row, "probabilities": [0.0, 0.7, 0.0]})
+    assert not whole and probs[1] == 0.7 and np.isnan(probs[[0, 2]]).all()
+    # misaligned with the candidates, or not giving the logged offer its propensity: the same
+    for bad in ([0.7, 0.3], [0.3, 0.4, 0.3]):
+        probs, whole = evaluation_service._logged_distribution({**row, "probabilities": bad})
+        assert not whole and probs[1] == 0.7
