@@ -91,8 +91,8 @@ def _estimate(obj: EvaluationRun, name: str) -> str:
 
 @admin.register(EvaluationRun)
 class EvaluationRunAdmin(ViewerAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("created_at", "policy", "start", "end", "decisions", "in_service_shown", "ips_shown", "snips_shown",
-                    "dr_shown")
+    list_display = ("created_at", "policy", "start", "end", "decisions", "excluded_shown", "in_service_shown",
+                    "ips_shown", "snips_shown", "dr_shown")
     list_filter = ("policy",)
     search_fields = ("policy",)
     date_hierarchy = "created_at"
@@ -104,6 +104,14 @@ class EvaluationRunAdmin(ViewerAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
 
     def has_evaluate_permission(self, request) -> bool:
         return _can_view(request)
+
+    @admin.display(description="excluded", ordering="excluded")
+    def excluded_shown(self, obj: EvaluationRun) -> str:
+        """Rounds left out (offerfit-on: OfferFit could not rank them), with the reasons."""
+        if not obj.excluded:
+            return "—"
+        reasons = ", ".join(f"{k} {v}" for k, v in (obj.details or {}).get("unranked", {}).items())
+        return f"{obj.excluded} ({reasons})" if reasons else str(obj.excluded)
 
     @admin.display(description="policy in service (mean reward)")
     def in_service_shown(self, obj: EvaluationRun) -> str:

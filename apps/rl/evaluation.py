@@ -13,6 +13,14 @@ Policies (``policy_from_spec``): ``uniform``; ``epsilon-greedy[:ε]`` (ε/K each
 empirical rate, ties shared); ``thompson[:α,β]`` (probability of being the argmax of one Beta draw
 per arm, estimated from ``draws`` joint draws — what the service logs); ``thompson:eb`` (the same
 with an empirical-Bayes prior fitted to the candidates' pooled counts at each batch).
+
+``GivenDistributions`` is a policy known only by its distribution at each logged round — an outside
+ranker's (``offerfit-on``: OfferFit's logged distribution where it served, its deferred ranking
+elsewhere; ``apps/rl/services/evaluation.py``). A round given ``None`` could not be ranked: it is left
+out of the estimates (counted in ``Evaluation.excluded``) but still teaches q̂, as it happened. A
+distribution with NaN entries knows only the logged action's probability (an OfferFit decision
+logged before the whole ranking was kept): DR uses q̂ = 0 on that round — its term becomes the IPS
+term, still unbiased since DR is for any q̂ — because Σ_a π(a|x) q̂(x, a) cannot be formed.
 """
 from __future__ import annotations
 
@@ -102,6 +110,17 @@ class ThompsonEmpiricalBayes(Thompson):
         return super().distribution(successes, failures, rng)
 
 
+class GivenDistributions(Policy):
+    """A policy given as its distribution over each round's candidates (same order), round by round."""
+
+    def __init__(self, name: str, distributions: Sequence[np.ndarray | None]):
+        self.name = name
+        self.distributions = list(distributions)
+
+    def distribution(self, successes, failures, rng):
+        raise TypeError(f"{self.name} is known only at the logged rounds (round_terms reads them)")
+
+
 def policy_from_spec(spec: str) -> Policy:
     """``uniform`` | ``epsilon-greedy[:0.1]`` | ``thompson[:1,1]`` | ``thompson:eb`` → a policy;
     ValueError names the problem."""
@@ -120,7 +139,8 @@ def policy_from_spec(spec: str) -> Policy:
             return Thompson(alpha, beta)
     except ValueError as exc:
         raise ValueError(f"bad policy {spec!r}: {exc}") from exc
-    raise ValueError(f"unknown policy {spec!r}; use uniform, epsilon-greedy[:ε], thompson[:α,β] or thompson:eb")
+    raise ValueError(f"unknown policy {spec!r}; use uniform, epsilon-greedy[:ε], thompson[:α,β], thompson:eb, "
+                     "offerfit-off or offerfit-on")
 
 
 @dataclass(frozen=True)
@@ -129,12 +149,14 @@ class Evaluation:
     rounds: int
     logged_value: float
     estimates: list[estimators.Estimate]
+    excluded: int = 0  # rounds the policy has no distribution for (GivenDistributions' None)
 
 
 @dataclass(frozen=True)
 class Terms:
     """Per round: the logged reward and propensity, the target probability of the logged action, q̂ of
-    the logged action and Σ_a π(a|x) q̂(x, a); with ``keep=True`` also every candidate's π and q̂."""
+    the logged action and Σ_a π(a|x) q̂(x, a); with ``keep=True`` also every candidate's π and q̂.
+    A round a ``GivenDistributions`` policy has no distribution for has NaN target and q̂ terms."""
     reward: np.ndarray
     pscore: np.ndarray
     target: np.ndarray
@@ -156,6 +178,9 @@ def round_terms(rounds: Sequence[Round], policy: Policy, *, batch: int = 100, se
     q_logged, q_expected = np.zeros(n), np.zeros(n)
     dists: list[np.ndarray] = []
     qs: list[np.ndarray] = []
+    given = policy.distributions if isinstance(policy, GivenDistributions) else None
+    if given is not None and len(given) != n:
+        raise ValueError(f"{policy.name}: {len(given)} distributions for {n} rounds")
     for t, r in enumerate(rounds):
         if t % batch == 0:  # batched update: the policy sees the counts as of this batch's start
             frozen = {key: (v[0], v[1]) for key, v in live.items()}
@@ -165,12 +190,22 @@ def round_terms(rounds: Sequence[Round], policy: Policy, *, batch: int = 100, se
             counts = [frozen.get((r.segment, c), (0.0, 0.0)) for c in r.candidates]
             s = np.array([c[0] for c in counts])
             f = np.array([c[1] for c in counts])
-            cache[key] = (policy.distribution(s, f, rng), reward_model(s, f),
-                          {c: i for i, c in enumerate(r.candidates)})
+            probs = policy.distribution(s, f, rng) if given is None else np.empty(0)
+            cache[key] = (probs, reward_model(s, f), {c: i for i, c in enumerate(r.candidates)})
         probs, q, index = cache[key]
         i = index[r.action]
-        reward[t], pscore[t], target[t] = r.reward, r.pscore, probs[i]
-        q_logged[t], q_expected[t] = q[i], float(probs @ q)
+        reward[t], pscore[t] = r.reward, r.pscore
+        if given is not None:
+            given_t = given[t]
+            probs = given_t if given_t is not None else np.full(len(r.candidates), np.nan)
+            if len(probs) != len(r.candidates):
+                raise ValueError(f"{policy.name}: round {t} has {len(r.candidates)} candidates, "
+                                 f"{len(probs)} probabilities")
+        target[t] = probs[i]
+        if given is not None and given[t] is not None and bool(np.isnan(probs).any()):
+            q_logged[t], q_expected[t] = 0.0, 0.0  # only π(logged action) known: DR's term is the IPS term
+        else:
+            q_logged[t], q_expected[t] = q[i], float(probs @ q)
         if keep:
             dists.append(probs)
             qs.append(q)
@@ -181,9 +216,12 @@ def round_terms(rounds: Sequence[Round], policy: Policy, *, batch: int = 100, se
 def evaluate(rounds: Sequence[Round], policy: Policy, *, batch: int = 100, seed: int = 0) -> Evaluation:
     """IPS, SNIPS and DR of ``policy`` on ``rounds`` (time-ordered), with 95 % intervals."""
     t = round_terms(rounds, policy, batch=batch, seed=seed)
-    n = len(rounds)
+    kept = ~np.isnan(t.target)  # the rounds the policy has a distribution for (all, but for GivenDistributions)
+    reward, pscore, target = t.reward[kept], t.pscore[kept], t.target[kept]
+    n = int(kept.sum())
     return Evaluation(
-        policy=policy.name, rounds=n, logged_value=float(t.reward.mean()) if n else float("nan"),
-        estimates=[estimators.ips(t.reward, t.pscore, t.target), estimators.snips(t.reward, t.pscore, t.target),
-                   estimators.dr(t.reward, t.pscore, t.target, t.q_logged, t.q_expected)],
+        policy=policy.name, rounds=n, logged_value=float(reward.mean()) if n else float("nan"),
+        estimates=[estimators.ips(reward, pscore, target), estimators.snips(reward, pscore, target),
+                   estimators.dr(reward, pscore, target, t.q_logged[kept], t.q_expected[kept])],
+        excluded=len(rounds) - n,
     )

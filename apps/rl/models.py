@@ -99,6 +99,12 @@ class EvaluationRun(models.Model):
     decisions = models.PositiveIntegerField()
     logged_value = models.FloatField(null=True, blank=True, help_text="Mean reward of the policy in service")
     estimates = models.JSONField(help_text='[{"estimator", "value", "low", "high", "n"}]')
+    excluded = models.PositiveIntegerField(
+        default=0, help_text="Closed decisions left out: the policy has no probability for them (offerfit-on: "
+                             "rounds OfferFit could not rank)")
+    details = models.JSONField(
+        default=dict, blank=True,
+        help_text='offerfit-on: {"offerfit_logged", "offerfit_logged_partial", "ranked", "unranked": {reason: n}}')
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -16,11 +16,24 @@ outbound toolkit (``apps.core.outbound``) with a circuit breaker in Redis. ``ran
 budget (``OFFERFIT_TIMEOUT_MS``, 50 ms) and no retry; when it is off, slow, failing, refused by the
 open breaker or answers something that is not a ranking of the candidates, it raises
 :class:`Fallback` and Thompson sampling answers instead. A malformed 2xx counts as a breaker failure.
+The ranking's probability of every candidate is kept (``Ranking.probabilities``): the decision logs
+OfferFit's whole distribution, as it logs Thompson's.
+
+``rank_for_evaluation`` (``manage.py evaluate_policy --policy offerfit-on``) asks what OfferFit would
+rank for a logged round without letting it learn from it: ``"deferActivation": true`` under a fresh
+``eventId`` (``eval-<uuid4>``, never a decision's id), and ``events/{id}/activate`` is never called
+— Personalizer's documented way: an event that is not activated takes no reward and does not
+train. It has its own client (``OFFERFIT_EVAL_TIMEOUT_MS``, 2 retries, idempotent: re-sending an
+inactive rank changes nothing, no call-log row per round) behind the same breaker, and insists on
+a whole distribution over the candidates (each probability in [0, 1], summing to 1 within
+``DISTRIBUTION_TOLERANCE``), else it raises :class:`Fallback` with the reason.
 """
 from __future__ import annotations
 
+import math
 import threading
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -35,6 +48,8 @@ REWARD_PATH = "/personalizer/v1.0/events/{event_id}/reward"
 CATALOG_PATH = "/personalizer/v1.0/catalog/actions"
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
 MAX_ACTIONS = 50
+DISTRIBUTION_TOLERANCE = 1e-3  # |Σ probabilities − 1| accepted from an evaluation ranking
+EVAL_EVENT_PREFIX = "eval-"
 
 
 @dataclass(frozen=True)
@@ -42,11 +57,15 @@ class Ranking:
     offer_id: str
     propensity: float
     event_id: str
+    #: each ranked candidate's probability as OfferFit gave it (the chosen one's is ``propensity``);
+    #: entries that are not a candidate's or not a probability in [0, 1] are left out
+    probabilities: dict[str, float] = field(default_factory=dict)
 
 
 class Fallback(Exception):
     """OfferFit gave no usable answer; ``reason`` (off, timeout, error, breaker_open, bad_answer) is
-    kept on the decision and Thompson answers."""
+    kept on the decision and Thompson answers (in an offerfit-on evaluation: the round is counted
+    as unranked, also for ``bad_log``, a logged context that is not a JSON object)."""
 
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
@@ -59,6 +78,7 @@ def is_configured() -> bool:
 
 _lock = threading.Lock()
 _clients: dict[tuple, tuple[OutboundClient, OutboundClient]] = {}
+_eval_clients: dict[tuple, OutboundClient] = {}
 
 
 def _breaker() -> CircuitBreaker:
@@ -85,8 +105,38 @@ def _pair() -> tuple[OutboundClient, OutboundClient]:
     return pair
 
 
+def _eval_client() -> OutboundClient:
+    """The evaluation client: a batch job's timeout and retries, the decisions' breaker."""
+    key = (settings.OFFERFIT_API_URL, settings.OFFERFIT_API_KEY, settings.OFFERFIT_EVAL_TIMEOUT_MS,
+           settings.OFFERFIT_BREAKER_FAILURES, settings.OFFERFIT_BREAKER_RESET_SECONDS)
+    with _lock:
+        client = _eval_clients.get(key)
+        if client is None:
+            headers = {KEY_HEADER: settings.OFFERFIT_API_KEY, "Accept": "application/json"}
+            client = _eval_clients[key] = OutboundClient(
+                "offerfit", settings.OFFERFIT_API_URL, timeout=settings.OFFERFIT_EVAL_TIMEOUT_MS / 1000, retries=2,
+                backoff=0.2, breaker=_breaker(), headers=headers, log_calls=False)
+    return client
+
+
 def _reason(exc: OutboundError) -> str:
     return {"timeout": "timeout", "breaker_open": "breaker_open"}.get(exc.kind, "error")
+
+
+def _probability(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value) if 0 <= value <= 1 else None
+
+
+def _ranked_probabilities(ranking: list, candidates: set[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for entry in ranking:
+        if isinstance(entry, dict) and entry.get("id") in candidates and entry["id"] not in out:
+            probability = _probability(entry.get("probability"))
+            if probability is not None:
+                out[entry["id"]] = probability
+    return out
 
 
 def _parse_ranking(body: Any, candidates: set[str]) -> Ranking:
@@ -104,7 +154,9 @@ def _parse_ranking(body: Any, candidates: set[str]) -> Ranking:
             probability = entry.get("probability")
             if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 < probability <= 1:
                 raise ValueError(f"the chosen action's probability {probability!r} is not in (0, 1]")
-            return Ranking(chosen, float(probability), event_id)
+            probabilities = _ranked_probabilities(ranking, candidates)
+            probabilities[chosen] = float(probability)
+            return Ranking(chosen, float(probability), event_id, probabilities)
     raise ValueError("the chosen action is not in the ranking")
 
 
@@ -128,6 +180,59 @@ def rank(*, event_id: str, context: dict[str, Any], candidates: list[dict[str, A
         raise Fallback(_reason(exc), str(exc)) from exc
     try:
         return _parse_ranking(response.json(), {c["id"] for c in candidates})
+    except ValueError as exc:  # includes a body that is not JSON
+        if client.breaker is not None:
+            client.breaker.record_failure()
+        raise Fallback("bad_answer", str(exc)) from exc
+
+
+def _parse_distribution(body: Any, candidates: list[str]) -> list[float]:
+    """The ranking's probability of each candidate (in their order), or ValueError when the answer is
+    not one whole distribution over them."""
+    if not isinstance(body, dict):
+        raise ValueError("the answer is not a JSON object")
+    ranking = body.get("ranking")
+    if not isinstance(ranking, list) or not ranking:
+        raise ValueError("no ranking list")
+    known = set(candidates)
+    seen: dict[str, float] = {}
+    for entry in ranking:
+        if not isinstance(entry, dict) or entry.get("id") not in known:
+            raise ValueError(f"ranking entry {entry!r} is not one of the candidates")
+        if entry["id"] in seen:
+            raise ValueError(f"action {entry['id']!r} is ranked twice")
+        probability = _probability(entry.get("probability"))
+        if probability is None:
+            raise ValueError(f"action {entry['id']!r} has probability {entry.get('probability')!r}, not one in [0, 1]")
+        seen[entry["id"]] = probability
+    total = sum(seen.values())
+    if abs(total - 1) > DISTRIBUTION_TOLERANCE:
+        raise ValueError(f"the probabilities sum to {total:.6g}, not 1")
+    return [seen.get(c, 0.0) for c in candidates]  # an action left out of the ranking: never chosen
+
+
+def rank_for_evaluation(*, context: dict[str, Any], candidates: list[dict[str, Any]]) -> list[float]:
+    """OfferFit's probability of each of ``candidates`` (``[{"id", "features"?}]``, in that order)
+    for ``context``, asked with ``deferActivation`` under a fresh event id and never activated, so
+    OfferFit does not learn from it. Raises :class:`Fallback` (off, timeout, error, breaker_open,
+    bad_answer) when it cannot."""
+    if not is_configured():
+        raise Fallback("off")
+    if not candidates or len(candidates) > MAX_ACTIONS:
+        raise Fallback("error", f"1..{MAX_ACTIONS} actions, got {len(candidates)}")
+    client = _eval_client()
+    body = {
+        "contextFeatures": [context],
+        "actions": [{"id": c["id"], "features": c.get("features") or [{"offer": c["id"]}]} for c in candidates],
+        "eventId": f"{EVAL_EVENT_PREFIX}{uuid.uuid4()}",
+        "deferActivation": True,
+    }
+    try:
+        response = client.post(RANK_PATH, json=body, idempotent=True)
+    except OutboundError as exc:
+        raise Fallback(_reason(exc), str(exc)) from exc
+    try:
+        return _parse_distribution(response.json(), [c["id"] for c in candidates])
     except ValueError as exc:  # includes a body that is not JSON
         if client.breaker is not None:
             client.breaker.record_failure()

@@ -184,6 +184,12 @@ OFFERFIT_TIMEOUT_MS = env.env_int("OFFERFIT_TIMEOUT_MS", 50, minimum=1)
 # Circuit breaker: this many failures in a row open it for the reset period.
 OFFERFIT_BREAKER_FAILURES = env.env_int("OFFERFIT_BREAKER_FAILURES", 5, minimum=1)
 OFFERFIT_BREAKER_RESET_SECONDS = env.env_int("OFFERFIT_BREAKER_RESET_SECONDS", 30, minimum=1)
+# `evaluate_policy --policy offerfit-on` asks OfferFit to rank the rounds it did not serve: a batch
+# job's timeout per attempt (2 retries), this many calls at once, and the largest share of the
+# range's rounds it may fail to rank before the run is refused rather than estimated without them.
+OFFERFIT_EVAL_TIMEOUT_MS = env.env_int("OFFERFIT_EVAL_TIMEOUT_MS", 2000, minimum=1)
+OFFERFIT_EVAL_CONCURRENCY = env.env_int("OFFERFIT_EVAL_CONCURRENCY", 8, minimum=1)
+OFFERFIT_EVAL_MAX_UNRANKED_SHARE = env.env_float("OFFERFIT_EVAL_MAX_UNRANKED_SHARE", 0.01, minimum=0.0, maximum=1.0)
 # --- end rl --------------------------------------------------------------------------------------
 # --- DSP exchange (apps.dsp; the fan-out's own knobs are DspConfig, read from config.env) ---------
 DSP_NOTICE_MAX_RETRIES = env.DSP_NOTICE_MAX_RETRIES

@@ -1,7 +1,11 @@
 """Fixtures for the decision tests: API clients per role, a clean Redis, the ClickHouse schema."""
 from __future__ import annotations
 
+import time
+from datetime import datetime, timedelta
+
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.analytics import testing
@@ -38,3 +42,12 @@ def _eager_tasks():
     app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
     yield
     app.conf.task_always_eager, app.conf.task_eager_propagates = previous
+
+
+def fresh_range_start() -> datetime:
+    """The next whole second, once it has come: a decision-log range from there holds this test's
+    decisions only (ClickHouse keeps the earlier tests' rows, and ranges start at a whole second)."""
+    now = timezone.now()
+    start = (now + timedelta(seconds=1)).replace(microsecond=0)
+    time.sleep((start - now).total_seconds())
+    return start

@@ -53,6 +53,22 @@ def test_decision_log_and_evaluations_are_listed(marketer_admin):
     assert "0.5000 [0.3000, 0.7000]" in text and "0.4500" in text
 
 
+def test_an_offerfit_on_run_shows_beside_the_others_with_what_it_left_out(marketer_admin):
+    now = timezone.now()
+    estimates = [{"estimator": e, "value": 0.31, "low": 0.2, "high": 0.42, "n": 99} for e in ("ips", "snips", "dr")]
+    EvaluationRun.objects.create(policy="thompson:1,1", start=now - timedelta(days=7), end=now, decisions=100,
+                                 logged_value=0.3, estimates=estimates)
+    EvaluationRun.objects.create(policy="offerfit-on", start=now - timedelta(days=7), end=now, decisions=99,
+                                 logged_value=0.3, estimates=estimates, excluded=1,
+                                 details={"offerfit_logged": 40, "offerfit_logged_partial": 0, "ranked": 59,
+                                          "unranked": {"timeout": 1}})
+    page = marketer_admin.get("/admin/rl/evaluationrun/")
+    changelist(page, expect_rows=True)
+    text = html.unescape(page.content.decode())
+    assert "offerfit-on" in text and "thompson:1,1" in text and "1 (timeout 1)" in text
+    assert text.count("0.3100 [0.2000, 0.4200]") == 6
+
+
 def test_read_only_and_staff_only(marketer_admin):
     assert marketer_admin.get("/admin/rl/posterior/add/").status_code == 403
     nobody = Client()

@@ -11,6 +11,7 @@ from django.utils import timezone
 from apps.analytics import testing
 from apps.rl import evaluation, services
 from apps.rl.models import EvaluationRun
+from tests.rl.conftest import fresh_range_start
 
 R = evaluation.Round
 
@@ -46,7 +47,7 @@ def test_policy_specs():
 
 @pytest.mark.django_db(transaction=True)
 def test_evaluate_policy_command_on_the_logged_decisions(clickhouse_db):
-    start = timezone.now() - timedelta(seconds=5)
+    start = fresh_range_start()  # the other tests' decisions stay in ClickHouse
     for i in range(20):
         d = services.rl_decide(user_id=f"u-ev-{i}", channel="web", context={"tier": "green"}, candidates=["x", "y"])
         services.rl_reward(decision_id=d.decision_id, value=1.0 if d.offer_id == "x" else 0.0)

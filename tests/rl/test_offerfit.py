@@ -6,7 +6,8 @@ import pytest
 
 from apps.rl import offerfit, services
 from apps.rl.models import Decision
-from tests.support.http_server import LocalHTTPServer, Recorded
+from tests.rl.personalizer import Personalizer
+from tests.support.http_server import LocalHTTPServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -14,24 +15,9 @@ KEY = "test-subscription-key"
 CANDIDATES = ["o-1", "o-2", "o-3"]
 
 
-def personalizer(recorded: Recorded):
-    """Rank: choose the second action with probability 0.7; reward: 204."""
-    if recorded.path == offerfit.RANK_PATH:
-        body = recorded.json()
-        actions = [a["id"] for a in body["actions"]]
-        ranking = [{"id": actions[1], "probability": 0.7}] + [
-            {"id": a, "probability": 0.3 / (len(actions) - 1)} for a in actions if a != actions[1]]
-        return 201, {}, {"ranking": ranking, "eventId": body["eventId"], "rewardActionId": actions[1]}
-    if recorded.path.startswith("/personalizer/v1.0/events/") and recorded.path.endswith("/reward"):
-        return 204, {}, None
-    if recorded.path == offerfit.CATALOG_PATH:
-        return 204, {}, None
-    return 404, {}, {"error": {"code": "ResourceNotFound", "message": recorded.path}}
-
-
 @pytest.fixture
 def server(settings):
-    with LocalHTTPServer(handler=personalizer) as srv:
+    with LocalHTTPServer(handler=Personalizer()) as srv:  # the second action with probability 0.7
         settings.OFFERFIT_API_URL = srv.url
         settings.OFFERFIT_API_KEY = KEY
         # generous: these tests are about the answers, and the VM is shared (the budget has its own test)
@@ -55,6 +41,9 @@ def test_offerfit_answers_in_the_rank_shape_and_gets_the_reward(server):
     assert body["eventId"] == result.decision_id and body["deferActivation"] is False
     assert [a["id"] for a in body["actions"]] == CANDIDATES
     assert body["contextFeatures"] == [{"tier": "gold", "daypart": "am", "channel": "app"}]
+    # the whole ranking is logged, aligned with the candidates (offerfit-on evaluation reads it back)
+    assert Decision.objects.get(decision_id=result.decision_id).probabilities == pytest.approx([0.15, 0.7, 0.15])
+    assert result.probabilities == pytest.approx({"o-1": 0.15, "o-2": 0.7, "o-3": 0.15})
 
     services.rl_reward(decision_id=result.decision_id, value=2.0)  # redeemed: +2 → clip(2 / 2) = 1
     reward = server.requests[1]

@@ -170,7 +170,8 @@ def rl_decide(*, user_id: str, channel: str, context: dict[str, Any] | None = No
             raise offerfit.Fallback("bad_answer", f"offer {ranking.offer_id!r} is not a candidate")
         chosen, propensity, event_id = ranking.offer_id, ranking.propensity, ranking.event_id
         source = DecisionSource.OFFERFIT
-        probabilities = [propensity if o == chosen else 0.0 for o in offer_ids]
+        # OfferFit's whole distribution (what offerfit-on evaluation reads back); the chosen one's is the propensity
+        probabilities = [ranking.probabilities.get(o, 0.0) for o in offer_ids]
     except offerfit.Fallback as fallback:
         fallback_reason = fallback.reason
         if fallback.reason != "off":
