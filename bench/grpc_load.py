@@ -203,11 +203,12 @@ def _server_env(redis_url: str) -> dict[str, str]:
     return env
 
 
-def _start_sidecar(workers: int, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
+def _start_sidecar(workers: int, env: dict[str, str], log: Path, command: str = "") -> tuple[subprocess.Popen, int]:
     port = bid_load.free_port()
-    proc = subprocess.Popen([sys.executable, "manage.py", "run_grpc", "--port", str(port), "--workers", str(workers)],
-                            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    ready = " serving on " if workers > 1 else "BiddingService listening on"
+    argv = (command.format(python=sys.executable, port=port, workers=workers).split() if command else
+            [sys.executable, "manage.py", "run_grpc", "--port", str(port), "--workers", str(workers)])
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    ready = " serving on " if workers > 1 or command else "BiddingService listening on"
     deadline = time.monotonic() + 90
     while log.read_text(errors="replace").count(ready) < (workers if workers > 1 else 1):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -276,6 +277,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1, help="StreamBids streams per connection")
     parser.add_argument("--http-clients", type=int, default=2, help="HTTP client processes")
     parser.add_argument("--http-connections", type=int, default=16, help="connections per HTTP client process")
+    parser.add_argument("--grpc-command", default="",
+                        help="start this gRPC server instead of run_grpc (another implementation of BiddingService): "
+                             "{python}, {port}, {workers} are filled in; each worker prints ' serving on ' when ready")
     parser.add_argument("--unknown-ratio", type=float, default=0.1, help="share of requests from unknown users")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
     args = parser.parse_args()
@@ -295,7 +299,7 @@ def main() -> None:
     try:
         for workers in (int(w) for w in args.workers.split(",")):
             log = Path(tmp.name) / f"grpc-{workers}-{len(rows)}.log"
-            proc, port = _start_sidecar(workers, env, log)
+            proc, port = _start_sidecar(workers, env, log, args.grpc_command)
             try:
                 for mode in modes:
                     if http is not None:
