@@ -538,7 +538,9 @@ class RedisMeter:
                 pids.append(int(entry.name))
         return pids
 
-    def sample(self) -> tuple[float | None, int]:
+    def sample(self) -> tuple[float | None, int, int]:
+        """(CPU seconds, commands, wake-ups: voluntary context switches, i.e. times a server slept
+        and had to be woken by a request)."""
         tick = os.sysconf("SC_CLK_TCK")
         cpu = 0.0
         for pid in self.pids:
@@ -548,10 +550,37 @@ class RedisMeter:
                 continue
             cpu += (int(fields[11]) + int(fields[12])) / tick
         calls = sum(int(stat["calls"]) for node in self.nodes for stat in node.info("commandstats").values())
-        return (cpu if self.pids else None), calls
+        return (cpu if self.pids else None), calls, sum(context_switches(pid)[0] for pid in self.pids)
 
 
 REDIS: RedisMeter | None = None
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of a process's threads so far (0, 0 if gone)."""
+    total = [0, 0]
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0, 0
+    for task in tasks:
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total[0] += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    total[1] += int(line.split()[1])
+        except OSError:
+            continue
+    return total[0], total[1]
+
+
+def server_preemptions() -> int | None:
+    """Involuntary context switches of the bid app's processes so far: the times another process
+    (the generator, a redis-server, anything on the box) took a worker's core while it had work."""
+    if SERVER_PGID is None:
+        return None
+    return sum(context_switches(pid)[1] for pid, (_, group, _) in processes().items() if group == SERVER_PGID)
 
 
 def cpu_busy() -> tuple[float, float]:
@@ -580,11 +609,14 @@ def report(name: str, client: Client, elapsed: float, before: str, after: str, c
         row["server_cpu_us_per_req"] = round(cpu / client.completed * 1e6)
         row["server_cores"] = round(cpu / elapsed, 2)
     if redis_used is not None and client.completed:
-        redis_cpu, redis_calls = redis_used
+        redis_cpu, redis_calls, wakeups, preempted = redis_used
         if redis_cpu is not None:
             row["redis_cpu_us_per_req"] = round(redis_cpu / client.completed * 1e6, 1)
             row["redis_cores"] = round(redis_cpu / elapsed, 3)
+            row["redis_wakeups_per_req"] = round(wakeups / client.completed, 3)
         row["redis_cmds_per_req"] = round(redis_calls / client.completed, 3)
+        if preempted is not None:
+            row["server_preempted_per_req"] = round(preempted / client.completed, 3)
     if client_cpu is not None:
         row["client_cores"] = round(client_cpu / elapsed, 2)
         row["other_cores"] = round(max(0.0, busy_cores(*client.busy) - row.get("server_cores", 0) - row["client_cores"]
@@ -657,12 +689,20 @@ def load_average() -> str:
         return "?"
 
 
-def redis_delta(start: tuple | None) -> tuple | None:
-    """(CPU seconds or None, commands) of the Redis servers since ``start`` (``RedisMeter.sample``)."""
-    if start is None or REDIS is None:
+def redis_start() -> tuple | None:
+    return (REDIS.sample() if REDIS else None), server_preemptions()
+
+
+def redis_delta(start: tuple) -> tuple | None:
+    """(CPU seconds or None, commands, wake-ups, bid app preemptions or None) since ``start``
+    (``redis_start``)."""
+    sample, preempted = start
+    if sample is None or REDIS is None:
         return None
-    cpu, calls = REDIS.sample()
-    return (cpu - start[0] if cpu is not None and start[0] is not None else None), calls - start[1]
+    cpu, calls, wakeups = REDIS.sample()
+    now_preempted = server_preemptions()
+    return ((cpu - sample[0] if cpu is not None and sample[0] is not None else None), calls - sample[1],
+            wakeups - sample[2], now_preempted - preempted if preempted is not None and now_preempted is not None else None)
 
 
 async def run(args) -> list[dict]:
@@ -686,7 +726,7 @@ async def run(args) -> list[dict]:
         phase = client.sharing(request_set)
         print(f"# connections per server process: {connections_per_process(url.port)}", flush=True)
         procs0 = processes()
-        redis0 = REDIS.sample() if REDIS else None
+        redis0 = redis_start()
         before, cpu0, own0, busy0 = scrape(args.url), process_group_cpu(SERVER_PGID, procs0), time.process_time(), cpu_busy()
         elapsed = phase.open_loop(args.rate, args.duration)
         procs1 = processes()
@@ -700,7 +740,7 @@ async def run(args) -> list[dict]:
 
     phase = Client(url.hostname, url.port, bodies)
     await phase.connect(args.max_connections)
-    redis0 = REDIS.sample() if REDIS else None
+    redis0 = redis_start()
     before, cpu0, own0, busy0 = scrape(args.url), process_group_cpu(SERVER_PGID), time.process_time(), cpu_busy()
     elapsed = await phase.closed_loop(args.max_duration)
     cpu, own, phase.busy = process_group_cpu(SERVER_PGID), time.process_time(), (busy0, cpu_busy())

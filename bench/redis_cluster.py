@@ -144,10 +144,14 @@ def main() -> None:
             ("closed loop: bid app CPU µs/request", "closed", "server_cpu_us_per_req", 1),
             ("closed loop: redis-server CPU µs/request (all masters)", "closed", "redis_cpu_us_per_req", 1),
             ("closed loop: Redis commands/request", "closed", "redis_cmds_per_req", 3),
+            ("closed loop: redis-server wake-ups/request", "closed", "redis_wakeups_per_req", 3),
+            ("closed loop: bid app preemptions/request", "closed", "server_preempted_per_req", 3),
             (f"{mix}: bid app CPU µs/request", "mix", "server_cpu_us_per_req", 1),
             (f"{mix}: redis-server CPU µs/request", "mix", "redis_cpu_us_per_req", 1),
             (f"{l1}: bid app CPU µs/request", "l1", "server_cpu_us_per_req", 1),
-            (f"{l1}: redis-server CPU µs/request", "l1", "redis_cpu_us_per_req", 1)):
+            (f"{l1}: redis-server CPU µs/request", "l1", "redis_cpu_us_per_req", 1),
+            (f"{l1}: redis-server wake-ups/request", "l1", "redis_wakeups_per_req", 3),
+            (f"{l1}: bid app preemptions/request", "l1", "server_preempted_per_req", 3)):
         row(label, {name: median(name, phase, field) for name in stores}, digits)
     for unknown in (0.0, 0.1) if inprocess else ():
         row(f"in-process CPU per request, {unknown:.0%} unknown users (L2 reads), µs",
