@@ -266,3 +266,24 @@ def test_cluster_urls_name_their_nodes_and_database_zero_only():
     with pytest.raises(ValueError, match="database 0 only"):
         redis_store.cluster_nodes("redis+cluster://h:1/3")
     assert redis_store.is_cluster_url("redis+cluster://h:1") and not redis_store.is_cluster_url("redis://h:1/0")
+
+
+def test_migrate_cluster_freq_folds_legacy_sets_on_a_cluster_and_leaves_a_single_redis_alone(redis_client):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from apps.bidding.cache import legacy_freq_key
+
+    redis_client.zadd(legacy_freq_key("u-cmd"), {"old-bid:7": 1_000_000.0})
+    redis_client.expire(legacy_freq_key("u-cmd"), 3600)
+    out = StringIO()
+    call_command("migrate_cluster_freq", stdout=out)
+    if redis_store.is_cluster(redis_client):
+        assert "folded into the profile's slot: 1" in out.getvalue()
+        assert not redis_client.exists(legacy_freq_key("u-cmd"))
+        assert redis_client.zrange(user_freq(redis_client, "u-cmd"), 0, -1, withscores=True) == [(b"old-bid:7", 1e6)]
+    else:  # freq:<user> is today's name there
+        assert "nothing to migrate" in out.getvalue()
+        assert user_freq(redis_client, "u-cmd") == legacy_freq_key("u-cmd")
+        assert redis_client.zrange(legacy_freq_key("u-cmd"), 0, -1, withscores=True) == [(b"old-bid:7", 1e6)]
