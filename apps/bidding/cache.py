@@ -3,9 +3,9 @@
 L1 is an in-process LRU (``BID_L1_MAX_ENTRIES``, TTL ``BID_L1_TTL_SECONDS``) of ``UserState``:
 the profile (``apps.core.profiles`` layout) in the form the feature builder wants, plus the user's
 won impressions of the last 24 hours. L2 is Redis: the profile hash and the user's frequency
-sorted set (``freq_key``), read together in one pipelined round trip on an L1 miss. L1 stays fresh through
-announcements, never through reads: ``profiles:changed`` drops an entry, ``bidding:wins`` appends a
-won impression to it.
+sorted set (``freq_key``), read together in one pipelined round trip on an L1 miss. L1 stays fresh
+through announcements, never through reads: ``profiles:changed`` drops an entry, ``bidding:wins``
+appends a won impression to it.
 """
 from __future__ import annotations
 

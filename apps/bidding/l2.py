@@ -15,8 +15,9 @@ On a Redis Cluster (``redis+cluster://``) ``ClusterL2Client`` keeps one such con
 reads the slot map with ``CLUSTER SLOTS`` and sends each key to the master of its slot. The
 frequency key is hash-tagged by the profile key's name there (``apps.bidding.cache.freq_key``), so
 both reads go to one master in one request, as on a single Redis; for an id whose braces break the
-tag they go to two masters at once and are awaited together: an L1 miss is one round trip either way. A ``MOVED``/``ASK`` reply (resharding, failover) marks the map
-stale — that request falls back like any L2 failure, the next one reads the new map.
+tag they go to two masters at once and are awaited together: an L1 miss is one round trip either
+way. A ``MOVED``/``ASK`` reply (resharding, failover) marks the map stale — that request falls back
+like any L2 failure, the next one reads the new map.
 """
 from __future__ import annotations
 
