@@ -435,6 +435,11 @@ def buckets(text: str, name: str) -> dict[float, float]:
     return out
 
 
+def counter(text: str, name: str) -> float:
+    """A counter's value summed over label sets (workers)."""
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
 def quantile(before: dict, after: dict, q: float) -> float | None:
     """Quantile of the observations between two scrapes (linear inside a bucket)."""
     bounds = sorted(after)
@@ -503,6 +508,81 @@ def other_processes(before: dict, after: dict, top: int = 3) -> str:
 SERVER_PGID: int | None = None
 
 
+class RedisMeter:
+    """What the Redis servers behind ``--redis-url`` did during a phase: CPU seconds of the local
+    ``redis-server`` processes listening on those ports (found by the port in the process title) and
+    commands executed (``INFO commandstats``, summed over the nodes: every master of a cluster).
+    Per request these say whether a store costs more work per bid, apart from the bid app's own CPU."""
+
+    def __init__(self, client):
+        from apps.core.redis import is_cluster
+
+        if is_cluster(client):
+            self.nodes = [node.redis_connection or client.get_redis_connection(node)
+                          for node in client.get_primaries()]
+        else:
+            self.nodes = [client]
+        self.ports = {int(n.connection_pool.connection_kwargs.get("port", 6379)) for n in self.nodes}
+        self.pids = self._pids()
+
+    def _pids(self) -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "redis-server" in title and {int(p) for p in re.findall(r":(\d+)\b", title)} & self.ports:
+                pids.append(int(entry.name))
+        return pids
+
+    def sample(self) -> tuple[float | None, int, int]:
+        """(CPU seconds, commands, wake-ups: voluntary context switches, i.e. times a server slept
+        and had to be woken by a request)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu = 0.0
+        for pid in self.pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            cpu += (int(fields[11]) + int(fields[12])) / tick
+        calls = sum(int(stat["calls"]) for node in self.nodes for stat in node.info("commandstats").values())
+        return (cpu if self.pids else None), calls, sum(context_switches(pid)[0] for pid in self.pids)
+
+
+REDIS: RedisMeter | None = None
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of a process's threads so far (0, 0 if gone)."""
+    total = [0, 0]
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0, 0
+    for task in tasks:
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total[0] += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    total[1] += int(line.split()[1])
+        except OSError:
+            continue
+    return total[0], total[1]
+
+
+def server_preemptions() -> int | None:
+    """Involuntary context switches of the bid app's processes so far: the times another process
+    (the generator, a redis-server, anything on the box) took a worker's core while it had work."""
+    if SERVER_PGID is None:
+        return None
+    return sum(context_switches(pid)[1] for pid, (_, group, _) in processes().items() if group == SERVER_PGID)
+
+
 def cpu_busy() -> tuple[float, float]:
     """(busy jiffies, wall seconds) of the whole machine from /proc/stat."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
@@ -516,7 +596,7 @@ def busy_cores(start: tuple[float, float], end: tuple[float, float]) -> float:
 
 
 def report(name: str, client: Client, elapsed: float, before: str, after: str, cpu: float | None = None,
-           client_cpu: float | None = None) -> dict:
+           client_cpu: float | None = None, redis_used: tuple | None = None) -> dict:
     ms = lambda v: round(v * 1000, 3)  # noqa: E731
     lat = client.latencies
     row = {
@@ -528,15 +608,27 @@ def report(name: str, client: Client, elapsed: float, before: str, after: str, c
     if cpu is not None and client.completed:
         row["server_cpu_us_per_req"] = round(cpu / client.completed * 1e6)
         row["server_cores"] = round(cpu / elapsed, 2)
+    if redis_used is not None and client.completed:
+        redis_cpu, redis_calls, wakeups, preempted = redis_used
+        if redis_cpu is not None:
+            row["redis_cpu_us_per_req"] = round(redis_cpu / client.completed * 1e6, 1)
+            row["redis_cores"] = round(redis_cpu / elapsed, 3)
+            row["redis_wakeups_per_req"] = round(wakeups / client.completed, 3)
+        row["redis_cmds_per_req"] = round(redis_calls / client.completed, 3)
+        if preempted is not None:
+            row["server_preempted_per_req"] = round(preempted / client.completed, 3)
     if client_cpu is not None:
         row["client_cores"] = round(client_cpu / elapsed, 2)
-        row["other_cores"] = round(max(0.0, busy_cores(*client.busy) - row.get("server_cores", 0) - row["client_cores"]), 2) \
+        row["other_cores"] = round(max(0.0, busy_cores(*client.busy) - row.get("server_cores", 0) - row["client_cores"]
+                                       - row.get("redis_cores", 0)), 2) \
             if getattr(client, "busy", None) else None
     if client.read_latencies:
         row["read_p99_ms"] = ms(pct(client.read_latencies, .99))
     if client.from_schedule:
         row.update(sched_p50_ms=ms(pct(client.from_schedule, .5)), sched_p99_ms=ms(pct(client.from_schedule, .99)),
                    send_lag_p99_ms=ms(pct(client.lags, .99)))
+    misses = counter(after, "cache_l1_miss_total") - counter(before, "cache_l1_miss_total")
+    row["l1_misses"] = round(misses)  # requests of the phase that read L2 (each: profile + frequency)
     for metric, key in (("bids_total_latency_us", "server"), ("inference_latency_us", "inference")):
         b0, b1 = buckets(before, metric), buckets(after, metric)
         for q in (0.5, 0.99):
@@ -597,6 +689,22 @@ def load_average() -> str:
         return "?"
 
 
+def redis_start() -> tuple | None:
+    return (REDIS.sample() if REDIS else None), server_preemptions()
+
+
+def redis_delta(start: tuple) -> tuple | None:
+    """(CPU seconds or None, commands, wake-ups, bid app preemptions or None) since ``start``
+    (``redis_start``)."""
+    sample, preempted = start
+    if sample is None or REDIS is None:
+        return None
+    cpu, calls, wakeups = REDIS.sample()
+    now_preempted = server_preemptions()
+    return ((cpu - sample[0] if cpu is not None and sample[0] is not None else None), calls - sample[1],
+            wakeups - sample[2], now_preempted - preempted if preempted is not None and now_preempted is not None else None)
+
+
 async def run(args) -> list[dict]:
     url = urlparse(args.url)
     rng = random.Random(args.seed)
@@ -608,7 +716,7 @@ async def run(args) -> list[dict]:
 
     print(f"# warm-up {args.warmup}s at {args.rate // 2} req/s ({args.connections} connections)", flush=True)
     client.open_loop(args.rate / 2, args.warmup)
-    client.sharing(known_only).open_loop(args.rate / 2, 3)  # every known user into both workers' L1
+    warm_every_worker(client, known_only, url.port, args.rate / 2)
 
     for name, request_set in ((f"open-loop {args.rate}/s, mix ({args.unknown_ratio:.0%} unknown users)", bodies),
                               (f"open-loop {args.rate}/s, known users (L1 hits)", known_only)):
@@ -618,12 +726,13 @@ async def run(args) -> list[dict]:
         phase = client.sharing(request_set)
         print(f"# connections per server process: {connections_per_process(url.port)}", flush=True)
         procs0 = processes()
+        redis0 = redis_start()
         before, cpu0, own0, busy0 = scrape(args.url), process_group_cpu(SERVER_PGID, procs0), time.process_time(), cpu_busy()
         elapsed = phase.open_loop(args.rate, args.duration)
         procs1 = processes()
         cpu, own, phase.busy = process_group_cpu(SERVER_PGID, procs1), time.process_time(), (busy0, cpu_busy())
         results.append(report(name, phase, elapsed, before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None,
-                              own - own0))
+                              own - own0, redis_delta(redis0)))
         if SERVER_PGID is not None:
             print(f"# other processes by CPU during the phase: {other_processes(procs0, procs1)}", flush=True)
         if args.trace:
@@ -631,14 +740,48 @@ async def run(args) -> list[dict]:
 
     phase = Client(url.hostname, url.port, bodies)
     await phase.connect(args.max_connections)
+    redis0 = redis_start()
     before, cpu0, own0, busy0 = scrape(args.url), process_group_cpu(SERVER_PGID), time.process_time(), cpu_busy()
     elapsed = await phase.closed_loop(args.max_duration)
     cpu, own, phase.busy = process_group_cpu(SERVER_PGID), time.process_time(), (busy0, cpu_busy())
     results.append(report(f"closed-loop max throughput, {len(phase.conns)} connections, mix", phase, elapsed,
-                          before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None, own - own0))
+                          before, scrape(args.url), cpu - cpu0 if cpu0 is not None else None, own - own0,
+                          redis_delta(redis0)))
     for conn in client.conns + phase.conns:
         conn.close()
     return results
+
+
+def conns_by_worker(conns: list, port: int) -> dict[int, list]:
+    """The open-loop connections grouped by the server process that accepted each (from ``ss``:
+    the server side's peer port is our local port); empty when ``ss`` is missing."""
+    try:
+        out = subprocess.run(["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    worker_of = {int(peer): int(pid) for peer, pid in re.findall(r":\d+\s+\S+:(\d+)\s+users:\(\(\"[^\"]*\",pid=(\d+)", out)}
+    groups: dict[int, list] = {}
+    for conn in conns:
+        pid = worker_of.get(conn.sock.getsockname()[1])
+        if pid is not None:
+            groups.setdefault(pid, []).append(conn)
+    return groups
+
+
+def warm_every_worker(client: "TickClient", known: list[bytes], port: int, rate: float) -> None:
+    """Every known user into every worker's L1: all known requests over one connection of each
+    worker in turn. (An open loop over all connections leaves some users out of one worker's L1 —
+    ``pick`` favours the first idle connections — and those users' L2 reads then land in the
+    "L1 hits" phase: up to a few per cent of its requests, enough to move its p99.)"""
+    groups = conns_by_worker(client.conns, port)
+    if not groups:
+        client.sharing(known).open_loop(rate, 3)
+        return
+    for conns in groups.values():
+        phase = client.sharing(known)
+        phase.conns = conns[:1]
+        phase.open_loop(rate, len(known) / rate)
 
 
 def write_trace(directory: str, number: int, client: "Client") -> None:
@@ -680,6 +823,8 @@ def main() -> None:
     client = sync_from_url(args.redis_url)
     print(f"# seeding {N_OFFERS} live offers and {N_USERS} profiles into {args.redis_url}", flush=True)
     seed(client, offers=N_OFFERS, users=N_USERS, rng=random.Random(args.seed))
+    global REDIS
+    REDIS = RedisMeter(client)
     proc = None
     tmp = tempfile.TemporaryDirectory(prefix="bid-bench-")
     if not args.no_start:
@@ -699,13 +844,15 @@ def main() -> None:
         results = uvloop.run(run(args))
         print(f"# load average after: {load_average()}", flush=True)
         print("\n| phase | req/s | bids/s | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | server p50/p99 µs "
-              "| inference p50/p99 µs | server CPU µs/req | cores: server / generator / other |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| inference p50/p99 µs | server CPU µs/req | Redis CPU µs/req, cmds/req | cores: server / generator / Redis / other |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in results:
             print(f"| {r['phase']} | {r['req_per_s']:,.0f} | {r['bids_per_s']:,.0f} | {r['errors']} | {r['p50_ms']} | "
                   f"{r['p90_ms']} | {r['p99_ms']} | {r['p999_ms']} | {r['server_p50_us']}/{r['server_p99_us']} | "
                   f"{r['inference_p50_us']}/{r['inference_p99_us']} | {r.get('server_cpu_us_per_req', '-')} | "
-                  f"{r.get('server_cores', '-')} / {r.get('client_cores', '-')} / {r.get('other_cores', '-')} |")
+                  f"{r.get('redis_cpu_us_per_req', '-')}, {r.get('redis_cmds_per_req', '-')} | "
+                  f"{r.get('server_cores', '-')} / {r.get('client_cores', '-')} / {r.get('redis_cores', '-')} / "
+                  f"{r.get('other_cores', '-')} |")
     finally:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

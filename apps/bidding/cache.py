@@ -2,10 +2,10 @@
 
 L1 is an in-process LRU (``BID_L1_MAX_ENTRIES``, TTL ``BID_L1_TTL_SECONDS``) of ``UserState``:
 the profile (``apps.core.profiles`` layout) in the form the feature builder wants, plus the user's
-won impressions of the last 24 hours. L2 is Redis: the profile hash and the ``freq:{user_id}``
-sorted set, read together in one pipelined round trip on an L1 miss. L1 stays fresh through
-announcements, never through reads: ``profiles:changed`` drops an entry, ``bidding:wins`` appends a
-won impression to it.
+won impressions of the last 24 hours. L2 is Redis: the profile hash and the user's frequency
+sorted set (``freq_key``), read together in one pipelined round trip on an L1 miss. L1 stays fresh
+through announcements, never through reads: ``profiles:changed`` drops an entry, ``bidding:wins``
+appends a won impression to it.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from apps.core import redis as redis_store
 from apps.core.profiles import PROFILE_FIELDS, profile_key
 
 ANONYMOUS = "anonymous"
@@ -26,7 +27,21 @@ _ZERO_INTERESTS.setflags(write=False)
 _ZERO_LOYALTY.setflags(write=False)
 
 
-def freq_key(user_id: str) -> str:
+def freq_key(user_id: str, *, cluster: bool = False) -> str:
+    """The user's won impressions of the last 24 h (sorted set: member ``bid_id:campaign_id``, score
+    the win's unix time). ``freq:<id>`` on a single Redis. On a Redis Cluster ``{profile:<id>}:freq``:
+    hash-tagged by the name of the user's profile key, so both keys of an L1 miss live on one master
+    and the read is one request to one server instead of one to each of two (measured in
+    bench/README.md "Redis Cluster"). An id holding ``{`` or ``}`` may tag it elsewhere: its two keys
+    may then sit on two masters, read just as correctly. ``legacy_freq_key`` is the cluster's old name
+    (``migrate_legacy_freq`` folds it)."""
+    return f"{{profile:{user_id}}}:freq" if cluster else f"freq:{user_id}"
+
+
+LEGACY_FREQ_PATTERN = "freq:*"  # on a cluster: the names before the hash tag (single Redis: today's)
+
+
+def legacy_freq_key(user_id: str) -> str:
     return f"freq:{user_id}"
 
 
@@ -166,7 +181,8 @@ async def load_from_redis(aclient, user_id: str, now: float) -> UserState:
         return state_from_redis(user_id, decode_profile_hash(raw_profile) if raw_profile else {}, freq, now)
     pipe = aclient.pipeline(transaction=False)
     pipe.hgetall(profile_key(user_id))
-    pipe.zrangebyscore(freq_key(user_id), now - FREQ_WINDOW_SECONDS, "+inf", withscores=True)
+    pipe.zrangebyscore(freq_key(user_id, cluster=redis_store.is_cluster(aclient)), now - FREQ_WINDOW_SECONDS,
+                       "+inf", withscores=True)
     raw_profile, freq = await pipe.execute()
     return state_from_redis(user_id, decode_profile_hash(raw_profile) if raw_profile else {}, freq, now)
 

@@ -12,10 +12,12 @@ the connection is never left mid-reply.
 Connection failures raise ``ConnectionError`` at once; the caller falls back to the default profile.
 
 On a Redis Cluster (``redis+cluster://``) ``ClusterL2Client`` keeps one such connection per master,
-reads the slot map with ``CLUSTER SLOTS`` and sends each key to the master of its slot: the two reads
-go out at once (one request when both keys hash to the same master) and are awaited together, so an
-L1 miss still costs one round trip. A ``MOVED``/``ASK`` reply (resharding, failover) marks the map
-stale — that request falls back like any L2 failure, the next one reads the new map.
+reads the slot map with ``CLUSTER SLOTS`` and sends each key to the master of its slot. The
+frequency key is hash-tagged by the profile key's name there (``apps.bidding.cache.freq_key``), so
+both reads go to one master in one request, as on a single Redis; for an id whose braces break the
+tag they go to two masters at once and are awaited together: an L1 miss is one round trip either
+way. A ``MOVED``/``ASK`` reply (resharding, failover) marks the map stale — that request falls back
+like any L2 failure, the next one reads the new map.
 """
 from __future__ import annotations
 
@@ -39,8 +41,9 @@ def _profile_command(user_id: str) -> bytes:
     return _command(b"HGETALL", profile_key(user_id).encode())
 
 
-def _freq_command(user_id: str, since: float) -> bytes:
-    return _command(b"ZRANGEBYSCORE", freq_key(user_id).encode(), repr(since).encode(), b"+inf", b"WITHSCORES")
+def _freq_command(user_id: str, since: float, *, cluster: bool = False) -> bytes:
+    return _command(b"ZRANGEBYSCORE", freq_key(user_id, cluster=cluster).encode(), repr(since).encode(), b"+inf",
+                    b"WITHSCORES")
 
 
 def _profile_and_freq(profile, freq) -> tuple[dict, list[tuple[bytes, float]]]:
@@ -244,15 +247,16 @@ class ClusterL2Client:
     async def profile_and_freq(self, user_id: str, since: float) -> tuple[dict, list[tuple[bytes, float]]]:
         table = await self._table()
         profile_node = table[key_slot(profile_key(user_id).encode())]
-        freq_node = table[key_slot(freq_key(user_id).encode())]
+        freq_command = _freq_command(user_id, since, cluster=True)
         try:
             first = await self._node(profile_node)._ready()
-            if profile_node == freq_node:
-                profile, freq = await first.request(_profile_command(user_id) + _freq_command(user_id, since), 2)
-            else:  # both written before either is awaited: one round trip, no task per read
+            # the frequency key is hash-tagged by the profile's name (freq_key): the same master
+            if profile_node == (freq_node := table[key_slot(freq_key(user_id, cluster=True).encode())]):
+                profile, freq = await first.request(_profile_command(user_id) + freq_command, 2)
+            else:  # an id with braces: both written before either is awaited, one round trip
                 second = await self._node(freq_node)._ready()
                 profile_reply = first.request(_profile_command(user_id), 1)
-                freq_reply = second.request(_freq_command(user_id, since), 1)
+                freq_reply = second.request(freq_command, 1)
                 try:
                     (profile,) = await profile_reply
                 finally:

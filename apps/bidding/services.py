@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from prometheus_client import Counter
 
 from apps.bidding import snapshot as snap
+from apps.bidding.cache import LEGACY_FREQ_PATTERN, freq_key
 from apps.bidding.models import SpendFlush
 from apps.bidding.wins import (
     LEGACY_SPEND_INFLIGHT_KEY,
@@ -147,6 +148,40 @@ def migrate_legacy_spend(client, campaign_ids) -> int:
     if moved:
         log.info("spend_legacy_keys_migrated", campaigns=len(ids), pending_micros=moved)
     return moved
+
+
+def migrate_legacy_freq(client, *, batch: int = 500) -> int:
+    """Fold a Redis Cluster's legacy frequency sets ``freq:<user>`` into ``{profile:<user>}:freq``
+    (``apps.bidding.cache.freq_key``: the profile's slot). A single Redis keeps ``freq:<user>``:
+    nothing to do. Per master: ``SCAN`` for the legacy names, copy each set's members (``ZADD NX``:
+    a member already in the new set is the same win), carry its TTL over when longer, then delete it.
+    Idempotent; run it (``manage.py migrate_cluster_freq``) once the bid app and the win handlers all
+    run this version — a win an older process writes to a legacy set meanwhile would be missed by
+    the frequency caps once folded. Returns the legacy sets folded."""
+    if not redis_store.is_cluster(client):
+        return 0
+    folded = 0
+    for node in client.get_primaries():
+        server = client.get_redis_connection(node)
+        for key in server.scan_iter(match=LEGACY_FREQ_PATTERN, count=batch):
+            user_id = key.decode()[len("freq:"):]
+            with server.pipeline(transaction=False) as pipe:
+                pipe.zrange(key, 0, -1, withscores=True)
+                pipe.pttl(key)
+                members, ttl_ms = pipe.execute()
+            target = freq_key(user_id, cluster=True)
+            if members:
+                with client.pipeline(transaction=False) as pipe:  # one slot: the target's master
+                    pipe.zadd(target, dict(members), nx=True)
+                    if ttl_ms > 0:
+                        pipe.pexpire(target, ttl_ms, nx=True)  # created just now: no TTL yet
+                        pipe.pexpire(target, ttl_ms, gt=True)
+                    pipe.execute()
+            server.delete(key)
+            folded += 1
+    if folded:
+        log.info("frequency_legacy_keys_migrated", sets=folded)
+    return folded
 
 
 def mark_pending_dirty(client, campaign_ids) -> None:

@@ -21,7 +21,8 @@ leaves every invariant intact (tests/bidding/test_cluster_wins.py):
    exact per campaign and idempotent per bid: the marker and the money move together or not at all.
 2. after 1, concurrently: ``SADD spend:dirty`` (after the pending increment, so the flush, which
    removes a campaign from the set *before* claiming its pending spend, never strands it); the user
-   slot script (``ZADD`` member ``bid_id:cid`` — the same member again is a no-op — trim, expire,
+   slot script on ``{profile:<user_id>}:freq`` (the profile's slot, ``apps.bidding.cache.freq_key``:
+   ``ZADD`` member ``bid_id:cid`` — the same member again is a no-op — trim, expire,
    and ``PUBLISH`` only when step 1 counted the win); the exhausted script (``SADD`` then ``PUBLISH``
    only when the campaign was not in the set yet).
 
@@ -256,8 +257,9 @@ async def win_follower_steps(aclient, t: WinToken, *, counted: int, total: int, 
     followers = [aclient.sadd(SPEND_DIRTY_KEY, t.campaign_id)]
     if t.user_id != ANONYMOUS:
         followers.append(aclient.eval(
-            _WIN_USER_LUA, 1, freq_key(t.user_id), ts, f"{t.bid_id}:{t.campaign_id}", FREQ_WINDOW_SECONDS,
-            "1" if counted else "0", channel_of(WINS_CHANNEL, aclient), message))
+            _WIN_USER_LUA, 1, freq_key(t.user_id, cluster=redis_store.is_cluster(aclient)), ts,
+            f"{t.bid_id}:{t.campaign_id}", FREQ_WINDOW_SECONDS, "1" if counted else "0",
+            channel_of(WINS_CHANNEL, aclient), message))
     exhausting = budget_micros > 0 and total >= budget_micros
     if exhausting:
         followers.append(aclient.eval(_EXHAUST_LUA, 1, EXHAUSTED_KEY, t.campaign_id,

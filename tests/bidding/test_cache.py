@@ -96,7 +96,8 @@ async def test_malformed_profile_fields_fall_back_field_by_field(make_processor,
 
 async def test_frequency_counters_come_with_the_profile_in_one_round_trip(make_processor, redis_client, aredis):
     now = time.time()
-    redis_client.zadd(freq_key("busy"), {f"bid-{i}:77": now - 30 * i for i in range(1, 11)})
+    redis_client.zadd(freq_key("busy", cluster=redis_store.is_cluster(redis_client)),
+                      {f"bid-{i}:77": now - 30 * i for i in range(1, 11)})
     processor = make_processor([make_row(campaign_id=77)], redis=aredis, freq_max_per_hour=10)
     outcome = await processor.process(bid_request(user_id="busy"))
     assert outcome.reason == "frequency_cap"

@@ -51,6 +51,11 @@ def aclient(redis_client, loop):
     loop.run_until_complete(client.aclose())
 
 
+def user_freq(client, user: str) -> str:
+    """The user's frequency set on the client's store (``{profile:<user>}:freq`` on a cluster)."""
+    return freq_key(user, cluster=redis_store.is_cluster(client))
+
+
 def _token(campaign_id: int, bid_id: str, user: str = "user-1") -> str:
     return win_token(SECRET, WinToken(bid_id, "req", "1", campaign_id, 1, user, 50_000_000, int(time.time())))
 
@@ -92,7 +97,7 @@ def test_a_win_interrupted_between_its_steps_is_completed_by_the_retried_notice(
     # the money moved with the marker, the follow-up steps did not run
     assert int(redis_client.get(wins.spend_pending_key(campaign.pk))) == 2000
     assert not redis_client.sismember(wins.SPEND_DIRTY_KEY, campaign.pk)
-    assert redis_client.zcard(freq_key("user-1")) == 0
+    assert redis_client.zcard(user_freq(redis_client, "user-1")) == 0
 
     retried = cluster_steps(loop, aclient, campaign.pk, "w1")  # the exchange retries the notice
     assert retried == (0, 2000, 0)  # a duplicate: counts nothing twice...
@@ -100,7 +105,7 @@ def test_a_win_interrupted_between_its_steps_is_completed_by_the_retried_notice(
     assert int(redis_client.get(wins.spend_total_key(campaign.pk))) == 2000
     # ...but completes what the crash left undone
     assert redis_client.sismember(wins.SPEND_DIRTY_KEY, campaign.pk)
-    assert redis_client.zrange(freq_key("user-1"), 0, -1) == [f"w1:{campaign.pk}".encode()]
+    assert redis_client.zrange(user_freq(redis_client, "user-1"), 0, -1) == [f"w1:{campaign.pk}".encode()]
     services.spend_flush()
     assert spent(campaign) == Decimal("0.002000")
 
@@ -112,7 +117,7 @@ def test_a_crash_before_the_campaign_step_counts_nothing_and_the_retry_counts_on
     assert record(loop, aclient, campaign.pk, "w2").counted
     assert not record(loop, aclient, campaign.pk, "w2").counted
     assert int(redis_client.get(wins.spend_total_key(campaign.pk))) == 2000
-    assert redis_client.zcard(freq_key("user-1")) == 1
+    assert redis_client.zcard(user_freq(redis_client, "user-1")) == 1
 
 
 def test_concurrent_duplicates_count_each_bid_once(people, redis_client, loop, aclient):
@@ -129,7 +134,7 @@ def test_concurrent_duplicates_count_each_bid_once(people, redis_client, loop, a
     assert sum(counted for counted, _, _ in results) == 10
     assert int(redis_client.get(wins.spend_total_key(campaign.pk))) == 10 * 1000
     assert int(redis_client.get(wins.spend_pending_key(campaign.pk))) == 10 * 1000
-    assert sum(redis_client.zcard(freq_key(f"user-{u}")) for u in range(3)) == 10
+    assert sum(redis_client.zcard(user_freq(redis_client, f"user-{u}")) for u in range(3)) == 10
     services.spend_flush()
     assert spent(campaign) == Decimal("0.010000")
 
@@ -261,3 +266,24 @@ def test_cluster_urls_name_their_nodes_and_database_zero_only():
     with pytest.raises(ValueError, match="database 0 only"):
         redis_store.cluster_nodes("redis+cluster://h:1/3")
     assert redis_store.is_cluster_url("redis+cluster://h:1") and not redis_store.is_cluster_url("redis://h:1/0")
+
+
+def test_migrate_cluster_freq_folds_legacy_sets_on_a_cluster_and_leaves_a_single_redis_alone(redis_client):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from apps.bidding.cache import legacy_freq_key
+
+    redis_client.zadd(legacy_freq_key("u-cmd"), {"old-bid:7": 1_000_000.0})
+    redis_client.expire(legacy_freq_key("u-cmd"), 3600)
+    out = StringIO()
+    call_command("migrate_cluster_freq", stdout=out)
+    if redis_store.is_cluster(redis_client):
+        assert "folded into the profile's slot: 1" in out.getvalue()
+        assert not redis_client.exists(legacy_freq_key("u-cmd"))
+        assert redis_client.zrange(user_freq(redis_client, "u-cmd"), 0, -1, withscores=True) == [(b"old-bid:7", 1e6)]
+    else:  # freq:<user> is today's name there
+        assert "nothing to migrate" in out.getvalue()
+        assert user_freq(redis_client, "u-cmd") == legacy_freq_key("u-cmd")
+        assert redis_client.zrange(legacy_freq_key("u-cmd"), 0, -1, withscores=True) == [(b"old-bid:7", 1e6)]

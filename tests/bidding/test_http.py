@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 from apps.bidding.asgi import BidApp
 from apps.bidding.bidder import Bidder
+from apps.bidding.cache import freq_key
 from apps.bidding.snapshot import next_version, publish_snapshot
 from apps.bidding.tokens import WinToken, win_token
 from apps.bidding.wins import spend_pending_key, spend_total_key
+from apps.core import redis as redis_store
 from apps.core.profiles import profile_write
 from tests.bidding import fuzz
 from tests.bidding.helpers import SECRET, bid_config, expected_price, golden_runtime, make_row
@@ -196,7 +198,7 @@ async def test_win_notice_counts_impression_and_spend_once(client, redis_client)
     assert int(redis_client.get(spend_pending_key(1))) == 1250
     assert int(redis_client.get(spend_total_key(1))) == 1250
     assert redis_client.smembers("spend:dirty") == {b"1"}
-    assert redis_client.zcard("freq:u1") == 1
+    assert redis_client.zcard(freq_key("u1", cluster=redis_store.is_cluster(redis_client))) == 1
 
 
 @pytest.mark.parametrize("price, status, error", [
@@ -211,7 +213,7 @@ async def test_bad_win_prices_are_refused_and_count_nothing(client, redis_client
     bid = (await client.post("/v1/bid", content=BANNER)).json()["seatbid"][0]["bid"][0]
     r = await client.get(bid["nurl"].replace("http://bid.test", "").replace("${AUCTION_PRICE}", price))
     assert r.status_code == status and r.json()["error"] == error
-    assert redis_client.get(spend_pending_key(1)) is None and redis_client.zcard("freq:u1") == 0
+    assert redis_client.get(spend_pending_key(1)) is None and redis_client.zcard(freq_key("u1", cluster=redis_store.is_cluster(redis_client))) == 0
 
 
 async def test_forged_or_stale_win_notices_are_refused(client, redis_client):

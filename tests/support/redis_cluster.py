@@ -1,5 +1,6 @@
 """A local Redis Cluster of 3 masters (Debian's ``redis-server --cluster-enabled yes``), for the suite's
-cluster pass and ``bench/redis_cluster.py``.
+cluster pass and ``bench/redis_cluster.py`` (which can also start one master holding every slot:
+``LocalRedisCluster(masters=1)``, the cluster client's code paths on one server process).
 
 Ports: ``7001..7003 + (REDIS_PORT - 6390) * 10`` (``REDIS_CLUSTER_BASE_PORT`` overrides the 7000
 base) so engineers sharing a machine, each with their own ``REDIS_PORT``, never collide. A cluster
@@ -67,8 +68,11 @@ class LocalRedisCluster:
         for port, process in zip(self.ports, self.processes, strict=True):
             process.wait_ready(lambda port=port: redis.Redis(host=HOST, port=port).ping(), timeout=10, interval=0.02)
         if int(redis.Redis(host=HOST, port=self.ports[0]).cluster("info").get("cluster_slots_assigned", 0)) == 0:
-            subprocess.run(["redis-cli", "--cluster", "create", *(f"{HOST}:{p}" for p in self.ports),
-                            "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=30)
+            if len(self.ports) == 1:  # redis-cli --cluster create wants 3 masters: one node takes every slot
+                redis.Redis(host=HOST, port=self.ports[0]).execute_command("CLUSTER ADDSLOTSRANGE", 0, 16383)
+            else:
+                subprocess.run(["redis-cli", "--cluster", "create", *(f"{HOST}:{p}" for p in self.ports),
+                                "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=30)
         wait_until(self._ok, timeout=30, interval=0.05, ignore=(redis.RedisError,), message="the Redis Cluster never reached cluster_state:ok")
         return self
 
