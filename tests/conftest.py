@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from apps.core import redis as redis_store
@@ -15,6 +17,20 @@ def redis_client():
     client = redis_store.client()
     client.flushdb()
     yield client
+
+
+@pytest.fixture(scope="module")
+def cluster_url():
+    """A Redis Cluster's URL: the suite's own in the Redis Cluster pass (``REDIS_URL``), else one of
+    3 masters that this module starts and stops (tests/support/redis_cluster.py)."""
+    url = os.environ.get("REDIS_URL", "")
+    if redis_store.is_cluster_url(url):
+        yield url
+        return
+    from tests.support.redis_cluster import LocalRedisCluster
+
+    with LocalRedisCluster() as cluster:
+        yield cluster.url
 
 
 @pytest.fixture

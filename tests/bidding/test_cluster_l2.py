@@ -5,7 +5,6 @@ Runs on the suite's cluster in the Redis Cluster pass, and on a cluster of its o
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 
 import pytest
@@ -15,18 +14,6 @@ from apps.bidding.cache import freq_key
 from apps.bidding.l2 import ClusterL2Client, L2Unavailable
 from apps.core import redis as redis_store
 from apps.core.profiles import profile_key, profile_write
-
-
-@pytest.fixture(scope="module")
-def cluster_url():
-    url = os.environ.get("REDIS_URL", "")
-    if redis_store.is_cluster_url(url):
-        yield url
-        return
-    from tests.support.redis_cluster import LocalRedisCluster
-
-    with LocalRedisCluster() as cluster:
-        yield cluster.url
 
 
 @pytest.fixture

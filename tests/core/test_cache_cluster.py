@@ -4,7 +4,6 @@
 Runs on the suite's cluster in the Redis Cluster pass, and on a cluster of its own otherwise."""
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
@@ -14,18 +13,6 @@ from redis.crc import key_slot
 
 from apps.core import redis as redis_store
 from apps.core.cache_cluster import ClusterCacheClient
-
-
-@pytest.fixture(scope="module")
-def cluster_url():
-    url = os.environ.get("REDIS_URL", "")
-    if redis_store.is_cluster_url(url):
-        yield url
-        return
-    from tests.support.redis_cluster import LocalRedisCluster
-
-    with LocalRedisCluster() as cluster:
-        yield cluster.url
 
 
 @pytest.fixture
