@@ -65,14 +65,19 @@ def _f32(values: Any) -> bytes:
     per-element work in the bid worker's flusher. The consumer (:func:`insert_row`) expands it."""
     if values is None:
         return b""
-    if getattr(values, "dtype", None) == "float32":  # the bid path's read-only numpy arrays
+    dtype = getattr(values, "dtype", None)
+    # the bid path's read-only numpy arrays: native float32 (dtype == "float32", without parsing the string)
+    if dtype is not None and dtype.char == "f" and dtype.isnative:
         return values.tobytes()
     return array("f", [float(v) for v in values]).tobytes()
 
 
+_isfinite = math.isfinite
+
+
 def _finite(*numbers: float) -> None:
     for number in numbers:
-        if not math.isfinite(number):
+        if not _isfinite(number):
             raise InvalidRecord(f"{KIND}: non-finite number {number!r}")
 
 
@@ -88,10 +93,11 @@ def to_rows(ts_us: int, values: tuple) -> list[tuple]:
          publisher_id) = ctx
         layout_version, max_per_hour, batch_size = layout
         served_at, recency = float(served_at), float(recency)
-        _finite(served_at, recency)
+        if not (_isfinite(served_at) and _isfinite(recency)):
+            _finite(served_at, recency)
         shared_user = (
             int(layout_version), int(snapshot_version), model_version or "", served_at, tier or "",
-            _f32(interests), [int(s) for s in segments] if segments is not None else [], _f32(loyalty),
+            _f32(interests), list(map(int, segments)) if segments is not None else [], _f32(loyalty),
             recency, int(impressions_1h), int(max_per_hour), device_type or "", country or "",
         )
         shared_context = (exchange or "", site_id or "", site_domain or "", app_id or "", app_bundle or "",
@@ -103,7 +109,9 @@ def to_rows(ts_us: int, values: tuple) -> list[tuple]:
             campaign_id, offer_id, category, max_bid_cpm, observed_ctr, creative_format = offer
             price, predicted_ctr, score = float(price), float(predicted_ctr), float(score)
             max_bid_cpm, observed_ctr = float(max_bid_cpm), float(observed_ctr)
-            _finite(price, predicted_ctr, score, max_bid_cpm, observed_ctr)
+            if not (_isfinite(price) and _isfinite(predicted_ctr) and _isfinite(score) and _isfinite(max_bid_cpm)
+                    and _isfinite(observed_ctr)):
+                _finite(price, predicted_ctr, score, max_bid_cpm, observed_ctr)  # raises, naming the first
             rows.append((
                 bid_id.replace("-", ""), KIND, seconds, micros,
                 bid_id, request_id, str(imp_id), user_id, str(campaign_id), str(offer_id),

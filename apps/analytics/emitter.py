@@ -80,7 +80,7 @@ _sleep = time.sleep
 _YIELD_EVERY = 64
 
 _check = events.check
-_RECORDS = events.RECORDS
+_RECORD_KINDS = events.RECORD_KINDS
 
 DEFAULT_STREAM = "analytics:events"
 
@@ -159,8 +159,8 @@ class Emitter(LoopFlushing):
             self.start()
 
     def emit_record(self, kind: str, values: tuple) -> None:
-        """Queue one record for a table of its own (``events.RECORDS``; see :func:`emit_record`)."""
-        if kind not in _RECORDS:
+        """Queue one record for a table of its own (``events.RECORD_KINDS``; see :func:`emit_record`)."""
+        if kind not in _RECORD_KINDS:
             raise ValueError(f"unknown analytics record kind {kind!r}")
         buf = self._buf
         if len(buf) + self._held >= self.capacity:
