@@ -20,7 +20,16 @@ from apps.analytics.emitter import Emitter, default_emitter, emit, emit_record
 from apps.analytics.emitter import new_event_id as _new_hex_id
 from apps.analytics.events import SERVED
 from apps.bidding import metrics, openrtb
-from apps.bidding.cache import ANONYMOUS, TIER_BOOST, L1Cache, UserState, default_state, load_from_redis
+from apps.bidding.cache import (
+    ANONYMOUS,
+    TIER_BOOST,
+    ZERO_INTERESTS,
+    ZERO_LOYALTY,
+    L1Cache,
+    UserState,
+    default_state,
+    load_from_redis,
+)
 from apps.bidding.conf import BidConfig
 from apps.bidding.snapshot import DEVICE_BITS, OfferEntry, Snapshot
 from apps.bidding.tokens import Signer
@@ -132,6 +141,10 @@ class BidProcessor:
         # per snapshot entry: None, or the banner markup around its click token (see _bid_templates)
         self._templates: list[tuple[str, str] | None] = []
         self._anonymous = default_state(ANONYMOUS)
+        # the profile part of the default profile's feature row (read-only: each request copies it)
+        self._default_base = user_row(interests=ZERO_INTERESTS, segments=(), loyalty=ZERO_LOYALTY, recency=0.0,
+                                      impressions_1h=0, max_per_hour=1, device_type=None)
+        self._default_base.setflags(write=False)
         self._hot = metrics.hot()
         # position column for up to batch_size ranked candidates (a request takes the first n): made once
         positions = position_column(max(1, config.batch_size), max(1, config.batch_size))
@@ -245,9 +258,13 @@ class BidProcessor:
             # The profile part of the row only changes with the profile: built once per L1 entry.
             base = state.base_row
             if base is None:
-                base = state.base_row = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty,
-                                                 recency=state.recency, impressions_1h=0, max_per_hour=1,
-                                                 device_type=None)
+                if (state.interests is ZERO_INTERESTS and state.loyalty is ZERO_LOYALTY and not segments
+                        and state.recency == 0.0):
+                    base = self._default_base  # the default profile's (every unknown user's): built once
+                else:
+                    base = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty,
+                                    recency=state.recency, impressions_1h=0, max_per_hour=1, device_type=None)
+                state.base_row = base
             row = base.copy()
             row[FREQ_COL] = frequency_utilisation(impressions_1h, cfg.freq_max_per_hour)
             row[DEVICE_COL] = device_code(device_type)
@@ -435,11 +452,10 @@ class BidProcessor:
         cache = self.cache
         cache.begin_load(user_id)
         try:
-            # asyncio.timeout rather than wait_for: the read runs in this task, so the command is written
-            # now (wait_for wraps it in a new task that starts one event-loop turn later, behind every
-            # request ready meanwhile) and the reply resumes this task directly.
-            async with asyncio.timeout(remaining):
-                state = await load_from_redis(client, user_id, now)
+            # bounded in this task rather than by wait_for: the command is written now (wait_for wraps it
+            # in a new task that starts one event-loop turn later, behind every request ready meanwhile)
+            # and the reply resumes this task directly
+            state = await load_from_redis(client, user_id, now, timeout=remaining)
         except (redis.exceptions.RedisError, OSError, asyncio.TimeoutError) as exc:
             cache.finish_load(user_id, None)
             metrics.L2_ERRORS.inc()
