@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from apps.analytics import bid_inputs, event_ids, rl_decisions
+from apps.analytics import _rows, bid_inputs, event_ids, rl_decisions
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {
@@ -249,7 +249,6 @@ def from_db(record: dict[str, Any]) -> Event:
 #: plus one, and no keyword dict per bid.
 SERVED = "bid_served"
 _new_event_id = event_ids.new_event_id
-_isfinite = math.isfinite
 
 
 def bid_response_fields(ctx: tuple, bid: tuple, latency_us: int) -> dict[str, Any]:
@@ -264,32 +263,23 @@ def served_rows(ts_us: int, values: tuple) -> list[tuple]:
     """The wire rows of a :data:`SERVED` record: one ``bid_response`` event row per bid (an event id
     drawn here, the record's timestamp), then the ``bid_inputs`` rows. Each event row is what
     :func:`to_row` makes of :func:`bid_response_fields`, built directly when every value has its
-    column's own type (the bid path's always do), else by ``to_row`` itself. Raises InvalidEvent."""
+    column's own type (the bid path's always do; ``apps.analytics._rows``, compiled where built),
+    else by ``to_row`` itself. Raises InvalidEvent."""
     try:
         ctx, per_bid, latency_us = values
-        request_id, user_id, tier, device_type, country = ctx[0], ctx[2], ctx[3], ctx[9], ctx[10]
-    except (TypeError, ValueError) as exc:
-        raise InvalidEvent(f"bad {SERVED} record: {type(exc).__name__}: {exc}") from exc
-    seconds, micros = ts_us // 1_000_000, ts_us % 1_000_000
-    rows = []
-    direct = (type(request_id) is str and type(user_id) is str and type(tier) is str and type(device_type) is str
-              and (country is None or type(country) is str) and type(latency_us) is int
-              and _INT64_MIN <= latency_us <= _INT64_MAX)
-    for bid in per_bid:
-        bid_id, imp_id, offer, price = bid[0], bid[1], bid[4], bid[5]
-        campaign_id, offer_id = offer[0], offer[1]
-        if (direct and type(bid_id) is str and type(imp_id) is str and type(campaign_id) is str
-                and type(offer_id) is str and type(price) is float and _isfinite(price)):
-            # FIELDS order; absent: "" for strings and extra, None for numbers (see _DEFAULTS)
-            rows.append((_new_event_id(), "bid_response", seconds, micros, request_id, user_id, campaign_id,
-                         offer_id, bid_id, imp_id, price, None, latency_us, "", "", "", None, None, "",
-                         country or "", device_type, tier, ""))
-        else:
-            rows.append(to_row("bid_response", _new_event_id(), ts_us, bid_response_fields(ctx, bid, latency_us)))
-    try:
+        rows = _rows.bid_response_rows(ts_us // 1_000_000, ts_us % 1_000_000, ctx, per_bid, latency_us,
+                                       _new_event_id)
+        for i, row in enumerate(rows):
+            if row is None:
+                rows[i] = to_row("bid_response", _new_event_id(), ts_us,
+                                 bid_response_fields(ctx, per_bid[i], latency_us))
         rows.extend(bid_inputs.to_rows(ts_us, (ctx, per_bid)))
+    except InvalidEvent:
+        raise
     except bid_inputs.InvalidRecord as exc:
         raise InvalidEvent(str(exc)) from exc
+    except (TypeError, ValueError, IndexError) as exc:
+        raise InvalidEvent(f"bad {SERVED} record: {type(exc).__name__}: {exc}") from exc
     return rows
 
 
