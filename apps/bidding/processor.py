@@ -284,14 +284,6 @@ class BidProcessor:
         f = cfg.min_bid_fraction
         boost = TIER_BOOST.get(state.tier, 1.0)
 
-        def price_of(pos: int) -> float:
-            max_bid = entries[candidates[pos]].max_bid
-            ratio = ctrs[pos] / REFERENCE_CTR
-            if ratio > 1.0:
-                ratio = 1.0
-            price = max_bid * (f + (1.0 - f) * ratio) * boost
-            return round(price if price < max_bid else max_bid, 4)
-
         # Step 7: winner per impression: highest score among fitting candidates at or above the floor.
         used: set[int] = set()
         winners: list[tuple[openrtb.Imp, int, float, str | None]] = []
@@ -303,8 +295,15 @@ class BidProcessor:
             for pos in order:
                 if pos in used or (fits is not None and candidates[pos] not in fits):
                     continue
-                price = price_of(pos)
                 entry = entries[candidates[pos]]
+                # the price, inline (a nested function would make entries, candidates, ctrs, f and boost
+                # closure cells of process, each created per request and read through them)
+                max_bid = entry.max_bid
+                ratio = ctrs[pos] / REFERENCE_CTR
+                if ratio > 1.0:
+                    ratio = 1.0
+                price = max_bid * (f + (1.0 - f) * ratio) * boost
+                price = round(price if price < max_bid else max_bid, 4)
                 dealid = None
                 if deals:
                     for deal in deals:
