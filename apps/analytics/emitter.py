@@ -71,6 +71,9 @@ BUFFERED = Gauge(
 
 _DROPPED_OVERFLOW = EVENTS_DROPPED.labels("overflow")
 _ENCODE = msgspec.msgpack.Encoder().encode
+_Raw = msgspec.Raw
+_SERVED_ROWS = events.served_rows
+_ENCODED = events.ENCODED
 
 _time_ns = time.time_ns
 _sleep = time.sleep
@@ -167,6 +170,29 @@ class Emitter(LoopFlushing):
             _DROPPED_OVERFLOW.inc()
             return
         buf.append((kind, None, _time_ns() // 1000, values))  # its rows carry their own ids
+        if not self._started and self.autostart:
+            self.start()
+
+    def emit_served(self, values: tuple) -> None:
+        """Queue the bid path's record of one answered request (``events.SERVED``) as its wire rows,
+        converted and msgpack-encoded now rather than by the flusher: while the request's objects are
+        still in the CPU's caches (a round reads records ~100 ms old), and the buffer holds one tuple of
+        ``msgspec.Raw`` rows, which the collector never walks, instead of the record's ~5 tuples. A
+        record that cannot be converted or encoded is dropped and counted as ``reason="invalid"`` here,
+        never raised into the request."""
+        buf = self._buf
+        if len(buf) + self._held >= self.capacity:
+            _DROPPED_OVERFLOW.inc()
+            return
+        ts_us = _time_ns() // 1000
+        try:
+            encoded = tuple([_Raw(_ENCODE(row)) for row in _SERVED_ROWS(ts_us, values)])
+        except (events.InvalidEvent, OverflowError, TypeError, ValueError) as exc:
+            # OverflowError: an int msgpack cannot hold (e.g. an exchange's banner.pos beyond 64 bits)
+            EVENTS_DROPPED.labels("invalid").inc()
+            log.error("analytics_event_invalid", event_type=events.SERVED, error=f"{type(exc).__name__}: {exc}")
+            return
+        buf.append((_ENCODED, None, ts_us, encoded))
         if not self._started and self.autostart:
             self.start()
 

@@ -284,5 +284,9 @@ def served_rows(ts_us: int, values: tuple) -> list[tuple]:
 
 
 _RECORD_ROWS[SERVED] = served_rows
+#: Rows already converted and msgpack-encoded by the emitter (``Emitter.emit_served``): a tuple of
+#: ``msgspec.Raw`` rows, which the flusher's msgpack writes as they are (the same bytes).
+ENCODED = "encoded_rows"
+_RECORD_ROWS[ENCODED] = lambda ts_us, values: list(values)
 #: The kinds ``emit_record`` accepts: each table's record, and the bid path's :data:`SERVED`.
 RECORD_KINDS: frozenset[str] = frozenset(_RECORD_ROWS)

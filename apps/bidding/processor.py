@@ -18,7 +18,6 @@ import structlog
 from apps.analytics.bid_inputs import KIND as BID_INPUTS
 from apps.analytics.emitter import Emitter, default_emitter, emit, emit_record
 from apps.analytics.emitter import new_event_id as _new_hex_id
-from apps.analytics.events import SERVED
 from apps.bidding import metrics, openrtb
 from apps.bidding.cache import (
     ANONYMOUS,
@@ -127,7 +126,7 @@ class BidProcessor:
         # request, turned into the same rows by the flusher (apps.analytics.events.served_rows) — one
         # buffer append instead of one per bid plus one, no keyword dict, no generic row conversion.
         emitter = getattr(self._emit, "__self__", None)
-        self._emit_served = (emitter.emit_record if isinstance(emitter, Emitter) and self._emit == emitter.emit
+        self._emit_served = (emitter.emit_served if isinstance(emitter, Emitter) and self._emit == emitter.emit
                              and self._emit_inputs == emitter.emit_record else None)
         self.cache = L1Cache(max_entries=config.l1_max_entries, ttl_seconds=config.l1_ttl_seconds)
         self.snapshot: Snapshot | None = None
@@ -355,7 +354,7 @@ class BidProcessor:
                app.id if app is not None else None, app.bundle if app is not None else None,
                publisher.id if publisher is not None else None)
         if emit_served is not None:  # the bid_response events (one per bid) and the inputs, one record
-            emit_served(SERVED, (ctx, tuple(per_bid), latency_us))
+            emit_served((ctx, tuple(per_bid), latency_us))
         else:
             self._emit_inputs(BID_INPUTS, (ctx, per_bid))  # one record per request, one row per bid
         return BidOutcome(response, bids, None, None, latency_us)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -201,17 +202,36 @@ async def test_one_emitter_gets_one_served_record_with_the_rows_of_the_separate_
                                                             imps=_three_imps())))
     assert processors[0]._emit_served is not None and processors[1]._emit_served is None
     assert len(outcomes[0].bids) == len(outcomes[1].bids) == 3
-    [(kind, _, ts_us, values)] = list(together._buf)  # one buffer entry for the request
-    assert kind == events.SERVED
-    rows = events.record_rows(kind, ts_us, values)
+    [(kind, _, ts_us, values)] = list(together._buf)  # one buffer entry for the request: its encoded rows
+    assert kind == events.ENCODED and all(isinstance(v, msgspec.Raw) for v in values)
+    # what the flusher writes (msgpack), decoded as the consumer decodes it
+    rows = [tuple(row) for row in msgspec.msgpack.decode(together._entries(events.record_rows(kind, ts_us, values))[0][0])]
     apart = [events.to_row(t, i, ts, f) for t, i, ts, f in apart_events._buf]
     apart += [row for t, _, ts, v in apart_inputs._buf for row in events.record_rows(t, ts, v)]
+    apart = [tuple(row) for row in msgspec.msgpack.decode(msgspec.msgpack.encode(apart))]
     assert len(rows) == len(apart) == 6
     assert _normalised(rows) == _normalised(apart)
     # the event rows name the bids that were answered, stamped with the record's time
     assert [r[events.COLUMNS.index("bid_id")] for r in rows[:3]] == [b.id for b in outcomes[0].bids]
     assert all(r[2] * 1_000_000 + r[3] == ts_us for r in rows)
     assert len({r[0] for r in rows[:3]}) == 3
+
+
+def test_a_served_record_that_cannot_be_converted_is_counted_never_raised():
+    from apps.analytics import emitter as emitter_module
+
+    emitter = Emitter(stream="analytics:test:unused", autostart=False)
+    dropped = emitter_module.EVENTS_DROPPED.labels("invalid")
+    before = dropped._value.get()
+    emitter.emit_served(("short", "context"))
+    assert emitter.backlog() == 0 and dropped._value.get() == before + 1
+    offer = ("91", "901", "IAB8-5", 6.5, 0.031, "banner")
+    ctx = ("r-1", "open", "u-1", "gold", None, (), None, 0.5, 2, "mobile", None, 17, "m-1", 1.7e9, (1, 10, 8),
+           None, None, None, None, None)
+    emitter.emit_served((ctx, (("b-1", "1", None, 2**64, offer, 2.5, 0, 0.02, 0.7),), 5))  # banner.pos: no msgpack int
+    assert emitter.backlog() == 0 and dropped._value.get() == before + 2
+    emitter.emit_served((ctx, (("b-1", "1", None, 3, offer, 2.5, 0, 0.02, 0.7),), 5))
+    assert emitter.backlog() == 1
 
 
 def test_served_rows_equal_to_row_of_the_events_fields_also_off_the_direct_path():
