@@ -122,9 +122,9 @@ class BidProcessor:
         # (one call and one re-packed keyword dict less per event)
         self._emit = default_emitter().emit if emit_event is emit else emit_event
         self._emit_inputs = default_emitter().emit_record if emit_inputs is emit_record else emit_inputs
-        # Both to one Emitter (the workers' case): a bid's events and inputs go as one SERVED record per
-        # request, turned into the same rows by the flusher (apps.analytics.events.served_rows) — one
-        # buffer append instead of one per bid plus one, no keyword dict, no generic row conversion.
+        # Both to one Emitter (the workers' case): a bid's events and inputs go as one served record per
+        # request (Emitter.emit_served), turned at once into the same rows (events.served_rows) and
+        # encoded — one buffer entry instead of one per bid plus one, no keyword dict per bid.
         emitter = getattr(self._emit, "__self__", None)
         self._emit_served = (emitter.emit_served if isinstance(emitter, Emitter) and self._emit == emitter.emit
                              and self._emit_inputs == emitter.emit_record else None)
@@ -344,7 +344,8 @@ class BidProcessor:
                            offer_id=b.adid, bid_id=b.id, imp_id=b.impid, price=b.price, latency_us=latency_us,
                            device_type=device_type, country=country, tier=state.tier)
         # Serve-time inputs (apps.analytics.bid_inputs): immutable atomic values only (nothing the garbage
-        # collector has to walk while they wait in the buffer), converted into rows by the flusher
+        # collector has to walk while they wait in the buffer), converted into rows by the flusher (or,
+        # served, by the emitter at once)
         site, app = request.site, request.app
         source = site if site is not None else app
         publisher = source.publisher if source is not None else None
