@@ -10,6 +10,7 @@ The analytics emitter runs as in a worker (flushed from the event loop, so its C
     .venv/bin/python bench/bid_inprocess.py                  # known users, 20,000 requests, 5 rounds
     .venv/bin/python bench/bid_inprocess.py --unknown-ratio 0.1
     .venv/bin/python bench/bid_inprocess.py --profile        # + cProfile, top functions by own time
+    .venv/bin/python bench/bid_inprocess.py --yield-every 10 # known users, the event loop run every 10 requests
 
 Wall and CPU time on this VM still drift by ±25 % over minutes (the host's other guests). For a
 deterministic comparison of two versions, count instructions with callgrind — the same count, to
@@ -21,6 +22,7 @@ about 1 %, run after run (numpy picks its AVX2 kernels under valgrind):
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import os
 import random
@@ -58,11 +60,19 @@ async def run(args) -> None:
     processor = bidder.processor
     decode, encode = openrtb.decode_request, openrtb.encode_response
 
+    every, seq = args.yield_every, iter(range(1, 10**9))
+    ping = b"*1\r\n$4\r\nPING\r\n"
+
     async def one(raw: bytes) -> None:
         request = decode(raw)
         outcome = await processor.process(request)
         if outcome.bids:
             encode(outcome.response)
+        if every and next(seq) % every == 0:  # --yield-every: what an L2 read costs beyond its own work
+            if args.yield_to == "loop":
+                await asyncio.sleep(0)
+            else:
+                await bidder.l2.request(ping, 1)
 
     for i in range(len(bodies)):  # warm-up: every known user into L1
         await one(body(i))
@@ -134,6 +144,11 @@ def main() -> None:
     parser.add_argument("--unknown-ratio", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--yield-every", type=int, default=0, metavar="N",
+                        help="after every N-th request, one turn of the event loop (--yield-to loop) or one Redis "
+                             "PING on the L2 connection (--yield-to redis): an L1 hit never yields, so without "
+                             "this the analytics flusher and the background tasks never run inside the loop")
+    parser.add_argument("--yield-to", choices=("loop", "redis"), default="loop")
     parser.add_argument("--callgrind", action="store_true",
                         help="under `valgrind --tool=callgrind --instr-atstart=no`: instrument only the requests")
     args = parser.parse_args()

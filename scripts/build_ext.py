@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXTENSIONS = {  # name: (source, libraries to link)
     "apps.inference._colanet": ("apps/inference/_colanet.pyx", []),
     "apps.bidding._tokens": ("apps/bidding/_tokens.pyx", ["crypto"]),  # OpenSSL's SHA-256 (libssl-dev)
+    # plain Python compiled as it is (the import system prefers the .so next to the .py)
+    "apps.analytics._rows": ("apps/analytics/_rows.py", []),
 }
 
 

@@ -29,6 +29,7 @@ if ! command -v gcc >/dev/null || [ ! -f "$PYINC/Python.h" ] || [ ! -f /usr/incl
 fi
 "$VENV/bin/python" scripts/build_ext.py >/dev/null || { echo "[setup] scripts/build_ext.py failed"; exit 1; }
 "$VENV/bin/python" -c "import apps.inference._colanet, apps.bidding._tokens" \
+  && "$VENV/bin/python" -c "import apps.analytics._rows as r; assert r.__file__.endswith('.so'), r.__file__" \
   || { echo "[setup] the compiled kernels do not import"; exit 1; }
 DB=${POSTGRES_DB:-campaign_express}
 psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$DB'" | grep -q 1 \

@@ -28,11 +28,12 @@ re-sent record collapses into the same rows.
 """
 from __future__ import annotations
 
-import math
 from array import array
 from typing import Any
 
-KIND = "bid_inputs"
+from apps.analytics import _rows
+
+KIND = _rows.BID_INPUTS  # "bid_inputs"
 TABLE = "bid_inputs"
 
 #: Columns of a wire row (after the common ``event_id, event_type, timestamp, timestamp_us``).
@@ -56,69 +57,13 @@ ROW_INPUTS: dict[str, str] = {
 }
 
 
-class InvalidRecord(ValueError):
-    """A record the flusher cannot turn into a row (counted and logged as an invalid event)."""
+#: A record the flusher cannot turn into a row (counted and logged as an invalid event).
+InvalidRecord = _rows.InvalidRecord
 
-
-def _f32(values: Any) -> bytes:
-    """A float32 vector as its bytes (native order; every host here is little-endian): one copy, no
-    per-element work in the bid worker's flusher. The consumer (:func:`insert_row`) expands it."""
-    if values is None:
-        return b""
-    if getattr(values, "dtype", None) == "float32":  # the bid path's read-only numpy arrays
-        return values.tobytes()
-    return array("f", [float(v) for v in values]).tobytes()
-
-
-def _finite(*numbers: float) -> None:
-    for number in numbers:
-        if not math.isfinite(number):
-            raise InvalidRecord(f"{KIND}: non-finite number {number!r}")
-
-
-def to_rows(ts_us: int, values: tuple) -> list[tuple]:
-    """The wire rows of one record, one per bid (see the module docstring). Raises InvalidRecord.
-
-    Runs in the bid worker's flusher, so it does as little as it can: strings pass as they are
-    (``None`` becomes ``""``), float32 vectors travel as bytes."""
-    try:
-        ctx, per_bid = values
-        (request_id, exchange, user_id, tier, interests, segments, loyalty, recency, impressions_1h, device_type,
-         country, snapshot_version, model_version, served_at, layout, site_id, site_domain, app_id, app_bundle,
-         publisher_id) = ctx
-        layout_version, max_per_hour, batch_size = layout
-        served_at, recency = float(served_at), float(recency)
-        _finite(served_at, recency)
-        shared_user = (
-            int(layout_version), int(snapshot_version), model_version or "", served_at, tier or "",
-            _f32(interests), [int(s) for s in segments] if segments is not None else [], _f32(loyalty),
-            recency, int(impressions_1h), int(max_per_hour), device_type or "", country or "",
-        )
-        shared_context = (exchange or "", site_id or "", site_domain or "", app_id or "", app_bundle or "",
-                          publisher_id or "")
-        seconds, micros = ts_us // 1_000_000, ts_us % 1_000_000
-        request_id, user_id = str(request_id), user_id or ""
-        rows = []
-        for bid_id, imp_id, imp_tagid, imp_banner_pos, offer, price, position, predicted_ctr, score in per_bid:
-            campaign_id, offer_id, category, max_bid_cpm, observed_ctr, creative_format = offer
-            price, predicted_ctr, score = float(price), float(predicted_ctr), float(score)
-            max_bid_cpm, observed_ctr = float(max_bid_cpm), float(observed_ctr)
-            _finite(price, predicted_ctr, score, max_bid_cpm, observed_ctr)
-            rows.append((
-                bid_id.replace("-", ""), KIND, seconds, micros,
-                bid_id, request_id, str(imp_id), user_id, str(campaign_id), str(offer_id),
-                price, predicted_ctr, score,
-                *shared_user,
-                int(position), int(batch_size),
-                category or "", max_bid_cpm, observed_ctr, creative_format or "",
-                *shared_context,
-                imp_tagid or "", int(imp_banner_pos) if imp_banner_pos is not None else -1,
-            ))
-        return rows
-    except InvalidRecord:
-        raise
-    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise InvalidRecord(f"bad {KIND} record: {type(exc).__name__}: {exc}") from exc
+#: The wire rows of one record, one per bid (see the module docstring); raises InvalidRecord. Runs in
+#: the bid worker's flusher, so it does as little as it can: strings pass as they are (``None`` becomes
+#: ``""``), float32 vectors travel as bytes. In ``apps.analytics._rows``, compiled where built.
+to_rows = _rows.bid_inputs_rows
 
 
 _INTERESTS = COLUMNS.index("interests")

@@ -9,6 +9,7 @@ appends a won impression to it.
 """
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 
 import numpy as np
@@ -21,10 +22,10 @@ FREQ_WINDOW_SECONDS = 86400
 HOUR = 3600.0
 TIERS = ("green", "gold", "reserve")
 TIER_BOOST = {"green": 1.0, "gold": 1.15, "reserve": 1.30}
-_ZERO_INTERESTS = np.zeros(64, dtype=np.float32)
-_ZERO_LOYALTY = np.zeros(8, dtype=np.float32)
-_ZERO_INTERESTS.setflags(write=False)
-_ZERO_LOYALTY.setflags(write=False)
+ZERO_INTERESTS = np.zeros(64, dtype=np.float32)
+ZERO_LOYALTY = np.zeros(8, dtype=np.float32)
+ZERO_INTERESTS.setflags(write=False)
+ZERO_LOYALTY.setflags(write=False)
 
 
 def freq_key(user_id: str, *, cluster: bool = False) -> str:
@@ -51,8 +52,8 @@ class UserState:
     __slots__ = ("user_id", "tier", "interests", "segments", "loyalty", "recency", "wins", "loaded_at",
                  "known", "base_row")
 
-    def __init__(self, user_id: str, *, tier: str = "green", interests=_ZERO_INTERESTS, segments=(),
-                 loyalty=_ZERO_LOYALTY, recency: float = 0.0, wins=None, known: bool = False, loaded_at: float = 0.0):
+    def __init__(self, user_id: str, *, tier: str = "green", interests=ZERO_INTERESTS, segments=(),
+                 loyalty=ZERO_LOYALTY, recency: float = 0.0, wins=None, known: bool = False, loaded_at: float = 0.0):
         self.user_id = user_id
         self.tier = tier
         self.interests = interests
@@ -148,9 +149,9 @@ def state_from_redis(user_id: str, profile: dict, freq: list, now: float) -> Use
     return UserState(
         user_id,
         tier=tier,
-        interests=_floats(profile.get("interests"), 64, _ZERO_INTERESTS),
+        interests=_floats(profile.get("interests"), 64, ZERO_INTERESTS),
         segments=segments,
-        loyalty=_floats(profile.get("loyalty"), 8, _ZERO_LOYALTY),
+        loyalty=_floats(profile.get("loyalty"), 8, ZERO_LOYALTY),
         recency=recency,
         wins=wins,
         known=True,
@@ -173,9 +174,17 @@ def decode_profile_hash(raw: dict) -> dict:
     return out
 
 
-async def load_from_redis(aclient, user_id: str, now: float) -> UserState:
+async def load_from_redis(aclient, user_id: str, now: float, *, timeout: float | None = None) -> UserState:
     """One round trip: the profile hash and the last 24 h of won impressions. ``aclient`` is the
-    bid path's ``apps.bidding.l2.L2Client`` or a ``redis.asyncio`` client."""
+    bid path's ``apps.bidding.l2.L2Client`` (or ``ClusterL2Client``) or a ``redis.asyncio`` client.
+    ``timeout`` (seconds) bounds the read: ``asyncio.TimeoutError`` past it. ``L2Client`` bounds its
+    own reply (one timer on the reply's future); the others run inside ``asyncio.timeout``."""
+    if timeout is not None and getattr(aclient, "bounds_reads", False):
+        raw_profile, freq = await aclient.profile_and_freq(user_id, now - FREQ_WINDOW_SECONDS, timeout=timeout)
+        return state_from_redis(user_id, decode_profile_hash(raw_profile) if raw_profile else {}, freq, now)
+    if timeout is not None:
+        async with asyncio.timeout(timeout):
+            return await load_from_redis(aclient, user_id, now)
     if hasattr(aclient, "profile_and_freq"):
         raw_profile, freq = await aclient.profile_and_freq(user_id, now - FREQ_WINDOW_SECONDS)
         return state_from_redis(user_id, decode_profile_hash(raw_profile) if raw_profile else {}, freq, now)

@@ -16,10 +16,19 @@ import redis.exceptions
 import structlog
 
 from apps.analytics.bid_inputs import KIND as BID_INPUTS
-from apps.analytics.emitter import default_emitter, emit, emit_record
+from apps.analytics.emitter import Emitter, default_emitter, emit, emit_record
 from apps.analytics.emitter import new_event_id as _new_hex_id
 from apps.bidding import metrics, openrtb
-from apps.bidding.cache import ANONYMOUS, TIER_BOOST, L1Cache, UserState, default_state, load_from_redis
+from apps.bidding.cache import (
+    ANONYMOUS,
+    TIER_BOOST,
+    ZERO_INTERESTS,
+    ZERO_LOYALTY,
+    L1Cache,
+    UserState,
+    default_state,
+    load_from_redis,
+)
 from apps.bidding.conf import BidConfig
 from apps.bidding.snapshot import DEVICE_BITS, OfferEntry, Snapshot
 from apps.bidding.tokens import Signer
@@ -113,6 +122,12 @@ class BidProcessor:
         # (one call and one re-packed keyword dict less per event)
         self._emit = default_emitter().emit if emit_event is emit else emit_event
         self._emit_inputs = default_emitter().emit_record if emit_inputs is emit_record else emit_inputs
+        # Both to one Emitter (the workers' case): a bid's events and inputs go as one served record per
+        # request (Emitter.emit_served), turned at once into the same rows (events.served_rows) and
+        # encoded — one buffer entry instead of one per bid plus one, no keyword dict per bid.
+        emitter = getattr(self._emit, "__self__", None)
+        self._emit_served = (emitter.emit_served if isinstance(emitter, Emitter) and self._emit == emitter.emit
+                             and self._emit_inputs == emitter.emit_record else None)
         self.cache = L1Cache(max_entries=config.l1_max_entries, ttl_seconds=config.l1_ttl_seconds)
         self.snapshot: Snapshot | None = None
         self.exhausted: set[int] = set()
@@ -125,6 +140,10 @@ class BidProcessor:
         # per snapshot entry: None, or the banner markup around its click token (see _bid_templates)
         self._templates: list[tuple[str, str] | None] = []
         self._anonymous = default_state(ANONYMOUS)
+        # the profile part of the default profile's feature row (read-only: each request copies it)
+        self._default_base = user_row(interests=ZERO_INTERESTS, segments=(), loyalty=ZERO_LOYALTY, recency=0.0,
+                                      impressions_1h=0, max_per_hour=1, device_type=None)
+        self._default_base.setflags(write=False)
         self._hot = metrics.hot()
         # position column for up to batch_size ranked candidates (a request takes the first n): made once
         positions = position_column(max(1, config.batch_size), max(1, config.batch_size))
@@ -238,9 +257,13 @@ class BidProcessor:
             # The profile part of the row only changes with the profile: built once per L1 entry.
             base = state.base_row
             if base is None:
-                base = state.base_row = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty,
-                                                 recency=state.recency, impressions_1h=0, max_per_hour=1,
-                                                 device_type=None)
+                if (state.interests is ZERO_INTERESTS and state.loyalty is ZERO_LOYALTY and not segments
+                        and state.recency == 0.0):
+                    base = self._default_base  # the default profile's (every unknown user's): built once
+                else:
+                    base = user_row(interests=state.interests, segments=segments, loyalty=state.loyalty,
+                                    recency=state.recency, impressions_1h=0, max_per_hour=1, device_type=None)
+                state.base_row = base
             row = base.copy()
             row[FREQ_COL] = frequency_utilisation(impressions_1h, cfg.freq_max_per_hour)
             row[DEVICE_COL] = device_code(device_type)
@@ -260,14 +283,6 @@ class BidProcessor:
         f = cfg.min_bid_fraction
         boost = TIER_BOOST.get(state.tier, 1.0)
 
-        def price_of(pos: int) -> float:
-            max_bid = entries[candidates[pos]].max_bid
-            ratio = ctrs[pos] / REFERENCE_CTR
-            if ratio > 1.0:
-                ratio = 1.0
-            price = max_bid * (f + (1.0 - f) * ratio) * boost
-            return round(price if price < max_bid else max_bid, 4)
-
         # Step 7: winner per impression: highest score among fitting candidates at or above the floor.
         used: set[int] = set()
         winners: list[tuple[openrtb.Imp, int, float, str | None]] = []
@@ -279,8 +294,15 @@ class BidProcessor:
             for pos in order:
                 if pos in used or (fits is not None and candidates[pos] not in fits):
                     continue
-                price = price_of(pos)
                 entry = entries[candidates[pos]]
+                # the price, inline (a nested function would make entries, candidates, ctrs, f and boost
+                # closure cells of process, each created per request and read through them)
+                max_bid = entry.max_bid
+                ratio = ctrs[pos] / REFERENCE_CTR
+                if ratio > 1.0:
+                    ratio = 1.0
+                price = max_bid * (f + (1.0 - f) * ratio) * boost
+                price = round(price if price < max_bid else max_bid, 4)
                 dealid = None
                 if deals:
                     for deal in deals:
@@ -314,13 +336,16 @@ class BidProcessor:
         latency_us = int((_perf() - t0) * 1e6)
         hot.total_latency_us.observe(latency_us)
         hot.responded.inc()
-        emit_event = self._emit
-        for b in bids:
-            emit_event("bid_response", request_id=request.id, user_id=user_id, campaign_id=b.cid, offer_id=b.adid,
-                       bid_id=b.id, imp_id=b.impid, price=b.price, latency_us=latency_us, device_type=device_type,
-                       country=country, tier=state.tier)
+        emit_served = self._emit_served
+        if emit_served is None:
+            emit_event = self._emit
+            for b in bids:
+                emit_event("bid_response", request_id=request.id, user_id=user_id, campaign_id=b.cid,
+                           offer_id=b.adid, bid_id=b.id, imp_id=b.impid, price=b.price, latency_us=latency_us,
+                           device_type=device_type, country=country, tier=state.tier)
         # Serve-time inputs (apps.analytics.bid_inputs): immutable atomic values only (nothing the garbage
-        # collector has to walk while they wait in the buffer), converted into rows by the flusher
+        # collector has to walk while they wait in the buffer), converted into rows by the flusher (or,
+        # served, by the emitter at once)
         site, app = request.site, request.app
         source = site if site is not None else app
         publisher = source.publisher if source is not None else None
@@ -329,7 +354,10 @@ class BidProcessor:
                site.id if site is not None else None, site.domain if site is not None else None,
                app.id if app is not None else None, app.bundle if app is not None else None,
                publisher.id if publisher is not None else None)
-        self._emit_inputs(BID_INPUTS, (ctx, per_bid))  # one record per request, one row per bid
+        if emit_served is not None:  # the bid_response events (one per bid) and the inputs, one record
+            emit_served((ctx, tuple(per_bid), latency_us))
+        else:
+            self._emit_inputs(BID_INPUTS, (ctx, per_bid))  # one record per request, one row per bid
         return BidOutcome(response, bids, None, None, latency_us)
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -423,11 +451,10 @@ class BidProcessor:
         cache = self.cache
         cache.begin_load(user_id)
         try:
-            # asyncio.timeout rather than wait_for: the read runs in this task, so the command is written
-            # now (wait_for wraps it in a new task that starts one event-loop turn later, behind every
-            # request ready meanwhile) and the reply resumes this task directly.
-            async with asyncio.timeout(remaining):
-                state = await load_from_redis(client, user_id, now)
+            # bounded in this task rather than by wait_for: the command is written now (wait_for wraps it
+            # in a new task that starts one event-loop turn later, behind every request ready meanwhile)
+            # and the reply resumes this task directly
+            state = await load_from_redis(client, user_id, now, timeout=remaining)
         except (redis.exceptions.RedisError, OSError, asyncio.TimeoutError) as exc:
             cache.finish_load(user_id, None)
             metrics.L2_ERRORS.inc()

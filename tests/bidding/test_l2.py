@@ -59,6 +59,21 @@ async def test_a_cancelled_read_never_shifts_the_replies_of_the_next(redis_clien
     assert profile[b"loyalty_tier"] == b'"reserve"'
 
 
+async def test_a_read_past_its_timeout_fails_and_its_late_replies_are_skipped(redis_client, l2):
+    profile_write(user_id="late", fields={"loyalty_tier": "gold"})
+    profile_write(user_id="next", fields={"loyalty_tier": "reserve"})
+    for connected in (False, True):  # the connection made inside the bound, then the timer on the reply alone
+        assert (l2._protocol is not None) is connected
+        redis_client.execute_command("CLIENT", "PAUSE", 150, "ALL")  # Redis answers nobody for 150 ms
+        started = time.perf_counter()
+        with pytest.raises(asyncio.TimeoutError):
+            await load_from_redis(l2, "late", time.time(), timeout=0.05)
+        assert time.perf_counter() - started < 0.14  # cut at the bound, not when Redis woke up
+        state = await load_from_redis(l2, "next", time.time(), timeout=1.0)  # after the pause
+        assert state.tier == "reserve"  # not the late read's replies
+    assert not l2._protocol.pending
+
+
 async def test_reconnects_after_redis_restarts_and_fails_fast_meanwhile(redis_server):
     server = redis_server()
     client = L2Client(server.url(db=3))

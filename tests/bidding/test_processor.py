@@ -394,3 +394,31 @@ async def test_cached_profile_row_equals_the_feature_builders_row(make_processor
         expected = user_row(interests=interests, segments=(3, 70), loyalty=loyalty, recency=0.25, impressions_1h=1,
                             max_per_hour=4, device_type=device)
         np.testing.assert_array_equal(row, expected)
+
+
+async def test_the_default_profiles_row_is_shared_and_equals_the_feature_builders_row(make_processor, runtime):
+    from apps.inference.features import user_row
+
+    processor = make_processor([make_row()], freq_max_per_hour=4)
+    now = time.time()
+    processor.cache.put(UserState("new-1", wins=[(now - 60, 1)], loaded_at=now))  # an unknown user's default state
+    processor.cache.put(UserState("new-2", loaded_at=now))
+    processor.cache.put(UserState("known", recency=0.5, known=True, loaded_at=now))  # defaults but its recency
+    rows = []
+    original = runtime.rank_indexed_async
+
+    async def spy(user_row_, offer_features, candidates, positions):
+        rows.append(user_row_.copy())
+        return await original(user_row_, offer_features, candidates, positions)
+
+    runtime.rank_indexed_async = spy
+    for user, devicetype in (("new-1", 4), ("new-2", 2), ("new-1", 2), ("known", 4)):
+        await processor.process(bid_request(user_id=user, devicetype=devicetype))
+    for row, impressions, recency, device in zip(rows, (1, 0, 1, 0), (0.0, 0.0, 0.0, 0.5),
+                                                ("mobile", "desktop", "desktop", "mobile"), strict=True):
+        expected = user_row(interests=None, segments=(), loyalty=None, recency=recency, impressions_1h=impressions,
+                            max_per_hour=4, device_type=device)
+        np.testing.assert_array_equal(row, expected)
+    states = [processor.cache.get(user, now) for user in ("new-1", "new-2", "known")]
+    assert states[0].base_row is states[1].base_row is processor._default_base  # built once, never written
+    assert states[2].base_row is not processor._default_base and not processor._default_base.flags.writeable

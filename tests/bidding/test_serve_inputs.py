@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -162,3 +163,92 @@ async def test_a_no_bid_logs_no_inputs_and_a_bad_record_never_reaches_the_table(
         emitter.emit_record("bid_outputs", ())
     assert emitter.flush(timeout=5)  # the bad record is dropped (counted invalid) in the flusher
     assert testing.consume_all(stream=stream) == 0
+
+
+def _normalised(rows: list[tuple]) -> list[tuple]:
+    """Wire rows without what differs between two runs of one request: ids, times, latency."""
+    from apps.analytics import bid_inputs, events
+
+    varying = {"bid_response": [events.COLUMNS.index(c) for c in ("event_id", "timestamp", "timestamp_us",
+                                                                   "bid_id", "latency_us")],
+               "bid_inputs": [(("event_id", "kind", "timestamp", "timestamp_us") + bid_inputs.FIELDS).index(c)
+                              for c in ("event_id", "timestamp", "timestamp_us", "bid_id", "served_at")]}
+    out = []
+    for row in rows:
+        values = list(row)
+        for index in varying[row[1]]:
+            values[index] = None
+        out.append(tuple(values))
+    return out
+
+
+async def test_one_emitter_gets_one_served_record_with_the_rows_of_the_separate_calls(seeded_runtime):
+    from apps.analytics import events
+
+    together = Emitter(stream="analytics:test:unused", autostart=False)
+    apart_events, apart_inputs = (Emitter(stream="analytics:test:unused", autostart=False) for _ in range(2))
+    processors = [
+        BidProcessor(config=bid_config(), inference=seeded_runtime, emit_event=together.emit,
+                     emit_inputs=together.emit_record),
+        BidProcessor(config=bid_config(), inference=seeded_runtime, emit_event=apart_events.emit,
+                     emit_inputs=apart_inputs.emit_record),
+    ]
+    outcomes = []
+    for processor in processors:
+        processor.set_snapshot(make_snapshot(_offers()))
+        processor.cache.put(UserState("u-served", tier="reserve", segments=(3, 9), recency=0.25, known=True,
+                                      loaded_at=time.time()))
+        outcomes.append(await processor.process(bid_request(id="si-served", user_id="u-served",
+                                                            imps=_three_imps())))
+    assert processors[0]._emit_served is not None and processors[1]._emit_served is None
+    assert len(outcomes[0].bids) == len(outcomes[1].bids) == 3
+    [(kind, _, ts_us, values)] = list(together._buf)  # one buffer entry for the request: its encoded rows
+    assert kind == events.ENCODED and all(isinstance(v, msgspec.Raw) for v in values)
+    # what the flusher writes (msgpack), decoded as the consumer decodes it
+    rows = [tuple(row) for row in msgspec.msgpack.decode(together._entries(events.record_rows(kind, ts_us, values))[0][0])]
+    apart = [events.to_row(t, i, ts, f) for t, i, ts, f in apart_events._buf]
+    apart += [row for t, _, ts, v in apart_inputs._buf for row in events.record_rows(t, ts, v)]
+    apart = [tuple(row) for row in msgspec.msgpack.decode(msgspec.msgpack.encode(apart))]
+    assert len(rows) == len(apart) == 6
+    assert _normalised(rows) == _normalised(apart)
+    # the event rows name the bids that were answered, stamped with the record's time
+    assert [r[events.COLUMNS.index("bid_id")] for r in rows[:3]] == [b.id for b in outcomes[0].bids]
+    assert all(r[2] * 1_000_000 + r[3] == ts_us for r in rows)
+    assert len({r[0] for r in rows[:3]}) == 3
+
+
+def test_a_served_record_that_cannot_be_converted_is_counted_never_raised():
+    from apps.analytics import emitter as emitter_module
+
+    emitter = Emitter(stream="analytics:test:unused", autostart=False)
+    dropped = emitter_module.EVENTS_DROPPED.labels("invalid")
+    before = dropped._value.get()
+    emitter.emit_served(("short", "context"))
+    assert emitter.backlog() == 0 and dropped._value.get() == before + 1
+    offer = ("91", "901", "IAB8-5", 6.5, 0.031, "banner")
+    ctx = ("r-1", "open", "u-1", "gold", None, (), None, 0.5, 2, "mobile", None, 17, "m-1", 1.7e9, (1, 10, 8),
+           None, None, None, None, None)
+    emitter.emit_served((ctx, (("b-1", "1", None, 2**64, offer, 2.5, 0, 0.02, 0.7),), 5))  # banner.pos: no msgpack int
+    assert emitter.backlog() == 0 and dropped._value.get() == before + 2
+    emitter.emit_served((ctx, (("b-1", "1", None, 3, offer, 2.5, 0, 0.02, 0.7),), 5))
+    assert emitter.backlog() == 1
+
+
+def test_served_rows_equal_to_row_of_the_events_fields_also_off_the_direct_path():
+    from apps.analytics import bid_inputs, events
+
+    offer = ("91", "901", "IAB8-5", 6.5, 0.031, "banner")
+    ctx = ("r-1", "open", "u-1", "gold", np.zeros(64, np.float32), (3,), np.zeros(8, np.float32), 0.5, 2,
+           "mobile", None, 17, "m-1", 1_700_000_000.25, (1, 10, 8), "s", "d", None, None, None)
+    bids = (("b-1", "1", None, None, offer, 2.5, 0, 0.02, 0.7),
+            ("b-2", 2, "tag", 1, (91, 902, "IAB1", 9.0, 0.01, "video"), 3, 1, 0.01, 0.4))  # int ids, int price
+    ts_us = 1_700_000_000_123_456
+    for latency in (120, 120.0):  # a float latency is to_row's to convert too
+        rows = events.served_rows(ts_us, (ctx, bids, latency))
+        expected = [events.to_row("bid_response", row[0], ts_us, events.bid_response_fields(ctx, bid, latency))
+                    for row, bid in zip(rows, bids, strict=False)]
+        assert rows[:2] == expected
+        assert rows[2:] == bid_inputs.to_rows(ts_us, (ctx, bids))
+    assert rows[0][events.COLUMNS.index("country")] == "" and rows[1][events.COLUMNS.index("campaign_id")] == "91"
+    with pytest.raises(events.InvalidEvent):
+        events.served_rows(ts_us, (ctx, (("b-3", "1", None, None, offer, float("nan"), 0, 0.02, 0.7),), 5))
