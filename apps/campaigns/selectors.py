@@ -229,6 +229,11 @@ def offer_list(*, campaign_id: int) -> QuerySet[Offer]:
     return Offer.objects.filter(campaign_id=campaign_id)
 
 
+def offer_list_by_ids(*, offer_ids: Iterable[int]) -> QuerySet[Offer]:
+    """The offers among ``offer_ids`` that exist (any campaign, any state)."""
+    return Offer.objects.filter(pk__in=list(offer_ids))
+
+
 def offer_get_or_none(*, offer_id: int) -> Offer | None:
     """The offer with its campaign (one query), or None when there is none with this id."""
     return Offer.objects.select_related("campaign").filter(pk=offer_id).first()

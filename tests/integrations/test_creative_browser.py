@@ -76,7 +76,11 @@ def dam_connection(dam):
 
 
 def _wait(predicate, what: str):
-    return wait_until(predicate, 20.0, 0.05, message=what)
+    """Poll ``predicate``; an element of the page being replaced (a click that submits) goes stale or
+    missing mid-read, which counts as "not yet", not as a failure."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    return wait_until(predicate, 20.0, 0.05, message=what, ignore=(StaleElementReferenceException, NoSuchElementException))
 
 
 def test_a_marketer_searches_the_dam_imports_an_asset_and_the_saved_offer_holds_it(

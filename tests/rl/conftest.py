@@ -1,7 +1,6 @@
 """Fixtures for the decision tests: API clients per role, a clean Redis, the ClickHouse schema."""
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -10,6 +9,7 @@ from rest_framework.test import APIClient
 
 from apps.analytics import testing
 from tests.factories import make_user, token_client
+from tests.support.wait import wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +47,6 @@ def _eager_tasks():
 def fresh_range_start() -> datetime:
     """The next whole second, once it has come: a decision-log range from there holds this test's
     decisions only (ClickHouse keeps the earlier tests' rows, and ranges start at a whole second)."""
-    now = timezone.now()
-    start = (now + timedelta(seconds=1)).replace(microsecond=0)
-    time.sleep((start - now).total_seconds())
+    start = (timezone.now() + timedelta(seconds=1)).replace(microsecond=0)
+    wait_until(lambda: timezone.now() >= start, timeout=2, interval=0.01, message=f"the clock to reach {start}")
     return start

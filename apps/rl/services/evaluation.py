@@ -69,11 +69,11 @@ def _logged_distribution(row: dict[str, Any]) -> tuple[np.ndarray, bool]:
 
 def _features(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The current features of the candidates that are offers (what a decision would send now)."""
-    from apps.campaigns.models import Offer
+    from apps.campaigns import selectors as campaigns
     from apps.rl.candidates import offer_features
 
     ids = {int(c) for r in rows for c in r["candidates"] if str(c).isdigit() and len(str(c)) < 19}
-    return {str(o.pk): offer_features(o) for o in Offer.objects.filter(pk__in=ids)} if ids else {}
+    return {str(o.pk): offer_features(o) for o in campaigns.offer_list_by_ids(offer_ids=ids)} if ids else {}
 
 
 def _context(row: dict[str, Any]) -> dict[str, Any]:
