@@ -77,8 +77,7 @@ def is_configured() -> bool:
 
 
 _lock = threading.Lock()
-_clients: dict[tuple, tuple[OutboundClient, OutboundClient]] = {}
-_eval_clients: dict[tuple, OutboundClient] = {}
+_clients: dict[tuple, tuple[OutboundClient, OutboundClient, OutboundClient]] = {}
 
 
 def _breaker() -> CircuitBreaker:
@@ -86,13 +85,14 @@ def _breaker() -> CircuitBreaker:
                           reset_seconds=settings.OFFERFIT_BREAKER_RESET_SECONDS)
 
 
-def _pair() -> tuple[OutboundClient, OutboundClient]:
-    """(rank client, reward/catalogue client) for the current settings, one pair per process."""
+def _clients_for_settings() -> tuple[OutboundClient, OutboundClient, OutboundClient]:
+    """(rank, reward/catalogue, evaluation) clients for the current settings, one set per process,
+    all behind the one breaker."""
     key = (settings.OFFERFIT_API_URL, settings.OFFERFIT_API_KEY, settings.OFFERFIT_TIMEOUT_MS,
-           settings.OFFERFIT_BREAKER_FAILURES, settings.OFFERFIT_BREAKER_RESET_SECONDS)
+           settings.OFFERFIT_EVAL_TIMEOUT_MS, settings.OFFERFIT_BREAKER_FAILURES, settings.OFFERFIT_BREAKER_RESET_SECONDS)
     with _lock:
-        pair = _clients.get(key)
-        if pair is None:
+        clients = _clients.get(key)
+        if clients is None:
             headers = {KEY_HEADER: settings.OFFERFIT_API_KEY, "Accept": "application/json"}
             breaker = _breaker()
             # The decision path: the whole budget for one attempt, and no call-log row per decision.
@@ -101,22 +101,12 @@ def _pair() -> tuple[OutboundClient, OutboundClient]:
             # Rewards and the catalogue run in tasks: a longer timeout, retries, the call log.
             slow = OutboundClient("offerfit", settings.OFFERFIT_API_URL, timeout=5.0, retries=2, backoff=0.2,
                                   breaker=breaker, headers=headers)
-            pair = _clients[key] = (rank, slow)
-    return pair
-
-
-def _eval_client() -> OutboundClient:
-    """The evaluation client: a batch job's timeout and retries, the decisions' breaker."""
-    key = (settings.OFFERFIT_API_URL, settings.OFFERFIT_API_KEY, settings.OFFERFIT_EVAL_TIMEOUT_MS,
-           settings.OFFERFIT_BREAKER_FAILURES, settings.OFFERFIT_BREAKER_RESET_SECONDS)
-    with _lock:
-        client = _eval_clients.get(key)
-        if client is None:
-            headers = {KEY_HEADER: settings.OFFERFIT_API_KEY, "Accept": "application/json"}
-            client = _eval_clients[key] = OutboundClient(
-                "offerfit", settings.OFFERFIT_API_URL, timeout=settings.OFFERFIT_EVAL_TIMEOUT_MS / 1000, retries=2,
-                backoff=0.2, breaker=_breaker(), headers=headers, log_calls=False)
-    return client
+            # offerfit-on evaluation: a batch job's timeout and retries, no call-log row per round.
+            evaluation = OutboundClient("offerfit", settings.OFFERFIT_API_URL,
+                                        timeout=settings.OFFERFIT_EVAL_TIMEOUT_MS / 1000, retries=2, backoff=0.2,
+                                        breaker=breaker, headers=headers, log_calls=False)
+            clients = _clients[key] = (rank, slow, evaluation)
+    return clients
 
 
 def _reason(exc: OutboundError) -> str:
@@ -167,7 +157,7 @@ def rank(*, event_id: str, context: dict[str, Any], candidates: list[dict[str, A
         raise Fallback("off")
     if len(candidates) > MAX_ACTIONS:
         raise Fallback("error", f"more than {MAX_ACTIONS} actions")
-    client, _ = _pair()
+    client = _clients_for_settings()[0]
     body = {
         "contextFeatures": [context],
         "actions": [{"id": c["id"], "features": c.get("features") or [{"offer": c["id"]}]} for c in candidates],
@@ -220,7 +210,7 @@ def rank_for_evaluation(*, context: dict[str, Any], candidates: list[dict[str, A
         raise Fallback("off")
     if not candidates or len(candidates) > MAX_ACTIONS:
         raise Fallback("error", f"1..{MAX_ACTIONS} actions, got {len(candidates)}")
-    client = _eval_client()
+    client = _clients_for_settings()[2]
     body = {
         "contextFeatures": [context],
         "actions": [{"id": c["id"], "features": c.get("features") or [{"offer": c["id"]}]} for c in candidates],
@@ -248,7 +238,7 @@ def reward(*, event_id: str, value: float) -> None:
     """Send the reward of an OfferFit-served decision. Raises OutboundError (a task retries it)."""
     if not is_configured():
         return
-    _, client = _pair()
+    client = _clients_for_settings()[1]
     client.post(REWARD_PATH.format(event_id=event_id), json={"value": reward_value(value)})
 
 
@@ -256,6 +246,6 @@ def sync_catalog(*, actions: list[dict[str, Any]]) -> int:
     """Push the offer catalogue (``[{"id", "features"}]``); returns how many actions were sent."""
     if not is_configured():
         return 0
-    _, client = _pair()
+    client = _clients_for_settings()[1]
     client.post(CATALOG_PATH, json={"actions": actions})
     return len(actions)
