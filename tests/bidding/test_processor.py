@@ -339,6 +339,20 @@ async def test_coppa_requests_are_not_personalised(make_processor):
     assert win.user_id == "anonymous" and outcome.bids[0].price == expected_price(4.0, 0.02, "green")
 
 
+@pytest.fixture
+def scored_rows(runtime) -> list:
+    """The user feature row of every ranking the processor asks ``runtime`` for, in order (copies)."""
+    rows: list = []
+    original = runtime.rank_indexed_async
+
+    async def spy(user_row_, offer_features, candidates, positions):
+        rows.append(user_row_.copy())
+        return await original(user_row_, offer_features, candidates, positions)
+
+    runtime.rank_indexed_async = spy
+    return rows
+
+
 async def test_candidates_are_capped_at_the_batch_size_best_priority_first(make_processor, runtime):
     rows = [make_row(offer_id=200 + i, priority=i % 10, observed_ctr=0.01) for i in range(80)]
     processor = make_processor(rows, batch_size=64)
@@ -370,7 +384,7 @@ async def test_not_ready_without_snapshot_is_a_no_bid(runtime, events):
     assert not processor.ready and outcome.reason == "not_ready"
 
 
-async def test_cached_profile_row_equals_the_feature_builders_row(make_processor, runtime):
+async def test_cached_profile_row_equals_the_feature_builders_row(make_processor, scored_rows):
     from apps.inference.features import user_row
 
     processor = make_processor([make_row()], freq_max_per_hour=4)
@@ -379,24 +393,17 @@ async def test_cached_profile_row_equals_the_feature_builders_row(make_processor
     now = time.time()
     processor.cache.put(UserState("u", tier="gold", interests=interests, segments=(3, 70), loyalty=loyalty,
                                   recency=0.25, wins=[(now - 60, 1)], known=True, loaded_at=now))
-    rows = []
-    original = runtime.rank_indexed_async
 
-    async def spy(user_row_, offer_features, candidates, positions):
-        rows.append(user_row_.copy())
-        return await original(user_row_, offer_features, candidates, positions)
-
-    runtime.rank_indexed_async = spy
     for devicetype in (4, 2):  # the second request reuses the cached profile part
         await processor.process(bid_request(user_id="u", devicetype=devicetype))
-    assert len(rows) == 2
-    for row, device in zip(rows, ("mobile", "desktop"), strict=True):
+    assert len(scored_rows) == 2
+    for row, device in zip(scored_rows, ("mobile", "desktop"), strict=True):
         expected = user_row(interests=interests, segments=(3, 70), loyalty=loyalty, recency=0.25, impressions_1h=1,
                             max_per_hour=4, device_type=device)
         np.testing.assert_array_equal(row, expected)
 
 
-async def test_the_default_profiles_row_is_shared_and_equals_the_feature_builders_row(make_processor, runtime):
+async def test_the_default_profiles_row_is_shared_and_equals_the_feature_builders_row(make_processor, scored_rows):
     from apps.inference.features import user_row
 
     processor = make_processor([make_row()], freq_max_per_hour=4)
@@ -404,17 +411,10 @@ async def test_the_default_profiles_row_is_shared_and_equals_the_feature_builder
     processor.cache.put(UserState("new-1", wins=[(now - 60, 1)], loaded_at=now))  # an unknown user's default state
     processor.cache.put(UserState("new-2", loaded_at=now))
     processor.cache.put(UserState("known", recency=0.5, known=True, loaded_at=now))  # defaults but its recency
-    rows = []
-    original = runtime.rank_indexed_async
 
-    async def spy(user_row_, offer_features, candidates, positions):
-        rows.append(user_row_.copy())
-        return await original(user_row_, offer_features, candidates, positions)
-
-    runtime.rank_indexed_async = spy
     for user, devicetype in (("new-1", 4), ("new-2", 2), ("new-1", 2), ("known", 4)):
         await processor.process(bid_request(user_id=user, devicetype=devicetype))
-    for row, impressions, recency, device in zip(rows, (1, 0, 1, 0), (0.0, 0.0, 0.0, 0.5),
+    for row, impressions, recency, device in zip(scored_rows, (1, 0, 1, 0), (0.0, 0.0, 0.0, 0.5),
                                                 ("mobile", "desktop", "desktop", "mobile"), strict=True):
         expected = user_row(interests=None, segments=(), loyalty=None, recency=recency, impressions_1h=impressions,
                             max_per_hour=4, device_type=device)
